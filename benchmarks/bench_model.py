@@ -1,0 +1,102 @@
+"""Speed and memory of energy + forces (+ stress) for an mlff model.
+
+Prints a table of atom-steps/s and peak resident memory at several system sizes, for both model
+dtypes, through (a) the raw scripted model on a prebuilt neighbour list and (b) the ASE calculator
+(neighbour list rebuilt every step, as in MD). Each case runs in its own process so that peak
+memory is that case's own.
+
+    python benchmarks/bench_model.py [--preset small] [--sizes 64 1000 8000] [--threads 2]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _case(args):
+    import numpy as np
+    import torch
+    from ase.build import bulk
+
+    import mlff
+    from mlff.data import SpeciesMap, from_ase
+
+    torch.set_num_threads(args.threads)
+    model = mlff.build_model(mlff.ModelConfig.preset(args.preset, dtype=args.dtype), ["Cu"], seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlff.deploy(model, os.path.join(tmp, "m.pt"))
+        deployed = mlff.load(path)
+    n_rep = max(1, round((args.atoms / 4) ** (1 / 3)))
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(n_rep)
+    atoms.rattle(0.05, seed=0)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if args.path == "raw":
+        data = from_ase(atoms, SpeciesMap(deployed.species), deployed.r_cut)
+        inputs = (data["positions"], data["edge_index"], data["edge_shift"], data["species"])
+
+        def step():
+            deployed(*inputs)
+    else:
+        atoms.calc = mlff.MLFFCalculator(deployed)
+
+        def step():
+            atoms.positions[0, 0] += 1e-6  # force a new neighbour list, as in MD
+            atoms.get_forces()
+            if args.path == "ase+stress":
+                atoms.get_stress()
+
+    step()  # warm-up (TorchScript profiling runs)
+    step()
+    repeats, start = 0, time.perf_counter()
+    while repeats < 3 or time.perf_counter() - start < args.seconds:
+        step()
+        repeats += 1
+    elapsed = (time.perf_counter() - start) / repeats
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"atoms": len(atoms), "s_per_step": elapsed, "peak_mb": peak / 1024,
+                      "extra_mb": (peak - base_rss) / 1024}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 1000, 8000])
+    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
+    parser.add_argument("--paths", nargs="+", default=["raw", "ase", "ase+stress"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--atoms", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        return _case(args)
+
+    print(f"mlff model benchmark: preset={args.preset}, {args.threads} threads, energy+forces+virial per call")
+    header = f"{'path':<11}{'dtype':<9}{'atoms':>7}{'ms/step':>11}{'atom-steps/s':>14}{'peak MB':>9}{'+MB':>7}"
+    print(header)
+    print("-" * len(header))
+    for size in args.sizes:
+        for dtype in args.dtypes:
+            for path in args.paths:
+                cmd = [sys.executable, __file__, "--case", "--atoms", str(size), "--dtype", dtype,
+                       "--path", path, "--preset", args.preset, "--threads", str(args.threads),
+                       "--seconds", str(args.seconds)]
+                env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if res.returncode != 0:
+                    print(f"{path:<11}{dtype:<9}{size:>7}  failed: {res.stderr.strip().splitlines()[-1]}")
+                    continue
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                print(f"{path:<11}{dtype:<9}{r['atoms']:>7}{1e3 * r['s_per_step']:>11.1f}"
+                      f"{r['atoms'] / r['s_per_step']:>14.0f}{r['peak_mb']:>9.0f}{r['extra_mb']:>7.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

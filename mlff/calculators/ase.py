@@ -1,0 +1,75 @@
+"""ASE calculator for a deployed mlff model file."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from ..data import SpeciesMap, keys
+from ..data.neighbors import neighbor_list
+from ..deploy import DeployedModel, load
+
+_GRAPH_CHANGES = {"positions", "numbers", "cell", "pbc"}
+
+
+class MLFFCalculator(Calculator):
+    """Energy, forces, stress and per-atom energies/stresses from an mlff model file.
+
+    Parameters
+    ----------
+    model : path to a model file written by ``mlff.deploy`` (or an already loaded
+        :class:`~mlff.deploy.DeployedModel`).
+    device : ``"cpu"``, ``"cuda"``, ...
+
+    Properties: ``energy``/``free_energy`` (eV), ``energies`` (eV/atom), ``forces`` (eV/Å) and, for
+    cells periodic in all three directions, ``stress`` (Voigt, eV/Å^3, ASE sign) and ``stresses``
+    (per atom, Voigt; they sum to ``stress``).
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
+
+    def __init__(self, model: str | os.PathLike | DeployedModel, device: str = "cpu", **kwargs):
+        super().__init__(**kwargs)
+        self.model = model if isinstance(model, DeployedModel) else load(model, device)
+        self.species_map = SpeciesMap(self.model.species)
+        self._graph = None
+
+    def _build_graph(self, atoms) -> dict:
+        if len(atoms) == 0:
+            raise ValueError("the structure has no atoms; nothing to evaluate")
+        species = self.species_map(atoms.numbers)
+        edge_index, edge_shift = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, self.model.r_cut)
+        return {
+            "positions": torch.from_numpy(np.array(atoms.positions, dtype=np.float64)),
+            "edge_index": torch.from_numpy(edge_index),
+            "edge_shift": torch.from_numpy(edge_shift),
+            "species": torch.from_numpy(species),
+        }
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        periodic = bool(np.all(self.atoms.pbc))
+        if not periodic and ({"stress", "stresses"} & set(properties)):
+            raise PropertyNotImplementedError(
+                f"stress needs a cell periodic in all three directions; this structure has "
+                f"pbc={self.atoms.pbc.tolist()}"
+            )
+        if self._graph is None or _GRAPH_CHANGES & set(system_changes):
+            self._graph = self._build_graph(self.atoms)
+        out = {k: v.cpu().numpy() for k, v in self.model(**self._graph).items()}
+
+        energy = float(out[keys.ENERGY_KEY])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": out[keys.ATOMIC_ENERGY_KEY],
+            "forces": out[keys.FORCES_KEY],
+        }
+        if periodic:
+            volume = self.atoms.get_volume()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(-out[keys.VIRIAL_KEY] / volume)
+            self.results["stresses"] = full_3x3_to_voigt_6_stress(-out[keys.ATOMIC_VIRIAL_KEY] / volume)

@@ -1,0 +1,32 @@
+"""Names of the fields of an atomic-data dictionary (a ``Dict[str, Tensor]``).
+
+Every tensor that flows between the data layer, the model and the engines is stored under one of
+these keys. Shapes use ``n`` for atoms, ``E`` for directed edges and ``G`` for graphs (structures) in
+a batch. Real-valued inputs are float64 at every boundary; the model casts to its own dtype inside.
+"""
+
+from typing import Final
+
+# --- inputs --------------------------------------------------------------------------------------
+POSITIONS_KEY: Final[str] = "positions"  # (n, 3) float | Cartesian positions, Å
+SPECIES_KEY: Final[str] = "species"  # (n,) int64 | index into the model's species list
+EDGE_INDEX_KEY: Final[str] = "edge_index"  # (2, E) int64 | [center i, neighbour j], both directions
+EDGE_SHIFT_KEY: Final[str] = "edge_shift"  # (E, 3) float | Å; r_ij = pos[j] - pos[i] + shift_ij
+BATCH_KEY: Final[str] = "batch"  # (n,) int64 | graph (structure) index of each atom
+PTR_KEY: Final[str] = "ptr"  # (G + 1,) int64 | atoms of graph g are ptr[g]:ptr[g+1]
+NUM_LOCAL_KEY: Final[str] = "n_local"  # () int64 | atoms [0, n_local) own energy; the rest are ghosts
+CELL_KEY: Final[str] = "cell"  # (G, 3, 3) float | lattice vectors as rows, Å (zeros if none)
+PBC_KEY: Final[str] = "pbc"  # (G, 3) bool | periodicity along each lattice vector
+
+# --- outputs -------------------------------------------------------------------------------------
+ENERGY_KEY: Final[str] = "energy"  # (G,) float64 | total energy of local atoms, eV
+ATOMIC_ENERGY_KEY: Final[str] = "atomic_energy"  # (n,) float64 | eV; zero for ghost atoms
+FORCES_KEY: Final[str] = "forces"  # (n, 3) float64 | -dE/dr, eV/Å; ghosts included
+VIRIAL_KEY: Final[str] = "virial"  # (G, 3, 3) float64 | W = -sum_ij r_ij (x) dE/dr_ij, eV
+ATOMIC_VIRIAL_KEY: Final[str] = "atomic_virial"  # (n, 3, 3) float64 | per-atom share of W, eV
+STRESS_KEY: Final[str] = "stress"  # (G, 3, 3) float64 | -W / V, eV/Å^3 (ASE sign convention)
+
+# --- labels (training targets, same units as the outputs) ----------------------------------------
+REF_ENERGY_KEY: Final[str] = "ref_energy"  # (G,) float64 | eV
+REF_FORCES_KEY: Final[str] = "ref_forces"  # (n, 3) float64 | eV/Å
+REF_STRESS_KEY: Final[str] = "ref_stress"  # (G, 3, 3) float64 | eV/Å^3, ASE sign convention

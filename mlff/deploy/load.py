@@ -1,0 +1,158 @@
+"""``load``: read an mlff model file back, refusing unknown formats with a clear message."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import torch
+
+from .export import FORMAT_VERSION, torchscript_quiet
+
+_REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
+
+
+class ModelFileError(ValueError):
+    """The file is not a readable mlff model of a supported format version."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What an mlff model file says about itself."""
+
+    format_version: int
+    species: list
+    r_cut: float
+    num_layers: int
+    dtype: str
+    energy_unit: str = "eV"
+    length_unit: str = "Angstrom"
+    mlff_version: str = ""
+    torch_version: str = ""
+    e3nn_version: str = ""
+    config: dict = field(default_factory=dict)
+
+    @property
+    def interaction_range(self) -> float:
+        """``num_layers * r_cut``: the ghost-shell thickness engines need for exact message passing."""
+        return self.num_layers * self.r_cut
+
+
+def _read_extra_files(path: str) -> Dict[str, str]:
+    if not os.path.isfile(path):
+        raise ModelFileError(f"model file {path!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path!r} is not an mlff model: expected a TorchScript zip archive written by "
+            "mlff.deploy / `mlff deploy`; the file is corrupt or of another kind"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            extra = {}
+            for name in archive.namelist():
+                parts = name.split("/")
+                if len(parts) == 3 and parts[1] == "extra":
+                    extra[parts[2]] = archive.read(name).decode()
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path!r} is corrupt ({error}); re-export it with `mlff deploy`") from error
+    return extra
+
+
+def read_metadata(path: str | os.PathLike) -> ModelMetadata:
+    """Read and check the metadata of a model file without loading the model."""
+    path = os.fspath(path)
+    extra = _read_extra_files(path)
+    missing = [key for key in _REQUIRED if key not in extra]
+    if missing:
+        raise ModelFileError(
+            f"{path!r} is a TorchScript file but not an mlff model (metadata {missing} missing); "
+            "export models with mlff.deploy or `mlff deploy`"
+        )
+    try:
+        version = int(extra["format_version"])
+    except ValueError:
+        raise ModelFileError(f"{path!r}: unreadable format_version {extra['format_version']!r}") from None
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path!r} has model-file format version {version}, but this mlff "
+            f"({_mlff_version()}) reads version {FORMAT_VERSION}; it was written by mlff "
+            f"{extra.get('mlff_version', '?')}: use that mlff version or re-export the model"
+        )
+    return ModelMetadata(
+        format_version=version,
+        species=extra["species"].split(),
+        r_cut=float(extra["r_cut"]),
+        num_layers=int(extra["num_layers"]),
+        dtype=extra["dtype"],
+        energy_unit=extra.get("energy_unit", "eV"),
+        length_unit=extra.get("length_unit", "Angstrom"),
+        mlff_version=extra.get("mlff_version", ""),
+        torch_version=extra.get("torch_version", ""),
+        e3nn_version=extra.get("e3nn_version", ""),
+        config=json.loads(extra.get("config.json", "{}")),
+    )
+
+
+def _mlff_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+class DeployedModel:
+    """A loaded model file: the scripted module plus its metadata.
+
+    Call it with the engine contract (see :mod:`mlff.deploy.export`); tensors are moved to the
+    model's device, outputs are float64.
+    """
+
+    def __init__(self, module: torch.jit.ScriptModule, metadata: ModelMetadata, device: str):
+        self.module = module
+        self.metadata = metadata
+        self.device = torch.device(device)
+
+    @property
+    def species(self) -> list:
+        return self.metadata.species
+
+    @property
+    def r_cut(self) -> float:
+        return self.metadata.r_cut
+
+    def __call__(
+        self,
+        positions: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_shift: torch.Tensor,
+        species: torch.Tensor,
+        n_local: Optional[int] = None,
+    ) -> Dict[str, torch.Tensor]:
+        n_local = positions.shape[0] if n_local is None else int(n_local)
+        d = self.device
+        return self.module(
+            positions.to(d, torch.float64),
+            edge_index.to(d, torch.int64),
+            edge_shift.to(d, torch.float64),
+            species.to(d, torch.int64),
+            n_local,
+        )
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> DeployedModel:
+    """Load an mlff model file (checked metadata first, then the TorchScript module)."""
+    path = os.fspath(path)
+    metadata = read_metadata(path)
+    try:
+        with torchscript_quiet():
+            module = torch.jit.load(path, map_location=device)
+    except RuntimeError as error:
+        raise ModelFileError(
+            f"{path!r} has valid mlff metadata but its TorchScript code could not be loaded "
+            f"({str(error).splitlines()[0]}); it was written with torch {metadata.torch_version}, "
+            f"this is torch {torch.__version__}: re-export the model or install a matching torch"
+        ) from error
+    module.eval()
+    return DeployedModel(module, metadata, device)

@@ -1,0 +1,107 @@
+"""Model hyper-parameters as a plain dataclass (irreps and sizes as plain values)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, fields
+
+from e3nn import o3
+
+_DTYPES = ("float32", "float64")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of an mlff potential.
+
+    Attributes
+    ----------
+    r_cut : cutoff radius of one message-passing layer, Å. The interaction range of the model is
+        ``num_layers * r_cut``.
+    num_layers : number of interaction (message-passing) layers.
+    num_features : channels per irrep in the hidden features.
+    l_max : highest rotation order of the edge spherical harmonics and hidden features; ``0`` gives
+        the invariant, distance-only model.
+    parity : ``True`` keeps hidden features of both parities (full O(3): pseudo-scalars and
+        pseudo-vectors such as cross products are available); ``False`` keeps only the
+        natural-parity irreps ``0e, 1o, 2e, ...`` (smaller; the model is then blind to chirality).
+        The energy is invariant under rotations *and* reflections in both cases.
+    num_basis : number of Bessel radial basis functions.
+    cutoff_p : exponent of the polynomial cutoff envelope (smoothness at ``r_cut``).
+    radial_hidden, radial_layers : width and depth of the MLP turning the radial basis into the
+        tensor-product weights.
+    readout_hidden : scalar channels of the per-atom energy head.
+    avg_num_neighbors : the neighbour sum is divided by this (set from data by training).
+    dtype : ``"float64"`` or ``"float32"``: the model's internal precision. Inputs and outputs are
+        float64 whatever this is.
+    """
+
+    r_cut: float = 5.0
+    num_layers: int = 3
+    num_features: int = 32
+    l_max: int = 2
+    parity: bool = True
+    num_basis: int = 8
+    cutoff_p: int = 6
+    radial_hidden: int = 64
+    radial_layers: int = 2
+    readout_hidden: int = 16
+    avg_num_neighbors: float = 10.0
+    dtype: str = "float64"
+
+    PRESETS = {
+        "small": dict(num_layers=2, num_features=16, l_max=1, radial_hidden=32),
+        "medium": dict(num_layers=3, num_features=32, l_max=2, radial_hidden=64),
+        "large": dict(num_layers=4, num_features=64, l_max=3, radial_hidden=64),
+    }
+
+    def __post_init__(self):
+        positive = ("r_cut", "num_layers", "num_features", "num_basis", "radial_hidden",
+                    "readout_hidden", "avg_num_neighbors", "cutoff_p")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if not (isinstance(self.l_max, int) and self.l_max >= 0):
+            raise ValueError(f"ModelConfig.l_max must be an integer >= 0, got {self.l_max!r}")
+        if self.radial_layers < 0:
+            raise ValueError(f"ModelConfig.radial_layers must be >= 0, got {self.radial_layers!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "ModelConfig":
+        """A named preset (``small``, ``medium``, ``large``) with optional field overrides."""
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(cls.PRESETS)}")
+        return cls.from_dict({**cls.PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        """Build from a plain dict; an unknown key is an error naming the key and a close match."""
+        known = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown model option {key!r}{hint}; known options: {known}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def hidden_irreps(self) -> o3.Irreps:
+        """Hidden feature irreps, e.g. ``32x0e+32x0o+32x1o+32x1e+...`` (parity) or ``32x0e+32x1o+...``."""
+        irreps = []
+        for l in range(self.l_max + 1):
+            natural = (-1) ** l
+            irreps.append((self.num_features, (l, natural)))
+            if self.parity:
+                irreps.append((self.num_features, (l, -natural)))
+        return o3.Irreps(irreps)
+
+    @property
+    def sh_irreps(self) -> o3.Irreps:
+        """Edge spherical harmonics irreps ``0e + 1o + 2e + ...`` up to ``l_max``."""
+        return o3.Irreps.spherical_harmonics(self.l_max)

@@ -1,0 +1,19 @@
+"""Equivariant layers. Each layer declares ``irreps_in`` / ``irreps_out`` and checks them at build time."""
+
+from .embedding import SpeciesEmbedding
+from .grad import edge_gradient_outputs
+from .interaction import Interaction
+from .radial import BesselBasis, PolynomialCutoff, RadialEmbedding
+from .readout import Readout
+from .scale_shift import ScaleShift
+
+__all__ = [
+    "BesselBasis",
+    "Interaction",
+    "PolynomialCutoff",
+    "RadialEmbedding",
+    "Readout",
+    "ScaleShift",
+    "SpeciesEmbedding",
+    "edge_gradient_outputs",
+]

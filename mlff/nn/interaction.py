@@ -1,0 +1,117 @@
+"""Equivariant convolution (NequIP-style interaction block)."""
+
+from typing import List, Tuple
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet, Gate
+from e3nn.util.jit import compile_mode
+from torch import nn
+
+
+def _scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros((n, src.shape[1]), dtype=src.dtype, device=src.device)
+    return out.index_add_(0, index, src)
+
+
+def _gate_irreps(irreps_target: o3.Irreps, irreps_reachable: o3.Irreps):
+    """Split the reachable part of ``irreps_target`` into gate inputs (scalars, gates, gated)."""
+    reachable = {ir for _, ir in irreps_reachable}
+    scalars = o3.Irreps([(m, ir) for m, ir in irreps_target if ir.l == 0 and ir in reachable])
+    gated = o3.Irreps([(m, ir) for m, ir in irreps_target if ir.l > 0 and ir in reachable])
+    gate_ir = "0e" if o3.Irrep("0e") in reachable else "0o"
+    gates = o3.Irreps([(m, gate_ir) for m, _ in gated])
+    if scalars.num_irreps == 0:
+        raise ValueError(
+            f"hidden irreps {irreps_target} have no scalar reachable from {irreps_reachable}"
+        )
+    return scalars, gates, gated
+
+
+@compile_mode("script")
+class Interaction(nn.Module):
+    r"""One message-passing layer.
+
+    For each center atom i::
+
+        m_i = 1/<N> sum_j TP(W x_j, Y(r_ij); R(|r_ij|))         (neighbour sum)
+        x_i' = Gate(W' m_i + SC(x_i, z_i)) [+ x_i if the irreps match]
+
+    where ``Y`` are the edge spherical harmonics, ``TP`` a Clebsch-Gordan tensor product (``uvu``
+    paths) whose weights ``R`` are an MLP of the radial embedding only (so the learnable part sees
+    invariants only), ``SC`` a species-dependent self-connection and ``<N>`` the average number of
+    neighbours.
+
+    Irreps: ``irreps_in`` -> ``irreps_out`` (the reachable part of ``irreps_target``).
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_target: o3.Irreps,
+        irreps_attrs: o3.Irreps,
+        num_basis: int,
+        radial_hidden: int,
+        radial_layers: int,
+        avg_num_neighbors: float,
+    ):
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        irreps_sh = o3.Irreps(irreps_sh)
+        irreps_target = o3.Irreps(irreps_target)
+        target_irs = {ir for _, ir in irreps_target}
+
+        mid: List[Tuple[int, o3.Irrep]] = []
+        instructions = []
+        for i, (mul, ir_in) in enumerate(self.irreps_in):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in target_irs:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        irreps_mid, perm, _ = o3.Irreps(mid).sort()
+        instructions = [(i, j, perm[k], mode, train) for i, j, k, mode, train in instructions]
+
+        scalars, gates, gated = _gate_irreps(irreps_target, irreps_mid)
+        act_scalars = [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
+        act_gates = [torch.sigmoid if ir.p == 1 else torch.tanh for _, ir in gates]
+        self.gate = Gate(scalars, act_scalars, gates, act_gates, gated)
+        self.irreps_out = self.gate.irreps_out
+
+        self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
+        self.tp = o3.TensorProduct(
+            self.irreps_in,
+            irreps_sh,
+            irreps_mid,
+            instructions,
+            shared_weights=False,
+            internal_weights=False,
+        )
+        self.radial = FullyConnectedNet(
+            [num_basis] + radial_layers * [radial_hidden] + [self.tp.weight_numel],
+            torch.nn.functional.silu,
+        )
+        self.linear_out = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
+        self.self_connection = o3.FullyConnectedTensorProduct(
+            self.irreps_in, irreps_attrs, self.gate.irreps_in
+        )
+        self.residual = self.irreps_in == self.irreps_out
+        self.inv_avg_num_neighbors = 1.0 / float(avg_num_neighbors)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # [n, irreps_in]
+        attrs: torch.Tensor,  # [n, num_species]
+        edge_index: torch.Tensor,  # [2, E]
+        edge_sh: torch.Tensor,  # [E, irreps_sh]
+        edge_radial: torch.Tensor,  # [E, num_basis]
+    ) -> torch.Tensor:  # [n, irreps_out]
+        center, neighbour = edge_index[0], edge_index[1]
+        weights = self.radial(edge_radial)
+        messages = self.tp(self.linear_in(x)[neighbour], edge_sh, weights)
+        aggregated = _scatter_sum(messages, center, x.shape[0]) * self.inv_avg_num_neighbors
+        out = self.gate(self.linear_out(aggregated) + self.self_connection(x, attrs))
+        if self.residual:
+            out = out + x
+        return out

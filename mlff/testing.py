@@ -1,0 +1,171 @@
+"""Testing helpers shipped with mlff: structures, reference evaluations and physics checks.
+
+Used by mlff's own tests and usable for checking any potential built with mlff. Tolerances are
+per dtype (``TOLERANCES``); physics checks are meant to run in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from .data import SpeciesMap, from_ase, keys, neighbor_list
+from .model import ModelConfig, Potential, build_model
+
+TOLERANCES = {torch.float32: 1e-4, torch.float64: 1e-10}
+
+Evaluator = Callable[[Atoms], Dict[str, np.ndarray]]
+
+
+def tiny_model(species: Sequence[str] = ("Cu", "O"), dtype: str = "float64", seed: int = 0,
+               **overrides) -> Potential:
+    """A small, randomly initialised model for fast tests (2 layers, 8 features, l_max 2).
+
+    The per-species shifts are set to non-trivial values so that they are exercised too.
+    """
+    options = dict(r_cut=3.5, num_layers=2, num_features=8, l_max=2, radial_hidden=16,
+                   readout_hidden=8, avg_num_neighbors=8.0, dtype=dtype)
+    options.update(overrides)
+    model = build_model(ModelConfig(**options), species, seed=seed)
+    model.scale_shift.set(2.0, [-1.0 - 0.5 * i for i in range(len(species))])
+    return model.eval()
+
+
+def triclinic_cell(seed: int = 0, repeat=(1, 1, 1)) -> Atoms:
+    """A rattled, sheared two-species (Cu/O) periodic cell (8 atoms per repeat)."""
+    rng = np.random.default_rng(seed)
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat(repeat)
+    atoms.numbers[rng.permutation(len(atoms))[: max(1, len(atoms) // 4)]] = 8
+    cell = atoms.cell.array @ (np.eye(3) + 0.08 * rng.standard_normal((3, 3)))
+    atoms.set_cell(cell, scale_atoms=True)
+    atoms.positions += 0.1 * rng.standard_normal(atoms.positions.shape)
+    return atoms
+
+
+def small_molecule(seed: int = 0) -> Atoms:
+    """A rattled CuO-like cluster with no cell (molecule)."""
+    rng = np.random.default_rng(seed)
+    atoms = molecule("CH3CH2OH")
+    atoms.numbers = np.where(atoms.numbers == 8, 8, 29)
+    atoms.positions *= 1.5
+    atoms.positions += 0.05 * rng.standard_normal(atoms.positions.shape)
+    return atoms
+
+
+def evaluate(model: Potential, atoms: Atoms) -> Dict[str, np.ndarray]:
+    """Run the eager model on one structure: energy, atomic_energy, forces, virial, atomic_virial,
+    and (periodic cells) stress as a 3x3 matrix, all float64 numpy arrays."""
+    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut)
+    out = model(data)
+    result = {
+        keys.ENERGY_KEY: out[keys.ENERGY_KEY][0].detach().numpy(),
+        keys.ATOMIC_ENERGY_KEY: out[keys.ATOMIC_ENERGY_KEY].detach().numpy(),
+        keys.FORCES_KEY: out[keys.FORCES_KEY].detach().numpy(),
+        keys.VIRIAL_KEY: out[keys.VIRIAL_KEY][0].detach().numpy(),
+        keys.ATOMIC_VIRIAL_KEY: out[keys.ATOMIC_VIRIAL_KEY].detach().numpy(),
+    }
+    if atoms.pbc.all():
+        result[keys.STRESS_KEY] = -result[keys.VIRIAL_KEY] / atoms.get_volume()
+    return result
+
+
+def random_orthogonal(rng: np.random.Generator, improper: bool = False) -> np.ndarray:
+    """A uniformly random rotation (det +1), or rotation times inversion (det -1)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return -q if improper else q
+
+
+def transform(atoms: Atoms, rotation: np.ndarray, translation=np.zeros(3), permutation=None) -> Atoms:
+    """Apply ``r -> R r + t`` to positions and cell, and optionally reorder the atoms."""
+    out = atoms.copy()
+    out.positions = atoms.positions @ rotation.T + translation
+    if atoms.pbc.any():
+        out.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
+    if permutation is not None:
+        out = out[permutation]
+    return out
+
+
+def assert_e3_equivariant(evaluate_fn: Evaluator, atoms: Atoms, seed: int = 0, tol: float = 1e-10):
+    """Energy invariant; forces, stress covariant under rotations, reflections, translations and
+    permutations. Raises ``AssertionError`` naming the first failing check."""
+    rng = np.random.default_rng(seed)
+    ref = evaluate_fn(atoms)
+    scale_f = max(1.0, np.abs(ref["forces"]).max())
+    for improper in (False, True):
+        rot = random_orthogonal(rng, improper)
+        shift = rng.standard_normal(3) * 3.0
+        perm = rng.permutation(len(atoms))
+        got = evaluate_fn(transform(atoms, rot, shift, perm))
+        what = "reflection+rotation" if improper else "rotation"
+        np.testing.assert_allclose(got["energy"], ref["energy"], rtol=tol, atol=tol,
+                                   err_msg=f"energy not invariant under {what}")
+        np.testing.assert_allclose(got["forces"], (ref["forces"] @ rot.T)[perm], atol=tol * scale_f,
+                                   err_msg=f"forces not equivariant under {what}")
+        if "stress" in ref:
+            np.testing.assert_allclose(got["stress"], rot @ ref["stress"] @ rot.T, atol=tol,
+                                       err_msg=f"stress not equivariant under {what}")
+
+
+def finite_difference_forces(energy_fn: Callable[[Atoms], float], atoms: Atoms, h: float = 1e-4) -> np.ndarray:
+    """Central finite differences of ``energy_fn`` w.r.t. every coordinate (4th order)."""
+    forces = np.zeros((len(atoms), 3))
+    for i in range(len(atoms)):
+        for k in range(3):
+            values = []
+            for step in (-2, -1, 1, 2):
+                displaced = atoms.copy()
+                displaced.positions[i, k] += step * h
+                values.append(energy_fn(displaced))
+            forces[i, k] = -(values[0] - 8 * values[1] + 8 * values[2] - values[3]) / (12 * h)
+    return forces
+
+
+def finite_difference_stress(energy_fn: Callable[[Atoms], float], atoms: Atoms, h: float = 1e-5) -> np.ndarray:
+    """Stress ``(1/V) dE/d(strain)`` (3x3, eV/Å^3, ASE convention) by central differences."""
+    stress = np.zeros((3, 3))
+    volume = atoms.get_volume()
+    for a in range(3):
+        for b in range(3):
+            values = []
+            for step in (-1, 1):
+                strain = np.eye(3)
+                strain[a, b] += step * h
+                strained = atoms.copy()
+                strained.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+                values.append(energy_fn(strained))
+            stress[a, b] = (values[1] - values[0]) / (2 * h) / volume
+    return stress
+
+
+def ghost_representation(atoms: Atoms, shell: float):
+    """Write a periodic structure the way a domain-decomposed engine (LAMMPS) sees it.
+
+    Returns ``(positions, numbers, owner, n_local)``: the ``n_local`` atoms of ``atoms`` first,
+    then every periodic image within ``shell`` of a local atom as an explicit ghost atom; ``owner``
+    maps each atom to the local atom it is an image of. Evaluate it as a non-periodic system.
+    """
+    n = len(atoms)
+    edge_index, edge_shift = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, shell)
+    images = {}
+    for (i, j), s in zip(edge_index.T, edge_shift):
+        key = (int(j), *np.round(s, 8))
+        if np.any(np.abs(s) > 1e-8) and key not in images:
+            images[key] = atoms.positions[j] + s
+    owner = np.concatenate([np.arange(n), [k[0] for k in images]]).astype(np.int64)
+    positions = np.concatenate([atoms.positions, np.array(list(images.values())).reshape(-1, 3)])
+    return positions, atoms.numbers[owner], owner, n
+
+
+def fold_ghosts(values: np.ndarray, owner: np.ndarray, n_local: int) -> np.ndarray:
+    """Add each ghost atom's row onto its owner (what LAMMPS's reverse communication does)."""
+    folded = np.zeros((n_local,) + values.shape[1:])
+    np.add.at(folded, owner, values)
+    return folded

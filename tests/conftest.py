@@ -1,0 +1,18 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory):
+    """A deployed float64 tiny model (Cu, O), shared by the tests that need a file."""
+    import mlff
+    from mlff.testing import tiny_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    mlff.deploy(tiny_model(), path)
+    return path

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from mlff.testing import evaluate, small_molecule, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def test_small_cell_equals_supercell(model):
+    """A cell much smaller than the cutoff (many images) behaves like its 3x3x3 supercell."""
+    atoms = bulk("Cu", "fcc", a=3.6)  # 1 atom, nearest-image distance 2.5 Å < r_cut
+    atoms = atoms.repeat((1, 1, 2))
+    atoms.numbers[1] = 8
+    atoms.positions[1] += [0.1, -0.05, 0.2]
+    small = evaluate(model, atoms)
+    big = evaluate(model, atoms.repeat((3, 3, 3)))
+    np.testing.assert_allclose(big["energy"] / 27, small["energy"], rtol=1e-12)
+    np.testing.assert_allclose(big["forces"][: len(atoms)], small["forces"], atol=1e-12)
+    np.testing.assert_allclose(big["stress"], small["stress"], atol=1e-12)
+
+
+def test_far_apart_fragments_are_additive(model):
+    a = small_molecule(1)
+    b = small_molecule(2)
+    b.positions += [50.0, 0.0, 0.0]
+    both = evaluate(model, a + b)
+    np.testing.assert_allclose(both["energy"], evaluate(model, a)["energy"] + evaluate(model, b)["energy"], rtol=1e-12)
+
+
+def test_isolated_atom_has_no_forces_or_virial(model):
+    first = evaluate(model, Atoms("O", positions=[[0, 0, 0]]))
+    moved = evaluate(model, Atoms("O", positions=[[1.0, -2.0, 3.0]]))
+    assert np.isfinite(first["energy"])
+    assert first["energy"] == moved["energy"]
+    assert np.all(first["forces"] == 0) and np.all(first["virial"] == 0)
+
+
+def test_energy_continuous_across_cutoff(model):
+    """Energy and force go smoothly to the isolated values as a dimer crosses r_cut."""
+    r_cut = model.r_cut
+    isolated = sum(float(evaluate(model, Atoms(s, positions=[[0, 0, 0]]))["energy"]) for s in ("Cu", "O"))
+    for r in (r_cut - 1e-3, r_cut - 1e-6, r_cut + 1e-6):
+        out = evaluate(model, Atoms("CuO", positions=[[0, 0, 0], [r, 0, 0]]))
+        gap = r_cut - r
+        assert abs(float(out["energy"]) - isolated) <= 1e3 * max(gap, 0) ** 3 + 1e-14
+        assert np.abs(out["forces"]).max() <= 1e3 * max(gap, 0) ** 2 + 1e-14
+    inside = evaluate(model, Atoms("CuO", positions=[[0, 0, 0], [r_cut - 0.5, 0, 0]]))
+    assert abs(float(inside["energy"]) - isolated) > 1e-6
