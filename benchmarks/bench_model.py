@@ -18,6 +18,18 @@ import tempfile
 import time
 
 
+def _repeats(cells):
+    """Replication (a, b, c) of the 4-atom cubic cell with a*b*c closest to ``cells``, near-cubic."""
+    best = (1, 1, 1)
+    for a in range(1, 40):
+        for b in range(a, 40):
+            c = max(b, round(cells / (a * b)))
+            key = (abs(a * b * c - cells), c - a)
+            if key < (abs(best[0] * best[1] * best[2] - cells), best[2] - best[0]):
+                best = (a, b, c)
+    return best
+
+
 def _case(args):
     import numpy as np
     import torch
@@ -31,8 +43,7 @@ def _case(args):
     with tempfile.TemporaryDirectory() as tmp:
         path = mlff.deploy(model, os.path.join(tmp, "m.pt"))
         deployed = mlff.load(path)
-    n_rep = max(1, round((args.atoms / 4) ** (1 / 3)))
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(n_rep)
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(_repeats(args.atoms // 4))
     atoms.rattle(0.05, seed=0)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if args.path == "raw":

@@ -8,25 +8,36 @@ Public API::
     deployed = mlff.load("model.pt")        # engine contract + metadata
     atoms.calc = mlff.MLFFCalculator("model.pt")
     mlff.predict(pymatgen_structure, "model.pt")
+
+Names are imported lazily, so ``import mlff.lammps`` (run by ``import lammps``) stays cheap.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .calculators import MLFFCalculator, predict
-from .deploy import DeployedModel, ModelFileError, ModelMetadata, deploy, load, read_metadata
-from .model import ModelConfig, Potential, build_model
+_EXPORTS = {
+    "DeployedModel": "mlff.deploy",
+    "ModelFileError": "mlff.deploy",
+    "ModelMetadata": "mlff.deploy",
+    "deploy": "mlff.deploy",
+    "load": "mlff.deploy",
+    "read_metadata": "mlff.deploy",
+    "MLFFCalculator": "mlff.calculators",
+    "predict": "mlff.calculators",
+    "ModelConfig": "mlff.model",
+    "Potential": "mlff.model",
+    "build_model": "mlff.model",
+}
 
-__all__ = [
-    "DeployedModel",
-    "MLFFCalculator",
-    "ModelConfig",
-    "ModelFileError",
-    "ModelMetadata",
-    "Potential",
-    "__version__",
-    "build_model",
-    "deploy",
-    "load",
-    "predict",
-    "read_metadata",
-]
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mlff' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

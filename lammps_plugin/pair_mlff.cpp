@@ -1,0 +1,320 @@
+/* pair_style mlff: an mlff model file evaluated on local + ghost atoms with libtorch.
+
+   compute() = build tensors (positions, full edge list of local and ghost centers, species)
+             -> call the model (docs/model-file.md)
+             -> scatter energy, forces (ghosts included; newton on sends them home) and virials. */
+
+#include "pair_mlff.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+using namespace LAMMPS_NS;
+
+static constexpr int MLFF_FORMAT_VERSION = 1;
+
+struct PairMLFF::Model {
+  torch::jit::Module module;
+  torch::Device device{torch::kCPU};
+  std::vector<std::string> species;
+  std::string path;
+};
+
+static std::string first_line(const char *text)
+{
+  std::string s(text);
+  return s.substr(0, s.find('\n'));
+}
+
+PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp), device_request("cpu"), r_cut(0.0), num_layers(0)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  ghostneigh = 1;                  // message passing needs the neighbours of ghost atoms
+  no_virial_fdotr_compute = 1;     // the model returns the exact virial
+  centroidstressflag = CENTROID_AVAIL;
+}
+
+PairMLFF::~PairMLFF()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    memory->destroy(cutghost);
+  }
+}
+
+void PairMLFF::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  memory->create(cutghost, n, n, "pair:cutghost");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+}
+
+// pair_style mlff [device cpu|cuda|auto]
+void PairMLFF::settings(int narg, char **arg)
+{
+  device_request = "cpu";
+  for (int iarg = 0; iarg < narg; iarg += 2) {
+    if (strcmp(arg[iarg], "device") != 0)
+      error->all(FLERR, "Unknown pair_style mlff keyword '{}': use pair_style mlff [device cpu|cuda|auto]",
+                 arg[iarg]);
+    if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: 'device' needs a value: cpu, cuda or auto");
+    device_request = arg[iarg + 1];
+    if (device_request != "cpu" && device_request != "cuda" && device_request != "auto")
+      error->all(FLERR, "pair_style mlff: unknown device '{}': use cpu, cuda or auto", device_request);
+  }
+}
+
+// pair_coeff * * model.pt Elem1 Elem2 ... (one element per atom type)
+void PairMLFF::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_style mlff needs: pair_coeff * * model.pt <one element per atom type ({} types)>",
+               ntypes);
+  if (narg != 3 + ntypes)
+    error->all(FLERR,
+               "pair_coeff * * {} lists {} element(s) but the box has {} atom type(s): give exactly one "
+               "element symbol per atom type, in type order",
+               arg[2], narg - 3, ntypes);
+  load_model(arg[2]);
+  map_types(&arg[3], ntypes);
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+}
+
+void PairMLFF::load_model(const std::string &path)
+{
+  if (!std::ifstream(path).good())
+    error->all(FLERR, "mlff model file '{}' not found or not readable: check the path given to pair_coeff",
+               path);
+
+  torch::Device device(torch::kCPU);
+  if (device_request != "cpu") {
+    if (!torch::cuda::is_available()) {
+      if (device_request == "cuda")
+        error->all(FLERR,
+                   "pair_style mlff device cuda: this libtorch has no CUDA support or sees no GPU; install "
+                   "a CUDA build of torch and rebuild the plugin (mlff lammps build), or use device cpu");
+    } else {
+      // one GPU per rank, chosen by the rank within the node
+      MPI_Comm node;
+      int node_rank;
+      MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+      MPI_Comm_rank(node, &node_rank);
+      MPI_Comm_free(&node);
+      device = torch::Device(torch::kCUDA, node_rank % (int) torch::cuda::device_count());
+    }
+  }
+
+  torch::jit::ExtraFilesMap extra{{"format_version", ""}, {"species", ""}, {"r_cut", ""},
+                                  {"num_layers", ""},     {"dtype", ""},   {"mlff_version", ""}};
+  auto loaded = std::make_unique<Model>();
+  try {
+    loaded->module = torch::jit::load(path, device, extra);
+  } catch (const std::exception &e) {
+    error->all(FLERR,
+               "cannot read mlff model file '{}': it is corrupt or not a TorchScript file ({}); "
+               "re-export it with `mlff deploy`",
+               path, first_line(e.what()));
+  }
+  if (extra["format_version"].empty() || extra["species"].empty() || extra["r_cut"].empty())
+    error->all(FLERR,
+               "'{}' is a TorchScript file but not an mlff model (no mlff metadata): export models with "
+               "mlff.deploy or `mlff deploy`",
+               path);
+  if (extra["format_version"] != std::to_string(MLFF_FORMAT_VERSION))
+    error->all(FLERR,
+               "'{}' has model-file format version {} (written by mlff {}), but this plugin reads version "
+               "{}: rebuild the plugin with that mlff (mlff lammps build) or re-export the model",
+               path, extra["format_version"], extra["mlff_version"], MLFF_FORMAT_VERSION);
+
+  loaded->module.eval();
+  loaded->device = device;
+  loaded->path = path;
+  std::istringstream species(extra["species"]);
+  for (std::string s; species >> s;) loaded->species.push_back(s);
+  r_cut = utils::numeric(FLERR, extra["r_cut"], false, lmp);
+  num_layers = utils::inumeric(FLERR, extra["num_layers"], false, lmp);
+  model = std::move(loaded);
+
+  if (comm->me == 0)
+    utils::logmesg(lmp, "mlff: loaded {} (mlff {}, {} internally, r_cut {} Å, {} layers) on {}\n", path,
+                   extra["mlff_version"], extra["dtype"], r_cut, num_layers, device.str());
+}
+
+void PairMLFF::map_types(char **elements, int ntypes)
+{
+  const auto &species = model->species;
+  std::string known;
+  for (const auto &s : species) known += (known.empty() ? "" : " ") + s;
+  type_to_species.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    auto it = std::find(species.begin(), species.end(), std::string(elements[t - 1]));
+    if (it == species.end())
+      error->all(FLERR,
+                 "pair_coeff: element '{}' (atom type {}) is not in the mlff model, which knows: {}; fix the "
+                 "element list or use a model trained on this element",
+                 elements[t - 1], t, known);
+    type_to_species[t] = (int) (it - species.begin());
+    if (comm->me == 0)
+      utils::logmesg(lmp, "mlff: atom type {} -> {} (model species {})\n", t, elements[t - 1],
+                     type_to_species[t]);
+  }
+}
+
+void PairMLFF::init_style()
+{
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style mlff requires 'units metal' (eV, Å, ps) but this input uses units {}",
+               update->unit_style);
+  if (force->newton_pair == 0)
+    error->all(FLERR,
+               "pair_style mlff requires newton_pair on (forces on ghost atoms are sent back to their "
+               "owners): remove 'newton off' from the input");
+  if (atom->tag_enable == 0)
+    error->all(FLERR, "pair_style mlff requires atom IDs: remove 'atom_modify id no' from the input");
+  if (!model) error->all(FLERR, "pair_style mlff: no model loaded; use pair_coeff * * model.pt <elements>");
+
+  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+
+  // exact message passing across ranks and periodic images: ghosts up to num_layers * r_cut
+  const double shell = num_layers * r_cut + neighbor->skin;
+  if (comm->cutghostuser < shell) {
+    comm->cutghostuser = shell;
+    if (comm->me == 0)
+      utils::logmesg(lmp, "mlff: ghost cutoff set to {} Å ({} layers x {} Å + skin {} Å)\n", shell,
+                     num_layers, r_cut, neighbor->skin);
+  }
+}
+
+double PairMLFF::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  cutghost[i][j] = cutghost[j][i] = r_cut;
+  return r_cut;
+}
+
+void PairMLFF::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  const int nlocal = atom->nlocal;
+  const int ntotal = nlocal + atom->nghost;
+  if (nlocal == 0) return;    // an empty subdomain owns no energy, so it exerts no force
+
+  // ---- build tensors: positions, species, full edge list of local and ghost centers
+  double **x = atom->x;
+  const int *type = atom->type;
+  const double rcsq = r_cut * r_cut;
+  std::vector<int64_t> centers, neighbours;
+  const int ncenters = list->inum + list->gnum;
+  for (int ii = 0; ii < ncenters; ii++) {
+    const int i = list->ilist[ii];
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < rcsq) {
+        centers.push_back(i);
+        neighbours.push_back(j);
+      }
+    }
+  }
+  const int64_t nedges = (int64_t) centers.size();
+  std::vector<int64_t> species(ntotal);
+  for (int i = 0; i < ntotal; i++) species[i] = type_to_species[type[i]];
+  centers.insert(centers.end(), neighbours.begin(), neighbours.end());
+
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  const torch::Device device = model->device;
+  // moved to the model's device once per step (a no-op on the CPU)
+  std::vector<torch::jit::IValue> inputs{
+      torch::from_blob(x[0], {ntotal, 3}, f64).to(device),
+      torch::from_blob(centers.data(), {2, nedges}, i64).to(device),
+      torch::zeros({nedges, 3}, f64.device(device)),
+      torch::from_blob(species.data(), {ntotal}, i64).to(device),
+      (int64_t) nlocal};
+
+  // ---- call the model
+  torch::jit::IValue output;
+  try {
+    output = model->module.forward(inputs);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "mlff model evaluation failed: {}", first_line(e.what()));
+  }
+  const auto out = output.toGenericDict();
+  auto result = [&](const char *key) { return out.at(key).toTensor().to(torch::kCPU).contiguous(); };
+
+  // ---- scatter back: forces on local and ghost atoms, energies, virials
+  const torch::Tensor forces = result("forces");
+  const auto F = forces.accessor<double, 2>();
+  double **f = atom->f;
+  for (int i = 0; i < ntotal; i++)
+    for (int k = 0; k < 3; k++) f[i][k] += F[i][k];
+
+  if (eflag_global) eng_vdwl += result("energy").item<double>();
+  if (eflag_atom) {
+    const torch::Tensor atomic_energy = result("atomic_energy");
+    const auto E = atomic_energy.accessor<double, 1>();
+    for (int i = 0; i < nlocal; i++) eatom[i] += E[i];
+  }
+  if (vflag_global) {
+    const torch::Tensor w = result("virial");
+    const auto W = w.accessor<double, 2>();
+    virial[0] += W[0][0];
+    virial[1] += W[1][1];
+    virial[2] += W[2][2];
+    virial[3] += 0.5 * (W[0][1] + W[1][0]);
+    virial[4] += 0.5 * (W[0][2] + W[2][0]);
+    virial[5] += 0.5 * (W[1][2] + W[2][1]);
+  }
+  if (vflag_atom || cvflag_atom) {
+    const torch::Tensor atomic_virial = result("atomic_virial");
+    const auto V = atomic_virial.accessor<double, 3>();
+    for (int i = 0; i < ntotal; i++) {
+      if (vflag_atom) {
+        vatom[i][0] += V[i][0][0];
+        vatom[i][1] += V[i][1][1];
+        vatom[i][2] += V[i][2][2];
+        vatom[i][3] += 0.5 * (V[i][0][1] + V[i][1][0]);
+        vatom[i][4] += 0.5 * (V[i][0][2] + V[i][2][0]);
+        vatom[i][5] += 0.5 * (V[i][1][2] + V[i][2][1]);
+      }
+      if (cvflag_atom) {    // full 3x3: xx yy zz xy xz yz yx zx zy
+        cvatom[i][0] += V[i][0][0];
+        cvatom[i][1] += V[i][1][1];
+        cvatom[i][2] += V[i][2][2];
+        cvatom[i][3] += V[i][0][1];
+        cvatom[i][4] += V[i][0][2];
+        cvatom[i][5] += V[i][1][2];
+        cvatom[i][6] += V[i][1][0];
+        cvatom[i][7] += V[i][2][0];
+        cvatom[i][8] += V[i][2][1];
+      }
+    }
+  }
+}

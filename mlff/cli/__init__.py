@@ -1,0 +1,1 @@
+"""Command-line interface: ``mlff <command>``; one module per command, thin over the library API."""

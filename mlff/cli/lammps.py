@@ -1,0 +1,47 @@
+"""``mlff lammps build|doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    build = sub.add_parser(
+        "build",
+        help="compile pair_style mlff against the installed torch and LAMMPS (cached)",
+        description="Compile the plugin into a cache folder keyed by the torch, LAMMPS and plugin "
+        "versions; `lmp` and `import lammps` then load it automatically. Does nothing when an "
+        "up-to-date build exists.",
+    )
+    build.add_argument("--force", action="store_true", help="rebuild even if an up-to-date build exists")
+    build.add_argument("--jobs", "-j", type=int, default=2, help="parallel compile jobs (default 2)")
+    build.add_argument("--verbose", action="store_true", help="show the compiler output")
+    sub.add_parser(
+        "doctor",
+        help="print torch/LAMMPS/MPI/compiler versions and check that LAMMPS loads the plugin",
+        description="Check the LAMMPS integration; every failure comes with its fix.",
+    )
+    sub.add_parser("path", help="print the folder of the built plugin (for `plugin load`)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "build":
+        from ..lammps.build import PluginBuildError, build
+
+        try:
+            path = build(force=args.force, jobs=args.jobs, verbose=args.verbose)
+        except PluginBuildError as error:
+            print(f"mlff lammps build failed: {error}", file=sys.stderr)
+            return 1
+        print(f"pair_style mlff plugin: {path}")
+        return 0
+    if args.action == "doctor":
+        from ..lammps.doctor import report
+
+        return 1 if report() else 0
+    from ..lammps import plugin_path
+
+    print(plugin_path())
+    return 0

