@@ -8,6 +8,9 @@ import sys
 
 # command name -> module implementing add_arguments(parser) and run(args) -> int
 COMMANDS = {
+    "train": ("mlff.cli.train", "fit a potential to labelled data (YAML config); re-run to resume"),
+    "evaluate": ("mlff.cli.evaluate", "errors of a model file on labelled data: table, JSON, parity plots"),
+    "deploy": ("mlff.cli.deploy", "export a training checkpoint as one TorchScript model file"),
     "lammps": ("mlff.cli.lammps", "build the LAMMPS pair-style plugin or check the installation"),
 }
 

@@ -30,3 +30,4 @@ STRESS_KEY: Final[str] = "stress"  # (G, 3, 3) float64 | -W / V, eV/Å^3 (ASE si
 REF_ENERGY_KEY: Final[str] = "ref_energy"  # (G,) float64 | eV
 REF_FORCES_KEY: Final[str] = "ref_forces"  # (n, 3) float64 | eV/Å
 REF_STRESS_KEY: Final[str] = "ref_stress"  # (G, 3, 3) float64 | eV/Å^3, ASE sign convention
+HAS_STRESS_KEY: Final[str] = "has_stress"  # (G,) float64 | 1 where the frame has a stress label

@@ -1,0 +1,38 @@
+"""``mlff evaluate MODEL.pt DATA``: error table (and JSON) plus parity plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file written by mlff deploy / mlff train")
+    parser.add_argument("data", nargs="+", help="labelled data file(s): extxyz, OUTCAR, vasprun.xml, ...")
+    parser.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
+    parser.add_argument("--plots", metavar="DIR", default="evaluation",
+                        help="folder for the parity plots (default: ./evaluation)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the parity plots")
+    parser.add_argument("--energy-key", default="energy")
+    parser.add_argument("--forces-key", default="forces")
+    parser.add_argument("--stress-key", default="stress")
+    parser.add_argument("--reader", choices=("ase", "pymatgen"), default="ase")
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.readers import LabelKeys, read_frames
+    from ..evaluation import error_metrics, metrics_table, parity_plots, predict_frames
+
+    frames = read_frames(args.data, LabelKeys(args.energy_key, args.forces_key, args.stress_key), args.reader)
+    predictions = predict_frames(args.model, frames, args.device)
+    metrics = error_metrics(frames, predictions)
+    print(metrics_table(metrics, len(frames)))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"model": os.path.abspath(args.model), "frames": len(frames), **metrics}, handle, indent=2)
+    if not args.no_plots:
+        for path in parity_plots(frames, predictions, args.plots):
+            print(f"plot: {path}")
+    return 0

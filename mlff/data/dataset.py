@@ -1,0 +1,53 @@
+"""Labelled frames as atomic-data dictionaries with precomputed neighbour lists, and batching."""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Sequence
+
+import numpy as np
+import torch
+
+from . import keys
+from .atomic_data import AtomicData, SpeciesMap, collate, from_ase
+from .readers import Frame
+
+
+def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float) -> List[AtomicData]:
+    """One dictionary per frame (float64) with labels under the ``REF_*`` keys."""
+    species_map = SpeciesMap(species)
+    out = []
+    for frame in frames:
+        data = from_ase(frame.atoms, species_map, r_cut)
+        n = len(frame.atoms)
+        data[keys.REF_ENERGY_KEY] = torch.tensor([np.nan if frame.energy is None else frame.energy], dtype=torch.float64)
+        forces = frame.forces if frame.forces is not None else np.full((n, 3), np.nan)
+        data[keys.REF_FORCES_KEY] = torch.as_tensor(np.array(forces, dtype=np.float64))
+        has_stress = frame.stress is not None
+        stress = frame.stress if has_stress else np.zeros((3, 3))
+        data[keys.REF_STRESS_KEY] = torch.as_tensor(np.array(stress, dtype=np.float64)).reshape(1, 3, 3)
+        data[keys.HAS_STRESS_KEY] = torch.tensor([1.0 if has_stress else 0.0], dtype=torch.float64)
+        out.append(data)
+    return out
+
+
+def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split into (train, valid) indices; at least one frame in each."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    if n < 2:
+        raise ValueError(f"need at least 2 frames to split off a validation set, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_valid = min(max(1, int(round(valid_fraction * n))), n - 1)
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> List[np.ndarray]:
+    """The batches of one epoch: a permutation that depends only on (seed, epoch), so a resumed run
+    sees exactly the batches an uninterrupted run would."""
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def iterate_batches(data: Sequence[AtomicData], batches: Sequence[np.ndarray]) -> Iterator[AtomicData]:
+    for batch in batches:
+        yield collate([data[i] for i in batch])

@@ -1,0 +1,49 @@
+"""Dataset statistics that set the model's normalisation: per-species energy shifts (least squares
+or given isolated-atom energies E0), force RMS scale and average neighbour count."""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from .neighbors import neighbor_list
+from .readers import Frame
+
+
+def species_counts(frames: Sequence[Frame], species: Sequence[str]) -> np.ndarray:
+    index = {s: k for k, s in enumerate(species)}
+    counts = np.zeros((len(frames), len(species)))
+    for row, frame in enumerate(frames):
+        for symbol in frame.atoms.get_chemical_symbols():
+            counts[row, index[symbol]] += 1
+    return counts
+
+
+def energy_shifts(frames: Sequence[Frame], species: Sequence[str],
+                  e0: Optional[Mapping[str, float]] = None) -> np.ndarray:
+    """Per-species energy (eV/atom): the given ``e0`` or a least-squares fit of the total energies."""
+    if e0:
+        missing = [s for s in species if s not in e0]
+        if missing:
+            raise ValueError(f"E0 gives no isolated-atom energy for {missing}")
+        return np.array([float(e0[s]) for s in species])
+    counts = species_counts(frames, species)
+    energies = np.array([f.energy for f in frames])
+    shifts, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    return shifts
+
+
+def force_rms(frames: Sequence[Frame]) -> float:
+    forces = np.concatenate([f.forces.ravel() for f in frames if f.forces is not None] or [np.zeros(1)])
+    rms = float(np.sqrt(np.mean(forces**2)))
+    return rms if rms > 1e-8 else 1.0
+
+
+def average_num_neighbors(frames: Sequence[Frame], r_cut: float) -> float:
+    edges = atoms = 0
+    for frame in frames:
+        a = frame.atoms
+        edges += neighbor_list(a.positions, a.cell.array, a.pbc, r_cut)[0].shape[1]
+        atoms += len(a)
+    return max(edges / max(atoms, 1), 1.0)

@@ -1,0 +1,55 @@
+"""Checks run on a dataset before training; each error names the frame (file:index) and the fix."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .neighbors import neighbor_list
+from .readers import Frame
+
+
+class DataValidationError(ValueError):
+    pass
+
+
+def validate_frames(frames: Sequence[Frame], species: Sequence[str] | None = None,
+                    need_energy: bool = True, need_forces: bool = True,
+                    min_distance: float = 0.5) -> None:
+    """Raise :class:`DataValidationError` at the first problem: missing labels, NaN/inf, wrong
+    shapes, atoms closer than ``min_distance`` Å, or elements outside ``species``."""
+    if not frames:
+        raise DataValidationError("the dataset is empty: check train_file / valid_file")
+    known = set(species) if species is not None else None
+    for frame in frames:
+        where = frame.source
+        n = len(frame.atoms)
+        if n == 0:
+            raise DataValidationError(f"{where}: frame has no atoms")
+        if need_energy and frame.energy is None:
+            raise DataValidationError(f"{where}: no energy label; set energy_key to the name used in the file "
+                                      "(e.g. energy, free_energy, REF_energy)")
+        if need_forces and frame.forces is None:
+            raise DataValidationError(f"{where}: no forces label; set forces_key, or set the forces loss "
+                                      "weight to 0 to train on energies only")
+        if frame.forces is not None and frame.forces.shape != (n, 3):
+            raise DataValidationError(f"{where}: forces have shape {frame.forces.shape}, expected ({n}, 3)")
+        for name, value in (("energy", frame.energy), ("forces", frame.forces), ("stress", frame.stress),
+                            ("positions", frame.atoms.positions)):
+            if value is not None and not np.all(np.isfinite(value)):
+                raise DataValidationError(f"{where}: {name} contains NaN or inf; remove the frame or fix the file")
+        if frame.stress is not None and not frame.atoms.pbc.all():
+            raise DataValidationError(f"{where}: stress label on a structure that is not periodic in 3D")
+        if known is not None:
+            missing = sorted(set(frame.atoms.get_chemical_symbols()) - known)
+            if missing:
+                raise DataValidationError(f"{where}: element(s) {missing} not in the model's species "
+                                          f"{sorted(known)}; add them to `species` or drop the frame")
+        edge_index, shift = neighbor_list(frame.atoms.positions, frame.atoms.cell.array, frame.atoms.pbc,
+                                          min_distance)
+        if edge_index.shape[1]:
+            i, j = edge_index[:, 0]
+            d = np.linalg.norm(frame.atoms.positions[j] - frame.atoms.positions[i] + shift[0])
+            raise DataValidationError(f"{where}: atoms {i} and {j} are {d:.3f} Å apart (< min_distance "
+                                      f"{min_distance} Å): overlapping atoms; fix or drop the frame")

@@ -1,0 +1,100 @@
+"""Errors of a deployed model file on labelled frames, and parity plots."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from .data import keys
+from .data.readers import Frame
+from .train.metrics import UNITS, Metrics
+
+
+def predict_frames(model_path: str | os.PathLike, frames: Sequence[Frame], device: str = "cpu") -> List[dict]:
+    """Model predictions (energy, forces, stress as 3x3 or None) for each frame."""
+    from .calculators import MLFFCalculator
+
+    calc = MLFFCalculator(model_path, device=device)
+    predictions = []
+    for frame in frames:
+        atoms = frame.atoms.copy()
+        atoms.calc = calc
+        stress = atoms.get_stress(voigt=False) if atoms.pbc.all() else None
+        predictions.append({"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": stress})
+    return predictions
+
+
+def error_metrics(frames: Sequence[Frame], predictions: Sequence[dict]) -> Dict[str, float]:
+    """MAE/RMSE of energy per atom (meV/atom), forces (meV/Å), stress (meV/Å^3), with the same
+    definitions as the training metrics."""
+    metrics = Metrics()
+    for frame, pred in zip(frames, predictions):
+        n = len(frame.atoms)
+        has_stress = frame.stress is not None and pred["stress"] is not None
+        volume = frame.atoms.get_volume() if frame.atoms.pbc.all() else 1.0
+        out = {
+            keys.ENERGY_KEY: torch.tensor([pred["energy"]]),
+            keys.FORCES_KEY: torch.as_tensor(pred["forces"]),
+            keys.VIRIAL_KEY: torch.as_tensor(-(pred["stress"] if has_stress else np.zeros((3, 3))) * volume)[None],
+        }
+        batch = {
+            keys.PTR_KEY: torch.tensor([0, n]),
+            keys.REF_ENERGY_KEY: torch.tensor([np.nan if frame.energy is None else frame.energy]),
+            keys.REF_FORCES_KEY: torch.as_tensor(frame.forces if frame.forces is not None else np.full((n, 3), np.nan)),
+            keys.REF_STRESS_KEY: torch.as_tensor(frame.stress if has_stress else np.zeros((3, 3)))[None],
+            keys.HAS_STRESS_KEY: torch.tensor([1.0 if has_stress else 0.0]),
+            keys.CELL_KEY: torch.as_tensor(frame.atoms.cell.array)[None],
+        }
+        metrics.update(out, batch)
+    return metrics.compute()
+
+
+def metrics_table(metrics: Dict[str, float], frames: int) -> str:
+    lines = [f"{'quantity':<10}{'MAE':>12}{'RMSE':>12}  unit   ({frames} frames)"]
+    for name, unit in UNITS.items():
+        if f"{name}_mae" in metrics:
+            lines.append(f"{name:<10}{metrics[name + '_mae']:>12.3f}{metrics[name + '_rmse']:>12.3f}  {unit}")
+    return "\n".join(lines)
+
+
+def parity_plots(frames: Sequence[Frame], predictions: Sequence[dict], out_dir: str | os.PathLike) -> List[str]:
+    """PNG parity plots (reference vs model) for energy per atom, force components and stress."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    series = {
+        "energy": ([f.energy / len(f.atoms) for f in frames if f.energy is not None],
+                   [p["energy"] / len(f.atoms) for f, p in zip(frames, predictions) if f.energy is not None],
+                   "energy per atom (eV/atom)"),
+        "forces": (np.concatenate([f.forces.ravel() for f in frames if f.forces is not None] or [[]]),
+                   np.concatenate([p["forces"].ravel() for f, p in zip(frames, predictions) if f.forces is not None] or [[]]),
+                   "force components (eV/Å)"),
+        "stress": (np.concatenate([f.stress.ravel() for f, p in zip(frames, predictions)
+                                   if f.stress is not None and p["stress"] is not None] or [[]]),
+                   np.concatenate([p["stress"].ravel() for f, p in zip(frames, predictions)
+                                   if f.stress is not None and p["stress"] is not None] or [[]]),
+                   "stress components (eV/Å^3)"),
+    }
+    written = []
+    for name, (ref, pred, label) in series.items():
+        ref, pred = np.asarray(ref, dtype=float), np.asarray(pred, dtype=float)
+        if ref.size == 0:
+            continue
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
+        ax.plot([lo, hi], [lo, hi], color="gray", lw=1)
+        ax.scatter(ref, pred, s=6, alpha=0.6)
+        rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
+        ax.set(xlabel=f"reference {label}", ylabel=f"mlff {label}", title=f"{name}: RMSE {rmse:.3g}")
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"parity_{name}.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,51 @@
+"""Checkpoints: written atomically (temporary file + rename), read with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+
+from ..model import ModelConfig, Potential, build_model
+
+CHECKPOINT_FORMAT = "mlff-checkpoint-1"
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """Write ``state`` so that a kill at any moment leaves either the old or the new file, never a
+    truncated one."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path!r} is not a readable mlff checkpoint ({str(error).splitlines()[0]})") from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path!r} is not an mlff checkpoint (format {CHECKPOINT_FORMAT} expected); "
+                         "a deployed model.pt is not a checkpoint")
+    return state
+
+
+def model_from_checkpoint(state: dict, use_ema: bool = True) -> Potential:
+    """Rebuild the potential (EMA weights by default) from a checkpoint's config and species."""
+    model = build_model(ModelConfig.from_dict(state["model_config"]), state["species"])
+    weights = state["ema"]["shadow"] if use_ema and state.get("ema") else state["model"]
+    model.load_state_dict(weights)
+    return model.eval()

@@ -1,0 +1,124 @@
+"""Training options as a dataclass, loaded from YAML; every default is documented in docs/training.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Union
+
+import yaml
+
+from ..model import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    # data
+    train_file: Union[str, List[str]] = ""
+    valid_file: Optional[Union[str, List[str]]] = None
+    valid_fraction: float = 0.1
+    reader: str = "ase"
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    species: Optional[List[str]] = None
+    E0: Optional[Dict[str, float]] = None
+    min_distance: float = 0.5
+    # model: a preset name and/or ModelConfig fields
+    model: Dict[str, Any] = field(default_factory=lambda: {"preset": "small"})
+    # optimisation
+    max_epochs: int = 100
+    batch_size: int = 4
+    learning_rate: float = 5e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    scheduler: str = "plateau"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 10
+    min_learning_rate: float = 1e-6
+    ema_decay: float = 0.99
+    clip_grad_norm: float = 10.0
+    early_stopping_patience: int = 0
+    # loss
+    loss: str = "mse"
+    huber_delta: float = 0.01
+    energy_weight: float = 1.0
+    forces_weight: float = 10.0
+    stress_weight: float = 100.0
+    # run
+    seed: int = 0
+    output_dir: str = "runs/mlff"
+    device: str = "cpu"
+    checkpoint_every: int = 0
+    progress: bool = True
+    tensorboard: str = "auto"
+
+    _CHOICES = {
+        "reader": ("ase", "pymatgen"),
+        "optimizer": ("adam", "adamw"),
+        "scheduler": ("plateau", "cosine", "none"),
+        "loss": ("mse", "huber"),
+        "device": ("cpu", "cuda", "auto"),
+        "tensorboard": ("auto", "on", "off"),
+    }
+
+    def __post_init__(self):
+        for name, choices in self._CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {list(choices)}")
+        if not self.train_file:
+            raise ValueError("train_file is required: a data file (extxyz, OUTCAR, vasprun.xml, ...) or a list")
+        for name in ("max_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if min(self.energy_weight, self.forces_weight, self.stress_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+        self.model_config()  # validate the model options now, not after reading the data
+
+    @classmethod
+    def from_dict(cls, values: dict, base_dir: str | None = None) -> "TrainConfig":
+        known = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown training option {key!r}{hint}; see docs/training.md for the options")
+        config = cls(**values)
+        if base_dir is not None:
+            config.train_file = _resolve(config.train_file, base_dir)
+            config.valid_file = _resolve(config.valid_file, base_dir)
+            config.output_dir = _resolve(config.output_dir, base_dir)
+        return config
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def model_config(self, **defaults) -> ModelConfig:
+        """The :class:`ModelConfig`: ``model.preset`` (if any) with the other ``model`` keys on top.
+        ``defaults`` (data statistics such as ``avg_num_neighbors``) apply unless ``model`` sets them."""
+        options = dict(self.model or {})
+        preset = options.pop("preset", None)
+        merged = {**defaults, **options}
+        return ModelConfig.preset(preset, **merged) if preset else ModelConfig.from_dict(merged)
+
+
+def _resolve(value, base_dir):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_resolve(v, base_dir) for v in value]
+    return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a YAML file; relative paths in it are relative to the YAML file's folder."""
+    path = os.fspath(path)
+    with open(path) as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of options at the top level")
+    return TrainConfig.from_dict(values, base_dir=os.path.dirname(os.path.abspath(path)))

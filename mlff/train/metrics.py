@@ -1,0 +1,53 @@
+"""Error metrics accumulated over batches (sums, so they can be added across ranks)."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from ..data import keys
+
+_SUMS = ("e_abs", "e_sq", "e_n", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n")
+
+
+class Metrics:
+    """Energy per atom (meV/atom), force components (meV/Å) and stress components (meV/Å^3)."""
+
+    def __init__(self):
+        self.sums = torch.zeros(len(_SUMS), dtype=torch.float64)
+
+    def update(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> None:
+        natoms = (batch[keys.PTR_KEY][1:] - batch[keys.PTR_KEY][:-1]).to(torch.float64)
+        e = ((out[keys.ENERGY_KEY] - batch[keys.REF_ENERGY_KEY]) / natoms).detach().cpu()
+        f = (out[keys.FORCES_KEY] - batch[keys.REF_FORCES_KEY]).detach().cpu()
+        f = f[torch.isfinite(f)]
+        has = batch[keys.HAS_STRESS_KEY].cpu() > 0
+        s = torch.zeros(0, dtype=torch.float64)
+        if has.any():
+            volume = torch.linalg.det(batch[keys.CELL_KEY][has]).abs().view(-1, 1, 1)
+            stress = -out[keys.VIRIAL_KEY].detach()[has] / volume
+            s = (stress - batch[keys.REF_STRESS_KEY][has]).cpu().ravel()
+        self.sums += torch.tensor([e.abs().sum(), e.square().sum(), e.numel(),
+                                   f.abs().sum(), f.square().sum(), f.numel(),
+                                   s.abs().sum(), s.square().sum(), s.numel()], dtype=torch.float64)
+
+    def compute(self) -> Dict[str, float]:
+        v = dict(zip(_SUMS, self.sums.tolist()))
+        out = {}
+        for prefix, name in (("e", "energy"), ("f", "forces"), ("s", "stress")):
+            if v[f"{prefix}_n"] > 0:
+                out[f"{name}_mae"] = 1000.0 * v[f"{prefix}_abs"] / v[f"{prefix}_n"]
+                out[f"{name}_rmse"] = 1000.0 * (v[f"{prefix}_sq"] / v[f"{prefix}_n"]) ** 0.5
+        return out
+
+
+UNITS = {"energy": "meV/atom", "forces": "meV/Å", "stress": "meV/Å^3"}
+
+
+def format_metrics(metrics: Dict[str, float]) -> str:
+    parts = []
+    for name, unit in UNITS.items():
+        if f"{name}_mae" in metrics:
+            parts.append(f"{name} MAE {metrics[f'{name}_mae']:.3f} RMSE {metrics[f'{name}_rmse']:.3f} {unit}")
+    return ", ".join(parts)

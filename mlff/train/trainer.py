@@ -1,0 +1,340 @@
+"""The training loop: data -> statistics -> model -> epochs (train, validate with EMA weights,
+checkpoint) -> deploy the best model. Killable at any moment; re-running resumes exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data import keys
+from ..data.atomic_data import collate
+from ..data.dataset import epoch_batches, split_indices, to_atomic_data
+from ..data.readers import Frame, LabelKeys, describe, read_frames
+from ..data.stats import average_num_neighbors, energy_shifts, force_rms
+from ..data.validate import validate_frames
+from ..deploy import deploy
+from ..model import build_model
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .distributed import Distributed
+from .ema import EMA
+from .loss import batch_counts, loss_fn
+from .metrics import Metrics, format_metrics
+
+# options that may change between a run and its resumption
+RESUMABLE_CHANGES = {"max_epochs", "progress", "tensorboard", "early_stopping_patience", "checkpoint_every", "device"}
+CSV_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "energy_mae", "energy_rmse", "forces_mae",
+              "forces_rmse", "stress_mae", "stress_rmse", "seconds"]
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    model_path: Path
+    best_epoch: int
+    best_metrics: Dict[str, float]
+    epochs: int
+
+
+def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame]]:
+    label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key)
+    train = read_frames(config.train_file, label_keys, config.reader)
+    if config.valid_file:
+        return train, read_frames(config.valid_file, label_keys, config.reader)
+    train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed)
+    return [train[i] for i in train_idx], [train[i] for i in valid_idx]
+
+
+def _to(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.dist = Distributed.from_env(config.device)
+        self.device = self._device()
+        self.out = Path(config.output_dir)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.dist.barrier()
+        self.weights = {"energy": config.energy_weight, "forces": config.forces_weight, "stress": config.stress_weight}
+        self._check_resumable()  # before the (slow) data preparation
+        self._prepare_data()
+        self._build()
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best_loss, self.best_epoch, self.best_metrics, self.stale_epochs = float("inf"), 0, {}, 0
+        self.finished = False
+        self.epoch_losses: List[float] = []  # losses of the current epoch's steps so far
+        self._resume()
+
+    # ---- set-up --------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(message)
+
+    def _device(self) -> torch.device:
+        wanted = self.config.device
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        if wanted == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError("device: cuda requested but torch sees no GPU; use device: cpu or auto")
+            return torch.device("cuda", self.dist.local_rank)
+        return torch.device("cpu")
+
+    def _prepare_data(self) -> None:
+        c = self.config
+        train, valid = load_datasets(c)
+        self.species = list(c.species) if c.species else sorted(
+            {s for f in train + valid for s in f.atoms.get_chemical_symbols()})
+        need_forces = c.forces_weight > 0
+        validate_frames(train, self.species, need_forces=need_forces, min_distance=c.min_distance)
+        validate_frames(valid, self.species, need_forces=need_forces, min_distance=c.min_distance)
+        summary = {"train": describe(train), "valid": describe(valid), "species": self.species}
+        self.log(f"data: {summary['train']['frames']} training / {summary['valid']['frames']} validation frames, "
+                 f"elements {summary['train']['elements']}, energy/atom range {summary['train']['energy_per_atom_eV']} eV, "
+                 f"max |F| {summary['train']['max_abs_force_eV_per_A']} eV/Å")
+
+        model_config = c.model_config()
+        if "avg_num_neighbors" not in (c.model or {}):
+            model_config = c.model_config(avg_num_neighbors=average_num_neighbors(train, model_config.r_cut))
+        self.model_config = model_config
+        self.shifts = energy_shifts(train, self.species, c.E0)
+        self.scale = force_rms(train)
+        summary["statistics"] = {"energy_shifts_eV": dict(zip(self.species, self.shifts.tolist())),
+                                 "force_rms_eV_per_A": self.scale,
+                                 "avg_num_neighbors": model_config.avg_num_neighbors}
+        if self.dist.is_main:
+            (self.out / "dataset_summary.json").write_text(json.dumps(summary, indent=2))
+        self.train_data = to_atomic_data(train, self.species, model_config.r_cut)
+        self.valid_data = to_atomic_data(valid, self.species, model_config.r_cut)
+
+    def _build(self) -> None:
+        c = self.config
+        self.model = build_model(self.model_config, self.species, seed=c.seed)
+        self.model.scale_shift.set(self.scale, self.shifts)
+        self.model.to(self.device).train()
+        self.eval_model = build_model(self.model_config, self.species).to(self.device).eval()
+        optimizer = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer(self.model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
+        if c.scheduler == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=c.plateau_factor, patience=c.plateau_patience, min_lr=c.min_learning_rate)
+        elif c.scheduler == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=c.max_epochs, eta_min=c.min_learning_rate)
+        else:
+            self.scheduler = None
+        self.ema = EMA(self.model, c.ema_decay)
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "species": self.species,
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+            "stale_epochs": self.stale_epochs,
+            "finished": self.finished,
+            "epoch_losses": list(self.epoch_losses),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _save(self, name: str) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self._state(), self.out / name)
+
+    def _check_resumable(self) -> None:
+        path = self.out / "last.pt"
+        if not path.exists():
+            return
+        old, new = load_checkpoint(path)["train_config"], self.config.to_dict()
+        changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
+        if changed:
+            raise ValueError(f"{self.out} holds a run with different options {changed}; use another "
+                             f"output_dir, or delete {path} to start over")
+
+    def _resume(self) -> None:
+        path = self.out / "last.pt"
+        if not path.exists():
+            return
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        for name in ("epoch", "step_in_epoch", "global_step", "best_loss", "best_epoch", "best_metrics",
+                     "stale_epochs", "finished", "epoch_losses"):
+            setattr(self, name, state[name])
+        torch.set_rng_state(state["torch_rng"])
+        self.finished = self.finished and self.epoch >= self.config.max_epochs
+        self.log(f"resuming from {path}: epoch {self.epoch}, step {self.step_in_epoch} of that epoch")
+
+    # ---- one step, one epoch -----------------------------------------------------------------------
+    def _train_step(self, batch_idx: np.ndarray) -> float:
+        items = [self.train_data[i] for i in batch_idx]
+        counts = batch_counts(items)
+        mine = items[self.dist.rank::self.dist.world_size]
+        loss_value = torch.zeros((), dtype=torch.float64)
+        if mine:
+            batch = _to(collate(mine), self.device)
+            loss = loss_fn(self.model(batch), batch, counts, self.weights, self.config.loss, self.config.huber_delta)
+            loss.backward()
+            loss_value = loss.detach().cpu().to(torch.float64)
+        self.dist.sum_gradients(self.model)
+        if self.config.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+        return float(self.dist.sum_(loss_value))
+
+    def _train_epoch(self) -> float:
+        batches = epoch_batches(len(self.train_data), self.config.batch_size, self.config.seed, self.epoch)
+        interactive = sys.stderr.isatty()
+        bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}",
+                   disable=not (self.config.progress and self.dist.is_main), leave=False, dynamic_ncols=True,
+                   mininterval=0.2 if interactive else 30.0)
+        losses = self.epoch_losses
+        while self.step_in_epoch < len(batches):
+            losses.append(self._train_step(batches[self.step_in_epoch]))
+            self.step_in_epoch += 1
+            self.global_step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4g}")
+            if self.config.checkpoint_every and self.global_step % self.config.checkpoint_every == 0:
+                self._save("last.pt")
+        bar.close()
+        self.epoch_losses = []
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def validate(self) -> tuple[float, Dict[str, float]]:
+        """Validation loss and metrics of the EMA weights (summed over ranks)."""
+        self.ema.copy_to(self.eval_model)
+        metrics = Metrics()
+        counts = batch_counts(self.valid_data)
+        loss = torch.zeros((), dtype=torch.float64)
+        mine = list(range(self.dist.rank, len(self.valid_data), self.dist.world_size))
+        for start in range(0, len(mine), self.config.batch_size):
+            batch = _to(collate([self.valid_data[i] for i in mine[start:start + self.config.batch_size]]), self.device)
+            out = self.eval_model(batch)
+            loss += loss_fn(out, batch, counts, self.weights, self.config.loss, self.config.huber_delta).detach().cpu()
+            metrics.update(out, batch)
+        self.dist.sum_(metrics.sums)
+        return float(self.dist.sum_(loss)), metrics.compute()
+
+    # ---- the run -----------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        c = self.config
+        logger = _Logger(self.out, self.epoch, c.tensorboard) if self.dist.is_main else None
+        while not self.finished and self.epoch < c.max_epochs:
+            start = time.perf_counter()
+            train_loss = self._train_epoch()
+            val_loss, metrics = self.validate()
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(val_loss)
+            elif self.scheduler is not None:
+                self.scheduler.step()
+            self.epoch += 1
+            self.step_in_epoch = 0
+            improved = val_loss < self.best_loss
+            if improved:
+                self.best_loss, self.best_epoch, self.best_metrics, self.stale_epochs = val_loss, self.epoch, metrics, 0
+            else:
+                self.stale_epochs += 1
+            patience = c.early_stopping_patience
+            self.finished = self.epoch >= c.max_epochs or (patience > 0 and self.stale_epochs >= patience)
+            lr = self.optimizer.param_groups[0]["lr"]
+            row = {"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "val_loss": val_loss,
+                   **metrics, "seconds": time.perf_counter() - start}
+            if logger:
+                logger.write(row)
+            self.log(f"epoch {self.epoch}/{c.max_epochs} loss {train_loss:.4g} val {val_loss:.4g} lr {lr:.2g} | "
+                     f"{format_metrics(metrics)}{' *' if improved else ''}")
+            if improved:
+                self._save("best.pt")
+            self._save("last.pt")
+            if self.finished and self.epoch < c.max_epochs:
+                self.log(f"early stopping: no improvement for {patience} epochs")
+        if logger:
+            logger.close()
+        return self._finish()
+
+    def _finish(self) -> TrainResult:
+        model_path = self.out / "model.pt"
+        self.dist.barrier()
+        if self.dist.is_main:
+            best = load_checkpoint(self.out / "best.pt")
+            deploy(model_from_checkpoint(best), model_path)
+            summary = {"best_epoch": self.best_epoch, "best_val_loss": self.best_loss,
+                       "best_metrics": self.best_metrics, "epochs": self.epoch, "model": str(model_path)}
+            (self.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+            self.log(f"best epoch {self.best_epoch}: {format_metrics(self.best_metrics)}; deployed {model_path}")
+        self.dist.barrier()
+        return TrainResult(self.out, model_path, self.best_epoch, self.best_metrics, self.epoch)
+
+
+class _Logger:
+    """metrics.csv (rows beyond the resumed epoch are dropped) and TensorBoard when available."""
+
+    def __init__(self, out: Path, resumed_epoch: int, tensorboard: str):
+        self.path = out / "metrics.csv"
+        rows = []
+        if self.path.exists():
+            with open(self.path) as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= resumed_epoch]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.writer = None
+        if tensorboard != "off":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                if tensorboard == "on":
+                    raise RuntimeError("tensorboard: on, but the tensorboard package is not installed; "
+                                       "pip install tensorboard or set tensorboard: auto") from None
+
+    def write(self, row: Dict[str, float]) -> None:
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, CSV_FIELDS).writerow({k: row.get(k, "") for k in CSV_FIELDS})
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.writer.add_scalar(key, value, row["epoch"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train (or resume) a potential as described by ``config``; returns where the model went."""
+    trainer = Trainer(config)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+from ase import Atoms
+
+from mlff.data.readers import Frame
+from mlff.data.stats import average_num_neighbors, energy_shifts, force_rms
+from mlff.data.validate import DataValidationError, validate_frames
+
+
+def _frame(symbols="CuCuO", energy=-1.0, forces=True, positions=None, source="data.xyz:3"):
+    n = len(Atoms(symbols))
+    positions = positions if positions is not None else np.arange(3 * n).reshape(n, 3) * 1.1
+    atoms = Atoms(symbols, positions=positions)
+    return Frame(atoms, energy, np.zeros((n, 3)) if forces else None, None, source)
+
+
+@pytest.mark.parametrize("frame,pattern", [
+    (_frame(energy=None), r"data.xyz:3: no energy label"),
+    (_frame(forces=False), r"data.xyz:3: no forces label"),
+    (_frame(energy=float("nan")), r"data.xyz:3: energy contains NaN"),
+    (_frame(positions=np.zeros((3, 3)) + [[0, 0, 0], [0.2, 0, 0], [3, 0, 0]]), r"data.xyz:3: atoms 0 and 1 are 0.200 Å apart"),
+    (_frame("CuZnO"), r"data.xyz:3: element\(s\) \['Zn'\] not in the model's species"),
+])
+def test_validation_errors_name_the_frame(frame, pattern):
+    with pytest.raises(DataValidationError, match=pattern):
+        validate_frames([_frame(source="data.xyz:0"), frame], species=["Cu", "O"])
+
+
+def test_valid_frames_pass():
+    validate_frames([_frame(), _frame("CuO")], species=["Cu", "O"])
+
+
+def test_least_squares_shifts_recover_per_species_energies():
+    rng = np.random.default_rng(0)
+    true = {"Cu": -3.7, "O": -1.9}
+    frames = []
+    for _ in range(6):
+        n_cu, n_o = rng.integers(1, 5, size=2)
+        symbols = "Cu" * n_cu + "O" * n_o
+        frames.append(_frame(symbols, energy=n_cu * true["Cu"] + n_o * true["O"]))
+    np.testing.assert_allclose(energy_shifts(frames, ["Cu", "O"]), [-3.7, -1.9], atol=1e-10)
+    np.testing.assert_allclose(energy_shifts(frames, ["Cu", "O"], {"Cu": 1.0, "O": 2.0}), [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"no isolated-atom energy for \['O'\]"):
+        energy_shifts(frames, ["Cu", "O"], {"Cu": 1.0})
+
+
+def test_force_rms_and_neighbours():
+    frame = _frame()
+    frame.forces[:] = [[3.0, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert force_rms([frame]) == pytest.approx(1.0)
+    dimer = Frame(Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]]), 0.0, np.zeros((2, 3)), None, "x")
+    assert average_num_neighbors([dimer], 3.0) == pytest.approx(1.0)
