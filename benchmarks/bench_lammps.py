@@ -1,0 +1,144 @@
+"""MD speed: LAMMPS (pair_style mlff, 1 and 2 MPI ranks) vs ASE MD vs the bare model call.
+
+The plugin's overhead is the ratio of LAMMPS time per step to the bare scripted-model call on the
+same structure (the model does the same work in both; LAMMPS adds ghost atoms, neighbour lists,
+integration and communication). Prints a table.
+
+    python benchmarks/bench_lammps.py [--sizes 1000 8000] [--steps 10] [--model model.pt]
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+DECK = """
+units metal
+atom_style atomic
+lattice fcc 3.59
+region box block 0 {a} 0 {b} 0 {c}
+create_box 1 box
+create_atoms 1 box
+mass 1 63.546
+pair_style mlff
+pair_coeff * * {model} Cu
+velocity all create 300.0 1 mom yes rot yes
+fix integrate all nve
+timestep 0.002
+thermo {steps}
+run 1
+run {steps}
+"""
+
+
+def _repeats(atoms):
+    cells = max(1, atoms // 4)
+    best = None
+    for a in range(1, 40):
+        for b in range(a, 40):
+            c = max(b, round(cells / (a * b)))
+            key = (abs(a * b * c - cells), c - a)
+            if best is None or key < best[0]:
+                best = (key, (a, b, c))
+    return best[1]
+
+
+def bare_model(model_path, reps, repeats, threads):
+    import torch
+    from ase.build import bulk
+
+    import mlff
+    from mlff.data import SpeciesMap, from_ase
+
+    torch.set_num_threads(threads)
+    deployed = mlff.load(model_path)
+    atoms = bulk("Cu", "fcc", a=3.59, cubic=True).repeat(reps)
+    atoms.rattle(0.02, seed=0)
+    data = from_ase(atoms, SpeciesMap(deployed.species), deployed.r_cut)
+    args = (data["positions"], data["edge_index"], data["edge_shift"], data["species"])
+    deployed(*args)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        deployed(*args)
+    return (time.perf_counter() - start) / repeats
+
+
+def ase_md(model_path, reps, steps, threads):
+    import torch
+    from ase import units
+    from ase.build import bulk
+    from ase.md.verlet import VelocityVerlet
+
+    import mlff
+
+    torch.set_num_threads(threads)
+    atoms = bulk("Cu", "fcc", a=3.59, cubic=True).repeat(reps)
+    atoms.rattle(0.02, seed=0)
+    atoms.calc = mlff.MLFFCalculator(model_path)
+    dyn = VelocityVerlet(atoms, timestep=2 * units.fs)
+    dyn.run(1)
+    start = time.perf_counter()
+    dyn.run(steps)
+    return (time.perf_counter() - start) / steps
+
+
+def lammps_md(model_path, reps, steps, ranks, threads, workdir):
+    from mlff.lammps.runtime import lammps_env
+
+    deck = os.path.join(workdir, f"in.bench{ranks}")
+    with open(deck, "w") as handle:
+        handle.write(DECK.format(a=reps[0], b=reps[1], c=reps[2], model=model_path, steps=steps))
+    bindir = os.path.dirname(sys.executable)
+    cmd = [os.path.join(bindir, "lmp"), "-in", deck, "-log", "none"]
+    if ranks > 1:
+        cmd = [os.path.join(bindir, "mpiexec"), "-np", str(ranks)] + cmd
+    env = dict(lammps_env(), OMP_NUM_THREADS=str(threads))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    if res.returncode != 0:
+        raise RuntimeError(res.stdout[-2000:] + res.stderr[-2000:])
+    loops = re.findall(r"Loop time of ([\d.eE+-]+) on \d+ procs for (\d+) steps", res.stdout)
+    seconds, nsteps = loops[-1]
+    return float(seconds) / int(nsteps)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2, help="total threads per run (split over ranks)")
+    parser.add_argument("--model", help="model file (default: a fresh `small` Cu model, r_cut 4.5, float32)")
+    args = parser.parse_args()
+
+    import mlff
+
+    with tempfile.TemporaryDirectory() as workdir:
+        model_path = args.model
+        if model_path is None:
+            model = mlff.build_model(mlff.ModelConfig.preset("small", r_cut=4.5, dtype="float32"), ["Cu"], seed=0)
+            model_path = mlff.deploy(model, os.path.join(workdir, "model.pt"))
+        meta = mlff.read_metadata(model_path)
+        print(f"model: {model_path} ({meta.config.get('num_layers')} layers, {meta.config.get('num_features')} "
+              f"features, l_max {meta.config.get('l_max')}, r_cut {meta.r_cut} Å, {meta.dtype}); "
+              f"{args.threads} threads in total per run; fcc Cu")
+        header = f"{'atoms':>6} {'engine':<22}{'ms/step':>10}{'atom-steps/s':>14}{'vs bare model':>15}"
+        print(header)
+        print("-" * len(header))
+        for size in args.sizes:
+            reps = _repeats(size)
+            n = 4 * int(np.prod(reps))
+            bare = bare_model(model_path, reps, max(2, args.steps // 2), args.threads)
+            rows = [("bare model call", bare),
+                    ("ASE VelocityVerlet", ase_md(model_path, reps, args.steps, args.threads)),
+                    ("LAMMPS 1 rank", lammps_md(model_path, reps, args.steps, 1, args.threads, workdir)),
+                    ("LAMMPS 2 ranks", lammps_md(model_path, reps, args.steps, 2, max(1, args.threads // 2), workdir))]
+            for name, seconds in rows:
+                print(f"{n:>6} {name:<22}{1e3 * seconds:>10.1f}{n / seconds:>14.0f}{seconds / bare:>15.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
