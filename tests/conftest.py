@@ -16,3 +16,11 @@ def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny.pt"
     mlff.deploy(tiny_model(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    """The pair-style plugin, built once (cached across runs by torch/LAMMPS/source versions)."""
+    from mlff.lammps.build import build
+
+    return build()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     print(metrics_table(metrics, len(frames)))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"model": os.path.abspath(args.model), "frames": len(frames), **metrics}, handle, indent=2)
+            json.dump({"model": args.model, "frames": len(frames), **metrics}, handle, indent=2)
     if not args.no_plots:
         for path in parity_plots(frames, predictions, args.plots):
             print(f"plot: {path}")

@@ -134,6 +134,7 @@ def deploy(potential: Potential, path: str | os.PathLike) -> str:
     try:
         with torchscript_quiet():
             torch.jit.save(scripted, tmp, _extra_files=metadata_for(potential))
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

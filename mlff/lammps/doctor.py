@@ -11,9 +11,9 @@ from pathlib import Path
 from .locate import plugin_path
 
 
-def _run(cmd) -> str:
+def _run(cmd, env=None) -> str:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ""
 
@@ -86,14 +86,21 @@ def report() -> int:
     compiler = _run(["c++", "--version"]).splitlines()
     line("C++ compiler", compiler[0] if compiler else "not found", bool(compiler),
          "install g++ (Debian: apt-get install g++)")
-    cmake = _run(["cmake", "--version"]).splitlines()
+    from .build import PluginBuildError, _cmake
+
+    try:
+        cmake = _run([_cmake(), "--version"]).splitlines()
+    except PluginBuildError:
+        cmake = []
     line("CMake", cmake[0] if cmake else "not found", bool(cmake), "install cmake >= 3.16 (apt-get install cmake)")
 
     path = plugin_path()
     line("plugin", str(path) if path.exists() else f"not built (would be {path})", path.exists(),
          "run `mlff lammps build`")
     if path.exists():
-        ldd = _run(["ldd", str(path)])
+        from .runtime import lammps_env
+
+        ldd = _run(["ldd", str(path)], env=lammps_env())  # as LAMMPS runs: MPI on the loader path
         missing = re.findall(r"(\S+) => not found", ldd)
         line("plugin libraries", "all found" if not missing else f"missing: {missing}", not missing,
              "rebuild with `mlff lammps build --force` in this environment")

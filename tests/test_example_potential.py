@@ -1,0 +1,62 @@
+"""The shipped example potential: loads, reproduces its recorded validation metrics, runs MD in
+ASE and in LAMMPS (one step each; the full demo is `make demo`)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import units
+from ase.build import bulk
+from ase.md.verlet import VelocityVerlet
+
+import mlff
+from mlff.evaluation import error_metrics, predict_frames
+from mlff.lammps.runtime import lammps_env
+from mlff.train import load_config
+from mlff.train.trainer import load_datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "examples" / "potentials" / "cu"
+MODEL = FOLDER / "model.pt"
+
+
+def test_loads_with_its_metadata():
+    model = mlff.load(MODEL)
+    assert model.species == ["Cu"]
+    assert model.metadata.config == {**model.metadata.config, "r_cut": 4.5, "dtype": "float32"}
+    assert MODEL.stat().st_size < 5e6
+
+
+def test_matches_recorded_validation_metrics():
+    _, valid = load_datasets(load_config(FOLDER / "train.yaml"))
+    metrics = error_metrics(valid, predict_frames(MODEL, valid))
+    recorded = json.loads((FOLDER / "evaluation.json").read_text())
+    best = json.loads((FOLDER / "training_summary.json").read_text())["best_metrics"]
+    assert recorded["frames"] == len(valid) == 30
+    for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "stress_mae", "stress_rmse"):
+        assert metrics[key] == pytest.approx(recorded[key], rel=1e-5), key  # float32: thread-count rounding
+        assert metrics[key] == pytest.approx(best[key], rel=1e-3), key  # float32 model, other batching
+    assert metrics["forces_mae"] < 30.0  # meV/Å
+
+
+def test_one_md_step_in_ase():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=0)
+    atoms.calc = mlff.MLFFCalculator(MODEL)
+    e0 = atoms.get_total_energy()
+    VelocityVerlet(atoms, timestep=1 * units.fs).run(1)
+    assert np.isfinite(atoms.get_forces()).all()
+    assert abs(atoms.get_total_energy() - e0) < 1e-3
+
+
+def test_one_md_step_in_lammps(plugin, tmp_path):
+    cmd = [os.path.join(os.path.dirname(sys.executable), "lmp"), "-in", str(ROOT / "examples" / "md" / "in.nvt"),
+           "-var", "model", str(MODEL), "-var", "reps", "2", "-var", "steps", "1", "-log", "none"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"),
+                         cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "mlff: atom type 1 -> Cu" in res.stdout and "Loop time" in res.stdout
