@@ -23,13 +23,15 @@ def predict_frames(model_path: str | os.PathLike, frames: Sequence[Frame], devic
         atoms = frame.atoms.copy()
         atoms.calc = calc
         stress = atoms.get_stress(voigt=False) if atoms.pbc.all() else None
-        predictions.append({"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": stress})
+        has_dipole = keys.DIPOLE_KEY in calc.implemented_properties and not atoms.pbc.any()
+        predictions.append({"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": stress,
+                            "dipole": atoms.get_dipole_moment() if has_dipole else None})
     return predictions
 
 
 def error_metrics(frames: Sequence[Frame], predictions: Sequence[dict]) -> Dict[str, float]:
-    """MAE/RMSE of energy per atom (meV/atom), forces (meV/Å), stress (meV/Å^3), with the same
-    definitions as the training metrics."""
+    """MAE/RMSE of energy per atom (meV/atom), forces (meV/Å), stress (meV/Å^3) and dipole (me Å),
+    with the same definitions as the training metrics."""
     metrics = Metrics()
     for frame, pred in zip(frames, predictions):
         n = len(frame.atoms)
@@ -40,6 +42,9 @@ def error_metrics(frames: Sequence[Frame], predictions: Sequence[dict]) -> Dict[
             keys.FORCES_KEY: torch.as_tensor(pred["forces"]),
             keys.VIRIAL_KEY: torch.as_tensor(-(pred["stress"] if has_stress else np.zeros((3, 3))) * volume)[None],
         }
+        has_dipole = frame.dipole is not None and pred.get("dipole") is not None
+        if has_dipole:
+            out[keys.DIPOLE_KEY] = torch.as_tensor(pred["dipole"])[None]
         batch = {
             keys.PTR_KEY: torch.tensor([0, n]),
             keys.REF_ENERGY_KEY: torch.tensor([np.nan if frame.energy is None else frame.energy]),
@@ -47,6 +52,8 @@ def error_metrics(frames: Sequence[Frame], predictions: Sequence[dict]) -> Dict[
             keys.REF_STRESS_KEY: torch.as_tensor(frame.stress if has_stress else np.zeros((3, 3)))[None],
             keys.HAS_STRESS_KEY: torch.tensor([1.0 if has_stress else 0.0]),
             keys.CELL_KEY: torch.as_tensor(frame.atoms.cell.array)[None],
+            keys.REF_DIPOLE_KEY: torch.as_tensor(frame.dipole if has_dipole else np.zeros(3))[None],
+            keys.HAS_DIPOLE_KEY: torch.tensor([1.0 if has_dipole else 0.0]),
         }
         metrics.update(out, batch)
     return metrics.compute()
@@ -80,6 +87,11 @@ def parity_plots(frames: Sequence[Frame], predictions: Sequence[dict], out_dir: 
                    np.concatenate([p["stress"].ravel() for f, p in zip(frames, predictions)
                                    if f.stress is not None and p["stress"] is not None] or [[]]),
                    "stress components (eV/Å^3)"),
+        "dipole": (np.concatenate([f.dipole for f, p in zip(frames, predictions)
+                                   if f.dipole is not None and p.get("dipole") is not None] or [[]]),
+                   np.concatenate([p["dipole"] for f, p in zip(frames, predictions)
+                                   if f.dipole is not None and p.get("dipole") is not None] or [[]]),
+                   "dipole components (e Å)"),
     }
     written = []
     for name, (ref, pred, label) in series.items():

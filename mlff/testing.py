@@ -56,10 +56,10 @@ def small_molecule(seed: int = 0) -> Atoms:
     return atoms
 
 
-def evaluate(model: Potential, atoms: Atoms) -> Dict[str, np.ndarray]:
+def evaluate(model: Potential, atoms: Atoms, total_charge: float = 0.0) -> Dict[str, np.ndarray]:
     """Run the eager model on one structure: energy, atomic_energy, forces, virial, atomic_virial,
-    and (periodic cells) stress as a 3x3 matrix, all float64 numpy arrays."""
-    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut)
+    (periodic cells) stress as a 3x3 matrix, and any optional outputs; float64 numpy arrays."""
+    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut, total_charge)
     out = model(data)
     result = {
         keys.ENERGY_KEY: out[keys.ENERGY_KEY][0].detach().numpy(),
@@ -68,9 +68,23 @@ def evaluate(model: Potential, atoms: Atoms) -> Dict[str, np.ndarray]:
         keys.VIRIAL_KEY: out[keys.VIRIAL_KEY][0].detach().numpy(),
         keys.ATOMIC_VIRIAL_KEY: out[keys.ATOMIC_VIRIAL_KEY].detach().numpy(),
     }
+    for name in model.graph_outputs:
+        result[name] = out[name][0].detach().numpy()
+    for name in model.atom_outputs:
+        result[name] = out[name].detach().numpy()
     if atoms.pbc.all():
         result[keys.STRESS_KEY] = -result[keys.VIRIAL_KEY] / atoms.get_volume()
     return result
+
+
+def chiral_molecule(mirror: bool = False) -> Atoms:
+    """CHFClBr (bromochlorofluoromethane) with tetrahedral geometry, or its mirror image."""
+    directions = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3.0)
+    lengths = np.array([1.09, 1.35, 1.77, 1.94])  # C-H, C-F, C-Cl, C-Br in Å
+    positions = np.vstack([[0.0, 0.0, 0.0], directions * lengths[:, None]])
+    if mirror:
+        positions[:, 0] *= -1.0
+    return Atoms("CHFClBr", positions=positions)
 
 
 def random_orthogonal(rng: np.random.Generator, improper: bool = False) -> np.ndarray:

@@ -25,18 +25,27 @@ class MLFFCalculator(Calculator):
         :class:`~mlff.deploy.DeployedModel`).
     device : ``"cpu"``, ``"cuda"``, ...
 
+    charge : total charge (e) of the structures, used by a dipole head (its charges sum to it).
+
     Properties: ``energy``/``free_energy`` (eV), ``energies`` (eV/atom), ``forces`` (eV/Å) and, for
     cells periodic in all three directions, ``stress`` (Voigt, eV/Å^3, ASE sign) and ``stresses``
-    (per atom, Voigt; they sum to ``stress``).
+    (per atom, Voigt; they sum to ``stress``). Models with a dipole head add ``dipole`` (e Å,
+    molecules only) and ``charges`` (e); models with extra ``outputs`` add each ``name`` (summed
+    over atoms) and ``atomic_<name>``.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
 
-    def __init__(self, model: str | os.PathLike | DeployedModel, device: str = "cpu", **kwargs):
+    def __init__(self, model: str | os.PathLike | DeployedModel, device: str = "cpu", charge: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.model = model if isinstance(model, DeployedModel) else load(model, device)
         self.species_map = SpeciesMap(self.model.species)
+        self.charge = float(charge)
         self._graph = None
+        self._extra = [keys.CHARGES_KEY if name == keys.DIPOLE_KEY else keys.ATOMIC_PREFIX + name
+                       for name in self.model.metadata.outputs] + list(self.model.metadata.outputs)
+        self.implemented_properties = list(type(self).implemented_properties) + self._extra
 
     def _build_graph(self, atoms) -> dict:
         if len(atoms) == 0:
@@ -58,9 +67,14 @@ class MLFFCalculator(Calculator):
                 f"stress needs a cell periodic in all three directions; this structure has "
                 f"pbc={self.atoms.pbc.tolist()}"
             )
+        if self.atoms.pbc.any() and keys.DIPOLE_KEY in properties:
+            raise PropertyNotImplementedError(
+                "the dipole of a periodic structure depends on the choice of cell and is not defined; "
+                "evaluate dipoles for molecules (pbc=False)"
+            )
         if self._graph is None or _GRAPH_CHANGES & set(system_changes):
             self._graph = self._build_graph(self.atoms)
-        out = {k: v.cpu().numpy() for k, v in self.model(**self._graph).items()}
+        out = {k: v.cpu().numpy() for k, v in self.model(**self._graph, total_charge=self.charge).items()}
 
         energy = float(out[keys.ENERGY_KEY])
         self.results = {
@@ -68,7 +82,10 @@ class MLFFCalculator(Calculator):
             "free_energy": energy,
             "energies": out[keys.ATOMIC_ENERGY_KEY],
             "forces": out[keys.FORCES_KEY],
+            **{name: out[name] for name in self._extra},
         }
+        if self.atoms.pbc.any():
+            self.results.pop(keys.DIPOLE_KEY, None)  # not defined for periodic structures
         if periodic:
             volume = self.atoms.get_volume()
             self.results["stress"] = full_3x3_to_voigt_6_stress(-out[keys.VIRIAL_KEY] / volume)

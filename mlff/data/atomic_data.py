@@ -43,7 +43,7 @@ class SpeciesMap:
         return indices
 
 
-def from_ase(atoms, species_map: SpeciesMap, r_cut: float) -> AtomicData:
+def from_ase(atoms, species_map: SpeciesMap, r_cut: float, total_charge: float = 0.0) -> AtomicData:
     """One structure as atomic data (float64), with its neighbour list."""
     if len(atoms) == 0:
         raise ValueError("the structure has no atoms; nothing to evaluate")
@@ -61,6 +61,7 @@ def from_ase(atoms, species_map: SpeciesMap, r_cut: float) -> AtomicData:
         keys.PTR_KEY: torch.tensor([0, n], dtype=torch.int64),
         keys.CELL_KEY: torch.from_numpy(cell.copy()).unsqueeze(0),
         keys.PBC_KEY: torch.from_numpy(pbc.copy()).unsqueeze(0),
+        keys.TOTAL_CHARGE_KEY: torch.tensor([float(total_charge)], dtype=torch.float64),
     }
 
 
@@ -72,7 +73,8 @@ def collate(structures: Sequence[AtomicData]) -> AtomicData:
     offsets = np.concatenate([[0], np.cumsum(counts)])
     out: AtomicData = {}
     per_atom = (keys.POSITIONS_KEY, keys.SPECIES_KEY, keys.REF_FORCES_KEY)
-    per_graph = (keys.CELL_KEY, keys.PBC_KEY, keys.REF_ENERGY_KEY, keys.REF_STRESS_KEY, keys.HAS_STRESS_KEY)
+    per_graph = (keys.CELL_KEY, keys.PBC_KEY, keys.TOTAL_CHARGE_KEY, keys.REF_ENERGY_KEY, keys.REF_STRESS_KEY,
+                 keys.HAS_STRESS_KEY, keys.REF_DIPOLE_KEY, keys.HAS_DIPOLE_KEY)
     for key in per_atom + per_graph + (keys.EDGE_SHIFT_KEY,):
         if key in structures[0]:
             out[key] = torch.cat([s[key] for s in structures])

@@ -17,7 +17,7 @@ def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float
     species_map = SpeciesMap(species)
     out = []
     for frame in frames:
-        data = from_ase(frame.atoms, species_map, r_cut)
+        data = from_ase(frame.atoms, species_map, r_cut, frame.charge)
         n = len(frame.atoms)
         data[keys.REF_ENERGY_KEY] = torch.tensor([np.nan if frame.energy is None else frame.energy], dtype=torch.float64)
         forces = frame.forces if frame.forces is not None else np.full((n, 3), np.nan)
@@ -26,6 +26,10 @@ def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float
         stress = frame.stress if has_stress else np.zeros((3, 3))
         data[keys.REF_STRESS_KEY] = torch.as_tensor(np.array(stress, dtype=np.float64)).reshape(1, 3, 3)
         data[keys.HAS_STRESS_KEY] = torch.tensor([1.0 if has_stress else 0.0], dtype=torch.float64)
+        has_dipole = frame.dipole is not None
+        dipole = frame.dipole if has_dipole else np.zeros(3)
+        data[keys.REF_DIPOLE_KEY] = torch.as_tensor(np.array(dipole, dtype=np.float64)).reshape(1, 3)
+        data[keys.HAS_DIPOLE_KEY] = torch.tensor([1.0 if has_dipole else 0.0], dtype=torch.float64)
         out.append(data)
     return out
 

@@ -17,6 +17,7 @@ PTR_KEY: Final[str] = "ptr"  # (G + 1,) int64 | atoms of graph g are ptr[g]:ptr[
 NUM_LOCAL_KEY: Final[str] = "n_local"  # () int64 | atoms [0, n_local) own energy; the rest are ghosts
 CELL_KEY: Final[str] = "cell"  # (G, 3, 3) float | lattice vectors as rows, Å (zeros if none)
 PBC_KEY: Final[str] = "pbc"  # (G, 3) bool | periodicity along each lattice vector
+TOTAL_CHARGE_KEY: Final[str] = "total_charge"  # (G,) float | e; the charges of the dipole head sum to it
 
 # --- outputs -------------------------------------------------------------------------------------
 ENERGY_KEY: Final[str] = "energy"  # (G,) float64 | total energy of local atoms, eV
@@ -25,9 +26,16 @@ FORCES_KEY: Final[str] = "forces"  # (n, 3) float64 | -dE/dr, eV/Å; ghosts incl
 VIRIAL_KEY: Final[str] = "virial"  # (G, 3, 3) float64 | W = -sum_ij r_ij (x) dE/dr_ij, eV
 ATOMIC_VIRIAL_KEY: Final[str] = "atomic_virial"  # (n, 3, 3) float64 | per-atom share of W, eV
 STRESS_KEY: Final[str] = "stress"  # (G, 3, 3) float64 | -W / V, eV/Å^3 (ASE sign convention)
+# optional heads (ModelConfig.dipole, ModelConfig.outputs)
+DIPOLE_KEY: Final[str] = "dipole"  # (G, 3) float64 | e Å; sum_i q_i r_i + sum_i mu_i over local atoms
+CHARGES_KEY: Final[str] = "charges"  # (n,) float64 | e; per-atom charges, summing to total_charge
+ATOMIC_DIPOLES_KEY: Final[str] = "atomic_dipoles"  # (n, 3) float64 | e Å; per-atom dipoles mu_i
+ATOMIC_PREFIX: Final[str] = "atomic_"  # per-atom value of an output `name` is f"atomic_{name}"
 
 # --- labels (training targets, same units as the outputs) ----------------------------------------
 REF_ENERGY_KEY: Final[str] = "ref_energy"  # (G,) float64 | eV
 REF_FORCES_KEY: Final[str] = "ref_forces"  # (n, 3) float64 | eV/Å
 REF_STRESS_KEY: Final[str] = "ref_stress"  # (G, 3, 3) float64 | eV/Å^3, ASE sign convention
 HAS_STRESS_KEY: Final[str] = "has_stress"  # (G,) float64 | 1 where the frame has a stress label
+REF_DIPOLE_KEY: Final[str] = "ref_dipole"  # (G, 3) float64 | e Å
+HAS_DIPOLE_KEY: Final[str] = "has_dipole"  # (G,) float64 | 1 where the frame has a dipole label

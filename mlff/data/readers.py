@@ -26,6 +26,8 @@ class Frame:
     forces: Optional[np.ndarray]  # (n, 3) eV/Å
     stress: Optional[np.ndarray]  # (3, 3) eV/Å^3, ASE sign
     source: str
+    dipole: Optional[np.ndarray] = None  # (3,) e Å
+    charge: float = 0.0  # total charge, e
 
 
 @dataclass
@@ -37,6 +39,8 @@ class LabelKeys:
     energy_key: str = "energy"
     forces_key: str = "forces"
     stress_key: str = "stress"
+    dipole_key: str = "dipole"
+    charge_key: str = "charge"
 
 
 def _label(atoms: Atoms, key: str, per_atom: bool):
@@ -55,8 +59,11 @@ def frame_from_atoms(atoms: Atoms, keys: LabelKeys, source: str) -> Frame:
     stress = _label(atoms, keys.stress_key, per_atom=False)
     if stress is not None:
         stress = voigt_6_to_full_3x3_stress(stress) if stress.size == 6 else stress.reshape(3, 3)
+    dipole = _label(atoms, keys.dipole_key, per_atom=False)
+    charge = _label(atoms, keys.charge_key, per_atom=False)
     plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    return Frame(plain, None if energy is None else float(energy), forces, stress, source)
+    return Frame(plain, None if energy is None else float(energy), forces, stress, source,
+                 None if dipole is None else dipole.reshape(3), 0.0 if charge is None else float(charge))
 
 
 def read_file(path: str | os.PathLike, keys: LabelKeys = LabelKeys(), index: str = ":") -> list[Frame]:

@@ -4,13 +4,14 @@ The scripted ``forward`` is the single contract shared by the ASE calculator, th
 and Python (see ``docs/model-file.md``)::
 
     forward(positions: (n, 3) float64, edge_index: (2, E) int64, edge_shift: (E, 3) float64,
-            species: (n,) int64, n_local: int) -> Dict[str, Tensor]
+            species: (n,) int64, n_local: int, total_charge: float = 0.0) -> Dict[str, Tensor]
 
 returning float64 ``energy`` (), ``atomic_energy`` (n,), ``forces`` (n, 3), ``virial`` (3, 3) and
-``atomic_virial`` (n, 3, 3). Metadata is stored as plain-text ``_extra_files`` entries.
+``atomic_virial`` (n, 3, 3), plus the optional heads (``dipole`` (3,), ``charges`` (n,), and each
+``outputs`` name with its per-atom ``atomic_<name>``). Metadata is stored as plain-text
+``_extra_files`` entries.
 """
 
-from __future__ import annotations
 
 import contextlib
 import copy
@@ -18,7 +19,7 @@ import json
 import os
 import tempfile
 import warnings
-from typing import Dict
+from typing import Dict, List
 
 import e3nn
 import torch
@@ -45,10 +46,15 @@ def torchscript_quiet():
 class DeployedPotential(nn.Module):
     """The scripted engine contract around a :class:`~mlff.model.Potential` (one structure)."""
 
+    graph_outputs: List[str]  # extra per-structure outputs (dipole, config.outputs)
+    atom_outputs: List[str]  # their per-atom values (charges, atomic_<name>)
+
     def __init__(self, potential: Potential):
         super().__init__()
         self.potential = potential
         self.num_species = len(potential.species)
+        self.graph_outputs: List[str] = list(potential.graph_outputs)
+        self.atom_outputs: List[str] = list(potential.atom_outputs)
 
     def forward(
         self,
@@ -57,6 +63,7 @@ class DeployedPotential(nn.Module):
         edge_shift: torch.Tensor,
         species: torch.Tensor,
         n_local: int,
+        total_charge: float = 0.0,
     ) -> Dict[str, torch.Tensor]:
         n = positions.shape[0]
         if positions.dim() != 2 or positions.shape[1] != 3:
@@ -79,15 +86,21 @@ class DeployedPotential(nn.Module):
             keys.BATCH_KEY: torch.zeros(n, dtype=torch.int64, device=positions.device),
             keys.PTR_KEY: torch.tensor([0, n], dtype=torch.int64, device=positions.device),
             keys.NUM_LOCAL_KEY: torch.tensor(n_local, dtype=torch.int64, device=positions.device),
+            keys.TOTAL_CHARGE_KEY: torch.tensor([total_charge], dtype=torch.float64, device=positions.device),
         }
         out = self.potential(data)
-        return {
+        result = {
             keys.ENERGY_KEY: out[keys.ENERGY_KEY][0].detach(),
             keys.ATOMIC_ENERGY_KEY: out[keys.ATOMIC_ENERGY_KEY].detach(),
             keys.FORCES_KEY: out[keys.FORCES_KEY].detach(),
             keys.VIRIAL_KEY: out[keys.VIRIAL_KEY][0].detach(),
             keys.ATOMIC_VIRIAL_KEY: out[keys.ATOMIC_VIRIAL_KEY].detach(),
         }
+        for name in self.graph_outputs:
+            result[name] = out[name][0].detach()
+        for name in self.atom_outputs:
+            result[name] = out[name].detach()
+        return result
 
 
 def metadata_for(potential: Potential) -> Dict[str, str]:
@@ -103,6 +116,8 @@ def metadata_for(potential: Potential) -> Dict[str, str]:
         "num_layers": str(int(config.num_layers)),
         "interaction_range": repr(float(config.r_cut) * int(config.num_layers)),
         "dtype": config.dtype,
+        # extra per-structure outputs beside energy/forces/virial (engines may ignore them)
+        "outputs": " ".join(potential.graph_outputs),
         **UNITS,
         "config.json": json.dumps(config.to_dict(), sort_keys=True),
     }

@@ -13,6 +13,7 @@ import torch
 from .export import FORMAT_VERSION, torchscript_quiet
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
+_STANDARD_OUTPUTS = ("energy", "atomic_energy", "forces", "virial", "atomic_virial")
 
 
 class ModelFileError(ValueError):
@@ -33,6 +34,7 @@ class ModelMetadata:
     mlff_version: str = ""
     torch_version: str = ""
     e3nn_version: str = ""
+    outputs: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
 
     @property
@@ -92,6 +94,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         mlff_version=extra.get("mlff_version", ""),
         torch_version=extra.get("torch_version", ""),
         e3nn_version=extra.get("e3nn_version", ""),
+        outputs=extra.get("outputs", "").split(),
         config=json.loads(extra.get("config.json", "{}")),
     )
 
@@ -129,6 +132,7 @@ class DeployedModel:
         edge_shift: torch.Tensor,
         species: torch.Tensor,
         n_local: Optional[int] = None,
+        total_charge: float = 0.0,
     ) -> Dict[str, torch.Tensor]:
         n_local = positions.shape[0] if n_local is None else int(n_local)
         d = self.device
@@ -138,6 +142,7 @@ class DeployedModel:
             edge_shift.to(d, torch.float64),
             species.to(d, torch.int64),
             n_local,
+            float(total_charge),
         )
 
 

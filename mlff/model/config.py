@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Dict
 
 from e3nn import o3
 
@@ -35,6 +36,11 @@ class ModelConfig:
     avg_num_neighbors : the neighbour sum is divided by this (set from data by training).
     dtype : ``"float64"`` or ``"float32"``: the model's internal precision. Inputs and outputs are
         float64 whatever this is.
+    dipole : add a dipole head: per-atom charges ``q_i`` (constrained to sum to the total charge) and
+        per-atom dipoles ``mu_i`` (``1o``); the molecular dipole is ``sum q_i r_i + sum mu_i`` (e Å).
+    outputs : extra per-atom outputs of any irreps, ``{name: irreps}``, e.g.
+        ``{"chirality": "1x0o", "polarizability": "1x0e+1x2e"}``; each structure's value is the
+        sum over its atoms. Components are in e3nn's basis (``1o`` is Cartesian x, y, z).
     """
 
     r_cut: float = 5.0
@@ -49,6 +55,8 @@ class ModelConfig:
     readout_hidden: int = 16
     avg_num_neighbors: float = 10.0
     dtype: str = "float64"
+    dipole: bool = False
+    outputs: Dict[str, str] = field(default_factory=dict)
 
     PRESETS = {
         "small": dict(num_layers=2, num_features=16, l_max=1, radial_hidden=32),
@@ -68,6 +76,15 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.radial_layers must be >= 0, got {self.radial_layers!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        reserved = {"energy", "forces", "virial", "stress", "dipole", "charges"}
+        for name, irreps in dict(self.outputs).items():
+            if name in reserved or not str(name).isidentifier():
+                raise ValueError(f"ModelConfig.outputs: {name!r} is reserved or not a valid name")
+            try:
+                o3.Irreps(irreps)
+            except (ValueError, AssertionError):
+                raise ValueError(f"ModelConfig.outputs[{name!r}]: {irreps!r} is not an irreps string "
+                                 "such as '1x0o' or '1x0e+1x2e'") from None
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ModelConfig":

@@ -1,4 +1,5 @@
-"""The conservative potential: atomic data in, energy and its derivatives out."""
+"""The conservative potential: atomic data in, energy and its derivatives (and optional tensor
+outputs) out."""
 
 from typing import Dict, List
 
@@ -12,15 +13,37 @@ from ..nn import Interaction, RadialEmbedding, Readout, ScaleShift, SpeciesEmbed
 from ..nn.grad import edge_gradient_outputs
 from .config import ModelConfig
 
+DIPOLE_IRREPS = o3.Irreps("1x0e+1x1o")  # per atom: a charge and a (polar) dipole vector
+
+
+def _head_irreps(config: ModelConfig) -> Dict[str, o3.Irreps]:
+    heads = {keys.DIPOLE_KEY: DIPOLE_IRREPS} if config.dipole else {}
+    heads.update({name: o3.Irreps(irreps) for name, irreps in config.outputs.items()})
+    return heads
+
+
+def _unreachable(name: str, irreps: o3.Irreps, available: o3.Irreps, config: ModelConfig) -> ValueError:
+    missing = sorted({str(ir) for _, ir in irreps} - {str(ir) for _, ir in available})
+    if config.l_max == 0:
+        why = ("with l_max=0 the model sees interatomic distances only, so it has no directional or "
+               "parity-odd features (and cannot tell mirror images apart): use l_max >= 1")
+    elif not config.parity and any(ir.p != (-1) ** ir.l for _, ir in irreps):
+        why = "parity=False removes pseudo-tensor features: use parity=True"
+    else:
+        why = "more interaction layers are needed to build them: increase num_layers"
+    return ValueError(f"output {name!r} ({irreps}) needs {missing} features, which this model cannot "
+                      f"build (its last layer has {available}); {why}")
+
 
 @compile_mode("script")
 class Potential(nn.Module):
     """E(3)-equivariant message-passing potential with autograd forces and virials.
 
     ``forward`` takes an atomic-data dictionary (:mod:`mlff.data.keys`: positions, species,
-    edge_index, edge_shift, batch, ptr and optionally n_local) and returns energy, atomic_energy,
-    forces, virial and atomic_virial (float64), all from one backward pass through the energy with
-    respect to the edge vectors. Use :func:`mlff.build_model` to construct it.
+    edge_index, edge_shift, batch, ptr and optionally n_local, total_charge) and returns energy,
+    atomic_energy, forces, virial and atomic_virial (float64), all from one backward pass through
+    the energy with respect to the edge vectors; plus the optional heads (dipole, charges, and
+    ``config.outputs``), read out from the same features. Use :func:`mlff.build_model`.
     """
 
     def __init__(self, config: ModelConfig, species: List[str]):
@@ -30,17 +53,20 @@ class Potential(nn.Module):
         self.r_cut = float(config.r_cut)
         self.num_layers = int(config.num_layers)
         num_species = len(self.species)
+        heads = _head_irreps(config)
 
         self.embedding = SpeciesEmbedding(num_species, config.num_features)
         self.sh = o3.SphericalHarmonics(config.sh_irreps, normalize=True, normalization="component")
         self.radial = RadialEmbedding(config.r_cut, config.num_basis, config.cutoff_p)
 
+        # the last layer computes only what the readouts need: scalars for the energy, plus the
+        # irreps of the optional heads
+        needed = sorted({o3.Irrep("0e")} | {ir for irreps in heads.values() for _, ir in irreps})
+        last_target = o3.Irreps([(config.num_features, ir) for ir in needed])
         layers = []
         irreps = self.embedding.irreps_out
         for index in range(config.num_layers):
-            last = index == config.num_layers - 1
-            # the energy head reads scalars only, so the last layer computes nothing else
-            target = o3.Irreps(f"{config.num_features}x0e") if last else config.hidden_irreps
+            target = last_target if index == config.num_layers - 1 else config.hidden_irreps
             layer = Interaction(
                 irreps, config.sh_irreps, target, self.embedding.irreps_attrs,
                 config.num_basis, config.radial_hidden, config.radial_layers,
@@ -53,6 +79,20 @@ class Potential(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.readout = Readout(irreps, o3.Irreps(f"{config.readout_hidden}x0e"), o3.Irreps("1x0e"))
         self.scale_shift = ScaleShift(num_species)
+
+        readouts = {}
+        available = {ir for _, ir in irreps}
+        for name, out_irreps in heads.items():
+            if not {ir for _, ir in out_irreps} <= available:
+                raise _unreachable(name, out_irreps, irreps, config)
+            hidden = o3.Irreps([(config.readout_hidden, ir)
+                                for ir in sorted({o3.Irrep("0e")} | {ir for _, ir in out_irreps})])
+            readouts[name] = Readout(irreps, hidden, out_irreps)
+        self.heads = nn.ModuleDict(readouts)
+        # names of the extra outputs, per structure and per atom (the deploy wrapper returns them)
+        self.graph_outputs: List[str] = list(heads)
+        self.atom_outputs: List[str] = [keys.CHARGES_KEY, keys.ATOMIC_DIPOLES_KEY] if config.dipole else []
+        self.atom_outputs += [keys.ATOMIC_PREFIX + name for name in config.outputs]
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         pos = data[keys.POSITIONS_KEY]
@@ -73,10 +113,11 @@ class Potential(nn.Module):
         attrs, x = self.embedding(species, dtype)
         for layer in self.layers:
             x = layer(x, attrs, edge_index, edge_sh, edge_radial)
-        atomic_energy = self.scale_shift(self.readout(x).squeeze(-1), species).to(pos.dtype)
+        is_local = torch.ones(num_atoms, dtype=torch.bool, device=pos.device)
         if keys.NUM_LOCAL_KEY in data:
             is_local = torch.arange(num_atoms, device=pos.device) < data[keys.NUM_LOCAL_KEY]
-            atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
+        atomic_energy = self.scale_shift(self.readout(x).squeeze(-1), species).to(pos.dtype)
+        atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
         energy = torch.zeros(num_graphs, dtype=pos.dtype, device=pos.device)
         energy = energy.index_add(0, batch, atomic_energy)
 
@@ -89,10 +130,36 @@ class Potential(nn.Module):
         forces, virial, atomic_virial = edge_gradient_outputs(
             edge_grad, edge_vec, edge_index, batch[edge_index[0]], num_atoms, num_graphs
         )
-        return {
+        out = {
             keys.ENERGY_KEY: energy,
             keys.ATOMIC_ENERGY_KEY: atomic_energy,
             keys.FORCES_KEY: forces,
             keys.VIRIAL_KEY: virial,
             keys.ATOMIC_VIRIAL_KEY: atomic_virial,
         }
+        local = is_local.to(pos.dtype).unsqueeze(-1)
+        for name, head in self.heads.items():
+            atomic = head(x).to(pos.dtype) * local  # [n, dim]; ghosts contribute nothing
+            if name == keys.DIPOLE_KEY:
+                charges = self._charges(atomic[:, 0], data, batch, is_local, num_graphs)
+                dipoles = atomic[:, 1:4]
+                out[keys.CHARGES_KEY] = charges
+                out[keys.ATOMIC_DIPOLES_KEY] = dipoles
+                atomic = charges.unsqueeze(-1) * pos + dipoles  # each atom's share of the dipole
+            else:
+                out[keys.ATOMIC_PREFIX + name] = atomic
+            total = torch.zeros((num_graphs, atomic.shape[1]), dtype=pos.dtype, device=pos.device)
+            out[name] = total.index_add(0, batch, atomic)
+        return out
+
+    def _charges(self, raw: torch.Tensor, data: Dict[str, torch.Tensor], batch: torch.Tensor,
+                 is_local: torch.Tensor, num_graphs: int):
+        """Per-atom charges [n], shifted equally within each structure so that they sum to its
+        total charge (0 unless ``total_charge`` is given)."""
+        local = is_local.to(raw.dtype)
+        total = torch.zeros(num_graphs, dtype=raw.dtype, device=raw.device)
+        if keys.TOTAL_CHARGE_KEY in data:
+            total = data[keys.TOTAL_CHARGE_KEY].to(raw.dtype)
+        count = torch.zeros(num_graphs, dtype=raw.dtype, device=raw.device).index_add(0, batch, local)
+        excess = torch.zeros(num_graphs, dtype=raw.dtype, device=raw.device).index_add(0, batch, raw * local)
+        return (raw + ((total - excess) / count.clamp(min=1.0))[batch]) * local

@@ -23,6 +23,7 @@ class TrainConfig:
     energy_key: str = "energy"
     forces_key: str = "forces"
     stress_key: str = "stress"
+    dipole_key: str = "dipole"
     species: Optional[List[str]] = None
     E0: Optional[Dict[str, float]] = None
     min_distance: float = 0.5
@@ -47,6 +48,7 @@ class TrainConfig:
     energy_weight: float = 1.0
     forces_weight: float = 10.0
     stress_weight: float = 100.0
+    dipole_weight: float = 0.0
     # run
     seed: int = 0
     output_dir: str = "runs/mlff"
@@ -75,7 +77,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if min(self.energy_weight, self.forces_weight, self.stress_weight) < 0:
+        if min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) < 0:
             raise ValueError("loss weights must be >= 0")
         self.model_config()  # validate the model options now, not after reading the data
 
@@ -102,6 +104,10 @@ class TrainConfig:
         ``defaults`` (data statistics such as ``avg_num_neighbors``) apply unless ``model`` sets them."""
         options = dict(self.model or {})
         preset = options.pop("preset", None)
+        if self.dipole_weight > 0:
+            if options.get("dipole") is False:
+                raise ValueError("dipole_weight > 0 needs a dipole head: remove `dipole: false` from model")
+            options["dipole"] = True
         merged = {**defaults, **options}
         return ModelConfig.preset(preset, **merged) if preset else ModelConfig.from_dict(merged)
 

@@ -23,12 +23,13 @@ def batch_counts(items: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, float]:
         "graphs": float(len(items)),
         "force_components": float(sum(int(torch.isfinite(d[keys.REF_FORCES_KEY]).sum()) for d in items)),
         "stress_components": 9.0 * float(sum(float(d[keys.HAS_STRESS_KEY].sum()) for d in items)),
+        "dipole_components": 3.0 * float(sum(float(d[keys.HAS_DIPOLE_KEY].sum()) for d in items)),
     }
 
 
 def loss_fn(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], counts: Dict[str, float],
             weights: Dict[str, float], kind: str = "mse", delta: float = 0.01) -> torch.Tensor:
-    """``sum_terms weight * sum(penalty) / global count`` for energy/atom, forces, stress."""
+    """``sum_terms weight * sum(penalty) / global count`` for energy/atom, forces, stress, dipole."""
     natoms = (batch[keys.PTR_KEY][1:] - batch[keys.PTR_KEY][:-1]).to(torch.float64)
     total = out[keys.ENERGY_KEY].new_zeros(())
     if weights["energy"] > 0:
@@ -45,4 +46,7 @@ def loss_fn(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], counts
         stress = -out[keys.VIRIAL_KEY] / safe_volume.view(-1, 1, 1)
         diff = (stress - batch[keys.REF_STRESS_KEY]) * has.view(-1, 1, 1)
         total = total + weights["stress"] * _penalty(diff, kind, delta).sum() / counts["stress_components"]
+    if weights.get("dipole", 0.0) > 0 and counts["dipole_components"] > 0:
+        diff = (out[keys.DIPOLE_KEY] - batch[keys.REF_DIPOLE_KEY]) * batch[keys.HAS_DIPOLE_KEY].view(-1, 1)
+        total = total + weights["dipole"] * _penalty(diff, kind, delta).sum() / counts["dipole_components"]
     return total

@@ -8,11 +8,12 @@ import torch
 
 from ..data import keys
 
-_SUMS = ("e_abs", "e_sq", "e_n", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n")
+_SUMS = ("e_abs", "e_sq", "e_n", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n", "d_abs", "d_sq", "d_n")
 
 
 class Metrics:
-    """Energy per atom (meV/atom), force components (meV/Å) and stress components (meV/Å^3)."""
+    """Energy per atom (meV/atom), force components (meV/Å), stress components (meV/Å^3) and,
+    for models with a dipole head, dipole components (me Å)."""
 
     def __init__(self):
         self.sums = torch.zeros(len(_SUMS), dtype=torch.float64)
@@ -28,21 +29,26 @@ class Metrics:
             volume = torch.linalg.det(batch[keys.CELL_KEY][has]).abs().view(-1, 1, 1)
             stress = -out[keys.VIRIAL_KEY].detach()[has] / volume
             s = (stress - batch[keys.REF_STRESS_KEY][has]).cpu().ravel()
+        d = torch.zeros(0, dtype=torch.float64)
+        if keys.DIPOLE_KEY in out and keys.HAS_DIPOLE_KEY in batch:
+            has_dipole = batch[keys.HAS_DIPOLE_KEY].cpu() > 0
+            d = (out[keys.DIPOLE_KEY].detach().cpu()[has_dipole] - batch[keys.REF_DIPOLE_KEY].cpu()[has_dipole]).ravel()
         self.sums += torch.tensor([e.abs().sum(), e.square().sum(), e.numel(),
                                    f.abs().sum(), f.square().sum(), f.numel(),
-                                   s.abs().sum(), s.square().sum(), s.numel()], dtype=torch.float64)
+                                   s.abs().sum(), s.square().sum(), s.numel(),
+                                   d.abs().sum(), d.square().sum(), d.numel()], dtype=torch.float64)
 
     def compute(self) -> Dict[str, float]:
         v = dict(zip(_SUMS, self.sums.tolist()))
         out = {}
-        for prefix, name in (("e", "energy"), ("f", "forces"), ("s", "stress")):
+        for prefix, name in (("e", "energy"), ("f", "forces"), ("s", "stress"), ("d", "dipole")):
             if v[f"{prefix}_n"] > 0:
                 out[f"{name}_mae"] = 1000.0 * v[f"{prefix}_abs"] / v[f"{prefix}_n"]
                 out[f"{name}_rmse"] = 1000.0 * (v[f"{prefix}_sq"] / v[f"{prefix}_n"]) ** 0.5
         return out
 
 
-UNITS = {"energy": "meV/atom", "forces": "meV/Å", "stress": "meV/Å^3"}
+UNITS = {"energy": "meV/atom", "forces": "meV/Å", "stress": "meV/Å^3", "dipole": "me Å"}
 
 
 def format_metrics(metrics: Dict[str, float]) -> str:

@@ -33,7 +33,7 @@ from .metrics import Metrics, format_metrics
 # options that may change between a run and its resumption
 RESUMABLE_CHANGES = {"max_epochs", "progress", "tensorboard", "early_stopping_patience", "checkpoint_every", "device"}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "energy_mae", "energy_rmse", "forces_mae",
-              "forces_rmse", "stress_mae", "stress_rmse", "seconds"]
+              "forces_rmse", "stress_mae", "stress_rmse", "dipole_mae", "dipole_rmse", "seconds"]
 
 
 @dataclass
@@ -46,7 +46,7 @@ class TrainResult:
 
 
 def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame]]:
-    label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key)
+    label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key, config.dipole_key)
     train = read_frames(config.train_file, label_keys, config.reader)
     if config.valid_file:
         return train, read_frames(config.valid_file, label_keys, config.reader)
@@ -67,7 +67,8 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
-        self.weights = {"energy": config.energy_weight, "forces": config.forces_weight, "stress": config.stress_weight}
+        self.weights = {"energy": config.energy_weight, "forces": config.forces_weight,
+                        "stress": config.stress_weight, "dipole": config.dipole_weight}
         self._check_resumable()  # before the (slow) data preparation
         self._prepare_data()
         self._build()
@@ -100,6 +101,9 @@ class Trainer:
         need_forces = c.forces_weight > 0
         validate_frames(train, self.species, need_forces=need_forces, min_distance=c.min_distance)
         validate_frames(valid, self.species, need_forces=need_forces, min_distance=c.min_distance)
+        if c.dipole_weight > 0 and not any(f.dipole is not None for f in train):
+            raise ValueError(f"dipole_weight > 0 but no training frame has a dipole label "
+                             f"(looked for {c.dipole_key!r}); set dipole_key or dipole_weight: 0")
         summary = {"train": describe(train), "valid": describe(valid), "species": self.species}
         self.log(f"data: {summary['train']['frames']} training / {summary['valid']['frames']} validation frames, "
                  f"elements {summary['train']['elements']}, energy/atom range {summary['train']['energy_per_atom_eV']} eV, "

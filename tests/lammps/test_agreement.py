@@ -137,3 +137,12 @@ def test_one_vs_two_mpi_ranks(plugin, model_file, tmp_path, name):
     np.testing.assert_allclose(two["stress"], one["stress"], atol=1e-12)
     # extxyz keeps 8 decimals: compare with ASE on the structure LAMMPS actually read
     _assert_agree({k: two[k] for k in one}, _ase(read(tmp_path / "structure.extxyz"), model_file))
+
+
+def test_lammps_ignores_extra_heads(plugin, tmp_path):
+    """A model with a dipole head and extra outputs runs in LAMMPS like any other."""
+    from mlff.testing import tiny_model
+
+    path = mlff.deploy(tiny_model(dipole=True, outputs={"polarizability": "1x0e+1x2e"}), tmp_path / "heads.pt")
+    atoms = CASES["triclinic"]
+    _assert_agree(lammps_evaluate(atoms, str(path), ["Cu", "O"]), _ase(atoms, path))
