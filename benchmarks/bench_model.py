@@ -39,7 +39,12 @@ def _case(args):
     from mlff.data import SpeciesMap, from_ase
 
     torch.set_num_threads(args.threads)
-    model = mlff.build_model(mlff.ModelConfig.preset(args.preset, dtype=args.dtype), ["Cu"], seed=0)
+    overrides = {"dtype": args.dtype}
+    if args.l_max is not None:
+        overrides["l_max"] = args.l_max
+    if args.r_cut is not None:
+        overrides["r_cut"] = args.r_cut
+    model = mlff.build_model(mlff.ModelConfig.preset(args.preset, **overrides), ["Cu"], seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         path = mlff.deploy(model, os.path.join(tmp, "m.pt"))
         deployed = mlff.load(path)
@@ -76,6 +81,8 @@ def _case(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
+    parser.add_argument("--l-max", type=int, help="override the preset's l_max")
+    parser.add_argument("--r-cut", type=float, help="override the preset's r_cut (Å)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 1000, 8000])
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     parser.add_argument("--paths", nargs="+", default=["raw", "ase", "ase+stress"])
@@ -89,7 +96,8 @@ def main():
     if args.case:
         return _case(args)
 
-    print(f"mlff model benchmark: preset={args.preset}, {args.threads} threads, energy+forces+virial per call")
+    print(f"mlff model benchmark: preset={args.preset} (l_max={args.l_max or 'preset'}, r_cut={args.r_cut or 'preset'}), "
+          f"{args.threads} threads, energy+forces+virial per call")
     header = f"{'path':<11}{'dtype':<9}{'atoms':>7}{'ms/step':>11}{'atom-steps/s':>14}{'peak MB':>9}{'+MB':>7}"
     print(header)
     print("-" * len(header))
@@ -99,6 +107,8 @@ def main():
                 cmd = [sys.executable, __file__, "--case", "--atoms", str(size), "--dtype", dtype,
                        "--path", path, "--preset", args.preset, "--threads", str(args.threads),
                        "--seconds", str(args.seconds)]
+                cmd += ["--l-max", str(args.l_max)] if args.l_max is not None else []
+                cmd += ["--r-cut", str(args.r_cut)] if args.r_cut is not None else []
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if res.returncode != 0:
