@@ -96,7 +96,7 @@ def main():
     if args.case:
         return _case(args)
 
-    print(f"mlff model benchmark: preset={args.preset} (l_max={args.l_max or 'preset'}, r_cut={args.r_cut or 'preset'}), "
+    print(f"mlff model benchmark: preset={args.preset} (l_max={'preset' if args.l_max is None else args.l_max}, r_cut={args.r_cut or 'preset'}), "
           f"{args.threads} threads, energy+forces+virial per call")
     header = f"{'path':<11}{'dtype':<9}{'atoms':>7}{'ms/step':>11}{'atom-steps/s':>14}{'peak MB':>9}{'+MB':>7}"
     print(header)

@@ -12,6 +12,16 @@ from e3nn import o3
 _DTYPES = ("float32", "float64")
 
 
+def reject_unknown(values: dict, known, message: str) -> None:
+    """Raise ``ValueError(message)`` for the first key of ``values`` not in ``known``; ``message``
+    is formatted with ``key`` and ``hint`` (a close match, if any)."""
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(message.format(key=key, hint=hint))
+
+
 @dataclass
 class ModelConfig:
     """Hyper-parameters of an mlff potential.
@@ -97,11 +107,7 @@ class ModelConfig:
     def from_dict(cls, values: dict) -> "ModelConfig":
         """Build from a plain dict; an unknown key is an error naming the key and a close match."""
         known = [f.name for f in fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown model option {key!r}{hint}; known options: {known}")
+        reject_unknown(values, known, f"unknown model option {{key!r}}{{hint}}; known options: {known}")
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Union
@@ -11,6 +10,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 from ..model import ModelConfig
+from ..model.config import reject_unknown
 
 
 @dataclass
@@ -83,12 +83,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, base_dir: str | None = None) -> "TrainConfig":
-        known = [f.name for f in fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown training option {key!r}{hint}; see docs/training.md for the options")
+        reject_unknown(values, [f.name for f in fields(cls)],
+                       "unknown training option {key!r}{hint}; see docs/training.md for the options")
         config = cls(**values)
         if base_dir is not None:
             config.train_file = _resolve(config.train_file, base_dir)
