@@ -136,14 +136,11 @@ class DeployedModel:
     ) -> Dict[str, torch.Tensor]:
         n_local = positions.shape[0] if n_local is None else int(n_local)
         d = self.device
-        return self.module(
-            positions.to(d, torch.float64),
-            edge_index.to(d, torch.int64),
-            edge_shift.to(d, torch.float64),
-            species.to(d, torch.int64),
-            n_local,
-            float(total_charge),
-        )
+        args = [positions.to(d, torch.float64), edge_index.to(d, torch.int64), edge_shift.to(d, torch.float64),
+                species.to(d, torch.int64), n_local]
+        if "dipole" in self.metadata.outputs:  # only a dipole head uses the total charge
+            args.append(float(total_charge))
+        return self.module(*args)
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> DeployedModel:
