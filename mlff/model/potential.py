@@ -1,7 +1,7 @@
 """The conservative potential: atomic data in, energy and its derivatives (and optional tensor
 outputs) out."""
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from e3nn import o3
@@ -110,12 +110,18 @@ class Potential(nn.Module):
         edge_sh = self.sh(vec)
         edge_radial = self.radial(torch.linalg.norm(vec, dim=1))
 
-        attrs, x = self.embedding(species, dtype)
-        for layer in self.layers:
-            x = layer(x, attrs, edge_index, edge_sh, edge_radial)
         is_local = torch.ones(num_atoms, dtype=torch.bool, device=pos.device)
         if keys.NUM_LOCAL_KEY in data:
             is_local = torch.arange(num_atoms, device=pos.device) < data[keys.NUM_LOCAL_KEY]
+        center_hops = self._center_hops(edge_index, is_local)
+
+        attrs, x = self.embedding(species, dtype)
+        for index, layer in enumerate(self.layers):
+            if center_hops is None:
+                x = layer(x, attrs, edge_index, edge_sh, edge_radial)
+            else:  # with ghosts, layer k only needs edges centred within (num_layers - 1 - k) hops
+                keep = center_hops <= self.num_layers - 1 - index
+                x = layer(x, attrs, edge_index[:, keep], edge_sh[keep], edge_radial[keep])
         atomic_energy = self.scale_shift(self.readout(x).squeeze(-1), species).to(pos.dtype)
         atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
         energy = torch.zeros(num_graphs, dtype=pos.dtype, device=pos.device)
@@ -151,6 +157,21 @@ class Potential(nn.Module):
             total = torch.zeros((num_graphs, atomic.shape[1]), dtype=pos.dtype, device=pos.device)
             out[name] = total.index_add(0, batch, atomic)
         return out
+
+    def _center_hops(self, edge_index: torch.Tensor, is_local: torch.Tensor) -> Optional[torch.Tensor]:
+        """Graph distance (hops) of each edge's center from the local atoms, or None without ghosts.
+
+        Message passing over ``num_layers`` layers is exact if layer ``k`` (from 0) uses the edges
+        whose center is within ``num_layers - 1 - k`` hops of a local atom: the last layer needs
+        local centers only. Engines with ghost atoms (LAMMPS) save the rest."""
+        if bool(is_local.all()) or self.num_layers < 2:
+            return None
+        far = self.num_layers + 1
+        hops = torch.where(is_local, 0, far).to(torch.int64)
+        for level in range(1, self.num_layers):
+            reached = edge_index[1][hops[edge_index[0]] == level - 1]
+            hops = hops.scatter_reduce(0, reached, torch.full_like(reached, level), reduce="amin")
+        return hops[edge_index[0]]
 
     def _charges(self, raw: torch.Tensor, data: Dict[str, torch.Tensor], batch: torch.Tensor,
                  is_local: torch.Tensor, num_graphs: int):
