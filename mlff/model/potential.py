@@ -164,7 +164,7 @@ class Potential(nn.Module):
         Message passing over ``num_layers`` layers is exact if layer ``k`` (from 0) uses the edges
         whose center is within ``num_layers - 1 - k`` hops of a local atom: the last layer needs
         local centers only. Engines with ghost atoms (LAMMPS) save the rest."""
-        if bool(is_local.all()) or self.num_layers < 2:
+        if bool(is_local.all()):
             return None
         far = self.num_layers + 1
         hops = torch.where(is_local, 0, far).to(torch.int64)
