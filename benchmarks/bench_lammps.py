@@ -16,6 +16,7 @@ import tempfile
 import time
 
 import numpy as np
+from bench_model import _repeats  # same folder: shared replication helper
 
 DECK = """
 units metal
@@ -34,18 +35,6 @@ thermo {steps}
 run 3
 run {steps}
 """
-
-
-def _repeats(atoms):
-    cells = max(1, atoms // 4)
-    best = None
-    for a in range(1, 40):
-        for b in range(a, 40):
-            c = max(b, round(cells / (a * b)))
-            key = (abs(a * b * c - cells), c - a)
-            if best is None or key < best[0]:
-                best = (key, (a, b, c))
-    return best[1]
 
 
 def bare_model(model_path, reps, repeats, threads):
@@ -130,7 +119,7 @@ def main():
         print(header)
         print("-" * len(header))
         for size in args.sizes:
-            reps = _repeats(size)
+            reps = _repeats(size // 4)
             n = 4 * int(np.prod(reps))
             bare = bare_model(model_path, reps, args.steps, args.threads)
             rows = [("bare model call", bare),

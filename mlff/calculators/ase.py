@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ..data import SpeciesMap, keys
-from ..data.neighbors import neighbor_list
+from ..data import SpeciesMap, from_ase, keys
 from ..deploy import DeployedModel, load
 
 _GRAPH_CHANGES = {"positions", "numbers", "cell", "pbc"}
@@ -48,16 +46,8 @@ class MLFFCalculator(Calculator):
         self.implemented_properties = list(type(self).implemented_properties) + self._extra
 
     def _build_graph(self, atoms) -> dict:
-        if len(atoms) == 0:
-            raise ValueError("the structure has no atoms; nothing to evaluate")
-        species = self.species_map(atoms.numbers)
-        edge_index, edge_shift = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, self.model.r_cut)
-        return {
-            "positions": torch.from_numpy(np.array(atoms.positions, dtype=np.float64)),
-            "edge_index": torch.from_numpy(edge_index),
-            "edge_shift": torch.from_numpy(edge_shift),
-            "species": torch.from_numpy(species),
-        }
+        data = from_ase(atoms, self.species_map, self.model.r_cut)  # checks empty structures too
+        return {name: data[name] for name in ("positions", "edge_index", "edge_shift", "species")}
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
