@@ -21,7 +21,11 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <fstream>
 #include <sstream>
 
@@ -35,6 +39,21 @@ struct PairMLFF::Model {
   std::vector<std::string> species;
   std::string path;
 };
+
+/* Keep freed large blocks in glibc's heap: each step allocates and frees the same few hundred MB
+   of per-edge tensors, and fresh mmap pages cost one page fault per 4 KiB (see mlff/runtime.py,
+   which does the same for Python). MLFF_TUNE_MALLOC=0 or glibc's MALLOC_* variables opt out. */
+static void tune_allocator()
+{
+#if defined(__GLIBC__)
+  const char *flag = std::getenv("MLFF_TUNE_MALLOC");
+  if ((flag && std::strcmp(flag, "0") == 0) || std::getenv("MALLOC_MMAP_MAX_") ||
+      std::getenv("MALLOC_TRIM_THRESHOLD_") || std::getenv("MALLOC_MMAP_THRESHOLD_"))
+    return;
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
 
 static std::string first_line(const char *text)
 {
@@ -51,6 +70,7 @@ PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp), device_request("cpu"), r_cut(0.0), 
   ghostneigh = 1;                  // message passing needs the neighbours of ghost atoms
   no_virial_fdotr_compute = 1;     // the model returns the exact virial
   centroidstressflag = CENTROID_AVAIL;
+  tune_allocator();
 }
 
 PairMLFF::~PairMLFF()

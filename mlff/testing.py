@@ -183,3 +183,22 @@ def fold_ghosts(values: np.ndarray, owner: np.ndarray, n_local: int) -> np.ndarr
     folded = np.zeros((n_local,) + values.shape[1:])
     np.add.at(folded, owner, values)
     return folded
+
+
+def with_tp_backend(model: Potential, backend: str) -> Potential:
+    """A copy of ``model`` (same parameters) whose convolutions use ``backend`` (``"fused"`` or
+    ``"e3nn"``). Built under float64 default dtype, so that e3nn's Clebsch-Gordan constants are
+    exact in float64 models: e3nn computes them in the default dtype and keeps them in the state
+    dict, so they are not copied from ``model``."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        config = ModelConfig.from_dict({**model.config.to_dict(), "tp_backend": backend})
+        copy = build_model(config, model.species)
+    finally:
+        torch.set_default_dtype(previous)
+    state = {k: v for k, v in model.state_dict().items() if "._w3j_" not in k}
+    result = copy.load_state_dict(state, strict=False)
+    if result.unexpected_keys or any("._w3j_" not in k for k in result.missing_keys):
+        raise ValueError(f"with_tp_backend: state dicts differ ({result})")
+    return copy.train(model.training)

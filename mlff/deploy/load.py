@@ -10,6 +10,7 @@ from typing import Dict, Optional
 
 import torch
 
+from ..runtime import tune_allocator
 from .export import FORMAT_VERSION, torchscript_quiet
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
@@ -147,6 +148,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> DeployedModel:
     """Load an mlff model file (checked metadata first, then the TorchScript module)."""
     path = os.fspath(path)
     metadata = read_metadata(path)
+    tune_allocator()  # reuse freed per-edge buffers between calls (mlff.runtime)
     try:
         with torchscript_quiet():
             module = torch.jit.load(path, map_location=device)

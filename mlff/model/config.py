@@ -9,6 +9,8 @@ from typing import Dict
 
 from e3nn import o3
 
+from ..nn.interaction import TP_BACKENDS
+
 _DTYPES = ("float32", "float64")
 
 
@@ -48,6 +50,11 @@ class ModelConfig:
         float64 whatever this is.
     dipole : add a dipole head: per-atom charges ``q_i`` (constrained to sum to the total charge) and
         per-atom dipoles ``mu_i`` (``1o``); the molecular dipole is ``sum q_i r_i + sum mu_i`` (e Å).
+    tp_backend : implementation of the edge convolution: ``"fused"`` (default; the neighbour sum
+        of the tensor product evaluated block by block without per-edge message tensors, see
+        :mod:`mlff.nn.tensor_product`) or ``"e3nn"`` (e3nn's generic ``TensorProduct`` then a
+        scatter; the reference). Both have the same parameters and agree to rounding, so a trained
+        model can be exported with either.
     outputs : extra per-atom outputs of any irreps, ``{name: irreps}``, e.g.
         ``{"chirality": "1x0o", "polarizability": "1x0e+1x2e"}``; each structure's value is the
         sum over its atoms. Components are in e3nn's basis (``1o`` is Cartesian x, y, z).
@@ -66,6 +73,7 @@ class ModelConfig:
     avg_num_neighbors: float = 10.0
     dtype: str = "float64"
     dipole: bool = False
+    tp_backend: str = "fused"
     outputs: Dict[str, str] = field(default_factory=dict)
 
     PRESETS = {
@@ -86,6 +94,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.radial_layers must be >= 0, got {self.radial_layers!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if self.tp_backend not in TP_BACKENDS:
+            raise ValueError(f"ModelConfig.tp_backend must be one of {TP_BACKENDS}, got {self.tp_backend!r}")
         reserved = {"energy", "forces", "virial", "stress", "dipole", "charges"}
         for name, irreps in dict(self.outputs).items():
             if name in reserved or not str(name).isidentifier():

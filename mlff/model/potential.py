@@ -70,7 +70,7 @@ class Potential(nn.Module):
             layer = Interaction(
                 irreps, config.sh_irreps, target, self.embedding.irreps_attrs,
                 config.num_basis, config.radial_hidden, config.radial_layers,
-                config.avg_num_neighbors,
+                config.avg_num_neighbors, config.tp_backend,
             )
             if layer.irreps_in != irreps:
                 raise ValueError(f"layer {index} expects {layer.irreps_in}, gets {irreps}")
@@ -97,13 +97,16 @@ class Potential(nn.Module):
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         pos = data[keys.POSITIONS_KEY]
         species = data[keys.SPECIES_KEY]
-        edge_index = data[keys.EDGE_INDEX_KEY]
+        # edges sorted by centre (stable): the convolution sums each centre's contiguous edges
+        order = torch.argsort(data[keys.EDGE_INDEX_KEY][0], stable=True)
+        edge_index = data[keys.EDGE_INDEX_KEY].index_select(1, order)
+        edge_shift = data[keys.EDGE_SHIFT_KEY].index_select(0, order)
         batch = data[keys.BATCH_KEY]
         num_atoms = pos.shape[0]
         num_graphs = data[keys.PTR_KEY].shape[0] - 1
         dtype = self.scale_shift.shift.dtype
 
-        edge_vec = pos[edge_index[1]] - pos[edge_index[0]] + data[keys.EDGE_SHIFT_KEY]
+        edge_vec = pos[edge_index[1]] - pos[edge_index[0]] + edge_shift
         if not edge_vec.requires_grad:
             edge_vec.requires_grad_(True)
         vec = edge_vec.to(dtype)

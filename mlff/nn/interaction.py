@@ -8,6 +8,10 @@ from e3nn.nn import FullyConnectedNet, Gate
 from e3nn.util.jit import compile_mode
 from torch import nn
 
+from .tensor_product import FusedEdgeTensorProduct, dense_rows
+
+TP_BACKENDS = ("fused", "e3nn")
+
 
 def _scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     out = torch.zeros((n, src.shape[1]), dtype=src.dtype, device=src.device)
@@ -55,6 +59,7 @@ class Interaction(nn.Module):
         radial_hidden: int,
         radial_layers: int,
         avg_num_neighbors: float,
+        tp_backend: str = "fused",
     ):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -88,6 +93,11 @@ class Interaction(nn.Module):
             shared_weights=False,
             internal_weights=False,
         )
+        if tp_backend not in TP_BACKENDS:
+            raise ValueError(f"unknown tp_backend {tp_backend!r}; choose one of {TP_BACKENDS}")
+        # the fused convolution implements the same layer (the TensorProduct holds no parameters)
+        self.conv = FusedEdgeTensorProduct(self.tp)
+        self.fused = tp_backend == "fused"
         self.radial = FullyConnectedNet(
             [num_basis] + radial_layers * [radial_hidden] + [self.tp.weight_numel],
             torch.nn.functional.silu,
@@ -109,8 +119,14 @@ class Interaction(nn.Module):
     ) -> torch.Tensor:  # [n, irreps_out]
         center, neighbour = edge_index[0], edge_index[1]
         weights = self.radial(edge_radial)
-        messages = self.tp(self.linear_in(x)[neighbour], edge_sh, weights)
-        aggregated = _scatter_sum(messages, center, x.shape[0]) * self.inv_avg_num_neighbors
+        features = self.linear_in(x)
+        if self.fused:  # edges must be sorted by centre (Potential.forward sorts them)
+            rows, slot, k_max = dense_rows(center, x.shape[0])
+            aggregated = self.conv(features, edge_sh, weights, neighbour, rows, slot, k_max)
+        else:
+            messages = self.tp(features[neighbour], edge_sh, weights)
+            aggregated = _scatter_sum(messages, center, x.shape[0])
+        aggregated = aggregated * self.inv_avg_num_neighbors
         out = self.gate(self.linear_out(aggregated) + self.self_connection(x, attrs))
         if self.residual:
             out = out + x

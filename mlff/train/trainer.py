@@ -23,6 +23,7 @@ from ..data.stats import average_num_neighbors, energy_shifts, force_rms
 from ..data.validate import validate_frames
 from ..deploy import deploy
 from ..model import build_model
+from ..runtime import tune_allocator
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import Distributed
@@ -60,6 +61,7 @@ def _to(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch
 
 class Trainer:
     def __init__(self, config: TrainConfig):
+        tune_allocator()  # reuse freed per-edge buffers between steps (mlff.runtime)
         self.config = config
         self.dist = Distributed.from_env(config.device)
         self.device = self._device()
