@@ -17,6 +17,7 @@
 #include "update.h"
 #include "utils.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
@@ -320,6 +321,9 @@ void PairMLFF::compute(int eflag, int vflag)
   // ---- call the model
   torch::jit::IValue output;
   try {
+    // run the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
+    // more intermediates alive and is no faster for this model (see docs/performance.md)
+    torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
     output = model->module.forward(inputs);
   } catch (const std::exception &e) {
     error->one(FLERR, "mlff model evaluation failed: {}", first_line(e.what()));

@@ -141,7 +141,10 @@ class DeployedModel:
                 species.to(d, torch.int64), n_local]
         if "dipole" in self.metadata.outputs:  # only a dipole head uses the total charge
             args.append(float(total_charge))
-        return self.module(*args)
+        # the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
+        # more intermediates alive (peak memory +60 %) and is no faster (docs/performance.md)
+        with torch.jit.optimized_execution(False):
+            return self.module(*args)
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> DeployedModel:
@@ -160,3 +163,35 @@ def load(path: str | os.PathLike, device: str = "cpu") -> DeployedModel:
         ) from error
     module.eval()
     return DeployedModel(module, metadata, device)
+
+
+def model_from_file(path: str | os.PathLike, **config_overrides):
+    """Rebuild the eager :class:`~mlff.model.Potential` of a model file (its config, species and
+    weights), e.g. to re-export it with this mlff version: ``deploy(model_from_file(p), p2)``.
+
+    ``config_overrides`` may change implementation options that keep the parameters, such as
+    ``tp_backend``; options that change the architecture are refused by the weight loading.
+    """
+    from ..model import ModelConfig, build_model
+
+    path = os.fspath(path)
+    metadata = read_metadata(path)
+    if not metadata.config:
+        raise ModelFileError(f"{path!r} carries no config.json; it cannot be rebuilt")
+    config = ModelConfig.from_dict({**metadata.config, **config_overrides})
+    model = build_model(config, metadata.species)
+    with torchscript_quiet():
+        module = torch.jit.load(path, map_location="cpu")
+    prefix = "potential."
+    state = {k[len(prefix):]: v for k, v in module.state_dict().items() if k.startswith(prefix)}
+    # derived constants (Clebsch-Gordan tables, non-persistent buffers, which TorchScript saves
+    # all the same) are rebuilt, not copied: older files may hold them in lower precision or lack them
+    persistent = set(model.state_dict())
+    derived = {name for name, _ in model.named_buffers()} - persistent
+    state = {k: v for k, v in state.items() if "._w3j_" not in k and k not in derived}
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if "._w3j_" not in k]
+    if missing or result.unexpected_keys:
+        raise ModelFileError(f"{path!r}: its weights do not fit the model its config describes "
+                             f"(missing {missing}, unexpected {result.unexpected_keys})")
+    return model.eval()

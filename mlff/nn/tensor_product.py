@@ -54,9 +54,12 @@ def dense_rows(center: torch.Tensor, num_nodes: int) -> Tuple[torch.Tensor, torc
 
 
 def _to_dense(values: torch.Tensor, slot: torch.Tensor, num_slots: int) -> torch.Tensor:
-    """Rows of ``values`` ``[E, C]`` placed at ``slot`` in a zero-padded ``[num_slots, C]`` table."""
+    """Rows of ``values`` ``[E, C]`` placed at ``slot`` in a zero-padded ``[num_slots, C]`` table.
+
+    ``index_put`` and not ``index_copy``: autograd keeps only the index for its backward, where
+    ``index_copy`` would keep a copy of ``values``."""
     out = torch.zeros((num_slots, values.shape[1]), dtype=values.dtype, device=values.device)
-    return out.index_copy(0, slot, values)
+    return out.index_put((slot,), values)
 
 
 @compile_mode("script")
@@ -86,6 +89,7 @@ class FusedEdgeTensorProduct(nn.Module):
     path_dim: List[int]
     path_col: List[int]
     output_order: List[int]  # the paths in the order of ``tp.irreps_out``
+    out_dim: int
 
     def __init__(self, tp: o3.TensorProduct):
         super().__init__()
@@ -148,6 +152,7 @@ class FusedEdgeTensorProduct(nn.Module):
         self.output_order = sorted(range(len(instructions)), key=lambda p: slot_of_path[p])
         self.irreps_in = irreps_x
         self.irreps_out = irreps_out
+        self.out_dim = irreps_out.dim
 
     def forward(
         self,
@@ -161,6 +166,8 @@ class FusedEdgeTensorProduct(nn.Module):
     ) -> torch.Tensor:  # [n, irreps_out]
         num_rows = rows.shape[0]
         num_slots = num_rows * k_max
+        if num_rows == 0:  # no edges: nothing to sum
+            return x.new_zeros((x.shape[0], self.out_dim))
         # split (not slice): its backward is one concatenation instead of a zero-filled
         # full-size gradient per slice
         couplings = torch.split(edge_sh @ self.coupling.to(edge_sh.dtype), self.block_m_sizes, dim=1)
@@ -203,5 +210,4 @@ class FusedEdgeTensorProduct(nn.Module):
                     summed = dense.reshape(num_rows, k_max, dim, mul).sum(1)  # [R, dim, mul]
                     pieces.append(summed.transpose(1, 2))  # [R, mul, dim]: e3nn's layout
         dense_out = torch.cat([pieces[p].reshape(num_rows, -1) for p in self.output_order], dim=1)
-        out = torch.zeros((x.shape[0], dense_out.shape[1]), dtype=dense_out.dtype, device=dense_out.device)
-        return out.index_copy(0, rows, dense_out)
+        return _to_dense(dense_out, rows, x.shape[0])
