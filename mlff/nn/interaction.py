@@ -4,10 +4,11 @@ from typing import List, Tuple
 
 import torch
 from e3nn import o3
-from e3nn.nn import FullyConnectedNet, Gate
+from e3nn.nn import Gate
 from e3nn.util.jit import compile_mode
 from torch import nn
 
+from .radial import RadialMLP
 from .tensor_product import FusedEdgeTensorProduct, dense_rows
 
 TP_BACKENDS = ("fused", "e3nn")
@@ -98,10 +99,7 @@ class Interaction(nn.Module):
         # the fused convolution implements the same layer (the TensorProduct holds no parameters)
         self.conv = FusedEdgeTensorProduct(self.tp)
         self.fused = tp_backend == "fused"
-        self.radial = FullyConnectedNet(
-            [num_basis] + radial_layers * [radial_hidden] + [self.tp.weight_numel],
-            torch.nn.functional.silu,
-        )
+        self.radial = RadialMLP([num_basis] + radial_layers * [radial_hidden] + [self.tp.weight_numel])
         self.linear_out = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
         self.self_connection = o3.FullyConnectedTensorProduct(
             self.irreps_in, irreps_attrs, self.gate.irreps_in

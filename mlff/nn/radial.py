@@ -1,8 +1,10 @@
 """Radial basis and smooth cutoff: the only functions of interatomic distance in the model."""
 
 import math
+from typing import List
 
 import torch
+from e3nn.nn import FullyConnectedNet
 from e3nn.util.jit import compile_mode
 from torch import nn
 
@@ -68,3 +70,43 @@ class RadialEmbedding(nn.Module):
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:  # [E, num_basis]
         return self.basis(r) * self.cutoff(r).unsqueeze(-1)
+
+
+@compile_mode("script")
+class RadialMLP(FullyConnectedNet):
+    """e3nn's :class:`~e3nn.nn.FullyConnectedNet` (same parameters, same function) with its
+    constant factors folded into the weights; SiLU hidden activations, linear output.
+
+    e3nn computes each hidden layer as ``act(x @ (W / sqrt(h_in))) * cst * sqrt(var_out)``: two
+    passes over ``[E, hidden]`` per layer, and two more in the backward, only to multiply by
+    constants. Here ``cst * sqrt(var_out)`` is applied to the next layer's (small) weight matrix
+    instead, so the per-edge work is the matmuls and the activations alone.
+    """
+
+    scales: List[float]  # factor applied to each layer's weight
+    has_act: List[bool]
+
+    def __init__(self, hs: List[int]):
+        super().__init__(hs, torch.nn.functional.silu)
+        self.scales, self.has_act = [], []
+        carried = 1.0  # the previous layer's output factor, moved into this layer's weight
+        for layer in self:
+            if layer.act is not None:
+                self.scales.append(carried / (layer.h_in * layer.var_in) ** 0.5)
+                carried = getattr(layer.act, "cst", 1.0) * layer.var_out ** 0.5
+                self.has_act.append(True)
+            else:
+                self.scales.append(carried / (layer.h_in * layer.var_in / layer.var_out) ** 0.5)
+                carried = 1.0
+                self.has_act.append(False)
+        if carried != 1.0:
+            raise ValueError("RadialMLP: the last layer must be linear")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [E, hs[0]] -> [E, hs[-1]]
+        i = 0
+        for layer in self:
+            x = x @ (layer.weight * self.scales[i])
+            if self.has_act[i]:
+                x = torch.nn.functional.silu(x)
+            i += 1
+        return x
