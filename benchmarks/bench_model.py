@@ -141,7 +141,9 @@ def main():
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if res.returncode != 0:
-                    print(f"{path:<11}{dtype:<9}{size:>7}  failed: {res.stderr.strip().splitlines()[-1]}")
+                    lines = res.stderr.strip().splitlines()
+                    why = lines[-1] if lines else f"killed by signal {-res.returncode} (out of memory?)"
+                    print(f"{path:<11}{dtype:<9}{size:>7}  failed: {why}")
                     continue
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 print(f"{path:<11}{dtype:<9}{r['atoms']:>7}{1e3 * r['s_per_step']:>11.1f}"

@@ -5,8 +5,10 @@ per-edge tensors. glibc's ``malloc`` serves blocks above ``M_MMAP_THRESHOLD`` wi
 ``mmap`` pages and returns them on ``free``, so every call pays one page fault per 4 KiB on first
 touch: measured here (2 cores, a virtual machine) a 64 MB float64 multiply takes 20 ms in a
 fresh buffer and 2.5 ms in a reused one, and the float64 matched-size model at 1000 atoms spends
-most of its time faulting. Keeping freed memory in the heap (``M_MMAP_MAX = 0``, a large
-``M_TRIM_THRESHOLD``) lets the next call reuse the same pages. The cost: the process keeps its
+most of its time faulting. Keeping freed memory in the heap (``M_MMAP_MAX = 0``, and
+``M_TRIM_THRESHOLD = -1``: no trimming, since a large system frees gigabytes at the end of each
+call and a finite threshold would hand them back only to fault them in again) lets the next call
+reuse the same pages. The cost: the process keeps its
 peak heap instead of returning it to the system, which for MD (the same work every step) is the
 peak it reaches anyway.
 
@@ -24,7 +26,7 @@ import sys
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_TRIM_THRESHOLD = 1 << 30  # an int for mallopt: 1 GiB of free heap kept before trimming
+_NO_TRIM = -1  # M_TRIM_THRESHOLD = -1: never give the heap's free top back (see above)
 
 _tuned = None
 
@@ -52,5 +54,5 @@ def tune_allocator() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    _tuned = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    _tuned = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _NO_TRIM))
     return _tuned

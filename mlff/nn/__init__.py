@@ -3,15 +3,18 @@
 from .embedding import SpeciesEmbedding
 from .grad import edge_gradient_outputs
 from .interaction import Interaction
-from .radial import BesselBasis, PolynomialCutoff, RadialEmbedding
+from .radial import BesselBasis, PolynomialCutoff, RadialEmbedding, RadialMLP
 from .readout import Readout
 from .scale_shift import ScaleShift
+from .tensor_product import FusedEdgeTensorProduct
 
 __all__ = [
     "BesselBasis",
+    "FusedEdgeTensorProduct",
     "Interaction",
     "PolynomialCutoff",
     "RadialEmbedding",
+    "RadialMLP",
     "Readout",
     "ScaleShift",
     "SpeciesEmbedding",

@@ -21,8 +21,13 @@ Here the paths that read one input irrep ``x_l1`` (a *block*) are evaluated toge
    ``m_i[u, (path, k)] = sum_e (w_e[path, u] x_j[u]) M_e[(path, k)]``: with the edges laid out
    densely per centre (``[rows, K_max]``) this is one batched matmul per atom, so the
    ``[E, u, K]`` product is never formed;
-3. other blocks contract ``x_j[u, a]`` with ``M_e[a, (path, k)]`` per edge (a batched matmul of
-   width ``d1``), multiply by ``w_e``, and sum over each centre's dense row.
+3. other blocks contract ``x_j[a, u]`` with ``M_e[a, (path, k)]`` per edge as ``d1``
+   broadcast products with the channels innermost (vectorised; batched matmuls of such tiny
+   matrices are slow on CPUs), multiply by ``w_e``, and sum over each centre's dense row.
+
+Slices of per-edge tensors are taken with ``torch.split`` (its backward is one concatenation, where
+each slice's backward would zero-fill a full-size gradient), and dense tables are filled with
+``index_put`` (autograd keeps the index, where ``index_copy`` keeps a copy of the values).
 
 The parameters are those of the e3nn module (which has none of its own: the weights come from
 the radial MLP), so :class:`FusedEdgeTensorProduct` is a drop-in implementation of the same layer;
@@ -180,34 +185,26 @@ class FusedEdgeTensorProduct(nn.Module):
             width = coupling.shape[1] // d1
             first = self.block_first[block]
             w = weight_blocks[block]  # [E, paths * mul]
-            if d1 == 1:
-                x_j = x_blocks[self.block_x[block]].index_select(0, neighbour)  # [E, mul]
-                # per centre: sum_e (w x_j)[path, u] M_e[(path', k)], one matmul per atom row;
-                # the path == path' blocks are the result
-                weighted = (w.reshape(-1, num_paths, mul) * x_j.unsqueeze(1)).reshape(-1, num_paths * mul)
-                a = _to_dense(weighted, slot, num_slots).reshape(num_rows, k_max, num_paths * mul)
-                m = _to_dense(coupling, slot, num_slots).reshape(num_rows, k_max, width)
-                full = torch.bmm(a.transpose(1, 2), m).reshape(num_rows, num_paths, mul, width)
+            # channels innermost: x_j[e, a, u] (one gather per block)
+            x_t = x_blocks[self.block_x[block]].reshape(-1, mul, d1).transpose(1, 2)
+            x_j = x_t.reshape(-1, d1 * mul).index_select(0, neighbour).reshape(-1, d1, 1, mul)
+            if width == 1 and d1 > 1:
+                # one scalar path (l x l -> 0): a dot product per edge, then the centre sum
+                v = (x_j.squeeze(2) * coupling.unsqueeze(-1)).sum(1) * w  # [E, mul]
+                dense = _to_dense(v, slot, num_slots)
+                pieces.append(dense.reshape(num_rows, k_max, mul).sum(1).unsqueeze(-1))
+            else:
+                # per centre row r: m_r[(path, u), (path', k)] = sum_{e in r, a} (w_e[path, u]
+                # x_j[a, u]) M_e[a, (path', k)]: one matmul per row over its edges and a; the
+                # path == path' blocks are the result
+                weighted = x_j * w.reshape(-1, 1, num_paths, mul)  # [E, d1, paths, mul]
+                a = _to_dense(weighted.reshape(-1, d1 * num_paths * mul), slot, num_slots)
+                m = _to_dense(coupling, slot, num_slots)
+                full = torch.bmm(a.reshape(num_rows, k_max * d1, num_paths * mul).transpose(1, 2),
+                                 m.reshape(num_rows, k_max * d1, width))
+                full = full.reshape(num_rows, num_paths, mul, width)
                 for q in range(num_paths):
                     col, dim = self.path_col[first + q], self.path_dim[first + q]
                     pieces.append(full[:, q, :, col:col + dim])
-            else:
-                # per edge, channels innermost (vectorised elementwise products):
-                # v[(path, k), u] = sum_a M_e[a, (path, k)] x_j[a, u], then w and the centre sum
-                x_t = x_blocks[self.block_x[block]].reshape(-1, mul, d1).transpose(1, 2)
-                x_j = x_t.reshape(-1, d1 * mul).index_select(0, neighbour).reshape(-1, d1, mul)
-                m = coupling.reshape(-1, d1, width)
-                if width == 1:  # one scalar path: a batched dot product
-                    v = (x_j * m).sum(1, keepdim=True)  # [E, 1, mul]
-                else:
-                    v = m[:, 0, :].unsqueeze(-1) * x_j[:, 0, :].unsqueeze(1)
-                    for a_ in range(1, d1):
-                        v = v + m[:, a_, :].unsqueeze(-1) * x_j[:, a_, :].unsqueeze(1)  # [E, width, mul]
-                for q in range(num_paths):
-                    col, dim = self.path_col[first + q], self.path_dim[first + q]
-                    message = v[:, col:col + dim, :] * w[:, q * mul:(q + 1) * mul].unsqueeze(1)
-                    dense = _to_dense(message.reshape(-1, dim * mul), slot, num_slots)
-                    summed = dense.reshape(num_rows, k_max, dim, mul).sum(1)  # [R, dim, mul]
-                    pieces.append(summed.transpose(1, 2))  # [R, mul, dim]: e3nn's layout
         dense_out = torch.cat([pieces[p].reshape(num_rows, -1) for p in self.output_order], dim=1)
         return _to_dense(dense_out, rows, x.shape[0])
