@@ -22,6 +22,7 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #if defined(__GLIBC__)
@@ -62,7 +63,8 @@ static std::string first_line(const char *text)
   return s.substr(0, s.find('\n'));
 }
 
-PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp), device_request("cpu"), r_cut(0.0), num_layers(0)
+PairMLFF::PairMLFF(LAMMPS *lmp) :
+    Pair(lmp), device_request("cpu"), r_cut(0.0), num_layers(0), min_distance(0.6)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -94,19 +96,58 @@ void PairMLFF::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-// pair_style mlff [device cpu|cuda|auto]
+// pair_style mlff [device cpu|cuda|auto] [min_distance D]
 void PairMLFF::settings(int narg, char **arg)
 {
   device_request = "cpu";
+  min_distance = 0.6;
   for (int iarg = 0; iarg < narg; iarg += 2) {
-    if (strcmp(arg[iarg], "device") != 0)
-      error->all(FLERR, "Unknown pair_style mlff keyword '{}': use pair_style mlff [device cpu|cuda|auto]",
+    const bool known = strcmp(arg[iarg], "device") == 0 || strcmp(arg[iarg], "min_distance") == 0;
+    if (!known)
+      error->all(FLERR,
+                 "Unknown pair_style mlff keyword '{}': use pair_style mlff [device cpu|cuda|auto] "
+                 "[min_distance D]",
                  arg[iarg]);
-    if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: 'device' needs a value: cpu, cuda or auto");
+    if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: '{}' needs a value", arg[iarg]);
+    if (strcmp(arg[iarg], "min_distance") == 0) {
+      min_distance = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (min_distance < 0.0) error->all(FLERR, "pair_style mlff: min_distance must be >= 0 (Å)");
+      continue;
+    }
     device_request = arg[iarg + 1];
     if (device_request != "cpu" && device_request != "cuda" && device_request != "auto")
       error->all(FLERR, "pair_style mlff: unknown device '{}': use cpu, cuda or auto", device_request);
   }
+}
+
+/* Overlapping atoms: the model would return a meaningless energy (or NaN forces). Stop with the
+   atom IDs and the step instead (pair_style mlff min_distance D, default 0.6 Å; 0 disables). */
+void PairMLFF::check_closest_pair(int i, int j, double rsq)
+{
+  if (rsq >= min_distance * min_distance) return;
+  const tagint ti = atom->tag[i], tj = atom->tag[j];
+  const double d = std::sqrt(rsq);
+  if (ti == tj)
+    error->one(FLERR,
+               "mlff: atom ID {} is {:.3f} Å from its own periodic image at step {} (closer than "
+               "min_distance {} Å): the box is too small",
+               ti, d, update->ntimestep, min_distance);
+  error->one(FLERR,
+             "mlff: atoms ID {} and {} are {:.3f} Å apart at step {} (closer than min_distance {} Å): "
+             "overlapping atoms; fix the structure, shorten the time step, or lower "
+             "'pair_style mlff min_distance'",
+             std::min(ti, tj), std::max(ti, tj), d, update->ntimestep, min_distance);
+}
+
+/* A model pushed far outside its data may return inf/NaN: the local atoms (graph nodes < nlocal)
+   whose forces are not finite (at most 10), or an empty list. */
+static std::vector<int64_t> nonfinite_rows(const torch::Tensor &forces, int64_t nlocal)
+{
+  const torch::Tensor bad = torch::nonzero(~torch::isfinite(forces.narrow(0, 0, nlocal)).all(1)).flatten();
+  const int64_t count = std::min<int64_t>(bad.size(0), 10);
+  std::vector<int64_t> rows(count);
+  for (int64_t k = 0; k < count; k++) rows[k] = bad[k].item<int64_t>();
+  return rows;
 }
 
 // pair_coeff * * model.pt Elem1 Elem2 ... (one element per atom type)
@@ -259,7 +300,9 @@ void PairMLFF::build_graph(Graph &g)
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < rcsq) {
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq < rcsq) {
+        if (i < nlocal) check_closest_pair(i, j, rsq);
         centers.push_back(i);
         neighbours.push_back(j);
       }
@@ -333,12 +376,22 @@ void PairMLFF::compute(int eflag, int vflag)
 
   // ---- scatter back: forces on local and ghost atoms, energies, virials
   const torch::Tensor forces = result("forces");
+  const double energy = result("energy").item<double>();
+  const std::vector<int64_t> bad = nonfinite_rows(forces, nlocal);
+  if (!bad.empty() || !std::isfinite(energy) || !torch::isfinite(forces).all().item<bool>()) {
+    std::string ids;
+    for (int64_t row : bad) ids += " " + std::to_string(atom->tag[g.atoms[row]]);
+    error->one(FLERR,
+               "mlff: the model's output is not finite at step {} ({}): the structure is far outside "
+               "what the model was fitted to (overlapping or exploding atoms?)",
+               update->ntimestep, bad.empty() ? std::string("energy or ghost-atom forces") : "forces of atom ID(s)" + ids);
+  }
   const auto F = forces.accessor<double, 2>();
   double **f = atom->f;
   for (int64_t n = 0; n < natoms; n++)
     for (int k = 0; k < 3; k++) f[g.atoms[n]][k] += F[n][k];
 
-  if (eflag_global) eng_vdwl += result("energy").item<double>();
+  if (eflag_global) eng_vdwl += energy;
   if (eflag_atom) {
     const torch::Tensor atomic_energy = result("atomic_energy");
     const auto E = atomic_energy.accessor<double, 1>();

@@ -29,6 +29,7 @@ class PairMLFF : public Pair {
   std::vector<int> type_to_species; // LAMMPS type (1..ntypes) -> model species index
   double r_cut;
   int num_layers;
+  double min_distance;              // Å: closer pairs stop the run (overlapping atoms)
 
   struct Graph {                    // the model's input, see build_graph()
     std::vector<int> atoms;         // node -> LAMMPS atom index (locals first, unchanged)
@@ -40,6 +41,7 @@ class PairMLFF : public Pair {
 
   void allocate();
   void build_graph(Graph &);
+  void check_closest_pair(int i, int j, double rsq);
   void load_model(const std::string &path);
   void map_types(char **elements, int nelements);
 };

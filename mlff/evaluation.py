@@ -102,8 +102,12 @@ def parity_plots(frames: Sequence[Frame], predictions: Sequence[dict], out_dir: 
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
         ax.plot([lo, hi], [lo, hi], color="gray", lw=1)
         ax.scatter(ref, pred, s=6, alpha=0.6)
-        rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
-        ax.set(xlabel=f"reference {label}", ylabel=f"mlff {label}", title=f"{name}: RMSE {rmse:.3g}")
+        # the axes are in eV-based units, the errors in milli-units as in the metrics table
+        mae = 1e3 * float(np.mean(np.abs(pred - ref)))
+        rmse = 1e3 * float(np.sqrt(np.mean((pred - ref) ** 2)))
+        unit = UNITS[name]
+        ax.set(xlabel=f"reference {label}", ylabel=f"mlff {label}",
+               title=f"{name}: MAE {mae:.3g} {unit}, RMSE {rmse:.3g} {unit}")
         fig.tight_layout()
         path = os.path.join(out_dir, f"parity_{name}.png")
         fig.savefig(path, dpi=120)

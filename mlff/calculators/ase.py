@@ -5,13 +5,28 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import (Calculator, CalculatorError, PropertyNotImplementedError,
+                                         all_changes)
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..data import SpeciesMap, from_ase, keys
+from ..data.validate import closest_pair, describe_pair
 from ..deploy import DeployedModel, load
 
 _GRAPH_CHANGES = {"positions", "numbers", "cell", "pbc"}
+
+
+def _check_finite(out) -> None:
+    """A model pushed far outside its data (float32 overflow, extreme compression) may return inf
+    or NaN: stop with the atoms concerned instead of handing them to an integrator."""
+    energy, forces = out[keys.ENERGY_KEY], out[keys.FORCES_KEY]
+    bad = np.flatnonzero(~np.isfinite(forces).all(axis=1))
+    if np.isfinite(energy).all() and bad.size == 0 and np.isfinite(out[keys.VIRIAL_KEY]).all():
+        return
+    atoms = f"atoms {bad[:10].tolist()}{' ...' if bad.size > 10 else ''} have non-finite forces" if bad.size \
+        else "the energy or virial is not finite"
+    raise CalculatorError(f"mlff model output is not finite ({atoms}): the structure is far outside "
+                          "what the model was fitted to (overlapping or exploding atoms?)")
 
 
 class MLFFCalculator(Calculator):
@@ -24,6 +39,9 @@ class MLFFCalculator(Calculator):
     device : ``"cpu"``, ``"cuda"``, ...
 
     charge : total charge (e) of the structures, used by a dipole head (its charges sum to it).
+    min_distance : Å (default 0.6, below the shortest chemical bond, H2's 0.74 Å); atoms closer
+        than this (or to their own periodic image) are an error, not an energy: no potential
+        fitted to physical structures predicts such overlaps. 0 disables the check.
 
     Properties: ``energy``/``free_energy`` (eV), ``energies`` (eV/atom), ``forces`` (eV/Å) and, for
     cells periodic in all three directions, ``stress`` (Voigt, eV/Å^3, ASE sign) and ``stresses``
@@ -35,8 +53,9 @@ class MLFFCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
 
     def __init__(self, model: str | os.PathLike | DeployedModel, device: str = "cpu", charge: float = 0.0,
-                 **kwargs):
+                 min_distance: float = 0.6, **kwargs):
         super().__init__(**kwargs)
+        self.min_distance = float(min_distance)
         self.model = model if isinstance(model, DeployedModel) else load(model, device)
         self.species_map = SpeciesMap(self.model.species)
         self.charge = float(charge)
@@ -47,7 +66,13 @@ class MLFFCalculator(Calculator):
 
     def _build_graph(self, atoms) -> dict:
         data = from_ase(atoms, self.species_map, self.model.r_cut)  # checks empty structures too
-        return {name: data[name] for name in ("positions", "edge_index", "edge_shift", "species")}
+        graph = {name: data[name] for name in ("positions", "edge_index", "edge_shift", "species")}
+        pair = closest_pair(graph["positions"].numpy(), graph["edge_index"].numpy(), graph["edge_shift"].numpy())
+        if pair is not None and pair[2] < self.min_distance:
+            raise CalculatorError(
+                f"{describe_pair(*pair)}, closer than min_distance={self.min_distance} Å: overlapping "
+                "atoms; fix the structure (or pass a smaller min_distance to MLFFCalculator)")
+        return graph
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -65,6 +90,7 @@ class MLFFCalculator(Calculator):
         if self._graph is None or _GRAPH_CHANGES & set(system_changes):
             self._graph = self._build_graph(self.atoms)
         out = {k: v.cpu().numpy() for k, v in self.model(**self._graph, total_charge=self.charge).items()}
+        _check_finite(out)
 
         energy = float(out[keys.ENERGY_KEY])
         self.results = {

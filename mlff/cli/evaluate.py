@@ -9,7 +9,9 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file written by mlff deploy / mlff train")
     parser.add_argument("data", nargs="+", help="labelled data file(s): extxyz, OUTCAR, vasprun.xml, ...")
-    parser.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
+    parser.add_argument("--json", metavar="FILE", nargs="?", const="-",
+                        help="the metrics as JSON: to FILE, or to standard output (instead of the "
+                             "table) when no FILE is given")
     parser.add_argument("--plots", metavar="DIR", default="evaluation",
                         help="folder for the parity plots (default: ./evaluation)")
     parser.add_argument("--no-plots", action="store_true", help="skip the parity plots")
@@ -27,11 +29,17 @@ def run(args: argparse.Namespace) -> int:
     frames = read_frames(args.data, LabelKeys(args.energy_key, args.forces_key, args.stress_key), args.reader)
     predictions = predict_frames(args.model, frames, args.device)
     metrics = error_metrics(frames, predictions)
-    print(metrics_table(metrics, len(frames)))
-    if args.json:
+    document = {"model": args.model, "frames": len(frames), **metrics}
+    to_stdout = args.json == "-"
+    if to_stdout:
+        print(json.dumps(document, indent=2))
+    else:
+        print(metrics_table(metrics, len(frames)))
+    if args.json and not to_stdout:
         with open(args.json, "w") as handle:
-            json.dump({"model": args.model, "frames": len(frames), **metrics}, handle, indent=2)
+            json.dump(document, handle, indent=2)
     if not args.no_plots:
         for path in parity_plots(frames, predictions, args.plots):
-            print(f"plot: {path}")
+            if not to_stdout:  # keep standard output valid JSON
+                print(f"plot: {path}")
     return 0

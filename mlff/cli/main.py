@@ -24,6 +24,7 @@ def make_parser() -> argparse.ArgumentParser:
         "(fit, deploy as one TorchScript file, run in ASE and LAMMPS).",
     )
     parser.add_argument("--version", action="version", version=f"mlff {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
@@ -34,7 +35,18 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"mlff {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, KeyError) as error:
+        if args.debug:
+            raise
+        message = str(error).strip() or type(error).__name__
+        print(f"mlff {args.command}: error: {message}\n(run with 'mlff --debug {args.command} ...' "
+              "for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,23 @@ class DataValidationError(ValueError):
     pass
 
 
+def closest_pair(positions: np.ndarray, edge_index: np.ndarray, edge_shift: np.ndarray):
+    """``(i, j, distance)`` of the shortest edge of a neighbour list, or None without edges.
+    ``i == j`` means an atom and its own periodic image."""
+    if edge_index.shape[1] == 0:
+        return None
+    lengths = np.linalg.norm(positions[edge_index[1]] - positions[edge_index[0]] + edge_shift, axis=1)
+    k = int(np.argmin(lengths))
+    return int(edge_index[0, k]), int(edge_index[1, k]), float(lengths[k])
+
+
+def describe_pair(i: int, j: int, distance: float) -> str:
+    """``atoms 0 and 1 are 0.000 Å apart`` / ``atom 0 is 0.500 Å from its own periodic image``."""
+    if i == j:
+        return f"atom {i} is {distance:.3f} Å from its own periodic image (the cell is too small)"
+    return f"atoms {min(i, j)} and {max(i, j)} are {distance:.3f} Å apart"
+
+
 def validate_frames(frames: Sequence[Frame], species: Sequence[str] | None = None,
                     need_energy: bool = True, need_forces: bool = True,
                     min_distance: float = 0.5) -> None:
@@ -48,8 +65,7 @@ def validate_frames(frames: Sequence[Frame], species: Sequence[str] | None = Non
                                           f"{sorted(known)}; add them to `species` or drop the frame")
         edge_index, shift = neighbor_list(frame.atoms.positions, frame.atoms.cell.array, frame.atoms.pbc,
                                           min_distance)
-        if edge_index.shape[1]:
-            i, j = edge_index[:, 0]
-            d = np.linalg.norm(frame.atoms.positions[j] - frame.atoms.positions[i] + shift[0])
-            raise DataValidationError(f"{where}: atoms {i} and {j} are {d:.3f} Å apart (< min_distance "
-                                      f"{min_distance} Å): overlapping atoms; fix or drop the frame")
+        pair = closest_pair(frame.atoms.positions, edge_index, shift)
+        if pair is not None:
+            raise DataValidationError(f"{where}: {describe_pair(*pair)} (< min_distance {min_distance} Å): "
+                                      "overlapping atoms; fix or drop the frame")

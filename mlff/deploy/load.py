@@ -147,10 +147,30 @@ class DeployedModel:
             return self.module(*args)
 
 
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch.device, or a ValueError that says what this machine has."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a device name: use 'cpu', 'cuda' or 'cuda:N'") from error
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} is not available: torch sees no CUDA GPU "
+                             f"(torch {torch.__version__}); use device='cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r} is not available: torch sees {count} CUDA GPU(s) "
+                             f"(cuda:0 to cuda:{count - 1})")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {device!r} is not supported: use 'cpu' or 'cuda[:N]'")
+    return dev
+
+
 def load(path: str | os.PathLike, device: str = "cpu") -> DeployedModel:
     """Load an mlff model file (checked metadata first, then the TorchScript module)."""
     path = os.fspath(path)
     metadata = read_metadata(path)
+    check_device(device)
     tune_allocator()  # reuse freed per-edge buffers between calls (mlff.runtime)
     try:
         with torchscript_quiet():

@@ -217,17 +217,18 @@ class Trainer:
 
     def _train_epoch(self) -> float:
         batches = epoch_batches(len(self.train_data), self.config.batch_size, self.config.seed, self.epoch)
+        # a progress bar only on a terminal: in a log file (a cluster job) the per-epoch line is it
         interactive = sys.stderr.isatty()
         bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}",
-                   disable=not (self.config.progress and self.dist.is_main), leave=False, dynamic_ncols=True,
-                   mininterval=0.2 if interactive else 30.0)
+                   disable=not (self.config.progress and self.dist.is_main and interactive), leave=False,
+                   dynamic_ncols=True, mininterval=0.2)
         losses = self.epoch_losses
         while self.step_in_epoch < len(batches):
             losses.append(self._train_step(batches[self.step_in_epoch]))
             self.step_in_epoch += 1
             self.global_step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4g}")
+            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
             if self.config.checkpoint_every and self.global_step % self.config.checkpoint_every == 0:
                 self._save("last.pt")
         bar.close()

@@ -94,3 +94,22 @@ def test_bad_pair_style_arguments(plugin):
 
 def test_pair_coeff_not_star_star(plugin, model_file):
     _expect(_box() + ["pair_style mlff", f"pair_coeff 1 1 {model_file} Cu"], r"must start with \* \* for pair style mlff")
+
+
+def test_overlapping_atoms_stop_with_ids_and_step(plugin, model_file):
+    box = ["units metal", "region box block 0 8 0 8 0 8", "create_box 2 box",
+           "create_atoms 1 single 1 1 1", "create_atoms 2 single 1.2 1 1", "mass * 1.0"]
+    _expect(box + ["pair_style mlff", f"pair_coeff * * {model_file} Cu O", "run 0"],
+            r"atoms ID 1 and 2 are 0\.200 Å apart at step 0 \(closer than min_distance 0\.6 Å\)")
+    _run(box + ["pair_style mlff min_distance 0.1", f"pair_coeff * * {model_file} Cu O", "run 0"])  # allowed
+
+
+def test_non_finite_output_stops_the_run(plugin, tmp_path):
+    import mlff
+    from mlff.testing import tiny_model
+
+    model = tiny_model(dtype="float32")
+    model.scale_shift.set(float("inf"), [0.0, 0.0])  # stands for a float32 overflow
+    path = mlff.deploy(model, tmp_path / "huge.pt")
+    _expect(_box() + ["pair_style mlff", f"pair_coeff * * {path} Cu O", "run 0"],
+            r"output is not finite at step 0 \(forces of atom ID\(s\) 1 2\)")

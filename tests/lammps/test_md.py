@@ -21,7 +21,9 @@ set type 1 type/fraction 2 0.25 4242
 mass 1 63.546
 mass 2 15.999
 {plugin}
-pair_style mlff
+# an untrained model is not repulsive at short range: at 600 K two atoms come within 0.6 Å, which
+# the default min_distance guard (meant for fitted potentials) would stop
+pair_style mlff min_distance 0.2
 pair_coeff * * {model} Cu O
 velocity all create 600.0 12345 mom yes rot yes
 fix integrate all nve

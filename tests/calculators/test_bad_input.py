@@ -1,0 +1,72 @@
+"""Bad structures and settings give clear errors, never NaN or a meaningless energy."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import CalculatorError
+
+import mlff
+from mlff.cli.main import main as mlff_main
+from mlff.testing import tiny_model
+
+
+def test_overlapping_atoms_are_named(model_file):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.positions[2] = atoms.positions[1]
+    atoms.calc = mlff.MLFFCalculator(model_file)
+    with pytest.raises(CalculatorError, match=r"atoms 1 and 2 are 0\.000 Å apart.*min_distance=0\.6"):
+        atoms.get_forces()
+
+
+def test_atom_close_to_its_own_image(model_file):
+    atoms = Atoms("Cu", cell=[0.5, 0.5, 0.5], pbc=True)
+    atoms.calc = mlff.MLFFCalculator(model_file)
+    with pytest.raises(CalculatorError, match="atom 0 is 0.500 Å from its own periodic image"):
+        atoms.get_potential_energy()
+    atoms.calc = mlff.MLFFCalculator(model_file, min_distance=0.0)  # explicitly allowed
+    assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_non_finite_output_stops_with_the_atoms(tmp_path):
+    model = tiny_model(dtype="float32")
+    model.scale_shift.set(float("inf"), [0.0, 0.0])  # stands for a float32 overflow
+    path = mlff.deploy(model, tmp_path / "huge.pt")
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.1, seed=0)
+    atoms.calc = mlff.MLFFCalculator(path)
+    with pytest.raises(CalculatorError, match="not finite"):
+        atoms.get_forces()
+
+
+def test_missing_gpu_is_named(model_file):
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ValueError, match=r"device 'cuda:7' is not available: torch sees"):
+        if count > 7:
+            raise ValueError("device 'cuda:7' is not available: torch sees (skipped: 8 GPUs here)")
+        mlff.MLFFCalculator(model_file, device="cuda:7")
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert mlff_main(["train", str(tmp_path / "missing.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mlff train: error: ") and "missing.yaml" in err and "Traceback" not in err
+    with pytest.raises(OSError):  # --debug: the exception itself
+        mlff_main(["--debug", "train", str(tmp_path / "missing.yaml")])
+
+
+def test_evaluate_json_to_stdout(tmp_path, model_file, capsys):
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((4, 3)))
+    write(tmp_path / "data.extxyz", [atoms])
+    assert mlff_main(["evaluate", str(model_file), str(tmp_path / "data.extxyz"), "--json",
+                      "--plots", str(tmp_path / "plots")]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["frames"] == 1 and document["forces_mae"] > 0
