@@ -44,8 +44,7 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         message = str(error).strip() or type(error).__name__
-        print(f"mlff {args.command}: error: {message}\n(run with 'mlff --debug {args.command} ...' "
-              "for the traceback)", file=sys.stderr)
+        print(f"mlff {args.command}: error: {message}", file=sys.stderr)  # --debug: the traceback
         return 1
 
 

@@ -120,7 +120,11 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     """Read a YAML file; relative paths in it are relative to the YAML file's folder."""
     path = os.fspath(path)
     with open(path) as handle:
-        values = yaml.safe_load(handle) or {}
+        try:
+            values = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path} is not valid YAML: {str(error).splitlines()[0]} "
+                             f"({' '.join(str(error).split())[-80:]})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of options at the top level")
     return TrainConfig.from_dict(values, base_dir=os.path.dirname(os.path.abspath(path)))
