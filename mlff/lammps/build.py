@@ -67,7 +67,8 @@ def build(force: bool = False, jobs: int = 2, verbose: bool = False) -> Path:
         return target
     src = source_dir()
     if not (src / "CMakeLists.txt").exists():
-        raise PluginBuildError(f"plugin sources not found at {src}: build from an mlff source checkout")
+        raise PluginBuildError(f"plugin sources not found at {src}: this mlff installation is incomplete; "
+                               "reinstall mlff (`pip install --force-reinstall mlff`)")
     cmake = _cmake()
     if shutil.which("c++") is None:
         raise PluginBuildError("no C++ compiler (`c++`) found: install g++ >= 9 (Debian: apt-get install g++)")

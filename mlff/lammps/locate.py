@@ -16,8 +16,9 @@ SOURCE_FILES = ("CMakeLists.txt", "lammpsplugin.h", "pair_mlff.h", "pair_mlff.cp
 
 
 def source_dir() -> Path:
-    """The C++ sources (``lammps_plugin/`` of the source checkout)."""
-    return Path(__file__).resolve().parents[2] / "lammps_plugin"
+    """The C++ sources: ``mlff/lammps/plugin_src``, a link to ``lammps_plugin/`` in a source
+    checkout and a copy (package data) in a wheel or non-editable install."""
+    return Path(__file__).resolve().parent / "plugin_src"
 
 
 def _version(package: str) -> str:
