@@ -70,3 +70,23 @@ def test_evaluate_json_to_stdout(tmp_path, model_file, capsys):
                       "--plots", str(tmp_path / "plots")]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["frames"] == 1 and document["forces_mae"] > 0
+
+
+def test_model_file_deleted_or_replaced_during_a_run(tmp_path):
+    """The calculator holds the model in memory: the file can go away mid-run."""
+    path = mlff.deploy(tiny_model(), tmp_path / "m.pt")
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.calc = mlff.MLFFCalculator(path)
+    before = atoms.get_potential_energy()
+    (tmp_path / "m.pt").write_bytes(b"replaced by something else")
+    atoms.positions[0] += 0.01
+    atoms.get_forces()
+    atoms.positions[0] -= 0.01
+    assert atoms.get_potential_energy() == pytest.approx(before, rel=1e-12)
+
+
+def test_empty_structure_is_refused(model_file):
+    atoms = Atoms()
+    atoms.calc = mlff.MLFFCalculator(model_file)
+    with pytest.raises(ValueError, match="no atoms"):
+        atoms.get_potential_energy()

@@ -113,3 +113,19 @@ def test_non_finite_output_stops_the_run(plugin, tmp_path):
     path = mlff.deploy(model, tmp_path / "huge.pt")
     _expect(_box() + ["pair_style mlff", f"pair_coeff * * {path} Cu O", "run 0"],
             r"output is not finite at step 0 \(forces of atom ID\(s\) 1 2\)")
+
+
+def test_model_file_deleted_during_a_run(plugin, tmp_path):
+    import mlff
+    from mlff.testing import tiny_model
+
+    path = mlff.deploy(tiny_model(), tmp_path / "gone.pt")
+    _run(_box() + ["pair_style mlff", f"pair_coeff * * {path} Cu O", "run 0",
+                   f"shell rm {path}", "run 5"])  # loaded once: nothing to re-read
+
+
+def test_atoms_leaving_a_fixed_box_are_a_lammps_error(plugin, model_file):
+    _expect(["units metal", "boundary f f f", "region box block 0 8 0 8 0 8", "create_box 2 box",
+             "create_atoms 1 single 4 4 4", "create_atoms 2 single 5.5 4 4", "mass * 1.0",
+             "pair_style mlff", f"pair_coeff * * {model_file} Cu O", "velocity all set 2000 0 0",
+             "fix integrate all nve", "timestep 0.01", "run 100"], "Lost atoms")
