@@ -17,15 +17,20 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     truncated one."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
         with os.fdopen(fd, "wb") as handle:
             torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # full disk, quota, read-only or vanished folder
+        kept = f"; the previous {os.path.basename(path)} is intact" if os.path.exists(path) else ""
+        raise OSError(f"cannot write checkpoint {path} ({error}){kept}: free space or choose another "
+                      "output_dir, then re-run the same command to resume") from error
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 

@@ -140,3 +140,36 @@ def test_dipole_training_on_dft_water(tmp_path, env):
     out = tmp_path / "eval.json"
     assert mlff_main(["evaluate", str(tmp_path / "run" / "model.pt"), str(data), "--json", str(out), "--no-plots"]) == 0
     assert "dipole_mae" in json.loads(out.read_text())
+
+
+def test_checkpoint_write_failure_keeps_the_previous_one(tmp_path, monkeypatch):
+    """A full disk while writing a checkpoint: a clear error, the previous checkpoint intact and
+    loadable, no temporary file left behind."""
+    import errno
+
+    import torch
+
+    from mlff.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1}, path)
+    real_save = torch.save
+
+    def full_disk(obj, handle, *args, **kwargs):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"cannot write checkpoint .*No space left.*previous last.pt is intact"):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_unwritable_output_dir_is_a_clear_error(tmp_path):
+    from mlff.train.checkpoint import save_checkpoint
+
+    missing = tmp_path / "gone" / "last.pt"  # its folder does not exist (removed under a running job)
+    with pytest.raises(OSError, match="cannot write checkpoint .*choose another output_dir"):
+        save_checkpoint({"epoch": 1}, missing)
