@@ -130,10 +130,12 @@ class Potential(nn.Module):
         energy = torch.zeros(num_graphs, dtype=pos.dtype, device=pos.device)
         energy = energy.index_add(0, batch, atomic_energy)
 
-        grads = torch.autograd.grad(
-            [energy.sum()], [edge_vec], create_graph=self.training, allow_unused=True
-        )
-        edge_grad = grads[0]
+        edge_grad: Optional[torch.Tensor] = None
+        if energy.requires_grad:  # not without edges (isolated atoms) in a frozen model
+            grads = torch.autograd.grad(
+                [energy.sum()], [edge_vec], create_graph=self.training, allow_unused=True
+            )
+            edge_grad = grads[0]
         if edge_grad is None:  # no edges, or no dependence on them
             edge_grad = torch.zeros_like(edge_vec)
         forces, virial, atomic_virial = edge_gradient_outputs(

@@ -140,3 +140,16 @@ def test_model_file_round_trip_and_reexport(tmp_path, backend):
         # e3nn keeps its Clebsch-Gordan tables in the default dtype (float32 here): 1e-7 relative
         tol = 1e-12 if backend == "fused" else 1e-6
         np.testing.assert_allclose(second[key].numpy(), first[key].numpy(), rtol=0, atol=tol * scale, err_msg=key)
+
+
+def test_deployed_model_with_no_edges(model_file):
+    """Isolated atoms (no edge within r_cut): a frozen model's energy does not depend on the
+    positions at all; forces and virials are zero, not an autograd error."""
+    deployed = mlff.load(model_file)
+    positions = torch.tensor([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0]], dtype=torch.float64)
+    no_edges = torch.zeros((2, 0), dtype=torch.int64)
+    for n_local in (2, 1):  # all local (ASE), or one ghost (LAMMPS)
+        out = deployed(positions, no_edges, torch.zeros((0, 3), dtype=torch.float64),
+                       torch.tensor([0, 1]), n_local)
+        assert torch.isfinite(out["energy"])
+        assert torch.all(out["forces"] == 0) and torch.all(out["virial"] == 0)

