@@ -90,3 +90,25 @@ def test_empty_structure_is_refused(model_file):
     atoms.calc = mlff.MLFFCalculator(model_file)
     with pytest.raises(ValueError, match="no atoms"):
         atoms.get_potential_energy()
+
+
+def test_parity_plot_titles_carry_mae_rmse_and_units(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from mlff.data.readers import Frame
+    from mlff.evaluation import parity_plots
+
+    titles = []
+    original = matplotlib.axes.Axes.set
+
+    def record(self, **kwargs):
+        titles.append(kwargs.get("title"))
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set", record)
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    frames = [Frame(atoms, -4.0, np.zeros((4, 3)), None, "x:0")]
+    predictions = [{"energy": -3.996, "forces": np.full((4, 3), 0.002), "stress": None}]
+    parity_plots(frames, predictions, tmp_path)
+    assert "energy: MAE 1 meV/atom, RMSE 1 meV/atom" in titles
+    assert "forces: MAE 2 meV/Å, RMSE 2 meV/Å" in titles
