@@ -17,13 +17,12 @@ Here the paths that read one input irrep ``x_l1`` (a *block*) are evaluated toge
 
 1. ``M = Y @ G`` with a constant ``G[b, (a, path, k)] = pw * C[a, b, k]``: one small matmul gives
    every path's coupling matrix ``M_e[a, (path, k)]`` for all edges at once (``[E, d1 * K]``);
-2. a block whose input is scalar (``d1 = 1``, the first layer, always) needs
-   ``m_i[u, (path, k)] = sum_e (w_e[path, u] x_j[u]) M_e[(path, k)]``: with the edges laid out
-   densely per centre (``[rows, K_max]``) this is one batched matmul per atom, so the
-   ``[E, u, K]`` product is never formed;
-3. other blocks contract ``x_j[a, u]`` with ``M_e[a, (path, k)]`` per edge as ``d1``
-   broadcast products with the channels innermost (vectorised; batched matmuls of such tiny
-   matrices are slow on CPUs), multiply by ``w_e``, and sum over each centre's dense row.
+2. the neighbour sum ``m_i[u, (path, k)] = sum_{e, a} (w_e[path, u] x_j[a, u]) M_e[a, (path, k)]``
+   is, with the edges laid out densely per centre (``[rows, K_max]``), one batched matmul per atom
+   over its edges and ``a``; the ``path == path'`` blocks of its result are the messages' sum, so
+   the ``[E, u, K]`` messages are never formed;
+3. a block with a single scalar path (``l x l -> 0``, the last layer) is a per-edge dot product
+   over ``a`` with the channels innermost (vectorised), then a sum over each centre's row.
 
 Slices of per-edge tensors are taken with ``torch.split`` (its backward is one concatenation, where
 each slice's backward would zero-fill a full-size gradient), and dense tables are filled with
@@ -75,9 +74,8 @@ class FusedEdgeTensorProduct(nn.Module):
     Irreps: ``tp.irreps_in1`` (node features) x ``tp.irreps_in2`` (edge spherical harmonics,
     multiplicity 1) -> ``tp.irreps_out`` (summed over each centre's edges).
 
-    ``forward`` requires the edges sorted by centre (``center`` non-decreasing), as produced by
-    :func:`mlff.nn.interaction.sort_edges`; ``rows``/``slot``/``k_max`` come from
-    :func:`dense_rows`.
+    ``forward`` requires the edges sorted by centre (``center`` non-decreasing; ``Potential.forward``
+    sorts them); ``rows``/``slot``/``k_max`` come from :func:`dense_rows`.
     """
 
     # per block: input slice, multiplicity, irrep dimension, coupling columns, weight columns
@@ -89,8 +87,7 @@ class FusedEdgeTensorProduct(nn.Module):
     block_w_sizes: List[int]
     block_paths: List[int]
     block_first: List[int]  # index of the block's first path
-    # per path (in instruction order): block, output dimension, column offset inside the block
-    path_block: List[int]
+    # per path (in instruction order): output dimension, column offset inside the block
     path_dim: List[int]
     path_col: List[int]
     output_order: List[int]  # the paths in the order of ``tp.irreps_out``
@@ -120,9 +117,9 @@ class FusedEdgeTensorProduct(nn.Module):
         self.x_sizes = [mul_ir.dim for mul_ir in irreps_x]
         self.block_x, self.block_mul, self.block_d1 = [], [], []
         self.block_m_sizes, self.block_w_sizes, self.block_paths, self.block_first = [], [], [], []
-        self.path_block, self.path_dim, self.path_col = [], [], []
-        m_offset, w_offset = 0, 0
-        for block, i_in1 in enumerate(blocks):
+        self.path_dim, self.path_col = [], []
+        w_offset = 0
+        for i_in1 in blocks:
             mul, ir_in = irreps_x[i_in1]
             paths = [ins for ins in instructions if ins.i_in1 == i_in1]
             d1 = ir_in.dim
@@ -134,7 +131,6 @@ class FusedEdgeTensorProduct(nn.Module):
                 g = torch.zeros(irreps_sh.dim, d1, ir_out.dim, dtype=torch.float64)
                 g[sh_slices[ins.i_in2]] = ins.path_weight * cg.transpose(0, 1)
                 g_block.append(g)
-                self.path_block.append(block)
                 self.path_dim.append(ir_out.dim)
                 self.path_col.append(col)
                 col += ir_out.dim
@@ -145,8 +141,7 @@ class FusedEdgeTensorProduct(nn.Module):
             self.block_m_sizes.append(d1 * col)
             self.block_w_sizes.append(mul * len(paths))
             self.block_paths.append(len(paths))
-            self.block_first.append(len(self.path_block) - len(paths))
-            m_offset += d1 * col
+            self.block_first.append(len(self.path_dim) - len(paths))
             w_offset += mul * len(paths)
         if w_offset != tp.weight_numel:
             raise ValueError("FusedEdgeTensorProduct: weight layout differs from the TensorProduct's")
