@@ -60,3 +60,14 @@ def test_one_md_step_in_lammps(plugin, tmp_path):
                          cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "mlff: atom type 1 -> Cu" in res.stdout and "Loop time" in res.stdout
+
+
+def test_isolated_atom():
+    """The shipped file carries the current model code: no edges gives zero forces (a stale
+    export raised an autograd error here)."""
+    from ase import Atoms
+
+    atoms = Atoms("Cu", positions=[[0.0, 0.0, 0.0]])
+    atoms.calc = mlff.MLFFCalculator(MODEL)
+    assert np.isfinite(atoms.get_potential_energy())
+    assert np.all(atoms.get_forces() == 0)
