@@ -1,10 +1,14 @@
-"""MD speed: LAMMPS (pair_style mlff, 1 and 2 MPI ranks) vs ASE MD vs the bare model call.
+"""MD speed: LAMMPS (pair_style mlff, both halo modes, 1/2/4 MPI ranks) vs ASE MD vs the bare
+model call.
 
 The plugin's overhead is the ratio of LAMMPS time per step to the bare scripted-model call on the
 same structure (the model does the same work in both; LAMMPS adds ghost atoms, neighbour lists,
-integration and communication). Prints a table.
+integration and communication). Each rank runs ``--threads`` threads (default 1, so that 2 ranks
+use the 2 cores of this machine; 4 ranks oversubscribe them); the bare model and ASE use the same
+number of threads as one rank. Parallel efficiency: ``t(1 rank) / (ranks * t(ranks))``, per mode.
 
-    python benchmarks/bench_lammps.py [--sizes 1000 8000] [--steps 10] [--model model.pt]
+    python benchmarks/bench_lammps.py [--sizes 1000 8000 32000] [--ranks 1 2 4] [--steps 10]
+        [--modes exchange shell] [--model model.pt]
 """
 
 import argparse
@@ -26,7 +30,7 @@ region box block 0 {a} 0 {b} 0 {c}
 create_box 1 box
 create_atoms 1 box
 mass 1 63.546
-pair_style mlff
+pair_style mlff halo {halo}
 pair_coeff * * {model} Cu
 velocity all create 300.0 1 mom yes rot yes
 fix integrate all nve
@@ -77,12 +81,12 @@ def ase_md(model_path, reps, steps, threads):
     return (time.perf_counter() - start) / steps
 
 
-def lammps_md(model_path, reps, steps, ranks, threads, workdir):
+def lammps_md(model_path, reps, steps, ranks, threads, workdir, halo="exchange"):
     from mlff.lammps.runtime import lammps_env
 
     deck = os.path.join(workdir, f"in.bench{ranks}")
     with open(deck, "w") as handle:
-        handle.write(DECK.format(a=reps[0], b=reps[1], c=reps[2], model=model_path, steps=steps))
+        handle.write(DECK.format(a=reps[0], b=reps[1], c=reps[2], model=model_path, steps=steps, halo=halo))
     bindir = os.path.dirname(sys.executable)
     cmd = [os.path.join(bindir, "lmp"), "-in", deck, "-log", "none"]
     if ranks > 1:
@@ -99,8 +103,11 @@ def lammps_md(model_path, reps, steps, ranks, threads, workdir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--modes", nargs="+", default=["exchange", "shell"], choices=["exchange", "shell"])
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2, help="total threads per run (split over ranks)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per rank (and for the bare model)")
+    parser.add_argument("--no-ase", action="store_true", help="skip the ASE MD row")
     parser.add_argument("--model", help="model file (default: a fresh `small` Cu model, r_cut 4.5, float32)")
     args = parser.parse_args()
 
@@ -114,20 +121,33 @@ def main():
         meta = mlff.read_metadata(model_path)
         print(f"model: {model_path} ({meta.config.get('num_layers')} layers, {meta.config.get('num_features')} "
               f"features, l_max {meta.config.get('l_max')}, r_cut {meta.r_cut} Å, {meta.dtype}); "
-              f"{args.threads} threads in total per run; fcc Cu")
-        header = f"{'atoms':>6} {'engine':<22}{'ms/step':>10}{'atom-steps/s':>14}{'vs bare model':>15}"
+              f"{args.threads} thread(s) per rank; fcc Cu")
+        header = (f"{'atoms':>6} {'engine':<26}{'ms/step':>10}{'atom-steps/s':>14}{'vs bare model':>15}"
+                  f"{'par. efficiency':>17}")
         print(header)
         print("-" * len(header))
         for size in args.sizes:
             reps = _repeats(size // 4)
             n = 4 * int(np.prod(reps))
             bare = bare_model(model_path, reps, args.steps, args.threads)
-            rows = [("bare model call", bare),
-                    ("ASE VelocityVerlet", ase_md(model_path, reps, args.steps, args.threads)),
-                    ("LAMMPS 1 rank", lammps_md(model_path, reps, args.steps, 1, args.threads, workdir)),
-                    ("LAMMPS 2 ranks", lammps_md(model_path, reps, args.steps, 2, max(1, args.threads // 2), workdir))]
-            for name, seconds in rows:
-                print(f"{n:>6} {name:<22}{1e3 * seconds:>10.1f}{n / seconds:>14.0f}{seconds / bare:>15.2f}", flush=True)
+            rows = [("bare model call", bare, None)]
+            if not args.no_ase:
+                rows.append(("ASE VelocityVerlet", ase_md(model_path, reps, args.steps, args.threads), None))
+            for name, seconds, efficiency in rows:
+                print(f"{n:>6} {name:<26}{1e3 * seconds:>10.1f}{n / seconds:>14.0f}{seconds / bare:>15.2f}", flush=True)
+            for halo in args.modes:
+                one = None
+                for ranks in args.ranks:
+                    try:
+                        seconds = lammps_md(model_path, reps, args.steps, ranks, args.threads, workdir, halo)
+                    except RuntimeError as error:
+                        print(f"{n:>6} LAMMPS {halo} {ranks} rank(s): failed: {str(error)[-300:]}", flush=True)
+                        continue
+                    one = seconds if ranks == 1 else one
+                    efficiency = f"{one / (ranks * seconds):>17.2f}" if one is not None else f"{'-':>17}"
+                    name = f"LAMMPS {halo} {ranks} rank{'s' if ranks > 1 else ''}"
+                    print(f"{n:>6} {name:<26}{1e3 * seconds:>10.1f}{n / seconds:>14.0f}{seconds / bare:>15.2f}"
+                          f"{efficiency}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 /* pair_style mlff: an mlff model file evaluated on local + ghost atoms with libtorch.
 
-   compute() = build tensors (build_graph: atoms within num_layers hops of a local atom, full
-               edge list of the centers within num_layers - 1 hops, positions, species)
-             -> call the model (docs/model-file.md)
+   compute() = build the graph (pair_mlff_graph.cpp: one cutoff of ghosts for the halo exchange,
+               num_layers cutoffs for the halo shell)
+             -> call the model (pair_mlff_model.cpp: layer by layer with feature exchanges, or one
+                call of its forward, docs/model-file.md)
              -> scatter energy, forces (ghosts included; newton on sends them home) and virials. */
 
-#include "pair_mlff.h"
+#include "pair_mlff_model.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -17,9 +18,7 @@
 #include "update.h"
 #include "utils.h"
 
-#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
-#include <torch/script.h>
 
 #include <algorithm>
 #include <cmath>
@@ -34,13 +33,6 @@
 using namespace LAMMPS_NS;
 
 static constexpr int MLFF_FORMAT_VERSION = 1;
-
-struct PairMLFF::Model {
-  torch::jit::Module module;
-  torch::Device device{torch::kCPU};
-  std::vector<std::string> species;
-  std::string path;
-};
 
 /* Keep freed large blocks in glibc's heap: each step allocates and frees the same few hundred MB
    of per-edge tensors, and fresh mmap pages cost one page fault per 4 KiB (see mlff/runtime.py,
@@ -64,13 +56,14 @@ static std::string first_line(const char *text)
 }
 
 PairMLFF::PairMLFF(LAMMPS *lmp) :
-    Pair(lmp), device_request("cpu"), r_cut(0.0), num_layers(0), min_distance(0.6)
+    Pair(lmp), device_request("cpu"), halo_request("auto"), exchange(false), r_cut(0.0), num_layers(0),
+    min_distance(0.6), comm_width(0)
 {
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
-  ghostneigh = 1;                  // message passing needs the neighbours of ghost atoms
+  ghostneigh = 1;                  // halo shell: message passing needs the ghosts' neighbours
   no_virial_fdotr_compute = 1;     // the model returns the exact virial
   centroidstressflag = CENTROID_AVAIL;
   tune_allocator();
@@ -96,47 +89,36 @@ void PairMLFF::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-// pair_style mlff [device cpu|cuda|auto] [min_distance D]
+static const char *USAGE = "pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell]";
+
+// pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell]
 void PairMLFF::settings(int narg, char **arg)
 {
   device_request = "cpu";
+  halo_request = "auto";
   min_distance = 0.6;
   for (int iarg = 0; iarg < narg; iarg += 2) {
-    const bool known = strcmp(arg[iarg], "device") == 0 || strcmp(arg[iarg], "min_distance") == 0;
-    if (!known)
-      error->all(FLERR,
-                 "Unknown pair_style mlff keyword '{}': use pair_style mlff [device cpu|cuda|auto] "
-                 "[min_distance D]",
-                 arg[iarg]);
-    if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: '{}' needs a value", arg[iarg]);
-    if (strcmp(arg[iarg], "min_distance") == 0) {
-      min_distance = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+    const std::string key = arg[iarg];
+    if (key != "device" && key != "min_distance" && key != "halo")
+      error->all(FLERR, "Unknown pair_style mlff keyword '{}': use {}", key, USAGE);
+    if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: '{}' needs a value ({})", key, USAGE);
+    const std::string value = arg[iarg + 1];
+    if (key == "min_distance") {
+      min_distance = utils::numeric(FLERR, value, false, lmp);
       if (min_distance < 0.0) error->all(FLERR, "pair_style mlff: min_distance must be >= 0 (Å)");
-      continue;
+    } else if (key == "halo") {
+      if (value != "exchange" && value != "shell")
+        error->all(FLERR,
+                   "pair_style mlff: unknown halo mode '{}': use 'halo exchange' (ghost features sent "
+                   "between layers) or 'halo shell' (ghosts recomputed)",
+                   value);
+      halo_request = value;
+    } else {
+      device_request = value;
+      if (device_request != "cpu" && device_request != "cuda" && device_request != "auto")
+        error->all(FLERR, "pair_style mlff: unknown device '{}': use cpu, cuda or auto", value);
     }
-    device_request = arg[iarg + 1];
-    if (device_request != "cpu" && device_request != "cuda" && device_request != "auto")
-      error->all(FLERR, "pair_style mlff: unknown device '{}': use cpu, cuda or auto", device_request);
   }
-}
-
-/* Overlapping atoms: the model would return a meaningless energy (or NaN forces). Stop with the
-   atom IDs and the step instead (pair_style mlff min_distance D, default 0.6 Å; 0 disables). */
-void PairMLFF::check_closest_pair(int i, int j, double rsq)
-{
-  if (rsq >= min_distance * min_distance) return;
-  const tagint ti = atom->tag[i], tj = atom->tag[j];
-  const double d = std::sqrt(rsq);
-  if (ti == tj)
-    error->one(FLERR,
-               "mlff: atom ID {} is {:.3f} Å from its own periodic image at step {} (closer than "
-               "min_distance {} Å): the box is too small",
-               ti, d, update->ntimestep, min_distance);
-  error->one(FLERR,
-             "mlff: atoms ID {} and {} are {:.3f} Å apart at step {} (closer than min_distance {} Å): "
-             "overlapping atoms; fix the structure, shorten the time step, or lower "
-             "'pair_style mlff min_distance'",
-             std::min(ti, tj), std::max(ti, tj), d, update->ntimestep, min_distance);
 }
 
 /* A model pushed far outside its data may return inf/NaN: the local atoms (graph nodes < nlocal)
@@ -218,6 +200,8 @@ void PairMLFF::load_model(const std::string &path)
   loaded->module.eval();
   loaded->device = device;
   loaded->path = path;
+  loaded->has_halo = loaded->module.find_method("halo_layer").has_value();
+  if (loaded->has_halo) loaded->feature_dim = (int) loaded->module.run_method("halo_feature_dim").toInt();
   std::istringstream species(extra["species"]);
   for (std::string s; species >> s;) loaded->species.push_back(s);
   r_cut = utils::numeric(FLERR, extra["r_cut"], false, lmp);
@@ -262,6 +246,25 @@ void PairMLFF::init_style()
     error->all(FLERR, "pair_style mlff requires atom IDs: remove 'atom_modify id no' from the input");
   if (!model) error->all(FLERR, "pair_style mlff: no model loaded; use pair_coeff * * model.pt <elements>");
 
+  // halo exchange (one cutoff of ghosts, features exchanged after each layer) where the model file
+  // has it; halo shell (num_layers cutoffs of ghosts, recomputed) otherwise or on request
+  if (halo_request == "exchange" && !model->has_halo)
+    error->all(FLERR,
+               "pair_style mlff halo exchange: '{}' was exported by an older mlff without the halo "
+               "methods; re-export it (mlff deploy {} -o new.pt) or use 'halo shell'",
+               model->path, model->path);
+  exchange = model->has_halo && halo_request != "shell";
+  if (exchange) {
+    ghostneigh = 0;
+    comm_forward = comm_reverse = comm_width = std::max(model->feature_dim, 1);
+    neighbor->add_request(this, NeighConst::REQ_FULL);
+    if (comm->me == 0)
+      utils::logmesg(lmp, "mlff: halo exchange: ghosts within {} Å, {} features per atom exchanged between "
+                     "layers\n", r_cut + neighbor->skin, model->feature_dim);
+    return;
+  }
+  ghostneigh = 1;
+  comm_forward = comm_reverse = 0;
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
 
   // exact message passing across ranks and periodic images: ghosts up to num_layers * r_cut
@@ -269,7 +272,7 @@ void PairMLFF::init_style()
   if (comm->cutghostuser < shell) {
     comm->cutghostuser = shell;
     if (comm->me == 0)
-      utils::logmesg(lmp, "mlff: ghost cutoff set to {} Å ({} layers x {} Å + skin {} Å)\n", shell,
+      utils::logmesg(lmp, "mlff: halo shell: ghost cutoff set to {} Å ({} layers x {} Å + skin {} Å)\n", shell,
                      num_layers, r_cut, neighbor->skin);
   }
 }
@@ -281,102 +284,39 @@ double PairMLFF::init_one(int i, int j)
   return r_cut;
 }
 
-/* The graph the model sees. Message passing over num_layers layers reaches num_layers hops, so only
-   atoms within num_layers hops of a local atom matter, and only those within num_layers - 1 hops
-   need their own neighbours. Pruning the rest of LAMMPS's ghost shell by graph distance is exact
-   and saves most of the work for small boxes. Locals keep their indices [0, nlocal). */
-void PairMLFF::build_graph(Graph &g)
-{
-  double **x = atom->x;
-  const int nlocal = atom->nlocal;
-  const int ntotal = nlocal + atom->nghost;
-  const double rcsq = r_cut * r_cut;
-
-  // all edges within r_cut, for local and ghost centers (LAMMPS indices)
-  std::vector<int> centers, neighbours;
-  for (int ii = 0; ii < list->inum + list->gnum; ii++) {
-    const int i = list->ilist[ii];
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq < rcsq) {
-        if (i < nlocal) check_closest_pair(i, j, rsq);
-        centers.push_back(i);
-        neighbours.push_back(j);
-      }
-    }
-  }
-
-  // graph distance (hops) from the local atoms, up to num_layers
-  std::vector<int> hops(ntotal, -1);
-  std::fill(hops.begin(), hops.begin() + nlocal, 0);
-  for (int level = 1; level <= num_layers; level++)
-    for (size_t e = 0; e < centers.size(); e++)
-      if (hops[centers[e]] == level - 1 && hops[neighbours[e]] < 0) hops[neighbours[e]] = level;
-
-  g.atoms.clear();
-  std::vector<int64_t> node(ntotal, -1);
-  for (int i = 0; i < ntotal; i++)
-    if (hops[i] >= 0) {
-      node[i] = (int64_t) g.atoms.size();
-      g.atoms.push_back(i);
-    }
-  g.edges.clear();
-  std::vector<int64_t> second;
-  for (size_t e = 0; e < centers.size(); e++)
-    if (hops[centers[e]] >= 0 && hops[centers[e]] < num_layers) {
-      g.edges.push_back(node[centers[e]]);
-      second.push_back(node[neighbours[e]]);
-    }
-  g.nedges = (int64_t) second.size();
-  g.edges.insert(g.edges.end(), second.begin(), second.end());    // (2, E) row-major
-
-  g.positions.resize(3 * g.atoms.size());
-  g.species.resize(g.atoms.size());
-  for (size_t n = 0; n < g.atoms.size(); n++) {
-    for (int k = 0; k < 3; k++) g.positions[3 * n + k] = x[g.atoms[n]][k];
-    g.species[n] = type_to_species[atom->type[g.atoms[n]]];
-  }
-}
-
 void PairMLFF::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
   const int nlocal = atom->nlocal;
-  if (nlocal == 0) return;    // an empty subdomain owns no energy, so it exerts no force
+  if (nlocal == 0) {    // an empty subdomain owns no energy, so it exerts no force
+    if (exchange) idle_exchanges();
+    return;
+  }
 
-  // ---- build tensors (moved to the model's device once per step; a no-op on the CPU)
   Graph g;
-  build_graph(g);
-  const int64_t natoms = (int64_t) g.atoms.size();
-  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  const torch::Device device = model->device;
-  std::vector<torch::jit::IValue> inputs{
-      torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device),
-      torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device),
-      torch::zeros({g.nedges, 3}, f64.device(device)),
-      torch::from_blob(g.species.data(), {natoms}, i64).to(device),
-      (int64_t) nlocal};
-
-  // ---- call the model
-  torch::jit::IValue output;
+  Result r;
+  if (exchange)
+    build_halo_graph(g);
+  else
+    build_shell_graph(g);
   try {
-    // run the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
-    // more intermediates alive and is no faster for this model (see docs/performance.md)
-    torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
-    output = model->module.forward(inputs);
+    if (exchange)
+      evaluate_halo(g, r);
+    else
+      evaluate_shell(g, r);
   } catch (const std::exception &e) {
     error->one(FLERR, "mlff model evaluation failed: {}", first_line(e.what()));
   }
-  const auto out = output.toGenericDict();
-  auto result = [&](const char *key) { return out.at(key).toTensor().to(torch::kCPU).contiguous(); };
+  scatter_back(g, r);
+}
 
-  // ---- scatter back: forces on local and ghost atoms, energies, virials
-  const torch::Tensor forces = result("forces");
-  const double energy = result("energy").item<double>();
+/* energy, forces on local and ghost atoms, virials: into LAMMPS's arrays */
+void PairMLFF::scatter_back(const Graph &g, const Result &r)
+{
+  const int nlocal = atom->nlocal;
+  const int64_t natoms = (int64_t) g.atoms.size();
+  const torch::Tensor &forces = r.forces;
+  const double energy = r.energy.item<double>();
   const std::vector<int64_t> bad = nonfinite_rows(forces, nlocal);
   if (!bad.empty() || !std::isfinite(energy) || !torch::isfinite(forces).all().item<bool>()) {
     std::string ids;
@@ -393,13 +333,11 @@ void PairMLFF::compute(int eflag, int vflag)
 
   if (eflag_global) eng_vdwl += energy;
   if (eflag_atom) {
-    const torch::Tensor atomic_energy = result("atomic_energy");
-    const auto E = atomic_energy.accessor<double, 1>();
+    const auto E = r.atomic_energy.accessor<double, 1>();
     for (int i = 0; i < nlocal; i++) eatom[i] += E[i];
   }
   if (vflag_global) {
-    const torch::Tensor w = result("virial");
-    const auto W = w.accessor<double, 2>();
+    const auto W = r.virial.accessor<double, 2>();
     virial[0] += W[0][0];
     virial[1] += W[1][1];
     virial[2] += W[2][2];
@@ -408,8 +346,7 @@ void PairMLFF::compute(int eflag, int vflag)
     virial[5] += 0.5 * (W[1][2] + W[2][1]);
   }
   if (vflag_atom || cvflag_atom) {
-    const torch::Tensor atomic_virial = result("atomic_virial");
-    const auto V = atomic_virial.accessor<double, 3>();
+    const auto V = r.atomic_virial.accessor<double, 3>();
     for (int64_t n = 0; n < natoms; n++) {
       const int i = g.atoms[n];
       if (vflag_atom) {

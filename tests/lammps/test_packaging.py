@@ -18,7 +18,9 @@ def test_wheel_ships_the_plugin_sources(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "site")
     shipped = tmp_path / "site" / "mlff" / "lammps" / "plugin_src"
-    for name in locate.SOURCE_FILES:
+    names = [path.name for path in locate.source_files(ROOT / "lammps_plugin")]
+    assert {"CMakeLists.txt", "pair_mlff.cpp", "pair_mlff.h"} <= set(names)
+    for name in names:
         assert (shipped / name).read_bytes() == (ROOT / "lammps_plugin" / name).read_bytes(), name
     # the installed package finds them where the build looks
     code = "from mlff.lammps.locate import source_dir; print(source_dir())"

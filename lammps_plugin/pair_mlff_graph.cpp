@@ -1,0 +1,208 @@
+/* pair_style mlff: the graphs the model sees, and the per-layer exchange of ghost-atom features
+   (no libtorch here: this file compiles in seconds). */
+
+#include "pair_mlff.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "neigh_list.h"
+#include "update.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+/* Overlapping atoms: the model would return a meaningless energy (or NaN forces). Stop with the
+   atom IDs and the step instead (pair_style mlff min_distance D, default 0.6 Å; 0 disables). */
+void PairMLFF::check_closest_pair(int i, int j, double rsq)
+{
+  if (rsq >= min_distance * min_distance) return;
+  const tagint ti = atom->tag[i], tj = atom->tag[j];
+  const double d = std::sqrt(rsq);
+  if (ti == tj)
+    error->one(FLERR,
+               "mlff: atom ID {} is {:.3f} Å from its own periodic image at step {} (closer than "
+               "min_distance {} Å): the box is too small",
+               ti, d, update->ntimestep, min_distance);
+  error->one(FLERR,
+             "mlff: atoms ID {} and {} are {:.3f} Å apart at step {} (closer than min_distance {} Å): "
+             "overlapping atoms; fix the structure, shorten the time step, or lower "
+             "'pair_style mlff min_distance'",
+             std::min(ti, tj), std::max(ti, tj), d, update->ntimestep, min_distance);
+}
+
+void PairMLFF::fill_positions(Graph &g)
+{
+  double **x = atom->x;
+  g.positions.resize(3 * g.atoms.size());
+  g.species.resize(g.atoms.size());
+  for (size_t n = 0; n < g.atoms.size(); n++) {
+    for (int k = 0; k < 3; k++) g.positions[3 * n + k] = x[g.atoms[n]][k];
+    g.species[n] = type_to_species[atom->type[g.atoms[n]]];
+  }
+}
+
+/* halo exchange: the local atoms (nodes 0..nlocal-1) and the ghosts within r_cut of them; the
+   edges of the local centers only, sorted by center. */
+void PairMLFF::build_halo_graph(Graph &g)
+{
+  double **x = atom->x;
+  const int nlocal = atom->nlocal;
+  const int ntotal = nlocal + atom->nghost;
+  const double rcsq = r_cut * r_cut;
+
+  std::vector<int64_t> node(ntotal, -1);
+  g.atoms.resize(nlocal);
+  for (int i = 0; i < nlocal; i++) {
+    node[i] = i;
+    g.atoms[i] = i;
+  }
+  std::vector<int64_t> second;
+  g.edges.clear();
+  for (int i = 0; i < nlocal; i++) {    // firstneigh is indexed by atom: centers in order
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq >= rcsq) continue;
+      check_closest_pair(i, j, rsq);
+      if (node[j] < 0) {
+        node[j] = (int64_t) g.atoms.size();
+        g.atoms.push_back(j);
+      }
+      g.edges.push_back(i);
+      second.push_back(node[j]);
+    }
+  }
+  g.nedges = (int64_t) second.size();
+  g.edges.insert(g.edges.end(), second.begin(), second.end());    // (2, E) row-major
+  fill_positions(g);
+}
+
+/* halo shell: message passing over num_layers layers reaches num_layers hops, so only atoms
+   within num_layers hops of a local atom matter, and only those within num_layers - 1 hops need
+   their own neighbours. Pruning the rest of LAMMPS's ghost shell by graph distance is exact and
+   saves most of the work for small boxes. Locals keep their indices [0, nlocal). */
+void PairMLFF::build_shell_graph(Graph &g)
+{
+  double **x = atom->x;
+  const int nlocal = atom->nlocal;
+  const int ntotal = nlocal + atom->nghost;
+  const double rcsq = r_cut * r_cut;
+
+  // all edges within r_cut, for local and ghost centers (LAMMPS indices)
+  std::vector<int> centers, neighbours;
+  for (int ii = 0; ii < list->inum + list->gnum; ii++) {
+    const int i = list->ilist[ii];
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq < rcsq) {
+        if (i < nlocal) check_closest_pair(i, j, rsq);
+        centers.push_back(i);
+        neighbours.push_back(j);
+      }
+    }
+  }
+
+  // graph distance (hops) from the local atoms, up to num_layers
+  std::vector<int> hops(ntotal, -1);
+  std::fill(hops.begin(), hops.begin() + nlocal, 0);
+  for (int level = 1; level <= num_layers; level++)
+    for (size_t e = 0; e < centers.size(); e++)
+      if (hops[centers[e]] == level - 1 && hops[neighbours[e]] < 0) hops[neighbours[e]] = level;
+
+  g.atoms.clear();
+  std::vector<int64_t> node(ntotal, -1);
+  for (int i = 0; i < ntotal; i++)
+    if (hops[i] >= 0) {
+      node[i] = (int64_t) g.atoms.size();
+      g.atoms.push_back(i);
+    }
+  g.edges.clear();
+  std::vector<int64_t> second;
+  for (size_t e = 0; e < centers.size(); e++)
+    if (hops[centers[e]] >= 0 && hops[centers[e]] < num_layers) {
+      g.edges.push_back(node[centers[e]]);
+      second.push_back(node[neighbours[e]]);
+    }
+  g.nedges = (int64_t) second.size();
+  g.edges.insert(g.edges.end(), second.begin(), second.end());    // (2, E) row-major
+  fill_positions(g);
+}
+
+/* ---- feature exchange: `features` holds one row of comm_width values per LAMMPS atom (local and
+   ghost); LAMMPS's forward comm copies owners' rows into their ghosts' rows (several hops for
+   cutoffs beyond a neighbour subdomain), the reverse comm adds ghosts' rows into their owners'. */
+
+int PairMLFF::pack_forward_comm(int n, int *list_, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  const int w = comm_width;
+  for (int i = 0; i < n; i++) std::memcpy(buf + (size_t) i * w, &features[(size_t) list_[i] * w], w * sizeof(double));
+  return n * w;
+}
+
+void PairMLFF::unpack_forward_comm(int n, int first, double *buf)
+{
+  const int w = comm_width;
+  std::memcpy(&features[(size_t) first * w], buf, (size_t) n * w * sizeof(double));
+}
+
+int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
+{
+  const int w = comm_width;
+  std::memcpy(buf, &features[(size_t) first * w], (size_t) n * w * sizeof(double));
+  return n * w;
+}
+
+void PairMLFF::unpack_reverse_comm(int n, int *list_, double *buf)
+{
+  const int w = comm_width;
+  for (int i = 0; i < n; i++) {
+    double *row = &features[(size_t) list_[i] * w];
+    for (int k = 0; k < w; k++) row[k] += buf[(size_t) i * w + k];
+  }
+}
+
+/* `local` (nlocal rows of `width` values) -> `ghost`: the rows of the graph's ghost nodes
+   (g.atoms[nlocal:]), copied from their owners on this or other ranks. */
+void PairMLFF::forward_features(const Graph &g, const double *local, int width, std::vector<double> &ghost)
+{
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_width;
+  features.assign((size_t) nall * w, 0.0);
+  for (int i = 0; i < nlocal; i++) std::memcpy(&features[(size_t) i * w], local + (size_t) i * width, width * sizeof(double));
+  comm->forward_comm(this, w);
+  const size_t nghost = g.atoms.size() - nlocal;
+  ghost.resize(nghost * width);
+  for (size_t n = 0; n < nghost; n++)
+    std::memcpy(&ghost[n * width], &features[(size_t) g.atoms[nlocal + n] * w], width * sizeof(double));
+}
+
+/* `ghost` (gradients on the graph's ghost nodes) -> `local` (nlocal rows): what each local atom
+   receives from its images here and on other ranks. */
+void PairMLFF::reverse_gradients(const Graph &g, const double *ghost, int width, std::vector<double> &local)
+{
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_width;
+  features.assign((size_t) nall * w, 0.0);
+  const size_t nghost = g.atoms.size() - nlocal;
+  for (size_t n = 0; n < nghost; n++)
+    std::memcpy(&features[(size_t) g.atoms[nlocal + n] * w], ghost + n * width, width * sizeof(double));
+  comm->reverse_comm(this, w);
+  local.resize((size_t) nlocal * width);
+  for (int i = 0; i < nlocal; i++) std::memcpy(&local[(size_t) i * width], &features[(size_t) i * w], width * sizeof(double));
+}
+
+/* A rank that owns no atoms still takes part in every exchange its neighbours make. */
+void PairMLFF::idle_exchanges()
+{
+  Graph empty;
+  std::vector<double> unused;
+  for (int layer = 0; layer + 1 < num_layers; layer++) forward_features(empty, nullptr, 0, unused);
+  for (int layer = 0; layer + 1 < num_layers; layer++) reverse_gradients(empty, nullptr, 0, unused);
+}

@@ -1,0 +1,104 @@
+/* pair_style mlff: calling the model, in either halo mode (see pair_mlff.h). Both fill a Result
+   with float64 CPU tensors on the graph's nodes; pair_mlff.cpp scatters it back into LAMMPS. */
+
+#include "pair_mlff_model.h"
+
+#include "atom.h"
+
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
+using namespace LAMMPS_NS;
+
+namespace {
+
+const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+
+torch::Tensor on_cpu(const torch::Tensor &t)
+{
+  return t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+}
+
+}    // namespace
+
+/* halo shell: one call of the model's forward (the engine contract) on the whole ghost shell. */
+void PairMLFF::evaluate_shell(Graph &g, Result &r)
+{
+  const int64_t natoms = (int64_t) g.atoms.size();
+  const torch::Device device = model->device;
+  std::vector<torch::jit::IValue> inputs{
+      torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device),
+      torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device),
+      torch::zeros({g.nedges, 3}, f64.device(device)),
+      torch::from_blob(g.species.data(), {natoms}, i64).to(device),
+      (int64_t) atom->nlocal};
+  // run the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
+  // more intermediates alive and is no faster for this model (see docs/performance.md)
+  torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
+  const auto out = model->module.forward(inputs).toGenericDict();
+  auto result = [&](const char *key) { return on_cpu(out.at(key).toTensor()); };
+  r.energy = result("energy");
+  r.atomic_energy = result("atomic_energy");
+  r.forces = result("forces");
+  r.virial = result("virial");
+  r.atomic_virial = result("atomic_virial");
+}
+
+/* halo exchange: the model's halo_* methods layer by layer (mlff/deploy/halo.py is the same
+   sequence in Python), with the ghost features sent forward after each layer and their gradients
+   sent back before each layer's backward. Tensors cross host <-> device once per exchange. */
+void PairMLFF::evaluate_halo(Graph &g, Result &r)
+{
+  torch::jit::Module &m = model->module;
+  const torch::Device device = model->device;
+  const int64_t nlocal = atom->nlocal, natoms = (int64_t) g.atoms.size(), nghost = natoms - nlocal;
+  torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
+  torch::AutoGradMode grad_mode(true);
+
+  const torch::Tensor positions = torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device);
+  const torch::Tensor edges = torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device);
+  const torch::Tensor species = torch::from_blob(g.species.data(), {natoms}, i64).to(device);
+
+  const auto edge_terms = m.run_method("halo_edges", positions, edges, species, nlocal).toTuple();
+  const torch::Tensor vec = edge_terms->elements()[0].toTensor();
+  const torch::Tensor sh = edge_terms->elements()[1].toTensor();
+  const torch::Tensor radial = edge_terms->elements()[2].toTensor();
+
+  // forward: layer k's local rows, then its ghost rows from their owners
+  std::vector<torch::Tensor> inputs{m.run_method("halo_embed", species).toTensor()}, outputs;
+  std::vector<double> buffer;
+  for (int64_t k = 0; k < num_layers; k++) {
+    const torch::Tensor y = m.run_method("halo_layer", k, inputs[k], species, edges, sh, radial, nlocal).toTensor();
+    outputs.push_back(y);
+    if (k + 1 == num_layers) break;
+    const torch::Tensor host = on_cpu(y);
+    forward_features(g, host.data_ptr<double>(), (int) host.size(1), buffer);
+    const torch::Tensor ghost = torch::from_blob(buffer.data(), {nghost, host.size(1)}, f64).to(device, /*non_blocking=*/false, /*copy=*/true);
+    inputs.push_back(m.run_method("halo_join", y, ghost).toTensor());
+  }
+  const torch::Tensor atomic_energy =
+      m.run_method("halo_energy", outputs.back(), species.narrow(0, 0, nlocal)).toTensor();
+
+  // backward, layer by layer: the gradient on ghost features goes home before the layer below
+  torch::Tensor output = atomic_energy, grad = torch::ones_like(atomic_energy);
+  torch::Tensor grad_sh = torch::zeros_like(sh), grad_radial = torch::zeros_like(radial);
+  for (int64_t k = num_layers - 1; k >= 0; k--) {
+    const auto grads = m.run_method("halo_grad", output, grad, inputs[k], k > 0, sh, radial).toTuple();
+    const torch::Tensor grad_x = grads->elements()[0].toTensor();
+    grad_sh = grad_sh + grads->elements()[1].toTensor();
+    grad_radial = grad_radial + grads->elements()[2].toTensor();
+    if (k == 0) break;
+    const torch::Tensor host = on_cpu(grad_x.narrow(0, nlocal, nghost));
+    reverse_gradients(g, host.data_ptr<double>(), (int) host.size(1), buffer);
+    const torch::Tensor home = torch::from_blob(buffer.data(), {nlocal, host.size(1)}, f64);
+    output = outputs[k - 1];
+    grad = grad_x.narrow(0, 0, nlocal) + home.to(device, grad_x.scalar_type());
+  }
+  const auto derived =
+      m.run_method("halo_outputs", vec, sh, radial, grad_sh, grad_radial, edges, natoms).toTuple();
+  r.atomic_energy = on_cpu(atomic_energy);
+  r.energy = r.atomic_energy.sum();
+  r.forces = on_cpu(derived->elements()[0].toTensor());
+  r.virial = on_cpu(derived->elements()[1].toTensor());
+  r.atomic_virial = on_cpu(derived->elements()[2].toTensor());
+}

@@ -1,0 +1,31 @@
+/* pair_style mlff: libtorch state and outputs shared by pair_mlff.cpp and pair_mlff_model.cpp. */
+#ifndef MLFF_PAIR_MLFF_MODEL_H
+#define MLFF_PAIR_MLFF_MODEL_H
+
+#include "pair_mlff.h"
+
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+struct PairMLFF::Model {
+  torch::jit::Module module;
+  torch::Device device{torch::kCPU};
+  std::vector<std::string> species;
+  std::string path;
+  bool has_halo = false;     // the file has the halo_* methods (mlff >= 0.x exports)
+  int feature_dim = 0;       // values per atom exchanged between layers
+};
+
+/* float64 on the CPU, contiguous: energy (), atomic_energy (nlocal), forces (natoms, 3) on the
+   graph's nodes, virial (3, 3), atomic_virial (natoms, 3, 3). */
+struct PairMLFF::Result {
+  torch::Tensor energy, atomic_energy, forces, virial, atomic_virial;
+};
+
+}    // namespace LAMMPS_NS
+
+#endif

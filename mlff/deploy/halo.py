@@ -1,0 +1,89 @@
+"""The halo protocol: a model file evaluated layer by layer on a domain that owns some atoms and
+sees the others within one cutoff, with the ghost atoms' features exchanged between layers.
+
+A domain-decomposed engine (LAMMPS on MPI ranks) owns ``n_local`` atoms and keeps copies (ghosts)
+of the atoms within ``r_cut`` of them, owned by itself (periodic images) or by other ranks. An
+``L``-layer message-passing model reaches ``L`` cutoffs, so without communication every domain would
+have to recompute a ghost shell ``L * r_cut`` deep. Instead, each layer computes the new features of
+the local atoms only, and before the next layer each ghost's features are copied from its owner
+(*forward exchange*). In the backward pass, the gradient that lands on a ghost's features is added
+to its owner's (*reverse exchange*) before the previous layer's backward runs. The result is exact:
+the same energy, forces and virials as the whole system in one piece.
+
+The scripted model (:class:`mlff.deploy.DeployedPotential`) exposes the steps; the engine calls
+them in this order (``halo_evaluate`` below is the reference, the LAMMPS plugin the C++ one)::
+
+    vec, sh, radial = m.halo_edges(positions, edge_index, species, n_local)   # local centres
+    x = m.halo_embed(species)                              # layer 0 input, all atoms
+    for k in range(L):
+        y[k] = m.halo_layer(k, x, species, edge_index, sh, radial, n_local)  # local rows
+        if k < L - 1:
+            x = m.halo_join(y[k], forward_exchange(y[k]))  # + ghost rows from their owners
+    atomic_energy = m.halo_energy(y[L - 1], species[:n_local])
+    g = ones                                               # d(sum E_i)/d atomic_energy
+    for k = L-1 .. 0:                                      # backward, layer by layer
+        gx, g_sh, g_rad = m.halo_grad(output_k, g, x_k, k > 0, sh, radial)   (summed over k)
+        g = gx[:n_local] + reverse_exchange(gx[n_local:])  # gradient w.r.t. y[k - 1]
+    forces, virial, atomic_virial = m.halo_outputs(vec, sh, radial, g_sh, g_rad, edge_index, n)
+
+Forces and per-atom virials come out for ghost atoms too: the engine adds them to the owners (as
+LAMMPS's ``newton on`` reverse communication does for any many-body potential).
+"""
+
+from typing import Callable, Dict
+
+import torch
+
+Exchange = Callable[[torch.Tensor], torch.Tensor]
+
+
+def halo_evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_index: torch.Tensor,
+                  species: torch.Tensor, n_local: int, forward_exchange: Exchange,
+                  reverse_exchange: Exchange) -> Dict[str, torch.Tensor]:
+    """Run the halo protocol of a scripted model file on one domain.
+
+    ``positions`` (n, 3) and ``species`` (n,) list the local atoms first; ``edge_index`` (2, E)
+    holds the edges centred on local atoms, sorted by centre. ``forward_exchange(local_rows)``
+    returns the ghost atoms' rows (n - n_local, F); ``reverse_exchange(ghost_rows)`` returns what
+    the ghost rows add to the local atoms (n_local, F). Returns float64 ``energy`` (this domain's
+    share), ``atomic_energy`` (n_local,), ``forces`` (n, 3), ``virial`` (3, 3) and
+    ``atomic_virial`` (n, 3, 3), the latter two including ghost rows.
+    """
+    num_layers = int(module.num_layers)
+    vec, sh, radial = module.halo_edges(positions, edge_index, species, n_local)
+    inputs = [module.halo_embed(species)]
+    outputs = []
+    for index in range(num_layers):
+        y = module.halo_layer(index, inputs[index], species, edge_index, sh, radial, n_local)
+        outputs.append(y)
+        if index < num_layers - 1:
+            inputs.append(module.halo_join(y, forward_exchange(y.detach())))
+    atomic_energy = module.halo_energy(outputs[-1], species[:n_local])
+
+    output, grad = atomic_energy, torch.ones_like(atomic_energy)
+    grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
+    for index in reversed(range(num_layers)):
+        grad_x, g_sh, g_radial = module.halo_grad(output, grad, inputs[index], index > 0, sh, radial)
+        grad_sh, grad_radial = grad_sh + g_sh, grad_radial + g_radial
+        if index > 0:
+            output = outputs[index - 1]
+            grad = grad_x[:n_local] + reverse_exchange(grad_x[n_local:])
+    forces, virial, atomic_virial = module.halo_outputs(vec, sh, radial, grad_sh, grad_radial, edge_index,
+                                                        positions.shape[0])
+    return {"energy": atomic_energy.detach().sum(), "atomic_energy": atomic_energy.detach(), "forces": forces,
+            "virial": virial, "atomic_virial": atomic_virial}
+
+
+def image_exchange(owner: torch.Tensor, n_local: int):
+    """The exchanges of a single domain whose ghosts are all images of its own atoms (one MPI
+    rank): ``owner`` (n,) maps every atom to the local atom it is a copy of."""
+    ghost_owner = owner[n_local:]
+
+    def forward(local: torch.Tensor) -> torch.Tensor:
+        return local.index_select(0, ghost_owner)
+
+    def reverse(ghost: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((n_local, ghost.shape[1]), dtype=ghost.dtype, device=ghost.device)
+        return out.index_add(0, ghost_owner, ghost)
+
+    return forward, reverse

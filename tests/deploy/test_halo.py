@@ -1,0 +1,119 @@
+"""The halo protocol of model files (mlff.deploy.halo): layer by layer on local atoms plus one
+cutoff of ghosts, with the ghost features exchanged between layers, equals the whole-structure
+forward exactly (float64)."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+
+import mlff
+from mlff.data.neighbors import neighbor_list
+from mlff.deploy.halo import halo_evaluate, image_exchange
+from mlff.testing import fold_ghosts, ghost_representation, small_molecule, tiny_model, triclinic_cell
+
+
+def _domain(atoms, model):
+    """One domain holding all atoms, with every periodic image within r_cut as a ghost."""
+    if atoms.pbc.any():
+        positions, numbers, owner, n = ghost_representation(atoms, model.r_cut)
+    else:
+        positions, numbers, owner, n = atoms.positions, atoms.numbers, np.arange(len(atoms)), len(atoms)
+    edge_index, _ = neighbor_list(positions, None, False, model.r_cut)
+    edge_index = edge_index[:, edge_index[0] < n]
+    edge_index = edge_index[:, np.argsort(edge_index[0], kind="stable")]
+    symbols = Atoms(numbers=numbers).get_chemical_symbols()
+    species = torch.tensor([model.species.index(s) for s in symbols])
+    return torch.tensor(positions), torch.tensor(edge_index), species, torch.tensor(owner), n
+
+
+def _halo(model, atoms):
+    positions, edge_index, species, owner, n = _domain(atoms, model)
+    forward, reverse = image_exchange(owner, n)
+    out = halo_evaluate(model.module, positions, edge_index, species, n, forward, reverse)
+    owner = owner.numpy()
+    return {"energy": out["energy"].item(), "energies": out["atomic_energy"].numpy(),
+            "forces": fold_ghosts(out["forces"].numpy(), owner, n),
+            "virial": out["virial"].numpy(),
+            "atomic_virial": fold_ghosts(out["atomic_virial"].numpy(), owner, n)}
+
+
+def _whole(model, atoms):
+    from mlff.data import SpeciesMap, from_ase
+
+    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut)
+    out = model(data["positions"], data["edge_index"], data["edge_shift"], data["species"])
+    return {"energy": out["energy"].item(), "energies": out["atomic_energy"].numpy(),
+            "forces": out["forces"].numpy(), "virial": out["virial"].numpy(),
+            "atomic_virial": out["atomic_virial"].numpy()}
+
+
+def _tiny_cell():
+    atoms = bulk("Cu", "fcc", a=3.6).repeat((1, 1, 2))  # far smaller than the cutoff sphere
+    atoms.numbers[1] = 8
+    atoms.positions[1] += [0.1, -0.1, 0.15]
+    return atoms
+
+
+STRUCTURES = {"triclinic": triclinic_cell(3), "tiny_cell": _tiny_cell(), "molecule": small_molecule(2)}
+MODELS = {
+    "2_layers": {},
+    "1_layer": {"num_layers": 1},
+    "3_layers_parity": {"num_layers": 3, "parity": True},
+    "l_max_0": {"l_max": 0},
+    "heads": {"dipole": True, "outputs": {"polarizability": "1x0e+1x2e"}},
+    "e3nn_backend": {"tp_backend": "e3nn"},
+}
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("halo")
+    return {name: mlff.deploy(tiny_model(**options), root / f"{name}.pt") for name, options in MODELS.items()}
+
+
+@pytest.mark.parametrize("structure", list(STRUCTURES))
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_halo_protocol_equals_forward(model_files, model_name, structure):
+    model = mlff.load(model_files[model_name])
+    atoms = STRUCTURES[structure]
+    halo, whole = _halo(model, atoms), _whole(model, atoms)
+    for key in whole:
+        scale = max(np.abs(whole[key]).max(), 1e-6)
+        np.testing.assert_allclose(halo[key], whole[key], rtol=0, atol=1e-12 * scale, err_msg=key)
+
+
+def test_float32_model(tmp_path):
+    model = mlff.load(mlff.deploy(tiny_model(dtype="float32"), tmp_path / "f32.pt"))
+    atoms = STRUCTURES["triclinic"]
+    halo, whole = _halo(model, atoms), _whole(model, atoms)
+    np.testing.assert_allclose(halo["energy"], whole["energy"], rtol=1e-6)
+    np.testing.assert_allclose(halo["forces"], whole["forces"], atol=1e-5 * np.abs(whole["forces"]).max())
+
+
+def test_feature_dim_is_the_exchanged_width(model_files):
+    module = mlff.load(model_files["2_layers"]).module
+    model = tiny_model()
+    assert module.halo_feature_dim() == model.layers[0].irreps_out.dim
+    assert mlff.load(model_files["1_layer"]).module.halo_feature_dim() == 0
+
+
+def test_isolated_atoms(model_files):
+    """No edges at all: energies are the per-species shifts and forces vanish."""
+    model = mlff.load(model_files["2_layers"])
+    atoms = Atoms("CuO", positions=[[0, 0, 0], [10, 0, 0]])
+    halo, whole = _halo(model, atoms), _whole(model, atoms)
+    np.testing.assert_allclose(halo["energies"], whole["energies"], rtol=1e-14)
+    assert np.all(halo["forces"] == 0)
+
+
+def test_unsorted_or_ghost_centred_edges_are_refused(model_files):
+    module = mlff.load(model_files["2_layers"]).module
+    positions, edge_index, species, _, n = _domain(STRUCTURES["triclinic"], mlff.load(model_files["2_layers"]))
+    with pytest.raises(Exception, match="sorted by centre"):
+        module.halo_edges(positions, edge_index.flip(1), species, n)
+    ghost_centred = edge_index.clone()
+    ghost_centred[0, -1] = n
+    with pytest.raises(Exception, match="centred on local atoms"):
+        module.halo_edges(positions, ghost_centred, species, n)
