@@ -8,6 +8,8 @@
 
 #include "pair_mlff_model.h"
 
+#include "blas_binding.h"
+
 #include "atom.h"
 #include "comm.h"
 #include "error.h"
@@ -67,6 +69,12 @@ PairMLFF::PairMLFF(LAMMPS *lmp) :
   no_virial_fdotr_compute = 1;     // the model returns the exact virial
   centroidstressflag = CENTROID_AVAIL;
   tune_allocator();
+  const BlasBinding blas = rebind_torch_blas();
+  if (blas.rebound > 0 && comm->me == 0)
+    utils::logmesg(lmp,
+                   "mlff: bound {} of libtorch's BLAS calls (e.g. {}) back to libtorch's own BLAS; LAMMPS's "
+                   "reference BLAS had taken them over (MLFF_KEEP_BLAS_BINDING=1 keeps it)\n",
+                   blas.rebound, blas.example);
 }
 
 PairMLFF::~PairMLFF()

@@ -85,3 +85,17 @@ def test_plugin_load_of_the_built_file(plugin, model_file, tmp_path):
                tmp_path, env)
     assert "Loading plugin: mlff" in out or "mlff" in out
     assert _thermo(out).shape[0] == 2
+
+
+def test_torch_blas_rebound_inside_lmp(plugin, model_file, tmp_path):
+    """`lmp` links LAMMPS's reference BLAS, which takes over libtorch's float64 matrix products
+    (2.6x slower models); the plugin binds them back. Same trajectory either way."""
+    lmp = os.path.join(os.path.dirname(sys.executable), "lmp")
+    deck = DECK.format(plugin="", model=model_file, thermo=10, steps=20)
+    rebound = _lmp([lmp], deck, tmp_path)
+    assert re.search(r"mlff: bound \d+ of libtorch's BLAS calls \(e\.g\. dgemm_\)", rebound)
+    kept = _lmp([lmp], deck, tmp_path, dict(lammps_env(), OMP_NUM_THREADS="1", MLFF_KEEP_BLAS_BINDING="1"))
+    assert "BLAS calls" not in kept
+    a, b = _thermo(rebound), _thermo(kept)
+    assert a.shape == b.shape == (3, 5)
+    np.testing.assert_allclose(a, b, rtol=1e-10)
