@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mlff-installed
 THREADS ?= 2
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench gpu-check-cpu clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: setup
 
 bench: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) benchmarks/bench_model.py
+
+# the one-shot GPU check (benchmarks/gpu_check.sh) in its CPU mode
+gpu-check-cpu: setup
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh --cpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info

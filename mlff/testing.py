@@ -178,6 +178,24 @@ def ghost_representation(atoms: Atoms, shell: float):
     return positions, atoms.numbers[owner], owner, n
 
 
+def image_halo(atoms: Atoms, species: Sequence[str], r_cut: float):
+    """One domain holding all of ``atoms`` as an engine with ghost atoms sees it, for the halo
+    protocol (:mod:`mlff.deploy.halo`): local atoms first, then every periodic image within
+    ``r_cut`` as a ghost; edges of the local centres only, sorted by centre.
+
+    Returns tensors ``(positions, edge_index, species_index, owner)`` and ``n_local``."""
+    if atoms.pbc.any():
+        positions, numbers, owner, n = ghost_representation(atoms, r_cut)
+    else:
+        positions, numbers, owner, n = atoms.positions, atoms.numbers, np.arange(len(atoms)), len(atoms)
+    edge_index, _ = neighbor_list(positions, None, False, r_cut)
+    edge_index = edge_index[:, edge_index[0] < n]
+    edge_index = edge_index[:, np.argsort(edge_index[0], kind="stable")]
+    symbols = Atoms(numbers=numbers).get_chemical_symbols()
+    index = torch.tensor([list(species).index(s) for s in symbols], dtype=torch.int64)
+    return torch.tensor(positions), torch.tensor(edge_index), index, torch.tensor(owner), n
+
+
 def fold_ghosts(values: np.ndarray, owner: np.ndarray, n_local: int) -> np.ndarray:
     """Add each ghost atom's row onto its owner (what LAMMPS's reverse communication does)."""
     folded = np.zeros((n_local,) + values.shape[1:])

@@ -9,23 +9,12 @@ from ase import Atoms
 from ase.build import bulk
 
 import mlff
-from mlff.data.neighbors import neighbor_list
 from mlff.deploy.halo import halo_evaluate, image_exchange
-from mlff.testing import fold_ghosts, ghost_representation, small_molecule, tiny_model, triclinic_cell
+from mlff.testing import fold_ghosts, image_halo, small_molecule, tiny_model, triclinic_cell
 
 
 def _domain(atoms, model):
-    """One domain holding all atoms, with every periodic image within r_cut as a ghost."""
-    if atoms.pbc.any():
-        positions, numbers, owner, n = ghost_representation(atoms, model.r_cut)
-    else:
-        positions, numbers, owner, n = atoms.positions, atoms.numbers, np.arange(len(atoms)), len(atoms)
-    edge_index, _ = neighbor_list(positions, None, False, model.r_cut)
-    edge_index = edge_index[:, edge_index[0] < n]
-    edge_index = edge_index[:, np.argsort(edge_index[0], kind="stable")]
-    symbols = Atoms(numbers=numbers).get_chemical_symbols()
-    species = torch.tensor([model.species.index(s) for s in symbols])
-    return torch.tensor(positions), torch.tensor(edge_index), species, torch.tensor(owner), n
+    return image_halo(atoms, model.species, model.r_cut)
 
 
 def _halo(model, atoms):

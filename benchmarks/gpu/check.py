@@ -1,0 +1,366 @@
+"""The one-shot device check: correctness and speed of mlff on a GPU, in one short run.
+
+Run through ``bash benchmarks/gpu_check.sh`` (GPU machine: installs the carried wheels first) or
+``bash benchmarks/gpu_check.sh --cpu`` (the same steps on the CPU with small sizes, so that any
+machine can check the script itself). Steps, each timed and recorded even when it fails:
+
+1. versions (torch, CUDA, GPU, e3nn, ase, LAMMPS, mlff);
+2. ``mlff lammps build`` against this torch;
+3. the GPU tests, ``pytest -m cuda tests/gpu`` (accelerator vs CPU: outputs, symmetry, halo
+   protocol, model files between devices, training, LAMMPS on 1 and 2 ranks);
+4. LAMMPS NVE energy drift with ``pair_style mlff device ...``;
+5. speed: atom-steps/s and peak GPU memory through ``MLFFCalculator`` for the shipped potential
+   and the matched-size model (2 layers, 64 channels, l_max 2) in float32 and float64, from 1k
+   atoms up by powers of 8 until memory or time runs out; the same through LAMMPS; training
+   frames/s.
+
+Writes ``gpu_check.json`` (everything) and ``gpu_check.md`` (the summary tables) to ``--out``
+after every step, so a run cut short still reports what it measured.
+"""
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "examples" / "potentials" / "cu" / "model.pt"
+MATCHED = dict(num_layers=2, num_features=64, l_max=2, parity=False, r_cut=5.0, num_basis=8, cutoff_p=6,
+               radial_hidden=64, radial_layers=2, avg_num_neighbors=42.0)
+# per mode: structure sizes (atoms) to try, LAMMPS sizes, NVE steps, time budget of the speed step
+PLAN = {
+    "cuda": dict(sizes=[1000, 8000, 64000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
+                 speed_budget=200.0, max_call=15.0, train_frames=64, train_epochs=3),
+    "cpu": dict(sizes=[64, 512], lammps_sizes=[256], nve_steps=100, speed_budget=120.0, max_call=5.0,
+                train_frames=12, train_epochs=2),
+}
+
+
+class Report:
+    """Results by step; written as JSON and markdown after every step."""
+
+    def __init__(self, out: Path, device: str):
+        self.out = out
+        self.data = {"device": device, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": {}}
+        out.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        record = {"status": "running"}
+        self.data["steps"][name] = record
+        start = time.perf_counter()
+        print(f"== {name}", flush=True)
+        try:
+            yield record
+            record["status"] = "ok" if record.get("status") == "running" else record["status"]
+        except Exception as error:  # a failed step is recorded; the next one still runs
+            record["status"] = "failed"
+            record["error"] = f"{type(error).__name__}: {error}"[-2000:]
+            traceback.print_exc()
+        record["seconds"] = round(time.perf_counter() - start, 1)
+        print(f"   {name}: {record['status']} ({record['seconds']} s)", flush=True)
+        self.write()
+
+    def write(self) -> None:
+        (self.out / "gpu_check.json").write_text(json.dumps(self.data, indent=1, default=str))
+        (self.out / "gpu_check.md").write_text(summary(self.data))
+
+
+def summary(data: dict) -> str:
+    steps = data["steps"]
+    lines = [f"# mlff device check ({data['device']}, {data['started']})", ""]
+    versions = steps.get("versions", {}).get("versions", {})
+    if versions:
+        lines += ["| " + " | ".join(versions) + " |", "|" + "---|" * len(versions),
+                  "| " + " | ".join(str(v) for v in versions.values()) + " |", ""]
+    lines += ["| step | status | seconds | result |", "|---|---|---|---|"]
+    for name, record in steps.items():
+        result = record.get("result", record.get("error", ""))
+        lines.append(f"| {name} | {record['status']} | {record.get('seconds', '')} | {str(result)[:300]} |")
+    rows = steps.get("speed", {}).get("rows", [])
+    if rows:
+        lines += ["", "| engine | model | dtype | atoms | ms/step | atom-steps/s | peak GPU memory (MB) |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in rows:
+            lines.append(f"| {row['engine']} | {row['model']} | {row['dtype']} | {row['atoms']} | "
+                         f"{row.get('ms', '')} | {row.get('atom_steps_per_s', '')} | "
+                         f"{row.get('peak_mb', row.get('note', ''))} |")
+    train_rows = steps.get("train", {}).get("rows", [])
+    if train_rows:
+        lines += ["", "| training | dtype | frames/s | atoms/s |", "|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['dtype']} | {r['frames_per_s']} | {r['atoms_per_s']} |" for r in train_rows]
+    return "\n".join(lines) + "\n"
+
+
+def versions(device: str) -> dict:
+    import torch
+
+    import mlff
+
+    found = {"python": platform.python_version(), "torch": torch.__version__, "cuda": str(torch.version.cuda),
+             "mlff": mlff.__version__}
+    for name in ("e3nn", "ase", "vesin", "lammps", "mpich", "numpy"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    if device == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(0)
+        found["gpu_memory_gb"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+    return found
+
+
+def fcc_cu(atoms_wanted: int):
+    import numpy as np
+    from ase.build import bulk
+
+    cells = max(1, atoms_wanted // 4)
+    side = round(cells ** (1 / 3))
+    reps = (side, side, max(1, round(cells / side**2)))
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(reps)
+    atoms.rattle(0.05, seed=int(np.prod(reps)))
+    return atoms, reps
+
+
+def model_files(folder: Path) -> dict:
+    """name -> {dtype: path}: the shipped potential and the matched-size model, both dtypes."""
+    import mlff
+    from mlff.deploy import model_from_file
+
+    files = {"shipped Cu": {}, "matched 2x64 l2": {}}
+    for dtype in ("float32", "float64"):
+        files["shipped Cu"][dtype] = mlff.deploy(model_from_file(SHIPPED, dtype=dtype), folder / f"shipped_{dtype}.pt")
+        model = mlff.build_model(mlff.ModelConfig(dtype=dtype, **MATCHED), ["Cu"], seed=0)
+        files["matched 2x64 l2"][dtype] = mlff.deploy(model, folder / f"matched_{dtype}.pt")
+    return files
+
+
+def time_calculator(path, device: str, atoms, max_call: float) -> dict:
+    import torch
+
+    import mlff
+
+    calc = mlff.MLFFCalculator(path, device=device)
+    atoms = atoms.copy()
+    atoms.calc = calc
+
+    def one_call():
+        atoms.positions[0, 0] += 1e-6  # a new structure each call: nothing is cached
+        atoms.get_forces()
+
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    one_call()  # warm-up (TorchScript profiling runs, allocator growth)
+    first = time.perf_counter() - start
+    if first > max_call:
+        return {"ms": round(1e3 * first, 1), "note": "one call only (slow)"}
+    one_call()
+    repeats = max(2, min(10, int(3.0 / max(first, 1e-3))))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        one_call()
+    seconds = (time.perf_counter() - start) / repeats
+    row = {"ms": round(1e3 * seconds, 2), "atom_steps_per_s": round(len(atoms) / seconds)}
+    if device == "cuda":
+        row["peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return row
+
+
+LAMMPS_DECK = """units metal
+atom_style atomic
+lattice fcc 3.61
+region box block 0 {a} 0 {b} 0 {c}
+create_box 1 box
+create_atoms 1 box
+mass 1 63.546
+pair_style mlff device {device}
+pair_coeff * * {model} Cu
+velocity all create {temperature} 12345 mom yes rot yes
+fix integrate all nve
+timestep {timestep}
+thermo_style custom step pe ke etotal
+thermo {thermo}
+run {warmup}
+run {steps}
+"""
+
+
+def run_lammps(workdir: Path, model, device: str, reps, steps: int, warmup: int = 3, thermo: int = 0,
+               temperature: float = 300.0, timestep: float = 0.002, ranks: int = 1) -> str:
+    from mlff.lammps.runtime import lammps_env
+
+    deck = workdir / "in.check"
+    deck.write_text(LAMMPS_DECK.format(a=reps[0], b=reps[1], c=reps[2], device=device, model=model,
+                                       steps=steps, warmup=warmup, thermo=thermo or steps,
+                                       temperature=temperature, timestep=timestep))
+    bindir = Path(sys.executable).parent
+    cmd = [str(bindir / "lmp"), "-in", str(deck), "-log", "none"]
+    if ranks > 1:
+        cmd = [str(bindir / "mpiexec"), "-np", str(ranks)] + cmd
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=dict(lammps_env()), timeout=300)
+    if res.returncode != 0:
+        raise RuntimeError((res.stdout[-1500:] + res.stderr[-1500:]).strip())
+    return res.stdout
+
+
+def lammps_ms_per_step(log: str) -> float:
+    seconds, steps = re.findall(r"Loop time of ([\d.eE+-]+) on \d+ procs for (\d+) steps", log)[-1]
+    return 1e3 * float(seconds) / int(steps)
+
+
+def nve_drift(workdir: Path, device: str, steps: int) -> dict:
+    """Energy drift of the shipped potential (float64) in LAMMPS NVE, 1 fs, 600 K."""
+    import mlff
+    import numpy as np
+    from mlff.deploy import model_from_file
+
+    model = mlff.deploy(model_from_file(SHIPPED, dtype="float64"), workdir / "nve.pt")
+    log = run_lammps(workdir, model, device, (4, 4, 4), steps, warmup=0, thermo=max(1, steps // 50),
+                     temperature=600.0, timestep=0.001)
+    rows = [line.split() for line in log.splitlines()]
+    table = np.array([[float(x) for x in row] for row in rows if len(row) == 4 and row[0].isdigit()])
+    step, etotal = table[:, 0], table[:, 3]
+    slope = np.polyfit(step * 0.001, etotal, 1)[0] / 256  # eV/atom/ps
+    return {"atoms": 256, "steps": int(step[-1]), "drift_ev_per_atom_ps": float(slope),
+            "peak_to_peak_ev_per_atom": float((etotal.max() - etotal.min()) / 256),
+            "ms_per_step": round(lammps_ms_per_step(log), 2)}
+
+
+def train_speed(workdir: Path, device: str, num_frames: int, epochs: int) -> list:
+    """Training frames/s (energy + force + stress loss) on Cu EMT frames of 32 atoms, batch 4."""
+    from ase.io import read, write
+
+    from mlff.train import TrainConfig, train
+
+    frames = [f for f in read(ROOT / "datasets" / "cu_emt.extxyz", ":") if len(f) == 32][:num_frames]
+    write(workdir / "train.extxyz", frames)
+    write(workdir / "valid.extxyz", frames[:2])
+    rows = []
+    for name, model in (("small preset", {"preset": "small"}), ("matched 2x64 l2", dict(MATCHED))):
+        for dtype in ("float32", "float64"):
+            out = workdir / f"train_{len(rows)}"
+            config = TrainConfig.from_dict({
+                "train_file": str(workdir / "train.extxyz"), "valid_file": str(workdir / "valid.extxyz"),
+                "model": {**model, "dtype": dtype}, "max_epochs": epochs, "batch_size": 4, "seed": 0,
+                "device": device, "output_dir": str(out), "progress": False, "tensorboard": "off"})
+            train(config)
+            with open(out / "metrics.csv") as handle:
+                seconds = [float(r["seconds"]) for r in csv.DictReader(handle)]
+            per_epoch = min(seconds[1:]) if len(seconds) > 1 else seconds[0]  # epoch 1 includes warm-up
+            rows.append({"model": name, "dtype": dtype, "frames_per_s": round(len(frames) / per_epoch, 1),
+                         "atoms_per_s": round(32 * len(frames) / per_epoch)})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
+    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, speed, train)")
+    args = parser.parse_args()
+    device = args.device
+    plan = PLAN[device]
+    report = Report(Path(args.out), device)
+
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        print("torch sees no GPU: run with --cpu, or on the GPU machine", file=sys.stderr)
+        return 2
+    torch.set_num_threads(min(8, os.cpu_count() or 1))
+
+    with report.step("versions") as record:
+        record["versions"] = versions(device)
+        record["result"] = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+
+    if "build" not in args.skip:
+        with report.step("build") as record:
+            from mlff.lammps.build import build
+
+            record["result"] = str(build(jobs=min(16, os.cpu_count() or 2)))
+
+    if "tests" not in args.skip:
+        with report.step("tests") as record:
+            env = dict(os.environ, MLFF_TEST_DEVICE=device, OMP_NUM_THREADS="2")
+            res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "cuda", "-p", "no:cacheprovider",
+                                  str(ROOT / "tests" / "gpu")], capture_output=True, text=True, env=env,
+                                 cwd=ROOT, timeout=600)
+            (report.out / "pytest.log").write_text(res.stdout[-200000:] + res.stderr[-50000:])
+            record["result"] = (res.stdout.strip().splitlines() or ["no output"])[-1]
+            if res.returncode != 0:
+                record["status"] = "failed"
+
+    with tempfile.TemporaryDirectory(prefix="mlff-gpu-check-") as tmp:
+        workdir = Path(tmp)
+        if "nve" not in args.skip:
+            with report.step("lammps_nve") as record:
+                record.update(nve_drift(workdir, device, plan["nve_steps"]))
+                record["result"] = (f"drift {record['drift_ev_per_atom_ps']:.2e} eV/atom/ps over {record['steps']} "
+                                    f"steps, {record['ms_per_step']} ms/step (256 atoms, float64)")
+
+        if "speed" not in args.skip:
+            with report.step("speed") as record:
+                rows = record["rows"] = []
+                files = model_files(workdir)
+                deadline = time.perf_counter() + plan["speed_budget"]
+                for name, by_dtype in files.items():
+                    for dtype, path in by_dtype.items():
+                        for size in plan["sizes"]:
+                            if time.perf_counter() > deadline:
+                                break
+                            atoms, _ = fcc_cu(size)
+                            row = {"engine": "MLFFCalculator", "model": name, "dtype": dtype, "atoms": len(atoms)}
+                            rows.append(row)
+                            try:
+                                row.update(time_calculator(path, device, atoms, plan["max_call"]))
+                            except (torch.cuda.OutOfMemoryError, MemoryError) as error:
+                                row["note"] = f"out of memory ({type(error).__name__})"
+                                break
+                            report.write()
+                            if row.get("note"):
+                                break
+                lammps_models = [("shipped Cu", "float32"), ("matched 2x64 l2", "float32"), ("matched 2x64 l2", "float64")]
+                for name, dtype in lammps_models:
+                    for size in plan["lammps_sizes"]:
+                        if time.perf_counter() > deadline + 60:
+                            break
+                        _, reps = fcc_cu(size)
+                        row = {"engine": "LAMMPS 1 rank", "model": name, "dtype": dtype, "atoms": 4 * reps[0] * reps[1] * reps[2]}
+                        rows.append(row)
+                        try:
+                            ms = lammps_ms_per_step(run_lammps(workdir, files[name][dtype], device, reps, steps=10))
+                            row.update({"ms": round(ms, 2), "atom_steps_per_s": round(row["atoms"] / ms * 1e3)})
+                        except Exception as error:  # out of memory on the device, typically
+                            row["note"] = str(error).splitlines()[-1][:200] if str(error) else type(error).__name__
+                            break
+                        report.write()
+                best = [r for r in rows if "atom_steps_per_s" in r]
+                record["result"] = f"{len(best)} timings; see the table"
+
+        if "train" not in args.skip:
+            with report.step("train") as record:
+                record["rows"] = train_speed(workdir, device, plan["train_frames"], plan["train_epochs"])
+                record["result"] = "; ".join(f"{r['model']} {r['dtype']}: {r['frames_per_s']} frames/s"
+                                             for r in record["rows"])
+
+    report.write()
+    print((report.out / "gpu_check.md").read_text())
+    failed = [name for name, record in report.data["steps"].items() if record["status"] != "ok"]
+    print(f"steps not ok: {failed}" if failed else "all steps ok")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

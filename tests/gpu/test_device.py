@@ -1,0 +1,144 @@
+"""The model on the accelerator equals the model on the CPU: energies, forces, virials (float64
+to 1e-10, float32 to 1e-5 relative), symmetry, the halo protocol, model files moved between
+devices, training steps, and LAMMPS with ``device cuda`` on one and two ranks."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ase.io import read, write
+
+import mlff
+from mlff.data import SpeciesMap, from_ase
+from mlff.testing import assert_e3_equivariant, image_halo, small_molecule, tiny_model, triclinic_cell
+
+TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
+STRUCTURES = {"triclinic": triclinic_cell(4, repeat=(2, 1, 1)), "molecule": small_molecule(1)}
+
+
+def _raw(model, atoms):
+    """All outputs of one call of a loaded model file, as float64 numpy arrays."""
+    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut)
+    out = model(data["positions"], data["edge_index"], data["edge_shift"], data["species"])
+    return {key: value.detach().cpu().numpy() for key, value in out.items()}
+
+
+def _assert_close(ours, reference, rtol):
+    for key, ref in reference.items():
+        scale = max(np.abs(ref).max(), 1e-6)
+        np.testing.assert_allclose(ours[key], ref, rtol=0, atol=rtol * scale, err_msg=key)
+
+
+@pytest.fixture(scope="module", params=["float64", "float32"])
+def model_path(request, tmp_path_factory):
+    return mlff.deploy(tiny_model(dtype=request.param), tmp_path_factory.mktemp("gpu") / f"{request.param}.pt")
+
+
+@pytest.mark.parametrize("name", list(STRUCTURES))
+def test_outputs_equal_cpu(device, model_path, name):
+    dtype = mlff.read_metadata(model_path).dtype
+    on_device, on_cpu = mlff.load(model_path, device), mlff.load(model_path, "cpu")
+    out = _raw(on_device, STRUCTURES[name])
+    assert out["forces"].dtype == np.float64  # float64 at the boundary whatever the device
+    _assert_close(out, _raw(on_cpu, STRUCTURES[name]), TOLERANCE[dtype])
+
+
+def test_calculator_on_device(device, model_path):
+    dtype = mlff.read_metadata(model_path).dtype
+    results = []
+    for dev in (device, "cpu"):
+        atoms = STRUCTURES["triclinic"].copy()
+        atoms.calc = mlff.MLFFCalculator(model_path, device=dev)
+        results.append({"energy": np.array(atoms.get_potential_energy()), "forces": atoms.get_forces(),
+                        "stress": atoms.get_stress(), "stresses": atoms.get_stresses()})
+    _assert_close(results[0], results[1], TOLERANCE[dtype])
+
+
+def test_equivariance_on_device(device, tmp_path):
+    path = mlff.deploy(tiny_model(parity=True), tmp_path / "parity.pt")
+    calc = mlff.MLFFCalculator(path, device=device)
+
+    def evaluate(atoms):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        return {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+
+    assert_e3_equivariant(evaluate, small_molecule(3), seed=1, tol=1e-10)
+
+
+def test_halo_protocol_on_device(device, tmp_path):
+    """The layer-by-layer protocol LAMMPS uses (here with a single domain's image exchange)."""
+    from mlff.deploy.halo import halo_evaluate, image_exchange
+
+    model = mlff.load(mlff.deploy(tiny_model(), tmp_path / "halo.pt"), device)
+    atoms = STRUCTURES["triclinic"]
+    positions, edge_index, species, owner, n = image_halo(atoms, model.species, model.r_cut)
+    forward, reverse = image_exchange(owner.to(device), n)
+    out = halo_evaluate(model.module, positions.to(device), edge_index.to(device), species.to(device), n,
+                        forward, reverse)
+    assert out["forces"].device.type == torch.device(device).type
+    reference = _raw(mlff.load(tmp_path / "halo.pt", "cpu"), atoms)
+    np.testing.assert_allclose(out["energy"].item(), reference["energy"], rtol=1e-12)
+    np.testing.assert_allclose(out["virial"].cpu().numpy(), reference["virial"], atol=1e-10 * np.abs(reference["virial"]).max())
+
+
+def test_model_files_move_between_devices(device, tmp_path):
+    """Deployed from a model that lives on the accelerator, loaded on the CPU, and the reverse."""
+    model = tiny_model().to(device)
+    path = mlff.deploy(model, tmp_path / "from_device.pt")
+    reference = _raw(mlff.load(mlff.deploy(tiny_model(), tmp_path / "from_cpu.pt"), device), STRUCTURES["molecule"])
+    _assert_close(_raw(mlff.load(path, "cpu"), STRUCTURES["molecule"]), reference, 1e-10)
+
+
+def test_training_on_device_reduces_loss(device, tmp_path):
+    from mlff.train import TrainConfig, train
+
+    frames = read(os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "cu_emt.extxyz"), ":")
+    write(tmp_path / "train.extxyz", frames[1::7][:24])
+    write(tmp_path / "valid.extxyz", frames[3::25][:8])
+    config = TrainConfig.from_dict({
+        "train_file": str(tmp_path / "train.extxyz"), "valid_file": str(tmp_path / "valid.extxyz"),
+        "model": {"preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "dtype": "float64"},
+        "max_epochs": 4, "batch_size": 4, "learning_rate": 0.01, "seed": 1, "device": device,
+        "output_dir": str(tmp_path / "run"), "progress": False, "tensorboard": "off"})
+    train(config)
+    with open(tmp_path / "run" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    losses = [float(row["train_loss"]) for row in rows]
+    assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
+    # the model trained on the accelerator, deployed, runs on the CPU
+    assert np.isfinite(_raw(mlff.load(tmp_path / "run" / "model.pt", "cpu"), frames[0])["forces"]).all()
+
+
+def _ase_cpu(atoms, path):
+    atoms = atoms.copy()
+    atoms.calc = mlff.MLFFCalculator(path)
+    return {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
+            "forces": atoms.get_forces(), "stress": atoms.get_stress(), "stresses": atoms.get_stresses()}
+
+
+def test_lammps_on_device_matches_ase(device, plugin, tmp_path):
+    from mlff.lammps.evaluate import lammps_evaluate
+
+    path = mlff.deploy(tiny_model(), tmp_path / "lammps.pt")
+    atoms = STRUCTURES["triclinic"]
+    out = lammps_evaluate(atoms, str(path), ["Cu", "O"], pair_style=f"pair_style mlff device {device}")
+    _assert_close(out, _ase_cpu(atoms, path), 1e-10)
+
+
+def test_lammps_two_ranks_share_the_device(device, plugin, tmp_path):
+    from mlff.lammps.runtime import lammps_env
+
+    path = mlff.deploy(tiny_model(), tmp_path / "lammps.pt")
+    write(tmp_path / "structure.extxyz", STRUCTURES["triclinic"])
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    cmd = [mpiexec, "-np", "2", sys.executable, "-m", "mlff.lammps.evaluate", str(tmp_path / "structure.extxyz"),
+           str(path), str(tmp_path / "out.npz"), "Cu", "O", "--pair-style", f"pair_style mlff device {device}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"), timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = dict(np.load(tmp_path / "out.npz"))
+    _assert_close(out, _ase_cpu(read(tmp_path / "structure.extxyz"), path), 1e-10)

@@ -1,0 +1,30 @@
+"""The one-shot device check runs here in its CPU mode, so the script a GPU session will run once
+is known to work: every step ok, the GPU tests pass on the CPU, timings recorded."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_cpu_mode(plugin, tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu"], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=1200)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    steps = report["steps"]
+    assert list(steps) == ["versions", "build", "tests", "lammps_nve", "speed", "train"]
+    assert all(step["status"] == "ok" for step in steps.values()), steps
+    assert " passed" in steps["tests"]["result"] and "skipped" not in steps["tests"]["result"]
+    assert abs(steps["lammps_nve"]["drift_ev_per_atom_ps"]) < 1e-3
+    speed = steps["speed"]["rows"]
+    engines = {(row["engine"], row["model"], row["dtype"]) for row in speed if row.get("atom_steps_per_s", 0) > 0}
+    assert ("MLFFCalculator", "matched 2x64 l2", "float64") in engines
+    assert ("LAMMPS 1 rank", "shipped Cu", "float32") in engines
+    assert len(steps["train"]["rows"]) == 4 and all(r["frames_per_s"] > 0 for r in steps["train"]["rows"])
+    summary = (tmp_path / "gpu_check.md").read_text()
+    assert "| MLFFCalculator | matched 2x64 l2 | float64 |" in summary and "| training |" in summary
