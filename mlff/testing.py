@@ -77,6 +77,30 @@ def evaluate(model: Potential, atoms: Atoms, total_charge: float = 0.0) -> Dict[
     return result
 
 
+def calculator_results(atoms: Atoms, model_path, device: str = "cpu") -> Dict[str, np.ndarray]:
+    """What :class:`mlff.MLFFCalculator` gives for ``atoms``, under the names
+    :func:`mlff.lammps.evaluate.lammps_evaluate` uses: energy, energies, forces and, for periodic
+    cells, stress and stresses (Voigt, ASE sign)."""
+    from .calculators import MLFFCalculator
+
+    atoms = atoms.copy()
+    atoms.calc = MLFFCalculator(model_path, device=device)
+    out = {"energy": np.array(atoms.get_potential_energy()), "energies": atoms.get_potential_energies(),
+           "forces": atoms.get_forces()}
+    if atoms.pbc.all():
+        out["stress"] = atoms.get_stress()
+        out["stresses"] = atoms.get_stresses()
+    return out
+
+
+def assert_results_close(ours: Dict[str, np.ndarray], reference: Dict[str, np.ndarray], rtol: float = 1e-10):
+    """Every quantity of ``reference`` is in ``ours`` and agrees to ``rtol`` times its largest
+    magnitude (at least 1e-3, so that quantities that vanish by symmetry compare absolutely)."""
+    for key, ref in reference.items():
+        scale = max(float(np.abs(ref).max()), 1e-3)
+        np.testing.assert_allclose(ours[key], ref, atol=rtol * scale, rtol=0, err_msg=key)
+
+
 def chiral_molecule(mirror: bool = False) -> Atoms:
     """CHFClBr (bromochlorofluoromethane) with tetrahedral geometry, or its mirror image."""
     directions = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3.0)

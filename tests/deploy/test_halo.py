@@ -4,7 +4,6 @@ forward exactly (float64)."""
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import bulk
 

@@ -14,7 +14,8 @@ from ase.io import read, write
 
 import mlff
 from mlff.data import SpeciesMap, from_ase
-from mlff.testing import assert_e3_equivariant, image_halo, small_molecule, tiny_model, triclinic_cell
+from mlff.testing import (assert_e3_equivariant, calculator_results, image_halo, small_molecule, tiny_model,
+                          triclinic_cell)
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 STRUCTURES = {"triclinic": triclinic_cell(4, repeat=(2, 1, 1)), "molecule": small_molecule(1)}
@@ -114,20 +115,13 @@ def test_training_on_device_reduces_loss(device, tmp_path):
     assert np.isfinite(_raw(mlff.load(tmp_path / "run" / "model.pt", "cpu"), frames[0])["forces"]).all()
 
 
-def _ase_cpu(atoms, path):
-    atoms = atoms.copy()
-    atoms.calc = mlff.MLFFCalculator(path)
-    return {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
-            "forces": atoms.get_forces(), "stress": atoms.get_stress(), "stresses": atoms.get_stresses()}
-
-
 def test_lammps_on_device_matches_ase(device, plugin, tmp_path):
     from mlff.lammps.evaluate import lammps_evaluate
 
     path = mlff.deploy(tiny_model(), tmp_path / "lammps.pt")
     atoms = STRUCTURES["triclinic"]
     out = lammps_evaluate(atoms, str(path), ["Cu", "O"], pair_style=f"pair_style mlff device {device}")
-    _assert_close(out, _ase_cpu(atoms, path), 1e-10)
+    _assert_close(out, calculator_results(atoms, path), 1e-10)
 
 
 def test_lammps_two_ranks_share_the_device(device, plugin, tmp_path):
@@ -141,4 +135,4 @@ def test_lammps_two_ranks_share_the_device(device, plugin, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"), timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = dict(np.load(tmp_path / "out.npz"))
-    _assert_close(out, _ase_cpu(read(tmp_path / "structure.extxyz"), path), 1e-10)
+    _assert_close(out, calculator_results(read(tmp_path / "structure.extxyz"), path), 1e-10)

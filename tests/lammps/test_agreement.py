@@ -1,36 +1,21 @@
 """LAMMPS (pair_style mlff) against the ASE calculator for the same model file, float64."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.io import read, write
 
 import mlff
 from mlff.lammps.evaluate import lammps_evaluate
-from mlff.lammps.runtime import lammps_env
-from mlff.testing import small_molecule, triclinic_cell
+from mlff.testing import assert_results_close, calculator_results, small_molecule, triclinic_cell
 
 
 def _ase(atoms, model_file):
-    atoms = atoms.copy()
-    atoms.calc = mlff.MLFFCalculator(model_file)
-    out = {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
-           "forces": atoms.get_forces()}
-    if atoms.pbc.all():
-        out["stress"] = atoms.get_stress()
-        out["stresses"] = atoms.get_stresses()
-    return out
+    return calculator_results(atoms, model_file)
 
 
 def _assert_agree(lmp, ref, rtol=1e-10):
     assert set(lmp) == set(ref)
-    for key in ref:
-        scale = max(np.abs(ref[key]).max(), 1e-3)
-        np.testing.assert_allclose(lmp[key], ref[key], atol=rtol * scale, rtol=0, err_msg=key)
+    assert_results_close(lmp, ref, rtol)
 
 
 def _orthogonal():
