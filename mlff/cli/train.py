@@ -12,15 +12,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from ..train import load_config, train
+    from ..train.budget import TrainingInterrupted
 
     config = load_config(args.config)
     if args.output_dir:
         config.output_dir = args.output_dir
     if args.max_epochs:
         config.max_epochs = args.max_epochs
-    result = train(config)
-    print(f"model: {result.model_path}")
+    try:
+        result = train(config)
+    except TrainingInterrupted as stop:  # checkpoint written; the message says how to resume
+        print(f"mlff train: {stop}", file=sys.stderr)
+        return stop.exit_code
+    print(f"model: {result.model_path}" + (" (time_limit reached)" if result.stopped_by == "time_limit" else ""))
     return 0
 
 

@@ -54,6 +54,7 @@ class TrainConfig:
     output_dir: str = "runs/mlff"
     device: str = "cpu"
     checkpoint_every: int = 0
+    time_limit: Optional[Union[str, float]] = None  # e.g. "20m", "11h30m": stop, checkpoint, deploy
     progress: bool = True
     tensorboard: str = "auto"
 
@@ -79,6 +80,7 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) < 0:
             raise ValueError("loss weights must be >= 0")
+        self.time_limit_seconds()
         self.model_config()  # validate the model options now, not after reading the data
 
     @classmethod
@@ -94,6 +96,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def time_limit_seconds(self) -> Optional[float]:
+        from .budget import parse_duration
+
+        return parse_duration(self.time_limit)
 
     def model_config(self, **defaults) -> ModelConfig:
         """The :class:`ModelConfig`: ``model.preset`` (if any) with the other ``model`` keys on top.

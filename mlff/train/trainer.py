@@ -24,6 +24,7 @@ from ..data.validate import validate_frames
 from ..deploy import deploy
 from ..model import build_model
 from ..runtime import tune_allocator
+from .budget import SignalCatcher, TrainingInterrupted, format_duration
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import Distributed
@@ -32,7 +33,8 @@ from .loss import batch_counts, loss_fn
 from .metrics import Metrics, format_metrics
 
 # options that may change between a run and its resumption
-RESUMABLE_CHANGES = {"max_epochs", "progress", "tensorboard", "early_stopping_patience", "checkpoint_every", "device"}
+RESUMABLE_CHANGES = {"max_epochs", "progress", "tensorboard", "early_stopping_patience", "checkpoint_every", "device",
+                     "time_limit"}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "energy_mae", "energy_rmse", "forces_mae",
               "forces_rmse", "stress_mae", "stress_rmse", "dipole_mae", "dipole_rmse", "seconds"]
 
@@ -44,6 +46,7 @@ class TrainResult:
     best_epoch: int
     best_metrics: Dict[str, float]
     epochs: int
+    stopped_by: str = ""  # "time_limit" when the budget ended the run early
 
 
 def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame]]:
@@ -78,6 +81,13 @@ class Trainer:
         self.best_loss, self.best_epoch, self.best_metrics, self.stale_epochs = float("inf"), 0, {}, 0
         self.finished = False
         self.epoch_losses: List[float] = []  # losses of the current epoch's steps so far
+        # wall-time budget: seconds used by earlier runs of this output folder, and this run's start
+        self.time_limit = config.time_limit_seconds()
+        self.used_before, self.run_start = 0.0, time.perf_counter()
+        self.step_seconds: List[float] = []  # the last steps' durations
+        self.validation_seconds: Optional[float] = None
+        self.signals: Optional[SignalCatcher] = None
+        self.stop_reason = ""
         self._resume()
 
     # ---- set-up --------------------------------------------------------------------------------
@@ -162,6 +172,7 @@ class Trainer:
             "stale_epochs": self.stale_epochs,
             "finished": self.finished,
             "epoch_losses": list(self.epoch_losses),
+            "seconds_used": self.seconds_used(),
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -193,6 +204,7 @@ class Trainer:
                      "stale_epochs", "finished", "epoch_losses"):
             setattr(self, name, state[name])
         torch.set_rng_state(state["torch_rng"])
+        self.used_before = float(state.get("seconds_used", 0.0))
         self.finished = self.finished and self.epoch >= self.config.max_epochs
         self.log(f"resuming from {path}: epoch {self.epoch}, step {self.step_in_epoch} of that epoch")
 
@@ -224,7 +236,12 @@ class Trainer:
                    dynamic_ncols=True, mininterval=0.2)
         losses = self.epoch_losses
         while self.step_in_epoch < len(batches):
+            self.stop_reason = self._stop_reason(len(batches))
+            if self.stop_reason:
+                break
+            start = time.perf_counter()
             losses.append(self._train_step(batches[self.step_in_epoch]))
+            self.step_seconds = (self.step_seconds + [time.perf_counter() - start])[-10:]
             self.step_in_epoch += 1
             self.global_step += 1
             bar.update(1)
@@ -232,8 +249,48 @@ class Trainer:
             if self.config.checkpoint_every and self.global_step % self.config.checkpoint_every == 0:
                 self._save("last.pt")
         bar.close()
+        if self.stop_reason:
+            return float("nan")
         self.epoch_losses = []
         return float(np.mean(losses)) if losses else float("nan")
+
+    # ---- stopping early: signals and the time budget -------------------------------------------------
+    def seconds_used(self) -> float:
+        """Training and validation time of this output folder, over all runs."""
+        return self.used_before + (time.perf_counter() - self.run_start)
+
+    def _stop_reason(self, steps_per_epoch: int) -> str:
+        """"signal", "time_limit" or "" before a step; the same answer on every rank."""
+        code = 0.0
+        if self.signals is not None and self.signals.received is not None:
+            code = 2.0
+        elif self.time_limit is not None:
+            step = max(self.step_seconds) if self.step_seconds else 0.0
+            valid_batches = -(-len(self.valid_data) // self.config.batch_size)
+            finish = self.validation_seconds if self.validation_seconds is not None else step * valid_batches
+            finish += 3.0  # checkpoint, and scripting + writing the model file
+            margin = min(5.0, 0.02 * self.time_limit)
+            if self.seconds_used() + step + finish + margin > self.time_limit:
+                code = 1.0
+        code = float(self.dist.sum_(torch.tensor(code, dtype=torch.float64)))
+        return "signal" if code >= 2.0 else ("time_limit" if code > 0 else "")
+
+    def _stop_early(self) -> None:
+        """Checkpoint after a signal (and exit) or at the time limit (then the best model is deployed)."""
+        self._save("last.pt")
+        where = f"epoch {self.epoch + 1}, step {self.step_in_epoch}"
+        if self.stop_reason == "signal":
+            signum = self.signals.received
+            message = (f"stopped by signal {signum} at {where}; checkpoint {self.out / 'last.pt'} written. "
+                       f"Resume with the same command (mlff train <config>, same output_dir)")
+            self.log(message)
+            raise TrainingInterrupted(signum, message)
+        if self.best_epoch == 0:  # no epoch finished within the budget: the current weights are the best
+            self.best_loss, self.best_metrics = self.validate()
+            self._save("best.pt")
+        self.log(f"time_limit {format_duration(self.time_limit)} reached at {where} "
+                 f"({format_duration(self.seconds_used())} used); to continue, raise time_limit and run the "
+                 f"same command again")
 
     def validate(self) -> tuple[float, Dict[str, float]]:
         """Validation loss and metrics of the EMA weights (summed over ranks)."""
@@ -254,10 +311,26 @@ class Trainer:
     def run(self) -> TrainResult:
         c = self.config
         logger = _Logger(self.out, self.epoch, c.tensorboard) if self.dist.is_main else None
+        self.run_start = time.perf_counter()
+        with SignalCatcher(self.log) as self.signals:
+            try:
+                self._epochs(logger)
+            finally:
+                if logger:
+                    logger.close()
+        return self._finish()
+
+    def _epochs(self, logger) -> None:
+        c = self.config
         while not self.finished and self.epoch < c.max_epochs:
             start = time.perf_counter()
             train_loss = self._train_epoch()
+            if self.stop_reason:
+                self._stop_early()
+                return
+            validation_start = time.perf_counter()
             val_loss, metrics = self.validate()
+            self.validation_seconds = time.perf_counter() - validation_start
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step(val_loss)
             elif self.scheduler is not None:
@@ -283,9 +356,6 @@ class Trainer:
             self._save("last.pt")
             if self.finished and self.epoch < c.max_epochs:
                 self.log(f"early stopping: no improvement for {patience} epochs")
-        if logger:
-            logger.close()
-        return self._finish()
 
     def _finish(self) -> TrainResult:
         model_path = self.out / "model.pt"
@@ -294,11 +364,13 @@ class Trainer:
             best = load_checkpoint(self.out / "best.pt")
             deploy(model_from_checkpoint(best), model_path)
             summary = {"best_epoch": self.best_epoch, "best_val_loss": self.best_loss,
-                       "best_metrics": self.best_metrics, "epochs": self.epoch, "model": str(model_path)}
+                       "best_metrics": self.best_metrics, "epochs": self.epoch, "model": str(model_path),
+                       "seconds_used": self.seconds_used(), "stopped_by": self.stop_reason or ("early_stopping" if self.epoch < self.config.max_epochs
+                                                            else "max_epochs")}
             (self.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
             self.log(f"best epoch {self.best_epoch}: {format_metrics(self.best_metrics)}; deployed {model_path}")
         self.dist.barrier()
-        return TrainResult(self.out, model_path, self.best_epoch, self.best_metrics, self.epoch)
+        return TrainResult(self.out, model_path, self.best_epoch, self.best_metrics, self.epoch, self.stop_reason)
 
 
 class _Logger:

@@ -1,0 +1,93 @@
+"""Training under a wall-time budget (time_limit) and stopped by SIGTERM: checkpoint, deploy or exit
+with the way to resume, and resume with nothing lost."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlff.train import TrainConfig
+from mlff.train.budget import format_duration, parse_duration
+
+
+def _rows(run_dir):
+    with open(Path(run_dir) / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _train(config, env):
+    cmd = [sys.executable, "-m", "mlff.cli.main", "train", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.mark.parametrize("text, seconds", [("20m", 1200), ("11h30m", 41400), ("1d 2h", 93600), ("90s", 90),
+                                           ("1.5h", 5400), (45, 45), ("2h 5m 3s", 7503)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "10x", "5m and more", "0m", -3, ""])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="time_limit"):
+        parse_duration(text)
+
+
+def test_time_limit_is_checked_with_the_config(tmp_path):
+    with pytest.raises(ValueError, match="is not a duration"):
+        TrainConfig(train_file="x.extxyz", time_limit="an hour")
+    assert format_duration(41400) == "11h30m00s" and format_duration(75) == "1m15s"
+
+
+def test_time_limit_stops_deploys_and_resumes(tmp_path, make_config, env):
+    config = make_config(tmp_path / "cu.yaml", max_epochs=500, time_limit="6s")
+    res = _train(config, env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "time_limit 0m06s reached" in res.stdout + res.stderr
+    run = tmp_path / "run"
+    summary = json.loads((run / "training_summary.json").read_text())
+    # it stops before the limit by its own estimate of a step, a validation and writing the model;
+    # a loaded machine may make the last of these slower than estimated
+    assert summary["stopped_by"] == "time_limit" and summary["seconds_used"] <= 6.0 * 1.25
+    assert (run / "model.pt").exists() and summary["best_epoch"] >= 1
+    first_epochs = summary["epochs"]
+
+    # the same budget again: it is used up, nothing more is trained
+    res = _train(config, env)
+    assert res.returncode == 0 and json.loads((run / "training_summary.json").read_text())["epochs"] == first_epochs
+
+    # a larger budget continues where the run stopped (the budget counts both runs)
+    config = make_config(tmp_path / "cu.yaml", max_epochs=500, time_limit="12s")
+    res = _train(config, env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((run / "training_summary.json").read_text())
+    assert summary["epochs"] > first_epochs and 6.0 < summary["seconds_used"] <= 12.0 * 1.25
+    assert [int(r["epoch"]) for r in _rows(run)] == list(range(1, summary["epochs"] + 1))
+
+
+def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, make_config, env):
+    config = make_config(tmp_path / "cu.yaml", max_epochs=5)
+    proc = subprocess.Popen([sys.executable, "-m", "mlff.cli.main", "train", str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    run = tmp_path / "run"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "metrics.csv").exists() and len(_rows(run)) >= 1:
+            time.sleep(0.2)  # mid-way through epoch 2
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before the signal"
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
+    assert "received SIGTERM" in out + err and "Resume with the same command" in err
+    assert (run / "last.pt").exists() and len(_rows(run)) < 5
+
+    res = _train(config, env)  # resumes and finishes
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert [int(r["epoch"]) for r in _rows(run)] == [1, 2, 3, 4, 5]
