@@ -29,6 +29,10 @@ class TrainConfig:
     min_distance: float = 0.5
     # model: a preset name and/or ModelConfig fields
     model: Dict[str, Any] = field(default_factory=lambda: {"preset": "small"})
+    # fine-tuning: start from a model file or checkpoint (its architecture; new species are added)
+    init_from: Optional[str] = None
+    init_shifts: str = "keep"
+    freeze: List[str] = field(default_factory=list)
     # optimisation
     max_epochs: int = 100
     batch_size: int = 4
@@ -65,6 +69,7 @@ class TrainConfig:
         "loss": ("mse", "huber"),
         "device": ("cpu", "cuda", "auto"),
         "tensorboard": ("auto", "on", "off"),
+        "init_shifts": ("keep", "refit"),
     }
 
     def __post_init__(self):
@@ -81,7 +86,12 @@ class TrainConfig:
         if min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) < 0:
             raise ValueError("loss weights must be >= 0")
         self.time_limit_seconds()
-        self.model_config()  # validate the model options now, not after reading the data
+        if self.freeze and not self.init_from:
+            raise ValueError("freeze needs init_from: only a pretrained model has weights worth freezing")
+        if self.init_from:
+            self.finetune_overrides()
+        else:
+            self.model_config()  # validate the model options now, not after reading the data
 
     @classmethod
     def from_dict(cls, values: dict, base_dir: str | None = None) -> "TrainConfig":
@@ -92,6 +102,7 @@ class TrainConfig:
             config.train_file = _resolve(config.train_file, base_dir)
             config.valid_file = _resolve(config.valid_file, base_dir)
             config.output_dir = _resolve(config.output_dir, base_dir)
+            config.init_from = _resolve(config.init_from, base_dir)
         return config
 
     def to_dict(self) -> dict:
@@ -101,6 +112,16 @@ class TrainConfig:
         from .budget import parse_duration
 
         return parse_duration(self.time_limit)
+
+    def finetune_overrides(self) -> Dict[str, Any]:
+        """With ``init_from``: the ``model`` options that may differ from the file's (dtype and
+        tp_backend; the architecture is the file's)."""
+        options = {} if self.model == {"preset": "small"} else dict(self.model or {})
+        other = sorted(set(options) - {"dtype", "tp_backend"})
+        if other:
+            raise ValueError(f"init_from takes the model's architecture from {self.init_from}; `model` may only "
+                             f"set dtype or tp_backend, not {other}")
+        return options
 
     def model_config(self, **defaults) -> ModelConfig:
         """The :class:`ModelConfig`: ``model.preset`` (if any) with the other ``model`` keys on top.

@@ -42,6 +42,8 @@ class Distributed:
         if not self.active:
             return
         for parameter in model.parameters():
+            if not parameter.requires_grad:  # frozen (fine-tuning)
+                continue
             if parameter.grad is None:
                 parameter.grad = torch.zeros_like(parameter)
             dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)

@@ -15,20 +15,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data import keys
 from ..data.atomic_data import collate
 from ..data.dataset import epoch_batches, split_indices, to_atomic_data
 from ..data.readers import Frame, LabelKeys, describe, read_frames
 from ..data.stats import average_num_neighbors, energy_shifts, force_rms
 from ..data.validate import validate_frames
 from ..deploy import deploy
-from ..model import build_model
+from ..model import ModelConfig, build_model
 from ..runtime import tune_allocator
 from .budget import SignalCatcher, TrainingInterrupted, format_duration
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import Distributed
 from .ema import EMA
+from .finetune import freeze, load_pretrained, new_species_shifts, with_species
 from .loss import batch_counts, loss_fn
 from .metrics import Metrics, format_metrics
 
@@ -110,6 +110,10 @@ class Trainer:
         train, valid = load_datasets(c)
         self.species = list(c.species) if c.species else sorted(
             {s for f in train + valid for s in f.atoms.get_chemical_symbols()})
+        self.pretrained = load_pretrained(c.init_from) if c.init_from else None
+        if self.pretrained is not None:  # its species keep their order; new ones come after
+            old = list(self.pretrained.species)
+            self.species = old + [s for s in self.species if s not in old]
         need_forces = c.forces_weight > 0
         validate_frames(train, self.species, need_forces=need_forces, min_distance=c.min_distance)
         validate_frames(valid, self.species, need_forces=need_forces, min_distance=c.min_distance)
@@ -121,12 +125,22 @@ class Trainer:
                  f"elements {summary['train']['elements']}, energy/atom range {summary['train']['energy_per_atom_eV']} eV, "
                  f"max |F| {summary['train']['max_abs_force_eV_per_A']} eV/Å")
 
-        model_config = c.model_config()
-        if "avg_num_neighbors" not in (c.model or {}):
-            model_config = c.model_config(avg_num_neighbors=average_num_neighbors(train, model_config.r_cut))
+        if self.pretrained is not None:
+            model_config = ModelConfig.from_dict({**self.pretrained.config.to_dict(), **c.finetune_overrides()})
+            known = dict(zip(self.pretrained.species, self.pretrained.scale_shift.shift.tolist()))
+            self.shifts = np.array(new_species_shifts(train, self.species, known if c.init_shifts == "keep" else {},
+                                                      c.E0))
+            self.scale = float(self.pretrained.scale_shift.scale)
+            new = [s for s in self.species if s not in self.pretrained.species]
+            self.log(f"fine-tuning {c.init_from} (species {self.pretrained.species}"
+                     f"{f', adding {new}' if new else ''}; energy shifts {c.init_shifts})")
+        else:
+            model_config = c.model_config()
+            if "avg_num_neighbors" not in (c.model or {}):
+                model_config = c.model_config(avg_num_neighbors=average_num_neighbors(train, model_config.r_cut))
+            self.shifts = energy_shifts(train, self.species, c.E0)
+            self.scale = force_rms(train)
         self.model_config = model_config
-        self.shifts = energy_shifts(train, self.species, c.E0)
-        self.scale = force_rms(train)
         summary["statistics"] = {"energy_shifts_eV": dict(zip(self.species, self.shifts.tolist())),
                                  "force_rms_eV_per_A": self.scale,
                                  "avg_num_neighbors": model_config.avg_num_neighbors}
@@ -137,12 +151,19 @@ class Trainer:
 
     def _build(self) -> None:
         c = self.config
-        self.model = build_model(self.model_config, self.species, seed=c.seed)
+        if self.pretrained is not None:
+            self.model = with_species(self.pretrained, self.species, self.model_config, seed=c.seed)
+        else:
+            self.model = build_model(self.model_config, self.species, seed=c.seed)
         self.model.scale_shift.set(self.scale, self.shifts)
+        if c.freeze:
+            frozen = freeze(self.model, c.freeze)
+            self.log(f"frozen: {len(frozen)} parameter tensors under {c.freeze}")
         self.model.to(self.device).train()
         self.eval_model = build_model(self.model_config, self.species).to(self.device).eval()
         optimizer = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = optimizer(self.model.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = optimizer(trainable, lr=c.learning_rate, weight_decay=c.weight_decay)
         if c.scheduler == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=c.plateau_factor, patience=c.plateau_patience, min_lr=c.min_learning_rate)
