@@ -13,8 +13,10 @@ from .data.readers import Frame
 from .train.metrics import UNITS, Metrics
 
 
-def predict_frames(model_path: str | os.PathLike, frames: Sequence[Frame], device: str = "cpu") -> List[dict]:
-    """Model predictions (energy, forces, stress as 3x3 or None) for each frame."""
+def predict_frames(model_path, frames: Sequence[Frame], device: str = "cpu") -> List[dict]:
+    """Model predictions (energy, forces, stress as 3x3 or None) for each frame. ``model_path``
+    may be a list of model files (a committee: mean predictions, plus ``energy_std`` and
+    ``forces_std`` per frame)."""
     from .calculators import MLFFCalculator
 
     calc = MLFFCalculator(model_path, device=device)
@@ -26,7 +28,32 @@ def predict_frames(model_path: str | os.PathLike, frames: Sequence[Frame], devic
         has_dipole = keys.DIPOLE_KEY in calc.implemented_properties and not atoms.pbc.any()
         predictions.append({"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": stress,
                             "dipole": atoms.get_dipole_moment() if has_dipole else None})
+        if "forces_std" in calc.results:
+            predictions[-1].update(energy_std=calc.results["energy_std"], forces_std=calc.results["forces_std"])
     return predictions
+
+
+def committee_summary(frames: Sequence[Frame], predictions: Sequence[dict], top: int = 10) -> Dict[str, object]:
+    """How a committee's spread relates to its error, frame by frame: mean and max of the
+    per-frame largest force spread (meV/Å), the rank correlation between that spread and the
+    frame's largest force error (the better, the more useful the spread is for picking frames),
+    and the ``top`` frames by spread."""
+    spread = np.array([1e3 * float(np.max(p["forces_std"])) for p in predictions])
+    error = np.array([1e3 * float(np.max(np.linalg.norm(p["forces"] - f.forces, axis=1))) if f.forces is not None
+                      else np.nan for f, p in zip(frames, predictions)])
+    summary: Dict[str, object] = {
+        "max_forces_std_mean": float(spread.mean()),
+        "max_forces_std_max": float(spread.max()),
+        "energy_std_mean": float(np.mean([1e3 * p["energy_std"] / len(f.atoms) for f, p in zip(frames, predictions)])),
+    }
+    known = np.isfinite(error)
+    if known.sum() > 2:
+        ranks = [np.argsort(np.argsort(values[known])) for values in (spread, error)]
+        summary["spread_error_rank_correlation"] = float(np.corrcoef(*ranks)[0, 1])
+    order = np.argsort(-spread)[:top]
+    summary["largest_spread_frames"] = [{"frame": int(k), "max_forces_std": float(spread[k]),
+                                         "max_force_error": float(error[k])} for k in order]
+    return summary
 
 
 def error_metrics(frames: Sequence[Frame], predictions: Sequence[dict]) -> Dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 from ase.calculators.calculator import (Calculator, CalculatorError, PropertyNotImplementedError,
@@ -35,7 +36,8 @@ class MLFFCalculator(Calculator):
     Parameters
     ----------
     model : path to a model file written by ``mlff.deploy`` (or an already loaded
-        :class:`~mlff.deploy.DeployedModel`).
+        :class:`~mlff.deploy.DeployedModel`), or a list of them: a committee (ensemble) of models
+        with the same species and cutoff, e.g. trained with different seeds.
     device : ``"cpu"``, ``"cuda"``, ...
 
     charge : total charge (e) of the structures, used by a dipole head (its charges sum to it).
@@ -48,21 +50,37 @@ class MLFFCalculator(Calculator):
     (per atom, Voigt; they sum to ``stress``). Models with a dipole head add ``dipole`` (e Å,
     molecules only) and ``charges`` (e); models with extra ``outputs`` add each ``name`` (summed
     over atoms) and ``atomic_<name>``.
+
+    A committee returns the mean of its models' predictions and their spread, the usual
+    active-learning signal: ``energy_std`` (eV), ``forces_std`` (per atom, eV/Å: the root mean
+    square over models of the deviation from the mean force vector) and ``max_forces_std``
+    (eV/Å), also in ``calc.results``. One model's spread is zero.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
 
-    def __init__(self, model: str | os.PathLike | DeployedModel, device: str = "cpu", charge: float = 0.0,
-                 min_distance: float = 0.6, **kwargs):
+    def __init__(self, model: str | os.PathLike | DeployedModel | Sequence, device: str = "cpu",
+                 charge: float = 0.0, min_distance: float = 0.6, **kwargs):
         super().__init__(**kwargs)
         self.min_distance = float(min_distance)
-        self.model = model if isinstance(model, DeployedModel) else load(model, device)
+        members = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not members:
+            raise ValueError("MLFFCalculator: the list of model files is empty")
+        self.models = [m if isinstance(m, DeployedModel) else load(m, device) for m in members]
+        self.model = self.models[0]
+        for other, member in zip(self.models[1:], members[1:]):
+            if other.species != self.model.species or other.r_cut != self.model.r_cut:
+                raise ValueError(f"committee member {member} has species {other.species} and r_cut {other.r_cut} Å, "
+                                 f"the first has {self.model.species} and {self.model.r_cut} Å: a committee needs "
+                                 f"models of the same species and cutoff")
         self.species_map = SpeciesMap(self.model.species)
         self.charge = float(charge)
         self._graph = None
         self._extra = [keys.CHARGES_KEY if name == keys.DIPOLE_KEY else keys.ATOMIC_PREFIX + name
                        for name in self.model.metadata.outputs] + list(self.model.metadata.outputs)
         self.implemented_properties = list(type(self).implemented_properties) + self._extra
+        if len(self.models) > 1:
+            self.implemented_properties += ["energy_std", "forces_std", "max_forces_std"]
 
     def _build_graph(self, atoms) -> dict:
         data = from_ase(atoms, self.species_map, self.model.r_cut)  # checks empty structures too
@@ -89,8 +107,11 @@ class MLFFCalculator(Calculator):
             )
         if self._graph is None or _GRAPH_CHANGES & set(system_changes):
             self._graph = self._build_graph(self.atoms)
-        out = {k: v.cpu().numpy() for k, v in self.model(**self._graph, total_charge=self.charge).items()}
-        _check_finite(out)
+        outs = [{k: v.cpu().numpy() for k, v in model(**self._graph, total_charge=self.charge).items()}
+                for model in self.models]
+        for out in outs:
+            _check_finite(out)
+        out = {key: np.mean([o[key] for o in outs], axis=0) for key in outs[0]}
 
         energy = float(out[keys.ENERGY_KEY])
         self.results = {
@@ -100,6 +121,11 @@ class MLFFCalculator(Calculator):
             "forces": out[keys.FORCES_KEY],
             **{name: out[name] for name in self._extra},
         }
+        if len(outs) > 1:
+            deviation = np.stack([o[keys.FORCES_KEY] for o in outs]) - out[keys.FORCES_KEY]
+            forces_std = np.sqrt((deviation**2).sum(axis=2).mean(axis=0))
+            self.results.update({"energy_std": float(np.std([float(o[keys.ENERGY_KEY]) for o in outs])),
+                                 "forces_std": forces_std, "max_forces_std": float(forces_std.max())})
         if self.atoms.pbc.any():
             self.results.pop(keys.DIPOLE_KEY, None)  # not defined for periodic structures
         if periodic:

@@ -20,21 +20,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stress-key", default="stress")
     parser.add_argument("--reader", choices=("ase", "pymatgen"), default="ase")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--committee", nargs="+", metavar="MODEL", default=[],
+                        help="more model files: evaluate the committee (mean prediction) and report "
+                             "its spread against its error (active learning)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.readers import LabelKeys, read_frames
-    from ..evaluation import error_metrics, metrics_table, parity_plots, predict_frames
+    from ..evaluation import committee_summary, error_metrics, metrics_table, parity_plots, predict_frames
 
     frames = read_frames(args.data, LabelKeys(args.energy_key, args.forces_key, args.stress_key), args.reader)
-    predictions = predict_frames(args.model, frames, args.device)
+    models = [args.model, *args.committee]
+    predictions = predict_frames(models if args.committee else args.model, frames, args.device)
     metrics = error_metrics(frames, predictions)
     document = {"model": args.model, "frames": len(frames), **metrics}
+    committee = None
+    if args.committee:
+        committee = committee_summary(frames, predictions)
+        document.update(committee=models, committee_spread=committee)
     to_stdout = args.json == "-"
     if to_stdout:
         print(json.dumps(document, indent=2))
     else:
         print(metrics_table(metrics, len(frames)))
+        if committee is not None:
+            correlation = committee.get("spread_error_rank_correlation")
+            print(f"committee of {len(models)}: largest force spread per frame {committee['max_forces_std_mean']:.1f} "
+                  f"meV/Å on average, {committee['max_forces_std_max']:.1f} at most"
+                  + (f"; rank correlation with the largest force error {correlation:.2f}" if correlation is not None
+                     else ""))
     if args.json and not to_stdout:
         with open(args.json, "w") as handle:
             json.dump(document, handle, indent=2)
