@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -45,11 +45,31 @@ def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray,
     return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> List[np.ndarray]:
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
+                  sizes: Optional[Sequence[int]] = None, batch_atoms: int = 0) -> List[np.ndarray]:
     """The batches of one epoch: a permutation that depends only on (seed, epoch), so a resumed run
-    sees exactly the batches an uninterrupted run would."""
+    sees exactly the batches an uninterrupted run would.
+
+    With ``batch_atoms > 0`` (and the structures' atom counts ``sizes``) batches are cut by size
+    instead of count: consecutive structures of the permutation join a batch while its atoms stay
+    within ``batch_atoms`` (a larger structure is a batch of its own), so that 1-atom and
+    500-atom structures cost about the same per batch."""
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if batch_atoms <= 0:
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if sizes is None or len(sizes) != n:
+        raise ValueError("epoch_batches: batch_atoms needs the atom count of every structure")
+    batches, current, atoms = [], [], 0
+    for index in order:
+        size = int(sizes[index])
+        if current and atoms + size > batch_atoms:
+            batches.append(np.array(current))
+            current, atoms = [], 0
+        current.append(index)
+        atoms += size
+    if current:
+        batches.append(np.array(current))
+    return batches
 
 
 def iterate_batches(data: Sequence[AtomicData], batches: Sequence[np.ndarray]) -> Iterator[AtomicData]:

@@ -36,6 +36,7 @@ class TrainConfig:
     # optimisation
     max_epochs: int = 100
     batch_size: int = 4
+    batch_atoms: int = 0  # > 0: batches of up to this many atoms (mixed-size data) instead of batch_size
     learning_rate: float = 5e-3
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -81,6 +82,8 @@ class TrainConfig:
         for name in ("max_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_atoms < 0:
+            raise ValueError(f"batch_atoms must be >= 0 (0: batches of batch_size structures), got {self.batch_atoms}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) < 0:

@@ -148,6 +148,7 @@ class Trainer:
             (self.out / "dataset_summary.json").write_text(json.dumps(summary, indent=2))
         self.train_data = to_atomic_data(train, self.species, model_config.r_cut)
         self.valid_data = to_atomic_data(valid, self.species, model_config.r_cut)
+        self.train_sizes = [len(f.atoms) for f in train]
 
     def _build(self) -> None:
         c = self.config
@@ -249,7 +250,8 @@ class Trainer:
         return float(self.dist.sum_(loss_value))
 
     def _train_epoch(self) -> float:
-        batches = epoch_batches(len(self.train_data), self.config.batch_size, self.config.seed, self.epoch)
+        batches = epoch_batches(len(self.train_data), self.config.batch_size, self.config.seed, self.epoch,
+                                sizes=self.train_sizes, batch_atoms=self.config.batch_atoms)
         # a progress bar only on a terminal: in a log file (a cluster job) the per-epoch line is it
         interactive = sys.stderr.isatty()
         bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}",

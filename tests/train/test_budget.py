@@ -91,3 +91,10 @@ def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, make_config, env):
     res = _train(config, env)  # resumes and finishes
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert [int(r["epoch"]) for r in _rows(run)] == [1, 2, 3, 4, 5]
+
+
+def test_batches_by_atom_count_train(tmp_path, make_config, env):
+    config = make_config(tmp_path / "cu.yaml", max_epochs=2, batch_atoms=100)
+    res = _train(config, env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert [int(r["epoch"]) for r in _rows(tmp_path / "run")] == [1, 2]
