@@ -54,6 +54,13 @@ class TrainConfig:
     forces_weight: float = 10.0
     stress_weight: float = 100.0
     dipole_weight: float = 0.0
+    # a final stage (MACE's "SWA" stage, NequIP's loss schedules): for the last `final_stage`
+    # fraction of max_epochs (or of time_limit), other loss weights and a new learning rate
+    final_stage: float = 0.0
+    final_energy_weight: Optional[float] = None
+    final_forces_weight: Optional[float] = None
+    final_stress_weight: Optional[float] = None
+    final_learning_rate: Optional[float] = None
     # run
     seed: int = 0
     output_dir: str = "runs/mlff"
@@ -82,6 +89,14 @@ class TrainConfig:
         for name in ("max_epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.final_stage < 1.0:
+            raise ValueError(f"final_stage is the fraction of training in the final stage, in [0, 1); got {self.final_stage}")
+        finals = [self.final_energy_weight, self.final_forces_weight, self.final_stress_weight, self.final_learning_rate]
+        if self.final_stage == 0.0 and any(v is not None for v in finals):
+            raise ValueError("final_*_weight / final_learning_rate act in the final stage: set final_stage too "
+                             "(e.g. 0.2 for the last fifth of training)")
+        if any(v is not None and v < 0 for v in finals):
+            raise ValueError("final stage weights and learning rate must be >= 0")
         if self.batch_atoms < 0:
             raise ValueError(f"batch_atoms must be >= 0 (0: batches of batch_size structures), got {self.batch_atoms}")
         if self.learning_rate <= 0:

@@ -88,6 +88,7 @@ class Trainer:
         self.validation_seconds: Optional[float] = None
         self.signals: Optional[SignalCatcher] = None
         self.stop_reason = ""
+        self.in_final_stage = False
         self._resume()
 
     # ---- set-up --------------------------------------------------------------------------------
@@ -195,6 +196,7 @@ class Trainer:
             "finished": self.finished,
             "epoch_losses": list(self.epoch_losses),
             "seconds_used": self.seconds_used(),
+            "in_final_stage": self.in_final_stage,
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -227,6 +229,9 @@ class Trainer:
             setattr(self, name, state[name])
         torch.set_rng_state(state["torch_rng"])
         self.used_before = float(state.get("seconds_used", 0.0))
+        self.in_final_stage = bool(state.get("in_final_stage", False))
+        if self.in_final_stage:
+            self.weights = self._final_weights()
         self.finished = self.finished and self.epoch >= self.config.max_epochs
         self.log(f"resuming from {path}: epoch {self.epoch}, step {self.step_in_epoch} of that epoch")
 
@@ -276,6 +281,34 @@ class Trainer:
             return float("nan")
         self.epoch_losses = []
         return float(np.mean(losses)) if losses else float("nan")
+
+    # ---- the final stage of the loss -------------------------------------------------------------------
+    def _final_weights(self) -> Dict[str, float]:
+        c = self.config
+        finals = {"energy": c.final_energy_weight, "forces": c.final_forces_weight, "stress": c.final_stress_weight}
+        return {**self.weights, **{k: float(v) for k, v in finals.items() if v is not None}}
+
+    def _maybe_enter_final_stage(self) -> None:
+        """At the start of an epoch: switch to the final weights and learning rate once the last
+        ``final_stage`` fraction of max_epochs (or of time_limit) has begun. The validation loss
+        changes meaning with the weights, so the best model is chosen anew within the stage."""
+        c = self.config
+        if c.final_stage <= 0.0 or self.in_final_stage:
+            return
+        by_epochs = self.epoch >= int(np.ceil((1.0 - c.final_stage) * c.max_epochs))
+        by_time = self.time_limit is not None and self.seconds_used() >= (1.0 - c.final_stage) * self.time_limit
+        if not (by_epochs or by_time):
+            return
+        self.in_final_stage = True
+        self.weights = self._final_weights()
+        if c.final_learning_rate is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.final_learning_rate
+        self.best_loss, self.stale_epochs = float("inf"), 0
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.best, self.scheduler.num_bad_epochs = self.scheduler.mode_worse, 0
+        self.log(f"final stage from epoch {self.epoch + 1}: loss weights {self.weights}, learning rate "
+                 f"{self.optimizer.param_groups[0]['lr']:.3g}")
 
     # ---- stopping early: signals and the time budget -------------------------------------------------
     def seconds_used(self) -> float:
@@ -347,6 +380,8 @@ class Trainer:
         c = self.config
         while not self.finished and self.epoch < c.max_epochs:
             start = time.perf_counter()
+            if self.step_in_epoch == 0:
+                self._maybe_enter_final_stage()
             train_loss = self._train_epoch()
             if self.stop_reason:
                 self._stop_early()
@@ -388,7 +423,8 @@ class Trainer:
             deploy(model_from_checkpoint(best), model_path)
             summary = {"best_epoch": self.best_epoch, "best_val_loss": self.best_loss,
                        "best_metrics": self.best_metrics, "epochs": self.epoch, "model": str(model_path),
-                       "seconds_used": self.seconds_used(), "stopped_by": self.stop_reason or ("early_stopping" if self.epoch < self.config.max_epochs
+                       "seconds_used": self.seconds_used(),
+            "in_final_stage": self.in_final_stage, "stopped_by": self.stop_reason or ("early_stopping" if self.epoch < self.config.max_epochs
                                                             else "max_epochs")}
             (self.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
             self.log(f"best epoch {self.best_epoch}: {format_metrics(self.best_metrics)}; deployed {model_path}")

@@ -98,3 +98,22 @@ def test_batches_by_atom_count_train(tmp_path, make_config, env):
     res = _train(config, env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert [int(r["epoch"]) for r in _rows(tmp_path / "run")] == [1, 2]
+
+
+def test_final_stage_switches_weights_and_learning_rate(tmp_path, make_config, env):
+    config = make_config(tmp_path / "cu.yaml", max_epochs=4, final_stage=0.5, final_energy_weight=50.0,
+                         final_learning_rate=0.001)
+    res = _train(config, env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "final stage from epoch 3: loss weights {'energy': 50.0" in res.stdout + res.stderr
+    rows = _rows(tmp_path / "run")
+    assert float(rows[2]["lr"]) == pytest.approx(0.001) and float(rows[1]["lr"]) > 0.001
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["best_epoch"] >= 3  # the best model is chosen within the final stage
+
+
+def test_final_stage_options_are_checked():
+    with pytest.raises(ValueError, match="set final_stage too"):
+        TrainConfig(train_file="x.extxyz", final_energy_weight=100.0)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        TrainConfig(train_file="x.extxyz", final_stage=1.5)
