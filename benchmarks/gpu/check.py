@@ -325,8 +325,12 @@ def main() -> int:
                             rows.append(row)
                             try:
                                 row.update(time_calculator(path, device, atoms, plan["max_call"]))
-                            except (torch.cuda.OutOfMemoryError, MemoryError) as error:
-                                row["note"] = f"out of memory ({type(error).__name__})"
+                            except (RuntimeError, MemoryError) as error:  # TorchScript wraps CUDA OOM
+                                text = str(error)
+                                row["note"] = ("out of memory" if "out of memory" in text.lower() or
+                                               isinstance(error, MemoryError) else text.splitlines()[0][:200])
+                                if device == "cuda":
+                                    torch.cuda.empty_cache()
                                 break
                             report.write()
                             if row.get("note"):
