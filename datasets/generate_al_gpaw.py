@@ -6,7 +6,7 @@ rattled, with vacancies and thin slabs. A development set for fitting quality on
 Runs with Debian's GPAW under the system Python (not the project's venv):
 
     apt-get install gpaw
-    OMP_NUM_THREADS=1 /usr/bin/python3 datasets/generate_al_gpaw.py [--frames 400] [--workers 1]
+    OMP_NUM_THREADS=1 /usr/bin/python3 datasets/generate_al_gpaw.py [--frames 336] [--workers 1]
 
 Frame ``i`` is built from a generator seeded with ``i``, so the set is deterministic, and an
 interrupted run resumes: frames already in the file are skipped (the file is appended to frame by
@@ -94,7 +94,7 @@ def _one(index):
 def main(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=400)
+    parser.add_argument("--frames", type=int, default=336, help="frames in the file (the committed set has 336)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(here, "al_gpaw.extxyz"))
     args = parser.parse_args(argv)
