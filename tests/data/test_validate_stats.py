@@ -50,3 +50,20 @@ def test_force_rms_and_neighbours():
     assert force_rms([frame]) == pytest.approx(1.0)
     dimer = Frame(Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]]), 0.0, np.zeros((2, 3)), None, "x")
     assert average_num_neighbors([dimer], 3.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", ["cu_emt", "ethanol_xtb", "water_pyscf", "al_gpaw"])
+def test_shipped_datasets_are_valid(name):
+    """Every committed reference set reads with its labels and passes the training checks."""
+    from pathlib import Path
+
+    from mlff.data.readers import read_frames
+
+    path = Path(__file__).resolve().parents[2] / "datasets" / f"{name}.extxyz"
+    frames = read_frames(str(path))
+    species = sorted({s for f in frames for s in f.atoms.get_chemical_symbols()})
+    validate_frames(frames, species, need_forces=True, min_distance=0.5)
+    assert all(np.isfinite(f.energy) for f in frames)
+    if name == "al_gpaw":
+        assert len(frames) == 336 and species == ["Al"]
+        assert all(f.stress is not None for f in frames)  # periodic in all directions, slabs included
