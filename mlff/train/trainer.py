@@ -196,6 +196,7 @@ class Trainer:
             "finished": self.finished,
             "epoch_losses": list(self.epoch_losses),
             "seconds_used": self.seconds_used(),
+            "time_estimates": {"step": list(self.step_seconds), "validation": self.validation_seconds},
             "in_final_stage": self.in_final_stage,
             "torch_rng": torch.get_rng_state(),
         }
@@ -229,6 +230,9 @@ class Trainer:
             setattr(self, name, state[name])
         torch.set_rng_state(state["torch_rng"])
         self.used_before = float(state.get("seconds_used", 0.0))
+        estimates = state.get("time_estimates") or {}
+        self.step_seconds = [float(x) for x in estimates.get("step", [])]
+        self.validation_seconds = estimates.get("validation")
         self.in_final_stage = bool(state.get("in_final_stage", False))
         if self.in_final_stage:
             self.weights = self._final_weights()
@@ -421,9 +425,11 @@ class Trainer:
         if self.dist.is_main:
             best = load_checkpoint(self.out / "best.pt")
             deploy(model_from_checkpoint(best), model_path)
+            self._save("last.pt")  # the time spent validating and deploying counts towards time_limit
             summary = {"best_epoch": self.best_epoch, "best_val_loss": self.best_loss,
                        "best_metrics": self.best_metrics, "epochs": self.epoch, "model": str(model_path),
                        "seconds_used": self.seconds_used(),
+            "time_estimates": {"step": list(self.step_seconds), "validation": self.validation_seconds},
             "in_final_stage": self.in_final_stage, "stopped_by": self.stop_reason or ("early_stopping" if self.epoch < self.config.max_epochs
                                                             else "max_epochs")}
             (self.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
