@@ -175,7 +175,7 @@ void PairMLFF::unpack_reverse_comm(int n, int *list_, double *buf)
 void PairMLFF::forward_features(const Graph &g, const double *local, int width, std::vector<double> &ghost)
 {
   const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_width;
-  features.assign((size_t) nall * w, 0.0);
+  features.resize((size_t) nall * w);    // no zero fill: local rows are written, ghost rows received
   for (int i = 0; i < nlocal; i++) std::memcpy(&features[(size_t) i * w], local + (size_t) i * width, width * sizeof(double));
   comm->forward_comm(this, w);
   const size_t nghost = g.atoms.size() - nlocal;

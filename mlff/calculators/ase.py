@@ -111,7 +111,7 @@ class MLFFCalculator(Calculator):
                 for model in self.models]
         for out in outs:
             _check_finite(out)
-        out = {key: np.mean([o[key] for o in outs], axis=0) for key in outs[0]}
+        out = outs[0] if len(outs) == 1 else {key: np.mean([o[key] for o in outs], axis=0) for key in outs[0]}
 
         energy = float(out[keys.ENERGY_KEY])
         self.results = {

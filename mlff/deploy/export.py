@@ -148,7 +148,7 @@ class DeployedPotential(nn.Module):
     def halo_layer(self, index: int, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                    edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_local: int) -> torch.Tensor:
         """Layer ``index`` on the features ``x`` of all atoms -> new features of the local ones."""
-        attrs, _ = self.potential.embed(species)
+        attrs = self.potential.attributes(species)
         return self.potential.interaction(index, x, attrs, edge_index, edge_sh, edge_radial, n_local)
 
     @torch.jit.export

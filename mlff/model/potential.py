@@ -167,6 +167,10 @@ class Potential(nn.Module):
         """Species ``(n,)`` -> one-hot attributes and the first layer's features (model dtype)."""
         return self.embedding(species, self.scale_shift.shift.dtype)
 
+    def attributes(self, species: torch.Tensor) -> torch.Tensor:
+        """Species ``(n,)`` -> one-hot attributes (model dtype), without the first layer's features."""
+        return self.embedding.attributes(species, self.scale_shift.shift.dtype)
+
     def edge_embedding(self, edge_vec: torch.Tensor):
         """Edge vectors ``(E, 3)`` -> spherical harmonics ``(E, sh)`` and radial basis ``(E, num_basis)``."""
         vec = edge_vec.to(self.scale_shift.shift.dtype)

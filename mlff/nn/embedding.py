@@ -18,6 +18,9 @@ class SpeciesEmbedding(nn.Module):
         self.irreps_out = o3.Irreps(f"{num_features}x0e")
         self.linear = o3.Linear(self.irreps_attrs, self.irreps_out)
 
+    def attributes(self, species: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return torch.nn.functional.one_hot(species, self.num_species).to(dtype)
+
     def forward(self, species: torch.Tensor, dtype: torch.dtype):
-        attrs = torch.nn.functional.one_hot(species, self.num_species).to(dtype)
+        attrs = self.attributes(species, dtype)
         return attrs, self.linear(attrs)
