@@ -24,7 +24,7 @@ while [[ $# -gt 0 ]]; do
     --cpu) MODE=cpu ;;
     --fresh-env) FRESH=1 ;;   # build the venv as on the GPU machine, also in --cpu mode
     --skip) shift; while [[ $# -gt 0 && $1 != --* ]]; do STEPS+=("$1"); shift; done; continue ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--skip build|tests|nve|speed|train ...]" >&2
+    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--skip build|tests|nve|profile|speed|train ...]" >&2
        exit 2 ;;
   esac
   shift

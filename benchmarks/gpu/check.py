@@ -9,7 +9,9 @@ machine can check the script itself). Steps, each timed and recorded even when i
 3. the GPU tests, ``pytest -m cuda tests/gpu`` (accelerator vs CPU: outputs, symmetry, halo
    protocol, model files between devices, training, LAMMPS on 1 and 2 ranks);
 4. LAMMPS NVE energy drift with ``pair_style mlff device ...``;
-5. speed: atom-steps/s and peak GPU memory through ``MLFFCalculator`` for the shipped potential
+5. profile: where one ``MLFFCalculator`` call's time goes (graph on the CPU, copies, the model
+   on the device) and the model's most expensive operators (``profile.txt``);
+6. speed: atom-steps/s and peak GPU memory through ``MLFFCalculator`` for the shipped potential
    and the matched-size model (2 layers, 64 channels, l_max 2) in float32 and float64, from 1k
    atoms up by powers of 8 until memory or time runs out; the same through LAMMPS; training
    frames/s.
@@ -41,9 +43,10 @@ MATCHED = dict(num_layers=2, num_features=64, l_max=2, parity=False, r_cut=5.0, 
 # through the calculator (no larger size is started after it), seconds for all LAMMPS timings
 PLAN = {
     "cuda": dict(sizes=[1000, 8000, 64000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
-                 speed_budget=25.0, lammps_budget=60.0, max_call=10.0, train_frames=64, train_epochs=3),
+                 speed_budget=25.0, lammps_budget=60.0, max_call=10.0, train_frames=64, train_epochs=3,
+                 profile_sizes=[8000, 64000]),
     "cpu": dict(sizes=[64, 512], lammps_sizes=[256], nve_steps=100, speed_budget=30.0, lammps_budget=60.0,
-                max_call=5.0, train_frames=12, train_epochs=2),
+                max_call=5.0, train_frames=12, train_epochs=2, profile_sizes=[256]),
 }
 
 
@@ -96,6 +99,12 @@ def summary(data: dict) -> str:
             lines.append(f"| {row['engine']} | {row['model']} | {row['dtype']} | {row['atoms']} | "
                          f"{row.get('ms', '')} | {row.get('atom_steps_per_s', '')} | "
                          f"{row.get('peak_mb', row.get('note', ''))} |")
+    phases = steps.get("profile", {}).get("rows", [])
+    if phases:
+        lines += ["", "| calculator call, ms | atoms | edges | graph (CPU) | to device | model | to host | "
+                  "model peak MB |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} {r['dtype']} | {r['atoms']} | {r['edges']} | {r['graph_ms']} | {r['h2d_ms']} | "
+                  f"{r['model_ms']} | {r['d2h_ms']} | {r.get('peak_mb', '')} |" for r in phases]
     train_rows = steps.get("train", {}).get("rows", [])
     if train_rows:
         lines += ["", "| training | dtype | frames/s | atoms/s |", "|---|---|---|---|"]
@@ -177,6 +186,68 @@ def time_calculator(path, device: str, atoms, max_call: float) -> dict:
     if device == "cuda":
         row["peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     return row
+
+
+def profile_calls(files: dict, device: str, sizes: list, out: Path) -> list:
+    """Split one calculator call into its phases, and profile the model's operators once."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import mlff
+    from mlff.data import from_ase
+    from mlff.data.validate import closest_pair
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def clock(fn, repeats=3):
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            result = fn()
+            sync()
+            times.append(time.perf_counter() - start)
+        return result, round(1e3 * sorted(times)[len(times) // 2], 2)
+
+    rows, tables = [], []
+    for name, dtype in (("shipped Cu", "float32"), ("matched 2x64 l2", "float32"), ("matched 2x64 l2", "float64")):
+        calc = mlff.MLFFCalculator(files[name][dtype], device=device)
+        model = calc.model
+        for size in sizes:
+            atoms, _ = fcc_cu(size)
+            graph, graph_ms = clock(lambda: calc._build_graph(atoms), repeats=1)
+            closest_pair(graph["positions"].numpy(), graph["edge_index"].numpy(), graph["edge_shift"].numpy())
+            moved, h2d_ms = clock(lambda: {k: v.to(device) for k, v in graph.items()})
+            model(**moved)  # warm-up
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            outputs, model_ms = clock(lambda: model(**moved))
+            _, d2h_ms = clock(lambda: {k: v.cpu().numpy() for k, v in outputs.items()})
+            row = {"model": name, "dtype": dtype, "atoms": len(atoms), "edges": int(graph["edge_index"].shape[1]),
+                   "graph_ms": graph_ms, "h2d_ms": h2d_ms, "model_ms": model_ms, "d2h_ms": d2h_ms}
+            if device == "cuda":
+                row["peak_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20)
+            rows.append(row)
+            del outputs
+            if size == sizes[-1]:
+                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+                with profile(activities=activities) as prof:
+                    model(**moved)
+                    sync()
+                averages = prof.key_averages()
+                key = "self_cpu_time_total"
+                if device == "cuda":
+                    key = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else "self_cuda_time_total"
+                tables.append(f"## {name} {dtype}, {len(atoms)} atoms, {row['edges']} edges: {model_ms} ms\n"
+                              + averages.table(sort_by=key, row_limit=30))
+            del moved
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    (out / "profile.txt").write_text("\n\n".join(tables))
+    return rows
 
 
 LAMMPS_DECK = """units metal
@@ -269,7 +340,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
-    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, speed, train)")
+    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, speed, train)")
     args = parser.parse_args()
     device = args.device
     plan = PLAN[device]
@@ -311,10 +382,17 @@ def main() -> int:
                 record["result"] = (f"drift {record['drift_ev_per_atom_ps']:.2e} eV/atom/ps over {record['steps']} "
                                     f"steps, {record['ms_per_step']} ms/step (256 atoms, float64)")
 
+        files = model_files(workdir)
+        if "profile" not in args.skip:
+            with report.step("profile") as record:
+                record["rows"] = profile_calls(files, device, plan["profile_sizes"], report.out)
+                record["result"] = "; ".join(f"{r['model']} {r['dtype']} {r['atoms']}: model {r['model_ms']} of "
+                                             f"{r['graph_ms'] + r['h2d_ms'] + r['model_ms'] + r['d2h_ms']:.1f} ms"
+                                             for r in record["rows"])
+
         if "speed" not in args.skip:
             with report.step("speed") as record:
                 rows = record["rows"] = []
-                files = model_files(workdir)
                 for name, by_dtype in files.items():
                     for dtype, path in by_dtype.items():
                         deadline = time.perf_counter() + plan["speed_budget"]
