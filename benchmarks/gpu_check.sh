@@ -19,12 +19,14 @@ cd "$(dirname "$0")/.."
 MODE=cuda
 FRESH=0
 STEPS=()
+MAX=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --cpu) MODE=cpu ;;
     --fresh-env) FRESH=1 ;;   # build the venv as on the GPU machine, also in --cpu mode
+    --max-atoms) MAX=(--max-atoms "$2"); shift ;;
     --skip) shift; while [[ $# -gt 0 && $1 != --* ]]; do STEPS+=("$1"); shift; done; continue ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--skip build|tests|nve|profile|speed|train ...]" >&2
+    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--skip build|tests|nve|profile|lammps_phases|speed|train ...]" >&2
        exit 2 ;;
   esac
   shift
@@ -59,4 +61,4 @@ else
   PY=${PYTHON:-.venv/bin/python}
 fi
 
-"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT" ${STEPS[@]+--skip "${STEPS[@]}"}
+"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT" ${STEPS[@]+--skip "${STEPS[@]}"} ${MAX[@]+"${MAX[@]}"}

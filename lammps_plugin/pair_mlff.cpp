@@ -69,6 +69,8 @@ PairMLFF::PairMLFF(LAMMPS *lmp) :
   no_virial_fdotr_compute = 1;     // the model returns the exact virial
   centroidstressflag = CENTROID_AVAIL;
   tune_allocator();
+  const char *timing_env = std::getenv("MLFF_TIMING");
+  timing = timing_env && std::strcmp(timing_env, "0") != 0 && timing_env[0] != '\0';
   const BlasBinding blas = rebind_torch_blas();
   if (blas.rebound > 0 && comm->me == 0)
     utils::logmesg(lmp,
@@ -303,10 +305,19 @@ void PairMLFF::compute(int eflag, int vflag)
 
   Graph g;
   Result r;
-  if (exchange)
+  if (timing) {
+    synchronize_device();
+    phase_mark = std::chrono::steady_clock::now();
+    timed_calls++;
+  }
+  if (exchange) {
+    if (update_senders())
+      model->senders = torch::tensor(std::vector<int64_t>(senders.begin(), senders.end()),
+                                     torch::TensorOptions().dtype(torch::kInt64)).to(model->device);
     build_halo_graph(g);
-  else
+  } else
     build_shell_graph(g);
+  phase_end(GRAPH);
   try {
     if (exchange)
       evaluate_halo(g, r);
@@ -316,6 +327,42 @@ void PairMLFF::compute(int eflag, int vflag)
     error->one(FLERR, "mlff model evaluation failed: {}", first_line(e.what()));
   }
   scatter_back(g, r);
+  phase_end(SCATTER);
+}
+
+void PairMLFF::synchronize_device()
+{
+  if (model && model->device.is_cuda()) torch::cuda::synchronize(model->device.index());
+}
+
+void PairMLFF::phase_end(Phase phase)
+{
+  if (!timing) return;
+  synchronize_device();
+  const auto now = std::chrono::steady_clock::now();
+  phase_seconds[phase] += std::chrono::duration<double>(now - phase_mark).count();
+  phase_mark = now;
+}
+
+/* MLFF_TIMING=1: ms per step in each phase, the mean and the maximum over ranks; then reset. */
+void PairMLFF::finish()
+{
+  if (!timing) return;    // every rank takes part in the reductions, idle ones too
+  static const char *names[NPHASES] = {"graph", "upload", "model", "exchange", "download", "scatter"};
+  double mean[NPHASES], most[NPHASES];
+  long steps = 0;
+  MPI_Allreduce(&timed_calls, &steps, 1, MPI_LONG, MPI_MAX, world);
+  for (int k = 0; k < NPHASES; k++) phase_seconds[k] *= 1e3 / (double) std::max(1L, steps);
+  MPI_Allreduce(phase_seconds, mean, NPHASES, MPI_DOUBLE, MPI_SUM, world);
+  MPI_Allreduce(phase_seconds, most, NPHASES, MPI_DOUBLE, MPI_MAX, world);
+  if (comm->me == 0 && steps > 0) {
+    std::string line = fmt::format("mlff timing, ms per step over {} steps (mean/max over {} ranks):", steps,
+                                   comm->nprocs);
+    for (int k = 0; k < NPHASES; k++) line += fmt::format(" {} {:.2f}/{:.2f}", names[k], mean[k] / comm->nprocs, most[k]);
+    utils::logmesg(lmp, line + "\n");
+  }
+  for (int k = 0; k < NPHASES; k++) phase_seconds[k] = 0.0;
+  timed_calls = 0;
 }
 
 /* energy, forces on local and ghost atoms, virials: into LAMMPS's arrays */

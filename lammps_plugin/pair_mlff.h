@@ -15,6 +15,7 @@
 
 #include "pair.h"
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ class PairMLFF : public Pair {
 
   void compute(int, int) override;
   void settings(int, char **) override;
+  void finish() override;
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
@@ -58,16 +60,30 @@ class PairMLFF : public Pair {
   int num_layers;
   double min_distance;              // Å: closer pairs stop the run (overlapping atoms)
 
-  std::vector<double> features;     // (nlocal + nghost, comm_width): rows being communicated
-  int comm_width;
+  std::vector<double> features;     // (nlocal + nghost, comm_now): rows being communicated
+  int comm_width;                   // values per atom of the feature exchanges (the model's)
+  int comm_now = 0;                 // values per atom of the exchange under way
+  std::vector<int> senders;         // local atoms with ghost images (see update_senders)
+  bigint senders_step = -1;         // the step they were found at; -1: not yet
+
+  // MLFF_TIMING=1: wall time of each phase of compute(), the device synchronised at each boundary,
+  // printed per step at the end of each run (Pair::finish). Off by default: the syncs cost time.
+  enum Phase { GRAPH, UPLOAD, MODEL, EXCHANGE, DOWNLOAD, SCATTER, NPHASES };
+  bool timing = false;
+  double phase_seconds[NPHASES] = {};
+  long timed_calls = 0;
+  std::chrono::steady_clock::time_point phase_mark;
+  void phase_end(Phase);            // time since the last mark goes to this phase; new mark
+  void synchronize_device();
 
   void allocate();
   void build_shell_graph(Graph &);
   void build_halo_graph(Graph &);
   void fill_positions(Graph &);
   void check_closest_pair(int i, int j, double rsq);
-  void forward_features(const Graph &, const double *local, int width, std::vector<double> &ghost);
-  void reverse_gradients(const Graph &, const double *ghost, int width, std::vector<double> &local);
+  bool update_senders();            // true when they were found anew (at neighbour-list builds)
+  void forward_features(const Graph &, const double *rows, int width, std::vector<double> &ghost);
+  void reverse_gradients(const Graph &, const double *ghost, int width, std::vector<double> &rows);
   void idle_exchanges();
   void load_model(const std::string &path);
   void map_types(char **elements, int nelements);

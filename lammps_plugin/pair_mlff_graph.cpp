@@ -7,6 +7,7 @@
 #include "comm.h"
 #include "error.h"
 #include "neigh_list.h"
+#include "neighbor.h"
 #include "update.h"
 
 #include <algorithm>
@@ -137,65 +138,91 @@ void PairMLFF::build_shell_graph(Graph &g)
   fill_positions(g);
 }
 
-/* ---- feature exchange: `features` holds one row of comm_width values per LAMMPS atom (local and
+/* ---- feature exchange: `features` holds one row of `comm_now` values per LAMMPS atom (local and
    ghost); LAMMPS's forward comm copies owners' rows into their ghosts' rows (several hops for
    cutoffs beyond a neighbour subdomain), the reverse comm adds ghosts' rows into their owners'. */
 
 int PairMLFF::pack_forward_comm(int n, int *list_, double *buf, int /*pbc_flag*/, int * /*pbc*/)
 {
-  const int w = comm_width;
+  const int w = comm_now;
   for (int i = 0; i < n; i++) std::memcpy(buf + (size_t) i * w, &features[(size_t) list_[i] * w], w * sizeof(double));
   return n * w;
 }
 
 void PairMLFF::unpack_forward_comm(int n, int first, double *buf)
 {
-  const int w = comm_width;
+  const int w = comm_now;
   std::memcpy(&features[(size_t) first * w], buf, (size_t) n * w * sizeof(double));
 }
 
 int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
 {
-  const int w = comm_width;
+  const int w = comm_now;
   std::memcpy(buf, &features[(size_t) first * w], (size_t) n * w * sizeof(double));
   return n * w;
 }
 
 void PairMLFF::unpack_reverse_comm(int n, int *list_, double *buf)
 {
-  const int w = comm_width;
+  const int w = comm_now;
   for (int i = 0; i < n; i++) {
     double *row = &features[(size_t) list_[i] * w];
     for (int k = 0; k < w; k++) row[k] += buf[(size_t) i * w + k];
   }
 }
 
-/* `local` (nlocal rows of `width` values) -> `ghost`: the rows of the graph's ghost nodes
-   (g.atoms[nlocal:]), copied from their owners on this or other ranks. */
-void PairMLFF::forward_features(const Graph &g, const double *local, int width, std::vector<double> &ghost)
+/* The local atoms that have ghost images (here or on other ranks): the only rows the exchanges
+   move. They change only when LAMMPS rebuilds its neighbour lists (the ghosts are chosen then), so
+   they are found then, by a reverse comm of a mark from every ghost to its owner. Collective: every
+   rank calls it at the same steps. */
+bool PairMLFF::update_senders()
 {
-  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_width;
-  features.resize((size_t) nall * w);    // no zero fill: local rows are written, ghost rows received
-  for (int i = 0; i < nlocal; i++) std::memcpy(&features[(size_t) i * w], local + (size_t) i * width, width * sizeof(double));
+  if (neighbor->ago != 0 && senders_step >= 0) return false;
+  senders_step = update->ntimestep;
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+  comm_now = 1;
+  features.assign(nall, 0.0);
+  std::fill(features.begin() + nlocal, features.end(), 1.0);
+  comm->reverse_comm(this, 1);
+  senders.clear();
+  for (int i = 0; i < nlocal; i++)
+    if (features[i] != 0.0) senders.push_back(i);
+  return true;
+}
+
+/* `rows` (the senders' rows, `width` values each) -> `ghost`: the rows of the graph's ghost nodes
+   (g.atoms[nlocal:]), copied from their owners on this or other ranks. Rows of local atoms that
+   are not senders are never read by the comm, so they are not written. */
+void PairMLFF::forward_features(const Graph &g, const double *rows, int width, std::vector<double> &ghost)
+{
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_now = width;
+  features.resize((size_t) nall * w);    // no zero fill: sender rows are written, ghost rows received
+  for (size_t s = 0; s < senders.size(); s++)
+    std::memcpy(&features[(size_t) senders[s] * w], rows + s * width, width * sizeof(double));
   comm->forward_comm(this, w);
-  const size_t nghost = g.atoms.size() - nlocal;
+  const size_t nghost = g.atoms.size() - std::min<size_t>(g.atoms.size(), nlocal);
   ghost.resize(nghost * width);
   for (size_t n = 0; n < nghost; n++)
     std::memcpy(&ghost[n * width], &features[(size_t) g.atoms[nlocal + n] * w], width * sizeof(double));
 }
 
-/* `ghost` (gradients on the graph's ghost nodes) -> `local` (nlocal rows): what each local atom
-   receives from its images here and on other ranks. */
-void PairMLFF::reverse_gradients(const Graph &g, const double *ghost, int width, std::vector<double> &local)
+/* `ghost` (gradients on the graph's ghost nodes) -> `rows` (one per sender): what each sender
+   receives from its images here and on other ranks. The comm packs every ghost row and adds into
+   sender rows (and, between hops, into ghost rows), so those start at zero; other local rows are
+   untouched. */
+void PairMLFF::reverse_gradients(const Graph &g, const double *ghost, int width, std::vector<double> &rows)
 {
-  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_width;
-  features.assign((size_t) nall * w, 0.0);
-  const size_t nghost = g.atoms.size() - nlocal;
+  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_now = width;
+  features.resize((size_t) nall * w);
+  std::fill(features.begin() + (size_t) nlocal * w, features.end(), 0.0);
+  for (int i : senders) std::fill_n(&features[(size_t) i * w], w, 0.0);
+  const size_t nghost = g.atoms.size() - std::min<size_t>(g.atoms.size(), nlocal);
   for (size_t n = 0; n < nghost; n++)
     std::memcpy(&features[(size_t) g.atoms[nlocal + n] * w], ghost + n * width, width * sizeof(double));
   comm->reverse_comm(this, w);
-  local.resize((size_t) nlocal * width);
-  for (int i = 0; i < nlocal; i++) std::memcpy(&local[(size_t) i * width], &features[(size_t) i * w], width * sizeof(double));
+  rows.resize(senders.size() * width);
+  for (size_t s = 0; s < senders.size(); s++)
+    std::memcpy(&rows[s * width], &features[(size_t) senders[s] * w], width * sizeof(double));
 }
 
 /* A rank that owns no atoms still takes part in every exchange its neighbours make. */
@@ -203,6 +230,7 @@ void PairMLFF::idle_exchanges()
 {
   Graph empty;
   std::vector<double> unused;
-  for (int layer = 0; layer + 1 < num_layers; layer++) forward_features(empty, nullptr, 0, unused);
-  for (int layer = 0; layer + 1 < num_layers; layer++) reverse_gradients(empty, nullptr, 0, unused);
+  update_senders();
+  for (int layer = 0; layer + 1 < num_layers; layer++) forward_features(empty, nullptr, comm_width, unused);
+  for (int layer = 0; layer + 1 < num_layers; layer++) reverse_gradients(empty, nullptr, comm_width, unused);
 }

@@ -32,16 +32,19 @@ void PairMLFF::evaluate_shell(Graph &g, Result &r)
       torch::zeros({g.nedges, 3}, f64.device(device)),
       torch::from_blob(g.species.data(), {natoms}, i64).to(device),
       (int64_t) atom->nlocal};
+  phase_end(UPLOAD);
   // run the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
   // more intermediates alive and is no faster for this model (see docs/performance.md)
   torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
   const auto out = model->module.forward(inputs).toGenericDict();
+  phase_end(MODEL);
   auto result = [&](const char *key) { return on_cpu(out.at(key).toTensor()); };
   r.energy = result("energy");
   r.atomic_energy = result("atomic_energy");
   r.forces = result("forces");
   r.virial = result("virial");
   r.atomic_virial = result("atomic_virial");
+  phase_end(DOWNLOAD);
 }
 
 /* halo exchange: the model's halo_* methods layer by layer (mlff/deploy/halo.py is the same
@@ -58,6 +61,7 @@ void PairMLFF::evaluate_halo(Graph &g, Result &r)
   const torch::Tensor positions = torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device);
   const torch::Tensor edges = torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device);
   const torch::Tensor species = torch::from_blob(g.species.data(), {natoms}, i64).to(device);
+  phase_end(UPLOAD);
 
   const auto edge_terms = m.run_method("halo_edges", positions, edges, species, nlocal).toTuple();
   const torch::Tensor vec = edge_terms->elements()[0].toTensor();
@@ -71,9 +75,11 @@ void PairMLFF::evaluate_halo(Graph &g, Result &r)
     const torch::Tensor y = m.run_method("halo_layer", k, inputs[k], species, edges, sh, radial, nlocal).toTensor();
     outputs.push_back(y);
     if (k + 1 == num_layers) break;
-    const torch::Tensor host = on_cpu(y);
-    forward_features(g, host.data_ptr<double>(), (int) host.size(1), buffer);
-    const torch::Tensor ghost = torch::from_blob(buffer.data(), {nghost, host.size(1)}, f64).to(device, /*non_blocking=*/false, /*copy=*/true);
+    phase_end(MODEL);
+    const torch::Tensor host = on_cpu(y.index_select(0, model->senders));
+    forward_features(g, host.data_ptr<double>(), (int) y.size(1), buffer);
+    const torch::Tensor ghost = torch::from_blob(buffer.data(), {nghost, y.size(1)}, f64).to(device, /*non_blocking=*/false, /*copy=*/true);
+    phase_end(EXCHANGE);
     inputs.push_back(m.run_method("halo_join", y, ghost).toTensor());
   }
   const torch::Tensor atomic_energy =
@@ -88,17 +94,22 @@ void PairMLFF::evaluate_halo(Graph &g, Result &r)
     grad_sh = grad_sh + grads->elements()[1].toTensor();
     grad_radial = grad_radial + grads->elements()[2].toTensor();
     if (k == 0) break;
+    phase_end(MODEL);
     const torch::Tensor host = on_cpu(grad_x.narrow(0, nlocal, nghost));
-    reverse_gradients(g, host.data_ptr<double>(), (int) host.size(1), buffer);
-    const torch::Tensor home = torch::from_blob(buffer.data(), {nlocal, host.size(1)}, f64);
+    reverse_gradients(g, host.data_ptr<double>(), (int) grad_x.size(1), buffer);
+    const int64_t nsend = model->senders.size(0);
+    const torch::Tensor home = torch::from_blob(buffer.data(), {nsend, grad_x.size(1)}, f64).to(device, grad_x.scalar_type());
+    phase_end(EXCHANGE);
     output = outputs[k - 1];
-    grad = grad_x.narrow(0, 0, nlocal) + home.to(device, grad_x.scalar_type());
+    grad = grad_x.narrow(0, 0, nlocal).index_add(0, model->senders, home);
   }
   const auto derived =
       m.run_method("halo_outputs", vec, sh, radial, grad_sh, grad_radial, edges, natoms).toTuple();
+  phase_end(MODEL);
   r.atomic_energy = on_cpu(atomic_energy);
   r.energy = r.atomic_energy.sum();
   r.forces = on_cpu(derived->elements()[0].toTensor());
   r.virial = on_cpu(derived->elements()[1].toTensor());
   r.atomic_virial = on_cpu(derived->elements()[2].toTensor());
+  phase_end(DOWNLOAD);
 }

@@ -18,6 +18,7 @@ struct PairMLFF::Model {
   std::string path;
   bool has_halo = false;     // the file has the halo_* methods (mlff >= 0.x exports)
   int feature_dim = 0;       // values per atom exchanged between layers
+  torch::Tensor senders;     // PairMLFF::senders on the device: the rows the exchanges move
 };
 
 /* float64 on the CPU, contiguous: energy (), atomic_energy (nlocal), forces (natoms, 3) on the

@@ -17,7 +17,7 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     steps = report["steps"]
-    assert list(steps) == ["versions", "build", "tests", "lammps_nve", "speed", "train"]
+    assert list(steps) == ["versions", "build", "tests", "lammps_nve", "profile", "lammps_phases", "speed", "train"]
     assert all(step["status"] == "ok" for step in steps.values()), steps
     assert " passed" in steps["tests"]["result"] and "skipped" not in steps["tests"]["result"]
     assert abs(steps["lammps_nve"]["drift_ev_per_atom_ps"]) < 1e-3
@@ -25,6 +25,12 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     engines = {(row["engine"], row["model"], row["dtype"]) for row in speed if row.get("atom_steps_per_s", 0) > 0}
     assert ("MLFFCalculator", "matched 2x64 l2", "float64") in engines
     assert ("LAMMPS 1 rank", "shipped Cu", "float32") in engines
+    profile = steps["profile"]["rows"]
+    assert len(profile) == 3 and all(r["model_ms"] > 0 and r["edges"] > 0 for r in profile)
+    assert (tmp_path / "profile.txt").read_text().count("## ") == 3
+    phases = steps["lammps_phases"]["rows"]
+    assert len(phases) == 3 and all(r["phases"]["model"] > 0 and r["phases"]["graph"] > 0 for r in phases)
+    assert all(sum(r["phases"][k] for k in ("graph", "model", "exchange", "scatter")) <= 1.2 * r["ms"] for r in phases)
     assert len(steps["train"]["rows"]) == 4 and all(r["frames_per_s"] > 0 for r in steps["train"]["rows"])
     summary = (tmp_path / "gpu_check.md").read_text()
     assert "| MLFFCalculator | matched 2x64 l2 | float64 |" in summary and "| training |" in summary

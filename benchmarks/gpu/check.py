@@ -11,7 +11,9 @@ machine can check the script itself). Steps, each timed and recorded even when i
 4. LAMMPS NVE energy drift with ``pair_style mlff device ...``;
 5. profile: where one ``MLFFCalculator`` call's time goes (graph on the CPU, copies, the model
    on the device) and the model's most expensive operators (``profile.txt``);
-6. speed: atom-steps/s and peak GPU memory through ``MLFFCalculator`` for the shipped potential
+6. lammps_phases: where a LAMMPS step's time goes (``MLFF_TIMING=1``: neighbour graph, copies,
+   model, feature exchange, scatter-back; LAMMPS's own neighbour lists and comm);
+7. speed: atom-steps/s and peak GPU memory through ``MLFFCalculator`` for the shipped potential
    and the matched-size model (2 layers, 64 channels, l_max 2) in float32 and float64, from 1k
    atoms up by powers of 8 until memory or time runs out; the same through LAMMPS; training
    frames/s.
@@ -44,9 +46,10 @@ MATCHED = dict(num_layers=2, num_features=64, l_max=2, parity=False, r_cut=5.0, 
 PLAN = {
     "cuda": dict(sizes=[1000, 8000, 64000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
                  speed_budget=25.0, lammps_budget=60.0, max_call=10.0, train_frames=64, train_epochs=3,
-                 profile_sizes=[8000, 64000]),
+                 profile_sizes=[8000, 64000], phase_sizes=[8000, 64000]),
     "cpu": dict(sizes=[64, 512], lammps_sizes=[256], nve_steps=100, speed_budget=30.0, lammps_budget=60.0,
-                max_call=5.0, train_frames=12, train_epochs=2, profile_sizes=[256]),
+                max_call=5.0, train_frames=12, train_epochs=2, profile_sizes=[256],
+                phase_sizes=[256]),
 }
 
 
@@ -105,6 +108,14 @@ def summary(data: dict) -> str:
                   "model peak MB |", "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['model']} {r['dtype']} | {r['atoms']} | {r['edges']} | {r['graph_ms']} | {r['h2d_ms']} | "
                   f"{r['model_ms']} | {r['d2h_ms']} | {r.get('peak_mb', '')} |" for r in phases]
+    phase_rows = steps.get("lammps_phases", {}).get("rows", [])
+    if phase_rows:
+        names = ["graph", "upload", "model", "exchange", "download", "scatter"]
+        lines += ["", "| LAMMPS step, ms (1 rank) | atoms | step | " + " | ".join(names) + " | LAMMPS neigh | LAMMPS comm |",
+                  "|---|---|---|" + "---|" * (len(names) + 2)]
+        lines += [f"| {r['model']} {r['dtype']} | {r['atoms']} | {r.get('ms', '')} | "
+                  + " | ".join(str(r["phases"].get(n, "")) for n in names + ["neigh_ms", "comm_ms"]) + " |"
+                  for r in phase_rows]
     train_rows = steps.get("train", {}).get("rows", [])
     if train_rows:
         lines += ["", "| training | dtype | frames/s | atoms/s |", "|---|---|---|---|"]
@@ -270,7 +281,7 @@ run {steps}
 
 
 def run_lammps(workdir: Path, model, device: str, reps, steps: int, warmup: int = 3, thermo: int = 0,
-               temperature: float = 300.0, timestep: float = 0.002, ranks: int = 1) -> str:
+               temperature: float = 300.0, timestep: float = 0.002, ranks: int = 1, extra_env=None) -> str:
     from mlff.lammps.runtime import lammps_env
 
     deck = workdir / "in.check"
@@ -281,10 +292,25 @@ def run_lammps(workdir: Path, model, device: str, reps, steps: int, warmup: int 
     cmd = [str(bindir / "lmp"), "-in", str(deck), "-log", "none"]
     if ranks > 1:
         cmd = [str(bindir / "mpiexec"), "-np", str(ranks)] + cmd
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=dict(lammps_env()), timeout=300)
+    env = dict(lammps_env(), **(extra_env or {}))
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env, timeout=300)
     if res.returncode != 0:
         raise RuntimeError((res.stdout[-1500:] + res.stderr[-1500:]).strip())
     return res.stdout
+
+
+def lammps_phases(log: str, steps: int) -> dict:
+    """The plugin's MLFF_TIMING line (ms per step, mean over ranks) and LAMMPS's Neigh and Comm
+    rows (ms per step) of the last run in a log."""
+    phases = {}
+    line = [row for row in log.splitlines() if row.startswith("mlff timing")][-1]
+    for name, mean in re.findall(r" (\w+) ([\d.]+)/[\d.]+", line.split(":", 1)[1]):
+        phases[name] = float(mean)
+    for name, key in (("Neigh", "neigh_ms"), ("Comm", "comm_ms")):
+        rows = [row for row in log.splitlines() if row.startswith(name + " ") and "|" in row]
+        if rows:
+            phases[key] = round(1e3 * float(rows[-1].split("|")[2]) / steps, 2)  # the avg column
+    return phases
 
 
 def lammps_ms_per_step(log: str) -> float:
@@ -340,10 +366,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
-    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, speed, train)")
+    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, train)")
+    parser.add_argument("--max-atoms", type=int, default=None, help="largest structure of the speed step")
     args = parser.parse_args()
     device = args.device
-    plan = PLAN[device]
+    plan = dict(PLAN[device])
+    if args.max_atoms:
+        plan["sizes"] = [n for n in plan["sizes"] if n <= args.max_atoms]
+        plan["lammps_sizes"] = [n for n in plan["lammps_sizes"] if n <= args.max_atoms]
     report = Report(Path(args.out), device)
 
     import torch
@@ -389,6 +419,22 @@ def main() -> int:
                 record["result"] = "; ".join(f"{r['model']} {r['dtype']} {r['atoms']}: model {r['model_ms']} of "
                                              f"{r['graph_ms'] + r['h2d_ms'] + r['model_ms'] + r['d2h_ms']:.1f} ms"
                                              for r in record["rows"])
+
+        if "lammps_phases" not in args.skip:
+            with report.step("lammps_phases") as record:
+                rows = record["rows"] = []
+                for name, dtype in (("shipped Cu", "float32"), ("matched 2x64 l2", "float32"),
+                                    ("matched 2x64 l2", "float64")):
+                    for size in plan["phase_sizes"]:
+                        _, reps = fcc_cu(size)
+                        row = {"model": name, "dtype": dtype, "atoms": 4 * reps[0] * reps[1] * reps[2]}
+                        rows.append(row)
+                        log = run_lammps(workdir, files[name][dtype], device, reps, steps=10,
+                                         extra_env={"MLFF_TIMING": "1"})
+                        row["ms"] = round(lammps_ms_per_step(log), 2)
+                        row["phases"] = lammps_phases(log, 10)
+                        report.write()
+                record["result"] = "; ".join(f"{r['model']} {r['dtype']} {r['atoms']}: {r['ms']} ms" for r in rows)
 
         if "speed" not in args.skip:
             with report.step("speed") as record:

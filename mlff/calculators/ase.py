@@ -83,9 +83,10 @@ class MLFFCalculator(Calculator):
             self.implemented_properties += ["energy_std", "forces_std", "max_forces_std"]
 
     def _build_graph(self, atoms) -> dict:
-        data = from_ase(atoms, self.species_map, self.model.r_cut)  # checks empty structures too
+        data = from_ase(atoms, self.species_map, self.model.r_cut, edge_lengths=True)  # checks empty structures too
         graph = {name: data[name] for name in ("positions", "edge_index", "edge_shift", "species")}
-        pair = closest_pair(graph["positions"].numpy(), graph["edge_index"].numpy(), graph["edge_shift"].numpy())
+        pair = closest_pair(graph["positions"].numpy(), graph["edge_index"].numpy(), graph["edge_shift"].numpy(),
+                            lengths=data[keys.EDGE_LENGTH_KEY].numpy())
         if pair is not None and pair[2] < self.min_distance:
             raise CalculatorError(
                 f"{describe_pair(*pair)}, closer than min_distance={self.min_distance} Å: overlapping "

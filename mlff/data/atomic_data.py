@@ -43,16 +43,18 @@ class SpeciesMap:
         return indices
 
 
-def from_ase(atoms, species_map: SpeciesMap, r_cut: float, total_charge: float = 0.0) -> AtomicData:
-    """One structure as atomic data (float64), with its neighbour list."""
+def from_ase(atoms, species_map: SpeciesMap, r_cut: float, total_charge: float = 0.0,
+             edge_lengths: bool = False) -> AtomicData:
+    """One structure as atomic data (float64), with its neighbour list (and the edge lengths under
+    ``keys.EDGE_LENGTH_KEY`` with ``edge_lengths``: the neighbour search gives them at no cost)."""
     if len(atoms) == 0:
         raise ValueError("the structure has no atoms; nothing to evaluate")
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     positions = np.asarray(atoms.positions, dtype=np.float64)
-    edge_index, edge_shift = neighbor_list(positions, cell, pbc, r_cut)
+    edge_index, edge_shift, lengths = neighbor_list(positions, cell, pbc, r_cut, with_lengths=True)
     n = len(atoms)
-    return {
+    data = {
         keys.POSITIONS_KEY: torch.from_numpy(positions.copy()),
         keys.SPECIES_KEY: torch.from_numpy(species_map(atoms.numbers)),
         keys.EDGE_INDEX_KEY: torch.from_numpy(edge_index),
@@ -63,6 +65,9 @@ def from_ase(atoms, species_map: SpeciesMap, r_cut: float, total_charge: float =
         keys.PBC_KEY: torch.from_numpy(pbc.copy()).unsqueeze(0),
         keys.TOTAL_CHARGE_KEY: torch.tensor([float(total_charge)], dtype=torch.float64),
     }
+    if edge_lengths:
+        data[keys.EDGE_LENGTH_KEY] = torch.from_numpy(lengths)
+    return data
 
 
 def collate(structures: Sequence[AtomicData]) -> AtomicData:

@@ -12,6 +12,7 @@ POSITIONS_KEY: Final[str] = "positions"  # (n, 3) float | Cartesian positions, �
 SPECIES_KEY: Final[str] = "species"  # (n,) int64 | index into the model's species list
 EDGE_INDEX_KEY: Final[str] = "edge_index"  # (2, E) int64 | [center i, neighbour j], both directions
 EDGE_SHIFT_KEY: Final[str] = "edge_shift"  # (E, 3) float | Å; r_ij = pos[j] - pos[i] + shift_ij
+EDGE_LENGTH_KEY: Final[str] = "edge_length"  # (E,) float64 | Å; |r_ij|, optional (from_ase(..., edge_lengths=True)), for checks
 BATCH_KEY: Final[str] = "batch"  # (n,) int64 | graph (structure) index of each atom
 PTR_KEY: Final[str] = "ptr"  # (G + 1,) int64 | atoms of graph g are ptr[g]:ptr[g+1]
 NUM_LOCAL_KEY: Final[str] = "n_local"  # () int64 | atoms [0, n_local) own energy; the rest are ghosts

@@ -14,12 +14,15 @@ class DataValidationError(ValueError):
     pass
 
 
-def closest_pair(positions: np.ndarray, edge_index: np.ndarray, edge_shift: np.ndarray):
+def closest_pair(positions: np.ndarray, edge_index: np.ndarray, edge_shift: np.ndarray,
+                 lengths: np.ndarray | None = None):
     """``(i, j, distance)`` of the shortest edge of a neighbour list, or None without edges.
-    ``i == j`` means an atom and its own periodic image."""
+    ``i == j`` means an atom and its own periodic image. ``lengths``: the edge lengths, where the
+    neighbour search gave them (saves recomputing them: 0.13 s for 2.5 million edges)."""
     if edge_index.shape[1] == 0:
         return None
-    lengths = np.linalg.norm(positions[edge_index[1]] - positions[edge_index[0]] + edge_shift, axis=1)
+    if lengths is None:
+        lengths = np.linalg.norm(positions[edge_index[1]] - positions[edge_index[0]] + edge_shift, axis=1)
     k = int(np.argmin(lengths))
     return int(edge_index[0, k]), int(edge_index[1, k]), float(lengths[k])
 
