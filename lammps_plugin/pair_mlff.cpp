@@ -311,7 +311,7 @@ void PairMLFF::compute(int eflag, int vflag)
     timed_calls++;
   }
   if (exchange) {
-    if (update_senders())
+    if (update_owners())
       model->senders = torch::tensor(std::vector<int64_t>(senders.begin(), senders.end()),
                                      torch::TensorOptions().dtype(torch::kInt64)).to(model->device);
     build_halo_graph(g);

@@ -46,6 +46,11 @@ class PairMLFF : public Pair {
     int64_t nedges = 0;
     std::vector<double> positions;  // (natoms, 3)
     std::vector<int64_t> species;   // (natoms,)
+    // halo exchange: the ghost nodes (counted from 0 = node nlocal) whose owner is on this rank
+    // (self_nodes, with the owner's index in self_owner: copied on the device), and the others
+    // (remote_nodes, LAMMPS indices remote_atoms: through LAMMPS's comm)
+    std::vector<int64_t> self_nodes, self_owner, remote_nodes;
+    std::vector<int> remote_atoms;
   };
   struct Model;                     // libtorch state, kept out of this header
   struct Result;                    // the model's outputs (tensors)
@@ -63,8 +68,9 @@ class PairMLFF : public Pair {
   std::vector<double> features;     // (nlocal + nghost, comm_now): rows being communicated
   int comm_width;                   // values per atom of the feature exchanges (the model's)
   int comm_now = 0;                 // values per atom of the exchange under way
-  std::vector<int> senders;         // local atoms with ghost images (see update_senders)
-  bigint senders_step = -1;         // the step they were found at; -1: not yet
+  std::vector<int> senders;         // local atoms with ghost images on other ranks (update_owners)
+  std::vector<int> ghost_owner;     // LAMMPS ghost index - nlocal -> local owner here, or -1 (other rank)
+  bigint owners_step = -1;          // the step both were found at; -1: not yet
 
   // MLFF_TIMING=1: wall time of each phase of compute(), the device synchronised at each boundary,
   // printed per step at the end of each run (Pair::finish). Off by default: the syncs cost time.
@@ -81,9 +87,9 @@ class PairMLFF : public Pair {
   void build_halo_graph(Graph &);
   void fill_positions(Graph &);
   void check_closest_pair(int i, int j, double rsq);
-  bool update_senders();            // true when they were found anew (at neighbour-list builds)
-  void forward_features(const Graph &, const double *rows, int width, std::vector<double> &ghost);
-  void reverse_gradients(const Graph &, const double *ghost, int width, std::vector<double> &rows);
+  bool update_owners();             // true when found anew (at neighbour-list builds); collective
+  void forward_features(const Graph &, const double *rows, int width, std::vector<double> &remote);
+  void reverse_gradients(const Graph &, const double *remote, int width, std::vector<double> &rows);
   void idle_exchanges();
   void load_model(const std::string &path);
   void map_types(char **elements, int nelements);

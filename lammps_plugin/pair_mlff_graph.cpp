@@ -82,6 +82,20 @@ void PairMLFF::build_halo_graph(Graph &g)
   g.nedges = (int64_t) second.size();
   g.edges.insert(g.edges.end(), second.begin(), second.end());    // (2, E) row-major
   fill_positions(g);
+  g.self_nodes.clear();
+  g.self_owner.clear();
+  g.remote_nodes.clear();
+  g.remote_atoms.clear();
+  for (size_t n = nlocal; n < g.atoms.size(); n++) {
+    const int owner = ghost_owner[g.atoms[n] - nlocal];
+    if (owner >= 0) {
+      g.self_nodes.push_back((int64_t) n - nlocal);
+      g.self_owner.push_back(owner);
+    } else {
+      g.remote_nodes.push_back((int64_t) n - nlocal);
+      g.remote_atoms.push_back(g.atoms[n]);
+    }
+  }
 }
 
 /* halo shell: message passing over num_layers layers reaches num_layers hops, so only atoms
@@ -171,54 +185,67 @@ void PairMLFF::unpack_reverse_comm(int n, int *list_, double *buf)
   }
 }
 
-/* The local atoms that have ghost images (here or on other ranks): the only rows the exchanges
-   move. They change only when LAMMPS rebuilds its neighbour lists (the ghosts are chosen then), so
-   they are found then, by a reverse comm of a mark from every ghost to its owner. Collective: every
-   rank calls it at the same steps. */
-bool PairMLFF::update_senders()
+/* Who owns each ghost, found when LAMMPS rebuilds its neighbour lists (the ghosts are chosen then,
+   and stay the same atoms until the next build): a forward comm of (rank, index) from every local
+   atom to its images. Ghosts owned by this rank (periodic images; all of them on one rank) take
+   their features from the owner's row on the device; for the others, `senders` are the local
+   atoms with images on other ranks (a reverse comm of a mark from those ghosts), the only rows
+   the comm moves. Collective: every rank calls it at the same steps. */
+bool PairMLFF::update_owners()
 {
-  if (neighbor->ago != 0 && senders_step >= 0) return false;
-  senders_step = update->ntimestep;
-  const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+  if (neighbor->ago != 0 && owners_step >= 0) return false;
+  owners_step = update->ntimestep;
+  const int nlocal = atom->nlocal, nghost = atom->nghost, nall = nlocal + nghost, me = comm->me;
+  comm_now = 2;
+  features.resize((size_t) 2 * nall);
+  for (int i = 0; i < nlocal; i++) {
+    features[2 * i] = me;
+    features[2 * i + 1] = i;
+  }
+  comm->forward_comm(this, 2);
+  ghost_owner.resize(nghost);
+  for (int j = nlocal; j < nall; j++)
+    ghost_owner[j - nlocal] = (int) features[2 * j] == me ? (int) features[2 * j + 1] : -1;
+
+  senders.clear();
+  if (comm->nprocs == 1) return true;
   comm_now = 1;
   features.assign(nall, 0.0);
-  std::fill(features.begin() + nlocal, features.end(), 1.0);
+  for (int j = nlocal; j < nall; j++) features[j] = ghost_owner[j - nlocal] < 0 ? 1.0 : 0.0;
   comm->reverse_comm(this, 1);
-  senders.clear();
   for (int i = 0; i < nlocal; i++)
     if (features[i] != 0.0) senders.push_back(i);
   return true;
 }
 
-/* `rows` (the senders' rows, `width` values each) -> `ghost`: the rows of the graph's ghost nodes
-   (g.atoms[nlocal:]), copied from their owners on this or other ranks. Rows of local atoms that
-   are not senders are never read by the comm, so they are not written. */
-void PairMLFF::forward_features(const Graph &g, const double *rows, int width, std::vector<double> &ghost)
+/* Other ranks' part of the forward exchange: `rows` (the senders' rows, `width` values each) ->
+   `remote`: the rows of the graph's ghost nodes owned elsewhere (g.remote_atoms). Rows of local
+   atoms that are not senders are never read by the comm, so they are not written. */
+void PairMLFF::forward_features(const Graph &g, const double *rows, int width, std::vector<double> &remote)
 {
   const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_now = width;
   features.resize((size_t) nall * w);    // no zero fill: sender rows are written, ghost rows received
   for (size_t s = 0; s < senders.size(); s++)
     std::memcpy(&features[(size_t) senders[s] * w], rows + s * width, width * sizeof(double));
   comm->forward_comm(this, w);
-  const size_t nghost = g.atoms.size() - std::min<size_t>(g.atoms.size(), nlocal);
-  ghost.resize(nghost * width);
-  for (size_t n = 0; n < nghost; n++)
-    std::memcpy(&ghost[n * width], &features[(size_t) g.atoms[nlocal + n] * w], width * sizeof(double));
+  remote.resize(g.remote_atoms.size() * width);
+  for (size_t n = 0; n < g.remote_atoms.size(); n++)
+    std::memcpy(&remote[n * width], &features[(size_t) g.remote_atoms[n] * w], width * sizeof(double));
 }
 
-/* `ghost` (gradients on the graph's ghost nodes) -> `rows` (one per sender): what each sender
-   receives from its images here and on other ranks. The comm packs every ghost row and adds into
-   sender rows (and, between hops, into ghost rows), so those start at zero; other local rows are
-   untouched. */
-void PairMLFF::reverse_gradients(const Graph &g, const double *ghost, int width, std::vector<double> &rows)
+/* Other ranks' part of the reverse exchange: `remote` (gradients on the graph's ghost nodes owned
+   elsewhere) -> `rows` (one per sender): what each sender receives from its images on other
+   ranks. The comm packs every ghost row and adds into sender rows (and, between hops, into ghost
+   rows), so those start at zero (images owned here are summed on the device instead); other
+   local rows are untouched. */
+void PairMLFF::reverse_gradients(const Graph &g, const double *remote, int width, std::vector<double> &rows)
 {
   const int nlocal = atom->nlocal, nall = nlocal + atom->nghost, w = comm_now = width;
   features.resize((size_t) nall * w);
   std::fill(features.begin() + (size_t) nlocal * w, features.end(), 0.0);
   for (int i : senders) std::fill_n(&features[(size_t) i * w], w, 0.0);
-  const size_t nghost = g.atoms.size() - std::min<size_t>(g.atoms.size(), nlocal);
-  for (size_t n = 0; n < nghost; n++)
-    std::memcpy(&features[(size_t) g.atoms[nlocal + n] * w], ghost + n * width, width * sizeof(double));
+  for (size_t n = 0; n < g.remote_atoms.size(); n++)
+    std::memcpy(&features[(size_t) g.remote_atoms[n] * w], remote + n * width, width * sizeof(double));
   comm->reverse_comm(this, w);
   rows.resize(senders.size() * width);
   for (size_t s = 0; s < senders.size(); s++)
@@ -230,7 +257,8 @@ void PairMLFF::idle_exchanges()
 {
   Graph empty;
   std::vector<double> unused;
-  update_senders();
+  update_owners();
+  if (comm->nprocs == 1) return;
   for (int layer = 0; layer + 1 < num_layers; layer++) forward_features(empty, nullptr, comm_width, unused);
   for (int layer = 0; layer + 1 < num_layers; layer++) reverse_gradients(empty, nullptr, comm_width, unused);
 }

@@ -4,6 +4,7 @@
 #include "pair_mlff_model.h"
 
 #include "atom.h"
+#include "comm.h"
 
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
@@ -61,6 +62,12 @@ void PairMLFF::evaluate_halo(Graph &g, Result &r)
   const torch::Tensor positions = torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device);
   const torch::Tensor edges = torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device);
   const torch::Tensor species = torch::from_blob(g.species.data(), {natoms}, i64).to(device);
+  auto index = [&](std::vector<int64_t> &v) {
+    return torch::from_blob(v.data(), {(int64_t) v.size()}, i64).to(device, /*non_blocking=*/false, /*copy=*/true);
+  };
+  const torch::Tensor self_nodes = index(g.self_nodes), self_owner = index(g.self_owner);
+  const torch::Tensor remote_nodes = index(g.remote_nodes);
+  const bool remote = comm->nprocs > 1;    // collective: every rank takes part in the comm
   phase_end(UPLOAD);
 
   const auto edge_terms = m.run_method("halo_edges", positions, edges, species, nlocal).toTuple();
@@ -76,9 +83,16 @@ void PairMLFF::evaluate_halo(Graph &g, Result &r)
     outputs.push_back(y);
     if (k + 1 == num_layers) break;
     phase_end(MODEL);
-    const torch::Tensor host = on_cpu(y.index_select(0, model->senders));
-    forward_features(g, host.data_ptr<double>(), (int) y.size(1), buffer);
-    const torch::Tensor ghost = torch::from_blob(buffer.data(), {nghost, y.size(1)}, f64).to(device, /*non_blocking=*/false, /*copy=*/true);
+    // images of local atoms: a copy on the device; atoms of other ranks: through the host
+    const torch::Tensor ghost = torch::empty({nghost, y.size(1)}, y.options().requires_grad(false));
+    ghost.index_copy_(0, self_nodes, y.detach().index_select(0, self_owner));
+    if (remote) {
+      const torch::Tensor host = on_cpu(y.index_select(0, model->senders));
+      forward_features(g, host.data_ptr<double>(), (int) y.size(1), buffer);
+      const int64_t nremote = (int64_t) g.remote_atoms.size();
+      ghost.index_copy_(0, remote_nodes,
+                        torch::from_blob(buffer.data(), {nremote, y.size(1)}, f64).to(device, y.scalar_type()));
+    }
     phase_end(EXCHANGE);
     inputs.push_back(m.run_method("halo_join", y, ghost).toTensor());
   }
@@ -95,13 +109,17 @@ void PairMLFF::evaluate_halo(Graph &g, Result &r)
     grad_radial = grad_radial + grads->elements()[2].toTensor();
     if (k == 0) break;
     phase_end(MODEL);
-    const torch::Tensor host = on_cpu(grad_x.narrow(0, nlocal, nghost));
-    reverse_gradients(g, host.data_ptr<double>(), (int) grad_x.size(1), buffer);
-    const int64_t nsend = model->senders.size(0);
-    const torch::Tensor home = torch::from_blob(buffer.data(), {nsend, grad_x.size(1)}, f64).to(device, grad_x.scalar_type());
+    const torch::Tensor grad_ghost = grad_x.narrow(0, nlocal, nghost);
+    grad = grad_x.narrow(0, 0, nlocal).index_add(0, self_owner, grad_ghost.index_select(0, self_nodes));
+    if (remote) {
+      const torch::Tensor host = on_cpu(grad_ghost.index_select(0, remote_nodes));
+      reverse_gradients(g, host.data_ptr<double>(), (int) grad_x.size(1), buffer);
+      const int64_t nsend = model->senders.size(0);
+      grad = grad.index_add(0, model->senders,
+                            torch::from_blob(buffer.data(), {nsend, grad_x.size(1)}, f64).to(device, grad_x.scalar_type()));
+    }
     phase_end(EXCHANGE);
     output = outputs[k - 1];
-    grad = grad_x.narrow(0, 0, nlocal).index_add(0, model->senders, home);
   }
   const auto derived =
       m.run_method("halo_outputs", vec, sh, radial, grad_sh, grad_radial, edges, natoms).toTuple();
