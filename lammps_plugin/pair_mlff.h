@@ -16,6 +16,7 @@
 #include "pair.h"
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,6 +87,8 @@ class PairMLFF : public Pair {
   void build_shell_graph(Graph &);
   void build_halo_graph(Graph &);
   void fill_positions(Graph &);
+  // fn(begin, end) over [0, n) in chunks, on torch's intra-op threads (pair_mlff_model.cpp)
+  static void parallel_over(int n, const std::function<void(int, int)> &fn);
   void check_closest_pair(int i, int j, double rsq);
   bool update_owners();             // true when found anew (at neighbour-list builds); collective
   void forward_features(const Graph &, const double *rows, int width, std::vector<double> &remote);

@@ -46,8 +46,9 @@ void PairMLFF::fill_positions(Graph &g)
   }
 }
 
-/* halo exchange: the local atoms (nodes 0..nlocal-1) and the ghosts within r_cut of them; the
-   edges of the local centers only, sorted by center. */
+/* halo exchange: the local atoms (nodes 0..nlocal-1) and the ghosts within r_cut of them, numbered
+   in order of first appearance; the edges of the local centers only, sorted by center. The scan
+   of LAMMPS's neighbour list (r_cut + skin) runs on torch's threads: count, then fill. */
 void PairMLFF::build_halo_graph(Graph &g)
 {
   double **x = atom->x;
@@ -55,32 +56,68 @@ void PairMLFF::build_halo_graph(Graph &g)
   const int ntotal = nlocal + atom->nghost;
   const double rcsq = r_cut * r_cut;
 
+  // pass 1: edges per center, and each center's closest neighbour
+  std::vector<int64_t> offset(nlocal + 1, 0);
+  std::vector<double> closest(nlocal, rcsq);
+  std::vector<int> closest_j(nlocal, -1);
+  auto scan = [&](int i, auto &&keep) {
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq < rcsq) keep(j, rsq);
+    }
+  };
+  parallel_over(nlocal, [&](int begin, int end) {
+    for (int i = begin; i < end; i++) {
+      int64_t count = 0;
+      scan(i, [&](int j, double rsq) {
+        count++;
+        if (rsq < closest[i]) {
+          closest[i] = rsq;
+          closest_j[i] = j;
+        }
+      });
+      offset[i + 1] = count;
+    }
+  });
+  int worst = -1;
+  for (int i = 0; i < nlocal; i++) {
+    offset[i + 1] += offset[i];
+    if (closest_j[i] >= 0 && (worst < 0 || closest[i] < closest[worst])) worst = i;
+  }
+  if (worst >= 0) check_closest_pair(worst, closest_j[worst], closest[worst]);
+  g.nedges = offset[nlocal];
+
+  // pass 2: the neighbours' LAMMPS indices, in place
+  g.edges.resize(2 * g.nedges);    // (2, E) row-major: centers, then neighbours' nodes
+  int64_t *center = g.edges.data(), *neighbour = g.edges.data() + g.nedges;
+  parallel_over(nlocal, [&](int begin, int end) {
+    for (int i = begin; i < end; i++) {
+      int64_t e = offset[i];
+      scan(i, [&](int j, double) {
+        center[e] = i;
+        neighbour[e++] = j;
+      });
+    }
+  });
+
+  // nodes: locals keep their index, ghosts numbered as they first appear
   std::vector<int64_t> node(ntotal, -1);
   g.atoms.resize(nlocal);
   for (int i = 0; i < nlocal; i++) {
     node[i] = i;
     g.atoms[i] = i;
   }
-  std::vector<int64_t> second;
-  g.edges.clear();
-  for (int i = 0; i < nlocal; i++) {    // firstneigh is indexed by atom: centers in order
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq >= rcsq) continue;
-      check_closest_pair(i, j, rsq);
-      if (node[j] < 0) {
-        node[j] = (int64_t) g.atoms.size();
-        g.atoms.push_back(j);
-      }
-      g.edges.push_back(i);
-      second.push_back(node[j]);
+  for (int64_t e = 0; e < g.nedges; e++) {
+    const int64_t j = neighbour[e];
+    if (node[j] < 0) {
+      node[j] = (int64_t) g.atoms.size();
+      g.atoms.push_back((int) j);
     }
+    neighbour[e] = node[j];
   }
-  g.nedges = (int64_t) second.size();
-  g.edges.insert(g.edges.end(), second.begin(), second.end());    // (2, E) row-major
   fill_positions(g);
   g.self_nodes.clear();
   g.self_owner.clear();

@@ -6,6 +6,7 @@
 #include "atom.h"
 #include "comm.h"
 
+#include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
 using namespace LAMMPS_NS;
@@ -21,6 +22,11 @@ torch::Tensor on_cpu(const torch::Tensor &t)
 }
 
 }    // namespace
+
+void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
+{
+  at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) { fn((int) begin, (int) end); });
+}
 
 /* halo shell: one call of the model's forward (the engine contract) on the whole ghost shell. */
 void PairMLFF::evaluate_shell(Graph &g, Result &r)
