@@ -1,5 +1,5 @@
 /* pair_style mlff: the graphs the model sees, and the per-layer exchange of ghost-atom features
-   (no libtorch here: this file compiles in seconds). */
+   (no libtorch here except through parallel_over, defined in pair_mlff_model.cpp). */
 
 #include "pair_mlff.h"
 

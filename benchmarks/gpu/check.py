@@ -295,7 +295,8 @@ def run_lammps(workdir: Path, model, device: str, reps, steps: int, warmup: int 
     env = dict(lammps_env(), **(extra_env or {}))
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env, timeout=300)
     if res.returncode != 0:
-        raise RuntimeError((res.stdout[-1500:] + res.stderr[-1500:]).strip())
+        errors = [line for line in (res.stdout + res.stderr).splitlines() if "ERROR" in line]
+        raise RuntimeError("\n".join([(res.stdout[-1500:] + res.stderr[-1500:]).strip()] + errors[-1:]))
     return res.stdout
 
 
@@ -460,6 +461,8 @@ def main() -> int:
                             report.write()
                             if row.get("note"):
                                 break
+                if device == "cuda":  # this process's cached GPU memory would starve lmp's
+                    torch.cuda.empty_cache()
                 deadline = time.perf_counter() + plan["lammps_budget"]
                 lammps_models = [("shipped Cu", "float32"), ("matched 2x64 l2", "float32"), ("matched 2x64 l2", "float64")]
                 for name, dtype in lammps_models:
