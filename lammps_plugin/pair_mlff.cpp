@@ -266,7 +266,8 @@ void PairMLFF::init_style()
   exchange = model->has_halo && halo_request != "shell";
   if (exchange) {
     ghostneigh = 0;
-    comm_forward = comm_reverse = comm_width = std::max(model->feature_dim, 1);
+    comm_width = std::max(model->feature_dim, 1);
+    comm_forward = comm_reverse = std::max(comm_width, 2);    // update_owners sends (rank, index)
     neighbor->add_request(this, NeighConst::REQ_FULL);
     if (comm->me == 0)
       utils::logmesg(lmp, "mlff: halo exchange: ghosts within {} Å, {} features per atom exchanged between "

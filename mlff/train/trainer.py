@@ -169,10 +169,7 @@ class Trainer:
         if c.scheduler == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=c.plateau_factor, patience=c.plateau_patience, min_lr=c.min_learning_rate)
-        elif c.scheduler == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=c.max_epochs, eta_min=c.min_learning_rate)
-        else:
+        else:  # "cosine" is set each epoch by _cosine_learning_rate, from the progress made
             self.scheduler = None
         self.ema = EMA(self.model, c.ema_decay)
 
@@ -314,6 +311,27 @@ class Trainer:
         self.log(f"final stage from epoch {self.epoch + 1}: loss weights {self.weights}, learning rate "
                  f"{self.optimizer.param_groups[0]['lr']:.3g}")
 
+    def progress(self) -> float:
+        """Fraction of training done: of max_epochs or of time_limit, whichever runs out first."""
+        done = self.epoch / self.config.max_epochs
+        if self.time_limit is not None:
+            done = max(done, self.seconds_used() / self.time_limit)
+        return min(done, 1.0)
+
+    def _cosine_learning_rate(self) -> float:
+        """Half a cosine from learning_rate to min_learning_rate over the main stage, and again from
+        final_learning_rate (default learning_rate / 10) over the final stage: the length of
+        training is known in advance (epochs or a time budget), so the rate can use all of it."""
+        c = self.config
+        start, low = c.learning_rate, c.min_learning_rate
+        main = 1.0 - c.final_stage
+        fraction = self.progress() / main if main > 0 else 1.0
+        if self.in_final_stage:
+            start = c.final_learning_rate if c.final_learning_rate is not None else c.learning_rate / 10
+            fraction = (self.progress() - main) / c.final_stage
+        fraction = min(max(fraction, 0.0), 1.0)
+        return low + 0.5 * (start - low) * (1.0 + float(np.cos(np.pi * fraction)))
+
     # ---- stopping early: signals and the time budget -------------------------------------------------
     def seconds_used(self) -> float:
         """Training and validation time of this output folder, over all runs."""
@@ -386,6 +404,9 @@ class Trainer:
             start = time.perf_counter()
             if self.step_in_epoch == 0:
                 self._maybe_enter_final_stage()
+            if c.scheduler == "cosine":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self._cosine_learning_rate()
             train_loss = self._train_epoch()
             if self.stop_reason:
                 self._stop_early()

@@ -3,6 +3,7 @@ with the way to resume, and resume with nothing lost."""
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -110,6 +111,34 @@ def test_final_stage_switches_weights_and_learning_rate(tmp_path, make_config, e
     assert float(rows[2]["lr"]) == pytest.approx(0.001) and float(rows[1]["lr"]) > 0.001
     summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
     assert summary["best_epoch"] >= 3  # the best model is chosen within the final stage
+
+
+def _half_cosine(start, low, fraction):
+    return low + 0.5 * (start - low) * (1 + math.cos(math.pi * fraction))
+
+
+def test_cosine_schedule_spans_each_stage(tmp_path, make_config, env):
+    """scheduler: cosine anneals from learning_rate over the main stage's epochs, then again from
+    final_learning_rate over the final stage's."""
+    config = make_config(tmp_path / "cu.yaml", max_epochs=6, scheduler="cosine", learning_rate=0.01,
+                         min_learning_rate=1e-5, final_stage=0.5, final_learning_rate=0.002)
+    res = _train(config, env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    lrs = [float(r["lr"]) for r in _rows(tmp_path / "run")]
+    expected = [_half_cosine(0.01, 1e-5, e / 3) for e in range(3)] + [_half_cosine(0.002, 1e-5, e / 3) for e in range(3)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+
+
+def test_cosine_schedule_follows_the_time_budget(tmp_path, make_config, env):
+    """With a time budget shorter than max_epochs, the rate follows the seconds used instead: it is
+    well under the start before the budget ends, though few of the 10000 epochs have run."""
+    config = make_config(tmp_path / "cu.yaml", max_epochs=10000, scheduler="cosine", learning_rate=0.01,
+                         time_limit="12s")
+    res = _train(config, env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    lrs = [float(r["lr"]) for r in _rows(tmp_path / "run")]
+    assert len(lrs) >= 3 and lrs[0] == pytest.approx(0.01) and lrs[-1] < 0.006
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
 def test_final_stage_options_are_checked():
