@@ -208,7 +208,10 @@ def model_from_file(path: str | os.PathLike, **config_overrides):
     # all the same) are rebuilt, not copied: older files may hold them in lower precision or lack them
     persistent = set(model.state_dict())
     derived = {name for name, _ in model.named_buffers()} - persistent
-    state = {k: v for k, v in state.items() if "._w3j_" not in k and k not in derived}
+    # e3nn's generated tensor-product code keeps its constants as `_tensor_constantN` attributes,
+    # which TorchScript saves too (some layers of some models): rebuilt with the layer, like the above
+    state = {k: v for k, v in state.items()
+             if "._w3j_" not in k and "._tensor_constant" not in k and k not in derived}
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if "._w3j_" not in k]
     if missing or result.unexpected_keys:

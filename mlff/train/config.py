@@ -12,6 +12,9 @@ import yaml
 from ..model import ModelConfig
 from ..model.config import reject_unknown
 
+FINAL_ENERGY_FACTOR = 20.0  # default final-stage energy weight: energy_weight x this
+FINAL_LR_DIVISOR = 5.0      # default final-stage learning rate: learning_rate / this
+
 
 @dataclass
 class TrainConfig:
@@ -55,8 +58,10 @@ class TrainConfig:
     stress_weight: float = 100.0
     dipole_weight: float = 0.0
     # a final stage (MACE's "SWA" stage, NequIP's loss schedules): for the last `final_stage`
-    # fraction of max_epochs (or of time_limit), other loss weights and a new learning rate
-    final_stage: float = 0.0
+    # fraction of max_epochs (or of time_limit), other loss weights and a new learning rate.
+    # Unset final values: energy weight x FINAL_ENERGY_FACTOR, learning rate / FINAL_LR_DIVISOR,
+    # the other weights unchanged (measured in docs/training.md; 0 turns the stage off)
+    final_stage: float = 0.3
     final_energy_weight: Optional[float] = None
     final_forces_weight: Optional[float] = None
     final_stress_weight: Optional[float] = None
@@ -79,6 +84,19 @@ class TrainConfig:
         "tensorboard": ("auto", "on", "off"),
         "init_shifts": ("keep", "refit"),
     }
+
+    def final_weights(self) -> Dict[str, float]:
+        """Loss weights of the final stage: those given, else the energy weight x
+        FINAL_ENERGY_FACTOR and the others unchanged."""
+        given = {"energy": self.final_energy_weight, "forces": self.final_forces_weight,
+                 "stress": self.final_stress_weight}
+        default = {"energy": FINAL_ENERGY_FACTOR * self.energy_weight, "forces": self.forces_weight,
+                   "stress": self.stress_weight}
+        return {k: float(default[k] if v is None else v) for k, v in given.items()}
+
+    def final_start_learning_rate(self) -> float:
+        """Learning rate at the start of the final stage: the one given, else learning_rate / FINAL_LR_DIVISOR."""
+        return self.learning_rate / FINAL_LR_DIVISOR if self.final_learning_rate is None else self.final_learning_rate
 
     def __post_init__(self):
         for name, choices in self._CHOICES.items():

@@ -285,9 +285,7 @@ class Trainer:
 
     # ---- the final stage of the loss -------------------------------------------------------------------
     def _final_weights(self) -> Dict[str, float]:
-        c = self.config
-        finals = {"energy": c.final_energy_weight, "forces": c.final_forces_weight, "stress": c.final_stress_weight}
-        return {**self.weights, **{k: float(v) for k, v in finals.items() if v is not None}}
+        return {**self.weights, **self.config.final_weights()}
 
     def _maybe_enter_final_stage(self) -> None:
         """At the start of an epoch: switch to the final weights and learning rate once the last
@@ -302,9 +300,8 @@ class Trainer:
             return
         self.in_final_stage = True
         self.weights = self._final_weights()
-        if c.final_learning_rate is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = c.final_learning_rate
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.final_start_learning_rate()
         self.best_loss, self.stale_epochs = float("inf"), 0
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.best, self.scheduler.num_bad_epochs = self.scheduler.mode_worse, 0
@@ -320,14 +317,14 @@ class Trainer:
 
     def _cosine_learning_rate(self) -> float:
         """Half a cosine from learning_rate to min_learning_rate over the main stage, and again from
-        final_learning_rate (default learning_rate / 10) over the final stage: the length of
+        the final stage's starting rate over the final stage: the length of
         training is known in advance (epochs or a time budget), so the rate can use all of it."""
         c = self.config
         start, low = c.learning_rate, c.min_learning_rate
         main = 1.0 - c.final_stage
         fraction = self.progress() / main if main > 0 else 1.0
         if self.in_final_stage:
-            start = c.final_learning_rate if c.final_learning_rate is not None else c.learning_rate / 10
+            start = c.final_start_learning_rate()
             fraction = (self.progress() - main) / c.final_stage
         fraction = min(max(fraction, 0.0), 1.0)
         return low + 0.5 * (start - low) * (1.0 + float(np.cos(np.pi * fraction)))

@@ -153,3 +153,16 @@ def test_deployed_model_with_no_edges(model_file):
                        torch.tensor([0, 1]), n_local)
         assert torch.isfinite(out["energy"])
         assert torch.all(out["forces"] == 0) and torch.all(out["virial"] == 0)
+
+
+def test_three_layer_model_file_rebuilds(tmp_path):
+    """A middle layer's tensor product (e3nn generated code) saves `_tensor_constantN` attributes
+    in the file; they are rebuilt, not refused (the `medium` preset has three layers)."""
+    model = mlff.build_model(mlff.ModelConfig(num_layers=3, l_max=2, num_features=8, r_cut=4.0, dtype="float64"),
+                             ["Cu", "O"], seed=0)
+    path = mlff.deploy(model, tmp_path / "m.pt")
+    assert any("_tensor_constant" in k for k in torch.jit.load(str(path)).state_dict())
+    rebuilt = model_from_file(path)
+    atoms = triclinic_cell(5)
+    first, second = _call(mlff.load(path), atoms), _call(mlff.load(mlff.deploy(rebuilt, tmp_path / "again.pt")), atoms)
+    np.testing.assert_allclose(second["forces"].numpy(), first["forces"].numpy(), rtol=0, atol=1e-12)

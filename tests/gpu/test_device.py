@@ -104,7 +104,7 @@ def test_training_on_device_reduces_loss(device, tmp_path):
     config = TrainConfig.from_dict({
         "train_file": str(tmp_path / "train.extxyz"), "valid_file": str(tmp_path / "valid.extxyz"),
         "model": {"preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "dtype": "float64"},
-        "max_epochs": 4, "batch_size": 4, "learning_rate": 0.01, "seed": 1, "device": device,
+        "max_epochs": 4, "batch_size": 4, "learning_rate": 0.01, "seed": 1, "device": device, "final_stage": 0.0,
         "output_dir": str(tmp_path / "run"), "progress": False, "tensorboard": "off"})
     train(config)
     with open(tmp_path / "run" / "metrics.csv") as handle:

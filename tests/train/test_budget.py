@@ -133,7 +133,7 @@ def test_cosine_schedule_follows_the_time_budget(tmp_path, make_config, env):
     """With a time budget shorter than max_epochs, the rate follows the seconds used instead: it is
     well under the start before the budget ends, though few of the 10000 epochs have run."""
     config = make_config(tmp_path / "cu.yaml", max_epochs=10000, scheduler="cosine", learning_rate=0.01,
-                         time_limit="12s")
+                         time_limit="12s", final_stage=0.0)
     res = _train(config, env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     lrs = [float(r["lr"]) for r in _rows(tmp_path / "run")]
@@ -141,8 +141,21 @@ def test_cosine_schedule_follows_the_time_budget(tmp_path, make_config, env):
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
+def test_final_stage_defaults():
+    """On by default (measured in docs/training.md): the last 30 %, energy weight x 20, learning
+    rate / 5, the other weights unchanged; explicit values win."""
+    config = TrainConfig(train_file="x.extxyz", energy_weight=2.0, stress_weight=50.0, learning_rate=0.01)
+    assert config.final_stage == 0.3
+    assert config.final_weights() == {"energy": 40.0, "forces": 10.0, "stress": 50.0}
+    assert config.final_start_learning_rate() == pytest.approx(0.002)
+    config = TrainConfig(train_file="x.extxyz", final_energy_weight=5.0, final_forces_weight=1.0,
+                         final_learning_rate=0.003)
+    assert config.final_weights() == {"energy": 5.0, "forces": 1.0, "stress": 100.0}
+    assert config.final_start_learning_rate() == 0.003
+
+
 def test_final_stage_options_are_checked():
     with pytest.raises(ValueError, match="set final_stage too"):
-        TrainConfig(train_file="x.extxyz", final_energy_weight=100.0)
+        TrainConfig(train_file="x.extxyz", final_stage=0.0, final_energy_weight=100.0)
     with pytest.raises(ValueError, match=r"in \[0, 1\)"):
         TrainConfig(train_file="x.extxyz", final_stage=1.5)
