@@ -206,7 +206,6 @@ def profile_calls(files: dict, device: str, sizes: list, out: Path) -> list:
 
     import mlff
     from mlff.data import from_ase
-    from mlff.data.validate import closest_pair
 
     def sync():
         if device == "cuda":
@@ -229,7 +228,6 @@ def profile_calls(files: dict, device: str, sizes: list, out: Path) -> list:
         for size in sizes:
             atoms, _ = fcc_cu(size)
             graph, graph_ms = clock(lambda: calc._build_graph(atoms), repeats=1)
-            closest_pair(graph["positions"].numpy(), graph["edge_index"].numpy(), graph["edge_shift"].numpy())
             moved, h2d_ms = clock(lambda: {k: v.to(device) for k, v in graph.items()})
             model(**moved)  # warm-up
             if device == "cuda":

@@ -444,12 +444,12 @@ class Trainer:
             best = load_checkpoint(self.out / "best.pt")
             deploy(model_from_checkpoint(best), model_path)
             self._save("last.pt")  # the time spent validating and deploying counts towards time_limit
+            stopped_by = self.stop_reason or ("early_stopping" if self.epoch < self.config.max_epochs else "max_epochs")
             summary = {"best_epoch": self.best_epoch, "best_val_loss": self.best_loss,
                        "best_metrics": self.best_metrics, "epochs": self.epoch, "model": str(model_path),
                        "seconds_used": self.seconds_used(),
-            "time_estimates": {"step": list(self.step_seconds), "validation": self.validation_seconds},
-            "in_final_stage": self.in_final_stage, "stopped_by": self.stop_reason or ("early_stopping" if self.epoch < self.config.max_epochs
-                                                            else "max_epochs")}
+                       "time_estimates": {"step": list(self.step_seconds), "validation": self.validation_seconds},
+                       "in_final_stage": self.in_final_stage, "stopped_by": stopped_by}
             (self.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
             self.log(f"best epoch {self.best_epoch}: {format_metrics(self.best_metrics)}; deployed {model_path}")
         self.dist.barrier()
