@@ -9,6 +9,11 @@ memory is that case's own.
     python benchmarks/bench_model.py --model num_layers=2 num_features=64 l_max=2 parity=false \
         avg_num_neighbors=42 --sizes 1000 8000 32000 --paths raw        # the matched-size model
     python benchmarks/bench_model.py --model tp_backend=e3nn ...        # the reference convolution
+    python benchmarks/bench_model.py --paths raw compiled ase ase-compiled ...  # + the compiled copy
+
+Paths: ``raw`` (the TorchScript model on a prebuilt neighbour list), ``compiled`` (the same call
+through the file's AOTInductor copy, ``mlff deploy --compile``), ``ase`` / ``ase+stress`` (the
+calculator, TorchScript), ``ase-compiled`` (the calculator with ``compiled=True``, with stress).
 
 ``--model KEY=VALUE ...`` sets any ModelConfig field on top of the preset (values are parsed as
 YAML scalars: ``false``, ``42``, ``5.0``).
@@ -48,6 +53,12 @@ def _model_overrides(items):
     return overrides
 
 
+def _build(args, overrides):
+    import mlff
+
+    return mlff.build_model(mlff.ModelConfig.preset(args.preset, **overrides), ["Cu"], seed=0)
+
+
 def _case(args):
     import numpy as np
     import torch
@@ -62,14 +73,18 @@ def _case(args):
         overrides["l_max"] = args.l_max
     if args.r_cut is not None:
         overrides["r_cut"] = args.r_cut
-    model = mlff.build_model(mlff.ModelConfig.preset(args.preset, **overrides), ["Cu"], seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlff.deploy(model, os.path.join(tmp, "m.pt"))
-        deployed = mlff.load(path)
+    compiled = args.path in ("compiled", "ase-compiled")
+    if args.model_file:  # the parent's compiled file (compiling takes a minute: once per dtype)
+        deployed = mlff.load(args.model_file, compiled=compiled)
+    else:
+        model = _build(args, overrides)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlff.deploy(model, os.path.join(tmp, "m.pt"))
+            deployed = mlff.load(path, compiled=False)
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(_repeats(args.atoms // 4))
     atoms.rattle(0.05, seed=0)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if args.path == "raw":
+    if args.path in ("raw", "compiled"):
         data = from_ase(atoms, SpeciesMap(deployed.species), deployed.r_cut)
         inputs = (data["positions"], data["edge_index"], data["edge_shift"], data["species"])
 
@@ -85,7 +100,7 @@ def _case(args):
         def step():
             atoms.positions[0, 0] += 1e-6  # force a new neighbour list, as in MD
             atoms.get_forces()
-            if args.path == "ase+stress":
+            if args.path in ("ase+stress", "ase-compiled"):
                 atoms.get_stress()
 
     step()  # warm-up (TorchScript profiling runs)
@@ -117,6 +132,7 @@ def main():
                         help="raw path: run TorchScript's optimising executor instead of the plain one")
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--atoms", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model-file", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -128,6 +144,18 @@ def main():
     header = f"{'path':<11}{'dtype':<9}{'atoms':>7}{'ms/step':>11}{'atom-steps/s':>14}{'peak MB':>9}{'+MB':>7}"
     print(header)
     print("-" * len(header))
+    compiled_files = {}
+    if {"compiled", "ase-compiled"} & set(args.paths):
+        import mlff
+
+        directory = tempfile.mkdtemp(prefix="mlff_bench_")
+        for dtype in args.dtypes:
+            overrides = {**_model_overrides(args.model), "dtype": dtype}
+            overrides.update({k: v for k, v in (("l_max", args.l_max), ("r_cut", args.r_cut)) if v is not None})
+            tick = time.perf_counter()
+            compiled_files[dtype] = mlff.deploy(_build(args, overrides), os.path.join(directory, f"{dtype}.pt"),
+                                                compile=True)
+            print(f"(compiled the {dtype} model in {time.perf_counter() - tick:.0f} s)", flush=True)
     for size in args.sizes:
         for dtype in args.dtypes:
             for path in args.paths:
@@ -138,6 +166,7 @@ def main():
                 cmd += ["--r-cut", str(args.r_cut)] if args.r_cut is not None else []
                 cmd += ["--model", *args.model] if args.model else []
                 cmd += ["--jit-optimize"] if args.jit_optimize else []
+                cmd += ["--model-file", compiled_files[dtype]] if path in ("compiled", "ase-compiled") else []
                 env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
                 res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if res.returncode != 0:

@@ -1,4 +1,4 @@
-"""``mlff deploy CHECKPOINT -o model.pt``: export a training checkpoint as one model file.
+"""``mlff deploy CHECKPOINT -o model.pt [--compile]``: export a training checkpoint as one model file.
 
 ``mlff deploy model.pt -o new.pt`` re-exports an existing model file with this mlff version (the
 same weights, the current code: e.g. the fused convolution)."""
@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="model file to write, e.g. model.pt")
     parser.add_argument("--raw-weights", action="store_true",
                         help="export the raw weights instead of their exponential moving average")
+    parser.add_argument("--compile", action="store_true",
+                        help="also store an AOTInductor-compiled copy for the CPU in the file (about a "
+                             "minute, needs g++): several times faster on molecules and small cells "
+                             "in Python/ASE; LAMMPS runs the TorchScript model as before")
     parser.add_argument("--tp-backend", choices=["fused", "e3nn"],
                         help="convolution implementation of the exported file (same weights and "
                              "results; default: the model's own setting)")
@@ -34,7 +38,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = model_from_checkpoint(load_checkpoint(args.checkpoint), use_ema=not args.raw_weights,
                                       **overrides)
-    path = deploy(model, args.output)
+    from ..deploy.compiled import CompileError
+
+    try:
+        path = deploy(model, args.output, compile=args.compile)
+    except CompileError as error:
+        print(f"mlff deploy: {error}")
+        return 2
     meta = read_metadata(path)
-    print(f"wrote {path}: species {meta.species}, r_cut {meta.r_cut} Å, {meta.num_layers} layers, {meta.dtype}")
+    compiled = f", compiled copy (torch {meta.compiled['torch_version']})" if meta.compiled else ""
+    print(f"wrote {path}: species {meta.species}, r_cut {meta.r_cut} Å, {meta.num_layers} layers, "
+          f"{meta.dtype}{compiled}")
     return 0

@@ -19,6 +19,11 @@ NUM_LOCAL_KEY: Final[str] = "n_local"  # () int64 | atoms [0, n_local) own energ
 CELL_KEY: Final[str] = "cell"  # (G, 3, 3) float | lattice vectors as rows, Å (zeros if none)
 PBC_KEY: Final[str] = "pbc"  # (G, 3) bool | periodicity along each lattice vector
 TOTAL_CHARGE_KEY: Final[str] = "total_charge"  # (G,) float | e; the charges of the dipole head sum to it
+# optional dense per-centre layout of edges already sorted by centre (mlff.nn.dense_rows), given by
+# engines that run a compiled model (whose graph cannot derive shapes from values); no ghosts
+DENSE_ROWS_KEY: Final[str] = "dense_rows"  # (R,) int64 | the atoms that centre at least one edge
+DENSE_SLOT_KEY: Final[str] = "dense_slot"  # (E,) int64 | row * K + position of each edge in its row
+DENSE_WIDTH_KEY: Final[str] = "dense_width"  # (K,) any | only its length K (most edges of one centre) is read
 
 # --- outputs -------------------------------------------------------------------------------------
 ENERGY_KEY: Final[str] = "energy"  # (G,) float64 | total energy of local atoms, eV

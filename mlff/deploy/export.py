@@ -257,21 +257,28 @@ def script_potential(potential: Potential) -> torch.jit.ScriptModule:
         return script(DeployedPotential(frozen))
 
 
-def deploy(potential: Potential, path: str | os.PathLike) -> str:
+def deploy(potential: Potential, path: str | os.PathLike, compile: bool = False) -> str:
     """Write ``potential`` to ``path`` as one TorchScript file with its metadata.
 
-    The file is written to a temporary name and renamed, so an interrupted export never leaves a
-    truncated model behind.
+    ``compile=True`` also stores an AOTInductor-compiled copy for the CPU in the same file (about a
+    minute; needs g++), which :func:`mlff.load` runs where it applies: see
+    :mod:`mlff.deploy.compiled`. The file is written to a temporary name and renamed, so an
+    interrupted export never leaves a truncated model behind.
     """
     path = os.fspath(path)
     scripted = script_potential(potential)
+    extra_files: Dict[str, str | bytes] = dict(metadata_for(potential))
+    if compile:
+        from .compiled import compiled_extra_files
+
+        extra_files.update(compiled_extra_files(potential))
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".pt.tmp")
     os.close(fd)
     try:
         with torchscript_quiet():
-            torch.jit.save(scripted, tmp, _extra_files=metadata_for(potential))
+            torch.jit.save(scripted, tmp, _extra_files=extra_files)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is meant to be shared
         os.replace(tmp, path)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from typing import Dict, Optional
@@ -11,6 +12,7 @@ from typing import Dict, Optional
 import torch
 
 from ..runtime import tune_allocator
+from .compiled import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential
 from .export import FORMAT_VERSION, torchscript_quiet
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
@@ -37,6 +39,7 @@ class ModelMetadata:
     e3nn_version: str = ""
     outputs: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    compiled: dict = field(default_factory=dict)  # compiled.json: the compiled copy, if the file has one
 
     @property
     def interaction_range(self) -> float:
@@ -57,7 +60,7 @@ def _read_extra_files(path: str) -> Dict[str, str]:
             extra = {}
             for name in archive.namelist():
                 parts = name.split("/")
-                if len(parts) == 3 and parts[1] == "extra":
+                if len(parts) == 3 and parts[1] == "extra" and parts[2] != PACKAGE_ENTRY:
                     extra[parts[2]] = archive.read(name).decode()
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as error:
         raise ModelFileError(f"{path!r} is corrupt ({error}); re-export it with `mlff deploy`") from error
@@ -97,6 +100,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         e3nn_version=extra.get("e3nn_version", ""),
         outputs=extra.get("outputs", "").split(),
         config=json.loads(extra.get("config.json", "{}")),
+        compiled=json.loads(extra.get(INFO_ENTRY, "{}")),
     )
 
 
@@ -113,10 +117,13 @@ class DeployedModel:
     model's device, outputs are float64.
     """
 
-    def __init__(self, module: torch.jit.ScriptModule, metadata: ModelMetadata, device: str):
+    def __init__(self, module: torch.jit.ScriptModule, metadata: ModelMetadata, device: str,
+                 compiled: Optional[CompiledPotential] = None):
         self.module = module
         self.metadata = metadata
         self.device = torch.device(device)
+        # the file's AOTInductor copy (mlff.deploy.compiled), run for calls without ghost atoms
+        self.compiled = compiled
 
     @property
     def species(self) -> list:
@@ -136,6 +143,8 @@ class DeployedModel:
         total_charge: float = 0.0,
     ) -> Dict[str, torch.Tensor]:
         n_local = positions.shape[0] if n_local is None else int(n_local)
+        if self.compiled is not None and n_local == positions.shape[0]:
+            return self.compiled(positions, edge_index, edge_shift, species)
         d = self.device
         args = [positions.to(d, torch.float64), edge_index.to(d, torch.int64), edge_shift.to(d, torch.float64),
                 species.to(d, torch.int64), n_local]
@@ -166,8 +175,53 @@ def check_device(device: str) -> torch.device:
     return dev
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> DeployedModel:
-    """Load an mlff model file (checked metadata first, then the TorchScript module)."""
+def _compiled_copy(path: str, metadata: ModelMetadata, device: str, compiled) -> Optional[CompiledPotential]:
+    """The file's compiled copy where it applies; None (``compiled="auto"``, with a warning when a
+    copy exists but cannot run here) or a ModelFileError (``compiled=True``) where it does not."""
+    if compiled not in (True, False, "auto"):
+        raise ValueError(f"compiled must be True, False or 'auto', got {compiled!r}")
+    if compiled is False:
+        return None
+    info = metadata.compiled
+    why = None
+    if not info:
+        why = "it carries no compiled copy (export it with `mlff deploy --compile`)"
+    elif torch.device(device).type != info.get("device", "cpu"):
+        why = f"its compiled copy is for the {info.get('device', 'cpu')}, not {device!r}"
+    elif info.get("torch_version") != torch.__version__:
+        why = (f"its compiled copy was built with torch {info.get('torch_version')}, this is torch "
+               f"{torch.__version__} (re-export it with `mlff deploy --compile` here)")
+    elif metadata.outputs:
+        why = "it has extra outputs, which the compiled copy does not compute"
+    if why is not None:
+        if compiled is True:
+            raise ModelFileError(f"{path!r} cannot run compiled: {why}; or load it with compiled=False")
+        if info:  # a copy the user asked for at export time but which cannot be used here
+            warnings.warn(f"{path!r}: running the TorchScript model: {why}", stacklevel=3)
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.split("/")[1:] == ["extra", PACKAGE_ENTRY])
+            package = archive.read(name)
+        return CompiledPotential.from_bytes(package, metadata.r_cut)
+    except (StopIteration, zipfile.BadZipFile, RuntimeError, OSError) as error:
+        if compiled is True:
+            raise ModelFileError(f"{path!r}: its compiled copy could not be loaded ({error}); "
+                                 "re-export it with `mlff deploy --compile` or load with compiled=False") from error
+        warnings.warn(f"{path!r}: running the TorchScript model: its compiled copy could not be loaded "
+                      f"({str(error).splitlines()[0] if str(error) else type(error).__name__})", stacklevel=3)
+        return None
+
+
+def load(path: str | os.PathLike, device: str = "cpu", compiled: bool | str = "auto") -> DeployedModel:
+    """Load an mlff model file (checked metadata first, then the TorchScript module).
+
+    ``compiled``: a file exported with ``mlff deploy --compile`` carries an AOTInductor copy of the
+    model, faster and leaner than TorchScript at every size measured (docs/performance.md).
+    ``"auto"`` (default) runs it for calls without ghost atoms when it fits this machine (CPU, the
+    same torch; a warning says why not), else the TorchScript model; ``True`` insists (an error says
+    why it cannot run); ``False`` always runs TorchScript.
+    """
     path = os.fspath(path)
     metadata = read_metadata(path)
     check_device(device)
@@ -182,7 +236,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> DeployedModel:
             f"this is torch {torch.__version__}: re-export the model or install a matching torch"
         ) from error
     module.eval()
-    return DeployedModel(module, metadata, device)
+    return DeployedModel(module, metadata, device, _compiled_copy(path, metadata, device, compiled))
 
 
 def model_from_file(path: str | os.PathLike, **config_overrides):

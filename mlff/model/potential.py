@@ -1,7 +1,7 @@
 """The conservative potential: atomic data in, energy and its derivatives (and optional tensor
 outputs) out."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from e3nn import o3
@@ -33,6 +33,15 @@ def _unreachable(name: str, irreps: o3.Irreps, available: o3.Irreps, config: Mod
         why = "more interaction layers are needed to build them: increase num_layers"
     return ValueError(f"output {name!r} ({irreps}) needs {missing} features, which this model cannot "
                       f"build (its last layer has {available}); {why}")
+
+
+def _graph_sum(values: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """Per-atom ``values`` ``[n, k]`` summed per structure ``[num_graphs, k]``; one structure is a
+    plain sum (Inductor's CPU code generation fails on a scatter into a one-row buffer)."""
+    if num_graphs == 1:
+        return values.sum(0, keepdim=True)
+    total = torch.zeros((num_graphs, values.shape[1]), dtype=values.dtype, device=values.device)
+    return total.index_add(0, batch, values)
 
 
 @compile_mode("script")
@@ -111,21 +120,25 @@ class Potential(nn.Module):
         edge_sh, edge_radial = self.edge_embedding(edge_vec)
 
         is_local = torch.ones(num_atoms, dtype=torch.bool, device=pos.device)
-        if keys.NUM_LOCAL_KEY in data:
+        center_hops: Optional[torch.Tensor] = None
+        if keys.NUM_LOCAL_KEY in data:  # without it, all atoms are local
             is_local = torch.arange(num_atoms, device=pos.device) < data[keys.NUM_LOCAL_KEY]
-        center_hops = self._center_hops(edge_index, is_local)
+            center_hops = self._center_hops(edge_index, is_local)
+
+        layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]] = None
+        if keys.DENSE_ROWS_KEY in data and center_hops is None:  # edges given sorted, with their layout
+            layout = (data[keys.DENSE_ROWS_KEY], data[keys.DENSE_SLOT_KEY], data[keys.DENSE_WIDTH_KEY].shape[0])
 
         attrs, x = self.embed(species)
         for index in range(self.num_layers):
             if center_hops is None:
-                x = self.interaction(index, x, attrs, edge_index, edge_sh, edge_radial)
+                x = self.interaction(index, x, attrs, edge_index, edge_sh, edge_radial, layout=layout)
             else:  # with ghosts, layer k only needs edges centred within (num_layers - 1 - k) hops
                 keep = center_hops <= self.num_layers - 1 - index
                 x = self.interaction(index, x, attrs, edge_index[:, keep], edge_sh[keep], edge_radial[keep])
         atomic_energy = self.atomic_energy(x, species).to(pos.dtype)
         atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
-        energy = torch.zeros(num_graphs, dtype=pos.dtype, device=pos.device)
-        energy = energy.index_add(0, batch, atomic_energy)
+        energy = _graph_sum(atomic_energy.unsqueeze(-1), batch, num_graphs).squeeze(-1)
 
         edge_grad: Optional[torch.Tensor] = None
         if energy.requires_grad:  # not without edges (isolated atoms) in a frozen model
@@ -156,8 +169,7 @@ class Potential(nn.Module):
                 atomic = charges.unsqueeze(-1) * pos + dipoles  # each atom's share of the dipole
             else:
                 out[keys.ATOMIC_PREFIX + name] = atomic
-            total = torch.zeros((num_graphs, atomic.shape[1]), dtype=pos.dtype, device=pos.device)
-            out[name] = total.index_add(0, batch, atomic)
+            out[name] = _graph_sum(atomic, batch, num_graphs)
         return out
 
     # The steps of ``forward``, also called one by one by engines that exchange the features of
@@ -177,15 +189,16 @@ class Potential(nn.Module):
         return self.sh(vec), self.radial(torch.linalg.norm(vec, dim=1))
 
     def interaction(self, index: int, x: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
-                    edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_out: int = -1) -> torch.Tensor:
+                    edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_out: int = -1,
+                    layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]] = None) -> torch.Tensor:
         """Interaction layer ``index``: new features of the first ``n_out`` atoms (all if < 0)
-        from the edges centred on them (sorted by centre)."""
+        from the edges centred on them (sorted by centre; ``layout`` as in :class:`Interaction`)."""
         if index < 0 or index >= self.num_layers:
             raise ValueError("mlff: interaction layer index out of range")
         out = x
         for i, layer in enumerate(self.layers):
             if i == index:
-                out = layer(x, attrs, edge_index, edge_sh, edge_radial, n_out)
+                out = layer(x, attrs, edge_index, edge_sh, edge_radial, n_out, layout)
         return out
 
     def atomic_energy(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:

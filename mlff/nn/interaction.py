@@ -1,6 +1,6 @@
 """Equivariant convolution (NequIP-style interaction block)."""
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from e3nn import o3
@@ -99,6 +99,9 @@ class Interaction(nn.Module):
         # the fused convolution implements the same layer (the TensorProduct holds no parameters)
         self.conv = FusedEdgeTensorProduct(self.tp)
         self.fused = tp_backend == "fused"
+        # the fused sum over a dense per-centre table (eager/TorchScript), or as messages and a
+        # scatter (for compilers: no data-dependent shapes); mlff.deploy.compiled switches it
+        self.dense_layout = True
         self.radial = RadialMLP([num_basis] + radial_layers * [radial_hidden] + [self.tp.weight_numel])
         self.linear_out = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
         self.self_connection = o3.FullyConnectedTensorProduct(
@@ -115,16 +118,24 @@ class Interaction(nn.Module):
         edge_sh: torch.Tensor,  # [E, irreps_sh]
         edge_radial: torch.Tensor,  # [E, num_basis]
         n_out: int = -1,
+        layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]] = None,
     ) -> torch.Tensor:  # [n_out, irreps_out]
         """New features of the first ``n_out`` atoms (all if ``n_out < 0``), whose edges must be
-        the only ones given (``edge_index[0] < n_out``); the others are neighbours only."""
+        the only ones given (``edge_index[0] < n_out``); the others are neighbours only.
+        ``layout``: the edges' dense per-centre layout ``(rows, slot, K)`` if known (else derived
+        from ``edge_index``, see :func:`~mlff.nn.tensor_product.dense_rows`)."""
         center, neighbour = edge_index[0], edge_index[1]
         if n_out < 0:
             n_out = x.shape[0]
         weights = self.radial(edge_radial)
         features = self.linear_in(x)
-        if self.fused:  # edges must be sorted by centre (Potential.forward sorts them)
-            rows, slot, k_max = dense_rows(center, n_out)
+        if self.fused and not self.dense_layout:
+            aggregated = self.conv.forward_scatter(features, edge_sh, weights, center, neighbour, n_out)
+        elif self.fused:  # edges must be sorted by centre (Potential.forward sorts them)
+            if layout is None:
+                rows, slot, k_max = dense_rows(center, n_out)
+            else:
+                rows, slot, k_max = layout
             aggregated = self.conv(features, edge_sh, weights, neighbour, rows, slot, k_max, n_out)
         else:
             messages = self.tp(features[neighbour], edge_sh, weights)

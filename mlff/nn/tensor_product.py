@@ -206,3 +206,41 @@ class FusedEdgeTensorProduct(nn.Module):
                     pieces.append(full[:, q, :, col:col + dim])
         dense_out = torch.cat([pieces[p].reshape(num_rows, -1) for p in self.output_order], dim=1)
         return _to_dense(dense_out, rows, num_out)
+
+    def forward_scatter(
+        self,
+        x: torch.Tensor,  # [n, irreps_in] node features
+        edge_sh: torch.Tensor,  # [E, irreps_sh]
+        weights: torch.Tensor,  # [E, weight_numel]
+        center: torch.Tensor,  # [E] atom each edge's message is summed into
+        neighbour: torch.Tensor,  # [E] source atom of each edge
+        num_out: int,
+    ) -> torch.Tensor:  # [num_out, irreps_out]
+        """The same sum as :meth:`forward`, as per-edge messages and one scatter: no dense
+        per-centre table, so no shape that depends on the values of ``center`` (what a compiler
+        that fuses the element-wise work wants; any edge order)."""
+        couplings = torch.split(edge_sh @ self.coupling.to(edge_sh.dtype), self.block_m_sizes, dim=1)
+        weight_blocks = torch.split(weights, self.block_w_sizes, dim=1)
+        x_blocks = torch.split(x, self.x_sizes, dim=1)
+        pieces: List[torch.Tensor] = []  # per path, in instruction order: [E, mul * d3]
+        for block in range(len(self.block_mul)):
+            mul, d1, num_paths = self.block_mul[block], self.block_d1[block], self.block_paths[block]
+            coupling = couplings[block].reshape(-1, 1, d1, coupling_width(couplings[block], d1))
+            first = self.block_first[block]
+            w = weight_blocks[block].reshape(-1, num_paths, mul, 1)
+            # [E, mul, d1, 1], channels-major as stored: no transposed copies (a transposed
+            # gather's backward is mis-compiled by Inductor's 2-D tiled CPU kernels, torch 2.13)
+            x_j = x_blocks[self.block_x[block]].reshape(-1, mul, d1).index_select(0, neighbour).unsqueeze(-1)
+            for q in range(num_paths):
+                col, dim = self.path_col[first + q], self.path_dim[first + q]
+                # [E, mul, dim] = w_e[q, u] sum_a x_j[e, u, a] M_e[a, col + k]
+                message = (x_j * coupling[:, :, :, col:col + dim]).sum(2) * w[:, q]
+                pieces.append(message.reshape(-1, mul * dim))
+        messages = torch.cat([pieces[p] for p in self.output_order], dim=1)
+        out = torch.zeros((num_out, self.out_dim), dtype=messages.dtype, device=messages.device)
+        return out.index_add(0, center, messages)
+
+
+def coupling_width(coupling: torch.Tensor, d1: int) -> int:
+    """Columns per input component of a block's coupling matrix ``[E, d1 * width]``."""
+    return coupling.shape[1] // d1

@@ -1,0 +1,238 @@
+"""A compiled (AOTInductor) copy of a potential, stored inside its model file.
+
+TorchScript runs a model as ~3000 small operations per energy + forces call, each through the
+interpreter and autograd: on a molecule or a cell of a few dozen atoms that overhead, not the
+arithmetic, is the call. ``mlff deploy --compile`` also traces the energy *and its gradient*
+into one graph (``make_fx`` unfolds ``autograd.grad``, the way NequIP compiles), exports it with
+the numbers of atoms, edges, rows and neighbours as dynamic dimensions, and compiles it ahead of
+time with Inductor into a C++ shared library (``torch._inductor.aoti_compile_and_package``).
+Element-wise work is fused into loops, intermediates are freed as soon as they are dead, and
+there is no interpreter. The package is stored in the TorchScript file as the extra file
+``compiled.pt2`` with a description in ``compiled.json``, so the file stays one self-describing
+file: engines that do not use it (the LAMMPS plugin) run the TorchScript code as before.
+
+The compiled graph is the same :class:`~mlff.model.Potential` code (one model definition), with
+two inputs computed outside it because a graph for a compiler cannot derive shapes from values:
+the edges sorted by centre and their dense per-centre layout (:func:`~mlff.nn.tensor_product.dense_rows`).
+Two padding atoms with four edges longer than the cutoff are appended to every call, so the
+dynamic dimensions never fall below 2 (a compiled graph specialises sizes 0 and 1); such edges
+contribute exactly zero (the cutoff envelope and its derivative vanish there), and the padding
+atoms' own outputs are cut off.
+
+Limits, each with a fall back to TorchScript in :func:`mlff.load` (``compiled="auto"``) or a
+clear error (``compiled=True``): CPU only, the torch version that compiled it, all atoms local
+(no ghosts), models without extra output heads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import keys
+
+PACKAGE_ENTRY = "compiled.pt2"  # extra file of the TorchScript archive: the AOTInductor package
+INFO_ENTRY = "compiled.json"  # extra file: what the package was compiled with
+OUTPUTS = (keys.ENERGY_KEY, keys.ATOMIC_ENERGY_KEY, keys.FORCES_KEY, keys.VIRIAL_KEY, keys.ATOMIC_VIRIAL_KEY)
+_PAD_ATOMS = 2
+
+
+class CompileError(RuntimeError):
+    """The model cannot be compiled here (no C++ compiler, unsupported model or torch)."""
+
+
+class _Entry(nn.Module):
+    """Flat tensors in, the five standard outputs out: the signature that is traced."""
+
+    def __init__(self, potential: nn.Module):
+        super().__init__()
+        self.potential = potential
+
+    def forward(self, positions, edge_index, edge_shift, species, rows, slot, width):
+        data = {
+            keys.POSITIONS_KEY: positions,
+            keys.SPECIES_KEY: species,
+            keys.EDGE_INDEX_KEY: edge_index,
+            keys.EDGE_SHIFT_KEY: edge_shift,
+            keys.BATCH_KEY: torch.zeros_like(species),
+            keys.PTR_KEY: torch.tensor([0, 1], dtype=torch.int64),
+            keys.DENSE_ROWS_KEY: rows,
+            keys.DENSE_SLOT_KEY: slot,
+            keys.DENSE_WIDTH_KEY: width,
+        }
+        out = self.potential(data)
+        return tuple(out[name] for name in OUTPUTS)
+
+
+def compile_inputs(positions: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
+                   species: torch.Tensor, r_cut: float) -> List[torch.Tensor]:
+    """The compiled graph's inputs for one structure: padding atoms and edges appended, edges
+    sorted by centre, their dense layout, all on the CPU in the boundary dtypes."""
+    from ..nn.tensor_product import dense_rows
+
+    n = positions.shape[0]
+    far = 3.0 * float(r_cut)  # padding edges: longer than the cutoff, so exactly zero
+    pad_index = torch.tensor([[n, n, n + 1, n + 1], [n + 1, n + 1, n, n]], dtype=torch.int64)
+    pad_shift = torch.tensor([[far, 0.0, 0.0], [0.0, far, 0.0], [-far, 0.0, 0.0], [0.0, -far, 0.0]],
+                             dtype=torch.float64)
+    positions = torch.cat([positions.to(torch.float64), torch.zeros((_PAD_ATOMS, 3), dtype=torch.float64)])
+    species = torch.cat([species.to(torch.int64), torch.zeros(_PAD_ATOMS, dtype=torch.int64)])
+    edge_index = edge_index.to(torch.int64)
+    order = torch.argsort(edge_index[0], stable=True)
+    edge_index = torch.cat([edge_index[:, order], pad_index], dim=1)
+    edge_shift = torch.cat([edge_shift.to(torch.float64)[order], pad_shift])
+    rows, slot, k_max = dense_rows(edge_index[0], n + _PAD_ATOMS)
+    width = torch.empty(k_max, dtype=torch.int8)  # only its length is read
+    return [positions, edge_index, edge_shift, species, rows, slot, width]
+
+
+def _example(potential) -> List[torch.Tensor]:
+    """A small cluster of all the model's species on a jittered grid, for tracing."""
+    r_cut = float(potential.r_cut)
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)[:13]
+    positions = grid * (0.45 * r_cut) + rng.normal(0.0, 0.05 * r_cut, size=grid.shape)
+    n = positions.shape[0]
+    species = np.arange(n) % len(potential.species)
+    diff = positions[None, :, :] - positions[:, None, :]
+    dist = np.linalg.norm(diff, axis=-1)
+    center, neighbour = np.nonzero((dist < r_cut) & ~np.eye(n, dtype=bool))
+    edge_index = torch.tensor(np.stack([center, neighbour]), dtype=torch.int64)
+    return compile_inputs(torch.tensor(positions), edge_index, torch.zeros((edge_index.shape[1], 3), dtype=torch.float64),
+                          torch.tensor(species), r_cut)
+
+
+@contextlib.contextmanager
+def _tracing_settings():
+    """``use_duck_shape = False``: dimensions of equal size in the example stay independent
+    symbols. Deterministic algorithms while compiling: Inductor then leaves scatter-adds (the
+    force backward of the neighbour gather) to ATen instead of generating atomic adds, which are
+    slower here and which torch 2.13 mis-compiles for transposed tiles."""
+    import torch.fx.experimental._config as fx_config
+
+    duck, deterministic = fx_config.use_duck_shape, torch.are_deterministic_algorithms_enabled()
+    fx_config.use_duck_shape = False
+    torch.use_deterministic_algorithms(True)
+    try:
+        with warnings.catch_warnings():  # torch's own deprecations inside tracing: not the user's to fix
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        fx_config.use_duck_shape = duck
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def compile_package(potential, directory: str) -> bytes:
+    """Trace, export and AOT-compile ``potential`` (an eval-mode, frozen copy is made) for the CPU;
+    returns the bytes of the ``.pt2`` package. Needs a C++ compiler (g++), about a minute."""
+    import copy
+
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    if potential.graph_outputs:
+        raise CompileError(f"compiling models with extra outputs ({potential.graph_outputs}) is not "
+                           "supported; deploy without --compile")
+    frozen = copy.deepcopy(potential).eval().to("cpu")
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    for layer in frozen.layers:
+        if not layer.fused:
+            raise CompileError("compiling needs the fused convolution (tp_backend='fused')")
+    entry = _Entry(frozen)
+    example = _example(frozen)
+    with _tracing_settings():
+        graph = make_fx(entry, tracing_mode="symbolic", _allow_non_fake_inputs=True,
+                        _error_on_data_dependent_ops=True)(*example)
+        dim = torch.export.Dim
+        atoms, edges, rows, width = (dim("num_atoms", min=2), dim("num_edges", min=2), dim("num_rows", min=2),
+                                     dim("max_neighbours", min=2))
+        exported = torch.export.export(graph, tuple(example), dynamic_shapes=(
+            {0: atoms}, {1: edges}, {0: edges}, {0: atoms}, {0: rows}, {0: edges}, {0: width}))
+        path = os.path.join(directory, "model.pt2")
+        try:
+            torch._inductor.aoti_compile_and_package(exported, package_path=path)
+        except Exception as error:  # noqa: BLE001 - Inductor raises many kinds
+            hint = "" if shutil.which("g++") or shutil.which("c++") else "no C++ compiler (g++) is on PATH; "
+            raise CompileError(f"AOTInductor compilation failed ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else ''}); {hint}"
+                               "deploy without --compile") from error
+    # the compiled graph must reproduce the model it was traced from
+    compiled = CompiledPotential.from_file(path, float(frozen.r_cut))
+    n = example[0].shape[0] - _PAD_ATOMS
+    got = compiled(example[0][:n], example[1][:, :-4], example[2][:-4], example[3][:n])
+    want = [value.detach() for value in entry(*example)]
+    tol = 1e-8 if frozen.config.dtype == "float64" else 1e-3
+    want = dict(zip(OUTPUTS, want))
+    want[keys.ENERGY_KEY] = want[keys.ATOMIC_ENERGY_KEY][:n].sum(0, keepdim=True)  # without the padding
+    for name, value in want.items():
+        ref = value[0] if name in (keys.ENERGY_KEY, keys.VIRIAL_KEY) else value[:n]
+        err = float((got[name] - ref).abs().max())
+        if not err <= tol * max(1.0, float(ref.abs().max())):
+            raise CompileError(f"the compiled model differs from the model in {name} by {err:.3g}; "
+                               "deploy without --compile")
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def compiled_extra_files(potential) -> Dict[str, bytes]:
+    """The extra files that carry a compiled copy of ``potential`` inside its model file."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mlff_compile_") as directory:
+        package = compile_package(potential, directory)
+    info = {"torch_version": torch.__version__, "device": "cpu", "outputs": list(OUTPUTS),
+            "compile_seconds": round(time.perf_counter() - start, 1)}
+    return {PACKAGE_ENTRY: package, INFO_ENTRY: json.dumps(info).encode()}
+
+
+class CompiledPotential:
+    """Runs a compiled package with the engine contract of one structure, all atoms local:
+    ``(positions, edge_index, edge_shift, species) -> {energy, atomic_energy, forces, virial,
+    atomic_virial}``, float64."""
+
+    def __init__(self, runner, r_cut: float):
+        self.runner = runner
+        self.r_cut = float(r_cut)
+
+    @classmethod
+    def from_file(cls, path: str, r_cut: float) -> "CompiledPotential":
+        return cls(torch._inductor.aoti_load_package(path), r_cut)
+
+    @classmethod
+    def from_bytes(cls, package: bytes, r_cut: float) -> "CompiledPotential":
+        with tempfile.TemporaryDirectory(prefix="mlff_aoti_") as directory:
+            path = os.path.join(directory, "model.pt2")
+            with open(path, "wb") as handle:
+                handle.write(package)
+            return cls.from_file(path, r_cut)  # the loader keeps what it needs in memory
+
+    def __call__(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
+                 species: torch.Tensor) -> Dict[str, torch.Tensor]:
+        n = positions.shape[0]
+        inputs = compile_inputs(positions.cpu(), edge_index.cpu(), edge_shift.cpu(), species.cpu(), self.r_cut)
+        energy, atomic_energy, forces, virial, atomic_virial = self.runner(*inputs)
+        atomic_energy = atomic_energy[:n].to(torch.float64)
+        return {
+            keys.ENERGY_KEY: atomic_energy.sum(),  # without the padding atoms' energies
+            keys.ATOMIC_ENERGY_KEY: atomic_energy,
+            keys.FORCES_KEY: forces[:n].to(torch.float64),
+            keys.VIRIAL_KEY: virial[0].to(torch.float64),
+            keys.ATOMIC_VIRIAL_KEY: atomic_virial[:n].to(torch.float64),
+        }
+
+
+def read_compiled(extra: Dict[str, bytes]) -> Optional[dict]:
+    """The ``compiled.json`` description, or None if the file carries no compiled copy."""
+    if INFO_ENTRY not in extra:
+        return None
+    return json.loads(io.BytesIO(extra[INFO_ENTRY]).read().decode())
