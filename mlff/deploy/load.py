@@ -196,7 +196,9 @@ def _compiled_copy(path: str, metadata: ModelMetadata, device: str, compiled) ->
     if why is not None:
         if compiled is True:
             raise ModelFileError(f"{path!r} cannot run compiled: {why}; or load it with compiled=False")
-        if info:  # a copy the user asked for at export time but which cannot be used here
+        # a copy made at export time that cannot run here: say why, except on a GPU, where the
+        # TorchScript model is the expected path
+        if info and torch.device(device).type == info.get("device", "cpu"):
             warnings.warn(f"{path!r}: running the TorchScript model: {why}", stacklevel=3)
         return None
     try:

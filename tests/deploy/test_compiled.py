@@ -143,6 +143,9 @@ def test_cuda_device_does_not_use_the_cpu_copy(files):
     meta = mlff.read_metadata(files[1])
     with pytest.raises(ModelFileError, match="compiled copy is for the cpu"):
         _compiled_copy(str(files[1]), meta, "cuda", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # on a GPU the TorchScript model is the expected path: no warning
+        assert _compiled_copy(str(files[1]), meta, "cuda", "auto") is None
 
 
 def test_models_with_extra_outputs_are_refused(tmp_path):
