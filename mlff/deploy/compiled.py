@@ -27,14 +27,13 @@ clear error (``compiled=True``): CPU only, the torch version that compiled it, a
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
 import tempfile
 import time
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -230,9 +229,3 @@ class CompiledPotential:
             keys.ATOMIC_VIRIAL_KEY: atomic_virial[:n].to(torch.float64),
         }
 
-
-def read_compiled(extra: Dict[str, bytes]) -> Optional[dict]:
-    """The ``compiled.json`` description, or None if the file carries no compiled copy."""
-    if INFO_ENTRY not in extra:
-        return None
-    return json.loads(io.BytesIO(extra[INFO_ENTRY]).read().decode())
