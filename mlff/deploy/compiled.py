@@ -228,4 +228,3 @@ class CompiledPotential:
             keys.VIRIAL_KEY: virial[0].to(torch.float64),
             keys.ATOMIC_VIRIAL_KEY: atomic_virial[:n].to(torch.float64),
         }
-

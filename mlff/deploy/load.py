@@ -219,7 +219,8 @@ def load(path: str | os.PathLike, device: str = "cpu", compiled: bool | str = "a
     """Load an mlff model file (checked metadata first, then the TorchScript module).
 
     ``compiled``: a file exported with ``mlff deploy --compile`` carries an AOTInductor copy of the
-    model, faster and leaner than TorchScript at every size measured (docs/performance.md).
+    model: with half the memory, faster than TorchScript up to ~1000 atoms and level beyond
+    (docs/performance.md).
     ``"auto"`` (default) runs it for calls without ghost atoms when it fits this machine (CPU, the
     same torch; a warning says why not), else the TorchScript model; ``True`` insists (an error says
     why it cannot run); ``False`` always runs TorchScript.

@@ -99,9 +99,6 @@ class Interaction(nn.Module):
         # the fused convolution implements the same layer (the TensorProduct holds no parameters)
         self.conv = FusedEdgeTensorProduct(self.tp)
         self.fused = tp_backend == "fused"
-        # the fused sum over a dense per-centre table (eager/TorchScript), or as messages and a
-        # scatter (for compilers: no data-dependent shapes); mlff.deploy.compiled switches it
-        self.dense_layout = True
         self.radial = RadialMLP([num_basis] + radial_layers * [radial_hidden] + [self.tp.weight_numel])
         self.linear_out = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
         self.self_connection = o3.FullyConnectedTensorProduct(
@@ -129,9 +126,7 @@ class Interaction(nn.Module):
             n_out = x.shape[0]
         weights = self.radial(edge_radial)
         features = self.linear_in(x)
-        if self.fused and not self.dense_layout:
-            aggregated = self.conv.forward_scatter(features, edge_sh, weights, center, neighbour, n_out)
-        elif self.fused:  # edges must be sorted by centre (Potential.forward sorts them)
+        if self.fused:  # edges must be sorted by centre (Potential.forward sorts them)
             if layout is None:
                 rows, slot, k_max = dense_rows(center, n_out)
             else:
