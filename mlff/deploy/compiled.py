@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..data import keys
+from .contract import check_engine_inputs
 
 PACKAGE_ENTRY = "compiled.pt2"  # extra file of the TorchScript archive: the AOTInductor package
 INFO_ENTRY = "compiled.json"  # extra file: what the package was compiled with
@@ -167,7 +168,7 @@ def compile_package(potential, directory: str) -> bytes:
                                f"{str(error).splitlines()[0] if str(error) else ''}); {hint}"
                                "deploy without --compile") from error
     # the compiled graph must reproduce the model it was traced from
-    compiled = CompiledPotential.from_file(path, float(frozen.r_cut))
+    compiled = CompiledPotential.from_file(path, float(frozen.r_cut), len(frozen.species))
     n = example[0].shape[0] - _PAD_ATOMS
     got = compiled(example[0][:n], example[1][:, :-4], example[2][:-4], example[3][:n])
     want = [value.detach() for value in entry(*example)]
@@ -199,25 +200,28 @@ class CompiledPotential:
     ``(positions, edge_index, edge_shift, species) -> {energy, atomic_energy, forces, virial,
     atomic_virial}``, float64."""
 
-    def __init__(self, runner, r_cut: float):
+    def __init__(self, runner, r_cut: float, num_species: int):
         self.runner = runner
         self.r_cut = float(r_cut)
+        self.num_species = int(num_species)
 
     @classmethod
-    def from_file(cls, path: str, r_cut: float) -> "CompiledPotential":
-        return cls(torch._inductor.aoti_load_package(path), r_cut)
+    def from_file(cls, path: str, r_cut: float, num_species: int) -> "CompiledPotential":
+        return cls(torch._inductor.aoti_load_package(path), r_cut, num_species)
 
     @classmethod
-    def from_bytes(cls, package: bytes, r_cut: float) -> "CompiledPotential":
+    def from_bytes(cls, package: bytes, r_cut: float, num_species: int) -> "CompiledPotential":
         with tempfile.TemporaryDirectory(prefix="mlff_aoti_") as directory:
             path = os.path.join(directory, "model.pt2")
             with open(path, "wb") as handle:
                 handle.write(package)
-            return cls.from_file(path, r_cut)  # the loader keeps what it needs in memory
+            return cls.from_file(path, r_cut, num_species)  # the loader keeps what it needs in memory
 
     def __call__(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
                  species: torch.Tensor) -> Dict[str, torch.Tensor]:
         n = positions.shape[0]
+        # the checks of the scripted model: a compiled kernel does not bounds-check its indices
+        check_engine_inputs(positions, edge_index, edge_shift, species, n, self.num_species)
         inputs = compile_inputs(positions.cpu(), edge_index.cpu(), edge_shift.cpu(), species.cpu(), self.r_cut)
         energy, atomic_energy, forces, virial, atomic_virial = self.runner(*inputs)
         atomic_energy = atomic_energy[:n].to(torch.float64)

@@ -34,6 +34,7 @@ from .. import __version__
 from ..data import keys
 from ..model import Potential
 from ..nn.grad import edge_gradient_outputs
+from .contract import check_engine_inputs
 
 FORMAT_VERSION = 1
 UNITS = {"energy_unit": "eV", "length_unit": "Angstrom"}
@@ -74,18 +75,7 @@ class DeployedPotential(nn.Module):
         total_charge: float = 0.0,
     ) -> Dict[str, torch.Tensor]:
         n = positions.shape[0]
-        if positions.dim() != 2 or positions.shape[1] != 3:
-            raise ValueError("mlff: positions must have shape (n, 3)")
-        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-            raise ValueError("mlff: edge_index must have shape (2, E)")
-        if edge_shift.shape[0] != edge_index.shape[1] or edge_shift.shape[1] != 3:
-            raise ValueError("mlff: edge_shift must have shape (E, 3), one row per edge")
-        if species.shape[0] != n:
-            raise ValueError("mlff: species must have one entry per atom")
-        if n_local < 0 or n_local > n:
-            raise ValueError("mlff: n_local must lie in [0, number of atoms]")
-        if n > 0 and (int(species.min()) < 0 or int(species.max()) >= self.num_species):
-            raise ValueError("mlff: species index out of range for this model")
+        check_engine_inputs(positions, edge_index, edge_shift, species, n_local, self.num_species)
         data = {
             keys.POSITIONS_KEY: positions.to(torch.float64),
             keys.SPECIES_KEY: species.to(torch.int64),

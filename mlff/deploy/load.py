@@ -205,7 +205,7 @@ def _compiled_copy(path: str, metadata: ModelMetadata, device: str, compiled) ->
         with zipfile.ZipFile(path) as archive:
             name = next(n for n in archive.namelist() if n.split("/")[1:] == ["extra", PACKAGE_ENTRY])
             package = archive.read(name)
-        return CompiledPotential.from_bytes(package, metadata.r_cut)
+        return CompiledPotential.from_bytes(package, metadata.r_cut, len(metadata.species))
     except (StopIteration, zipfile.BadZipFile, RuntimeError, OSError) as error:
         if compiled is True:
             raise ModelFileError(f"{path!r}: its compiled copy could not be loaded ({error}); "

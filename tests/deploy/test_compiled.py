@@ -106,6 +106,25 @@ def test_compiled_is_equivariant_and_conservative(files):
     np.testing.assert_allclose(evaluate(atoms)["forces"], fd, atol=1e-7)
 
 
+@pytest.mark.parametrize("which", ["plain", "compiled"])
+def test_bad_input_is_the_same_error_on_both_paths(files, which):
+    """The compiled copy checks its input like the scripted model (its kernels do not bounds-check
+    indices: a wrong species or atom index must not read out of bounds)."""
+    deployed = mlff.load(files[which == "compiled"])
+    assert (deployed.compiled is not None) == (which == "compiled")
+    pos = torch.tensor([[0.0, 0.0, 0.0], [1.5, 0.0, 0.0]], dtype=torch.float64)
+    edges, shift, species = torch.tensor([[0, 1], [1, 0]]), torch.zeros(2, 3, dtype=torch.float64), torch.tensor([0, 1])
+    assert torch.isfinite(deployed(pos, edges, shift, species)["energy"])
+    with pytest.raises(Exception, match="species index out of range"):
+        deployed(pos, edges, shift, torch.tensor([0, len(SPECIES)]))
+    with pytest.raises(Exception, match="edge_index refers to atoms outside"):
+        deployed(pos, torch.tensor([[0, 1], [1, 2]]), shift, species)
+    with pytest.raises(Exception, match="edge_shift must have shape"):
+        deployed(pos, edges, torch.zeros(3, 3, dtype=torch.float64), species)
+    with pytest.raises(Exception, match="positions must have shape"):
+        deployed(pos[:, :2], edges, shift, species)
+
+
 def test_ghost_atoms_run_torchscript(files):
     """The compiled copy has no ghosts: calls with n_local < n take the TorchScript model."""
     plain, compiled = files
