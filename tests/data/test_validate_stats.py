@@ -52,7 +52,7 @@ def test_force_rms_and_neighbours():
     assert average_num_neighbors([dimer], 3.0) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("name", ["cu_emt", "ethanol_xtb", "water_pyscf", "al_gpaw"])
+@pytest.mark.parametrize("name", ["cu_emt", "ethanol_xtb", "water_pyscf", "al_gpaw", "almgsi_gpaw"])
 def test_shipped_datasets_are_valid(name):
     """Every committed reference set reads with its labels and passes the training checks."""
     from pathlib import Path
@@ -67,3 +67,8 @@ def test_shipped_datasets_are_valid(name):
     if name == "al_gpaw":
         assert len(frames) == 336 and species == ["Al"]
         assert all(f.stress is not None for f in frames)  # periodic in all directions, slabs included
+    if name == "almgsi_gpaw":
+        assert len(frames) == 300 and species == ["Al", "Mg", "Si"]
+        assert all(f.stress is not None for f in frames)
+        kinds = {f.atoms.info["config_type"] for f in frames}
+        assert {"mg2si", "vacancy", "slab111", "si_slab100", "hcp_mg"} <= kinds

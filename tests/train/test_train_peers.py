@@ -25,3 +25,19 @@ def test_train_peers_times_mlff(tmp_path):
     # s/epoch, frames/s, atoms/s, start-up s: numbers (their size is noise at 6 frames: not checked)
     assert len([float(v) for v in row[0].split()[1:5]]) == 4
     assert os.path.exists(tmp_path / "runs" / "mlff_2" / "model.pt")  # the longer run trained and deployed
+
+
+def test_fit_peers_scores_mlff(tmp_path):
+    """benchmarks/fit_peers.py (accuracy at a wall-time budget): the mlff row trains for its budget
+    on a split of a shipped DFT set and is scored on the held-out frames."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "fit_peers.py"), "--data",
+         os.path.join(ROOT, "datasets", "almgsi_gpaw.extxyz"), "--budget", "8s", "--test", "5", "--valid", "4",
+         "--tools", "mlff_defaults", "--parallel", "1", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = [line for line in result.stdout.splitlines() if line.startswith("mlff_defaults")]
+    assert len(row) == 1 and "failed" not in row[0], result.stdout
+    epochs, energy, forces, stress = (float(v) for v in row[0].split()[1:5])
+    assert epochs >= 1 and all(0.0 < v < 1e4 for v in (energy, forces, stress))
+    assert len(read(tmp_path / "test.extxyz", ":")) == 5 and len(read(tmp_path / "train.extxyz", ":")) == 291
