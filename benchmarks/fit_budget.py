@@ -22,6 +22,13 @@ import yaml
 from ase.io import read, write
 
 
+def split_frames(frames, n_test, n_valid):
+    """The seeded split of the budget benchmarks (also ``fit_peers.py``): (train, valid, test)."""
+    order = np.random.default_rng(0).permutation(len(frames))
+    test, valid, train = order[:n_test], order[n_test:n_test + n_valid], order[n_test + n_valid:]
+    return [frames[i] for i in train], [frames[i] for i in valid], [frames[i] for i in test]
+
+
 def parse_variant(words):
     name = words[0] if words and "=" not in words[0] else None
     options, model = {}, {}
@@ -48,11 +55,7 @@ def main():
     from mlff.data.readers import LabelKeys, read_frames
     from mlff.evaluation import error_metrics, predict_frames
 
-    frames = read(args.data, ":")
-    order = np.random.default_rng(0).permutation(len(frames))
-    test = [frames[i] for i in order[:args.test]]
-    valid = [frames[i] for i in order[args.test:args.test + args.valid]]
-    train = [frames[i] for i in order[args.test + args.valid:]]
+    train, valid, test = split_frames(read(args.data, ":"), args.test, args.valid)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mlff-fit-"))
     workdir.mkdir(parents=True, exist_ok=True)
     for name, subset in (("train", train), ("valid", valid), ("test", test)):

@@ -17,15 +17,15 @@ per direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV (energies 
 extrapolated free energies at zero smearing that GPAW reports), no symmetry (rattled cells).
 """
 
-import argparse
 import os
 import sys
-import time
 
 import numpy as np
 from ase.build import bulk, fcc100, fcc111
-from ase.calculators.calculator import kptdensity2monkhorstpack
-from ase.io import read, write
+
+from gpaw_labels import generate, strain_and_rattle  # datasets/gpaw_labels.py (this script's folder is on sys.path)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 A_FCC = 4.04  # PBE lattice constant of Al, Å
 KINDS = ["fcc", "bcc", "hcp", "sc", "diamond", "fcc_supercell", "vacancy", "slab100", "slab111", "dimer_chain"]
@@ -59,59 +59,11 @@ def structure(index: int):
     else:  # a compressed or stretched chain of dimers in a small box: unusual coordination
         atoms = bulk("Al", "sc", a=2.6 * a_scale).repeat((1, 1, 2))
         atoms.set_cell(np.diag([4.5, 4.5, atoms.cell[2, 2]]) * rng.uniform(0.9, 1.1), scale_atoms=False)
-    if not kind.startswith("slab"):
-        strain = np.eye(3) + 0.025 * rng.standard_normal((3, 3))
-        atoms.set_cell(atoms.cell.array @ (0.5 * (strain + strain.T)), scale_atoms=True)
-    atoms.positions += rng.normal(0.0, rng.uniform(0.0, 0.15), atoms.positions.shape)
-    atoms.wrap()
-    return atoms, kind
-
-
-def label(atoms, kind):
-    from gpaw import GPAW, PW, FermiDirac
-
-    kpts = kptdensity2monkhorstpack(atoms, kptdensity=2.5, even=False)
-    if kind.startswith("slab"):
-        kpts[2] = 1
-    atoms.calc = GPAW(mode=PW(300), xc="PBE", kpts=[int(k) for k in kpts], occupations=FermiDirac(0.1),
-                      symmetry="off", txt=None)
-    out = atoms.copy()
-    out.info["energy"] = atoms.get_potential_energy()
-    out.arrays["forces"] = atoms.get_forces()
-    out.info["stress"] = atoms.get_stress(voigt=False)
-    out.info["config_type"] = kind
-    return out
-
-
-def _one(index):
-    atoms, kind = structure(index)
-    start = time.time()
-    out = label(atoms, kind)
-    out.info["index"] = index
-    return index, out, time.time() - start
+    return strain_and_rattle(atoms, rng, strain="slab" not in kind), kind
 
 
 def main(argv=None):
-    here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=336, help="frames in the file (the committed set has 336)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--out", default=os.path.join(here, "al_gpaw.extxyz"))
-    args = parser.parse_args(argv)
-    done = len(read(args.out, ":")) if os.path.exists(args.out) else 0
-    todo = list(range(done, args.frames))
-    print(f"{done} frames in {args.out}; labelling {len(todo)} more", flush=True)
-    if args.workers > 1:
-        from multiprocessing import Pool
-
-        pool = Pool(args.workers)
-        results = pool.imap(_one, todo)  # in index order: the file stays ordered and resumable
-    else:
-        results = map(_one, todo)
-    for index, out, seconds in results:
-        write(args.out, out, append=True)
-        print(f"frame {index} {out.info['config_type']} ({len(out)} atoms): {seconds:.1f} s", flush=True)
-    return 0
+    return generate(structure, __doc__.splitlines()[0], os.path.join(HERE, "al_gpaw.extxyz"), 336, argv=argv)
 
 
 if __name__ == "__main__":

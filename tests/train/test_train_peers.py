@@ -38,6 +38,6 @@ def test_fit_peers_scores_mlff(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     row = [line for line in result.stdout.splitlines() if line.startswith("mlff_defaults")]
     assert len(row) == 1 and "failed" not in row[0], result.stdout
-    epochs, energy, forces, stress = (float(v) for v in row[0].split()[1:5])
-    assert epochs >= 1 and all(0.0 < v < 1e4 for v in (energy, forces, stress))
+    best_epoch, energy, forces, stress = (float(v) for v in row[0].split()[1:5])
+    assert best_epoch >= 0 and all(0.0 < v < 1e4 for v in (energy, forces, stress))
     assert len(read(tmp_path / "test.extxyz", ":")) == 5 and len(read(tmp_path / "train.extxyz", ":")) == 291

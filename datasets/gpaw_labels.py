@@ -1,0 +1,87 @@
+"""Shared by the GPAW generators (``generate_al_gpaw.py``, ``generate_almgsi_gpaw.py``): label a
+structure with periodic PBE (energy, forces, stress) and the resumable, ordered driver that writes
+the frames. Runs under the system Python with Debian's GPAW.
+
+Settings: PBE, plane waves 300 eV, Monkhorst-Pack k-points of density 2.5 per Å^-1 (at least 1 per
+direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV (energies are the extrapolated
+free energies at zero smearing that GPAW reports), no symmetry (rattled cells).
+"""
+
+import argparse
+import functools
+import os
+import time
+
+import numpy as np
+from ase.calculators.calculator import kptdensity2monkhorstpack
+from ase.io import read, write
+
+
+def strain_and_rattle(atoms, rng, strain=True):
+    """A random symmetric strain of about 2.5 % (unless ``strain`` is false: slabs), then a rattle
+    of a random amplitude up to 0.15 Å, wrapped into the cell (draws from ``rng`` in this order)."""
+    if strain:
+        matrix = np.eye(3) + 0.025 * rng.standard_normal((3, 3))
+        atoms.set_cell(atoms.cell.array @ (0.5 * (matrix + matrix.T)), scale_atoms=True)
+    atoms.positions += rng.normal(0.0, rng.uniform(0.0, 0.15), atoms.positions.shape)
+    atoms.wrap()
+    return atoms
+
+
+def label(atoms, kind, setups=None):
+    """``atoms`` with GPAW's energy, forces and stress as extxyz labels and ``config_type=kind``."""
+    from gpaw import GPAW, PW, FermiDirac
+
+    kpts = kptdensity2monkhorstpack(atoms, kptdensity=2.5, even=False)
+    if "slab" in kind:
+        kpts[2] = 1
+    extra = {"setups": setups} if setups else {}  # e.g. {"Mg": "2"}: Mg's 2-electron setup
+    atoms.calc = GPAW(mode=PW(300), xc="PBE", kpts=[int(k) for k in kpts], occupations=FermiDirac(0.1),
+                      symmetry="off", txt=None, **extra)
+    out = atoms.copy()
+    out.info.pop("adsorbate_info", None)  # ase.build's slab metadata, not a label
+    out.info["energy"] = atoms.get_potential_energy()
+    out.arrays["forces"] = atoms.get_forces()
+    out.info["stress"] = atoms.get_stress(voigt=False)
+    out.info["config_type"] = kind
+    return out
+
+
+def _one(structure, setups, index):
+    atoms, kind = structure(index)
+    start = time.time()
+    out = label(atoms, kind, setups)
+    out.info["index"] = index
+    return index, out, time.time() - start
+
+
+def generate(structure, description, default_out, default_frames, setups=None, argv=None):
+    """The command line of a generator: frame ``i`` is ``structure(i)`` (deterministic), labelled
+    and appended in index order, so an interrupted run resumes where the file ends."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--frames", type=int, default=default_frames,
+                        help=f"frames in the file (the committed set has {default_frames})")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", default=default_out)
+    parser.add_argument("--dry-run", action="store_true", help="print the structures without labelling them")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        for index in range(args.frames):
+            atoms, kind = structure(index)
+            print(index, kind, atoms.get_chemical_formula(), f"{atoms.get_volume() / len(atoms):.1f} Å^3/atom")
+        return 0
+    done = len(read(args.out, ":")) if os.path.exists(args.out) else 0
+    todo = list(range(done, args.frames))
+    print(f"{done} frames in {args.out}; labelling {len(todo)} more", flush=True)
+    work = functools.partial(_one, structure, setups)
+    if args.workers > 1:
+        from multiprocessing import Pool
+
+        pool = Pool(args.workers)
+        results = pool.imap(work, todo)  # in index order: the file stays ordered and resumable
+    else:
+        results = map(work, todo)
+    for index, out, seconds in results:
+        write(args.out, out, append=True)
+        print(f"frame {index} {out.info['config_type']} {out.get_chemical_formula()}: {seconds:.1f} s", flush=True)
+    return 0
