@@ -169,7 +169,9 @@ def run(command, log, cores, threads, ok=(0,)):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     pinned = ["taskset", "-c", ",".join(map(str, cores))] + list(command)
     with open(log, "w") as handle:
-        code = subprocess.run(pinned, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+        # in the work folder: lightning writes lightning_logs/ into the current directory
+        code = subprocess.run(pinned, env=env, cwd=Path(log).parent, stdout=handle,
+                              stderr=subprocess.STDOUT).returncode
     if code not in ok:
         tail = " | ".join(Path(log).read_text().strip().splitlines()[-3:])
         raise RuntimeError(f"{command[0]} exited {code}: {tail}")
