@@ -30,8 +30,10 @@ class TrainConfig:
     species: Optional[List[str]] = None
     E0: Optional[Dict[str, float]] = None
     min_distance: float = 0.5
-    # model: a preset name and/or ModelConfig fields
-    model: Dict[str, Any] = field(default_factory=lambda: {"preset": "small"})
+    # model: a preset name and/or ModelConfig fields. Without the key: the medium preset in float32,
+    # the most accurate of the presets at a fixed wall time (docs/training.md); a given mapping
+    # replaces it (ModelConfig's own defaults, float64, fill what it leaves out)
+    model: Dict[str, Any] = field(default_factory=lambda: {"preset": "medium", "dtype": "float32"})
     # fine-tuning: start from a model file or checkpoint (its architecture; new species are added)
     init_from: Optional[str] = None
     init_shifts: str = "keep"
@@ -45,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     scheduler: str = "plateau"
     plateau_factor: float = 0.5
-    plateau_patience: int = 10
+    plateau_patience: int = 50  # epochs; 10 cut the rate to its floor early on small sets (docs/training.md)
     min_learning_rate: float = 1e-6
     ema_decay: float = 0.99
     clip_grad_norm: float = 10.0

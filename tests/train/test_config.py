@@ -1,5 +1,6 @@
 import pytest
 
+from mlff.model import ModelConfig
 from mlff.train import TrainConfig, load_config
 
 
@@ -33,3 +34,14 @@ def test_bad_choice_and_missing_train_file():
         TrainConfig(train_file="x", optimizer="sgd")
     with pytest.raises(ValueError, match="train_file is required"):
         TrainConfig()
+
+
+def test_default_model_is_the_medium_preset_in_float32():
+    """Without `model`, training uses the medium preset in float32 (the best of the presets at a
+    fixed wall time, docs/training.md); a `model` mapping replaces it as a whole."""
+    model = TrainConfig(train_file="x.extxyz").model_config()
+    medium = ModelConfig.preset("medium")
+    assert (model.num_layers, model.num_features, model.l_max, model.radial_hidden) == (
+        medium.num_layers, medium.num_features, medium.l_max, medium.radial_hidden)
+    assert model.dtype == "float32"
+    assert TrainConfig(train_file="x.extxyz", model={"preset": "small"}).model_config().dtype == "float64"
