@@ -102,7 +102,7 @@ def run_mlff(args, work, cores, name="mlff", model=None):
     return work / name / "model.pt", summary.get("best_epoch")
 
 
-def run_mace(args, work, cores, species):
+def run_mace(args, work, cores):
     base = [args.mace, "--name", "mace", "--train_file", str(work / "train.extxyz"),
             "--valid_file", str(work / "valid.extxyz"), "--energy_key", KEYS["energy"],
             "--forces_key", KEYS["forces"], "--stress_key", KEYS["stress"], "--model", "MACE",
@@ -220,7 +220,7 @@ def main():
 
     runners = {"mlff": lambda c: run_mlff(args, work, c, model={"preset": args.preset, "dtype": args.dtype}),
                "mlff_defaults": lambda c: run_mlff(args, work, c, name="mlff_defaults"),
-               "mace": (lambda c: run_mace(args, work, c, species)) if args.mace else None,
+               "mace": (lambda c: run_mace(args, work, c)) if args.mace else None,
                "nequip": (lambda c: run_nequip(args, work, c, species)) if args.nequip else None}
     tools = [t for t in args.tools.split(",") if runners.get(t)]
     print(f"{args.data}: {len(train)} train / {len(valid)} valid / {len(test)} test frames, species {species}; "

@@ -31,8 +31,8 @@ class TrainConfig:
     E0: Optional[Dict[str, float]] = None
     min_distance: float = 0.5
     # model: a preset name and/or ModelConfig fields. Without the key: the medium preset in float32,
-    # the most accurate of the presets at a fixed wall time (docs/training.md); a given mapping
-    # replaces it (ModelConfig's own defaults, float64, fill what it leaves out)
+    # more accurate at a fixed wall time than the small preset in float64 (docs/training.md); a
+    # given mapping replaces it (ModelConfig's own defaults, float64, fill what it leaves out)
     model: Dict[str, Any] = field(default_factory=lambda: {"preset": "medium", "dtype": "float32"})
     # fine-tuning: start from a model file or checkpoint (its architecture; new species are added)
     init_from: Optional[str] = None
