@@ -8,6 +8,9 @@ the same wall time, then scored on the same held-out frames by the same code
 
 Runs go ``--parallel`` at a time, each pinned to its own ``--threads`` cores with ``taskset`` (so
 two runs at once on two cores each get one core to themselves); peers left out are skipped.
+``--share`` starts every run at once, unpinned, on ``--threads`` threads each: the kernel shares
+the machine's cores among them (three runs on two cores get about two thirds of a core each), so
+three codes fit one budget's wall time, each slowed the same way.
 
 - **mlff**: a config with only the files, ``time_limit`` and the ``medium`` preset in float32
   (``--preset``, ``--dtype``); everything else is mlff's default. ``mlff_defaults`` (in
@@ -167,7 +170,7 @@ def run_nequip(args, work, cores, species):
 
 def run(command, log, cores, threads, ok=(0,)):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    pinned = ["taskset", "-c", ",".join(map(str, cores))] + list(command)
+    pinned = (["taskset", "-c", ",".join(map(str, cores))] if cores else []) + list(command)
     with open(log, "w") as handle:
         # in the work folder: lightning writes lightning_logs/ into the current directory
         code = subprocess.run(pinned, env=env, cwd=Path(log).parent, stdout=handle,
@@ -200,6 +203,8 @@ def main():
     parser.add_argument("--nequip", help="NequIP's nequip-train in its own venv")
     parser.add_argument("--parallel", type=int, default=2, help="runs at the same time, each on its own cores")
     parser.add_argument("--threads", type=int, default=1, help="cores (and threads) of each run")
+    parser.add_argument("--share", action="store_true",
+                        help="start every run at once, unpinned, sharing the machine's cores (ignores --parallel)")
     parser.add_argument("--startup", type=float, default=30.0, help="seconds added to MACE's timeout for start-up")
     parser.add_argument("--tools", default="mlff,nequip,mace",
                         help="which to run, in this order (mlff_defaults: mlff with no model options at all)")
@@ -224,12 +229,13 @@ def main():
                "nequip": (lambda c: run_nequip(args, work, c, species)) if args.nequip else None}
     tools = [t for t in args.tools.split(",") if runners.get(t)]
     print(f"{args.data}: {len(train)} train / {len(valid)} valid / {len(test)} test frames, species {species}; "
-          f"budget {args.budget} each, {args.parallel} at a time on {args.threads} pinned core(s) each; "
-          f"work in {work}", flush=True)
+          f"budget {args.budget} each, " + (f"all at once on {os.cpu_count()} shared cores, {args.threads} thread(s) "
+          f"each" if args.share else f"{args.parallel} at a time on {args.threads} pinned core(s) each") +
+          f"; work in {work}", flush=True)
 
     free = queue.Queue()
-    for k in range(args.parallel):
-        free.put(list(range(k * args.threads, (k + 1) * args.threads)))
+    for k in range(len(tools) if args.share else args.parallel):
+        free.put(None if args.share else list(range(k * args.threads, (k + 1) * args.threads)))
     results = {}
 
     def job(tool):
