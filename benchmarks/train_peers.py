@@ -20,6 +20,7 @@ Peers live in scratch virtual environments outside the project (see ../shared/be
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,11 @@ import yaml
 from ase.io import read
 
 
-def _mlff(args, workdir, epochs):
+WARM = "mlff_compile_warm"  # the untimed run that compiles mlff's step once for the timed runs
+
+
+def _mlff(args, workdir, epochs, compile_=False, name=None):
+    name = name or f"mlff{'_compile' if compile_ else ''}_{epochs}"
     config = {
         "train_file": os.path.abspath(args.train), "valid_file": os.path.abspath(args.valid),
         "energy_key": args.energy_key, "forces_key": args.forces_key, "stress_key": "no_stress_label",
@@ -37,10 +42,13 @@ def _mlff(args, workdir, epochs):
                   "num_basis": 8, "cutoff_p": 6, "radial_hidden": 64, "radial_layers": 2,
                   "dtype": args.dtype},
         "batch_size": args.batch_size, "max_epochs": epochs, "stress_weight": 0.0,
-        "output_dir": os.path.join(workdir, f"mlff_{epochs}"), "progress": False, "tensorboard": "off",
-        "seed": 0,
+        "output_dir": os.path.join(workdir, name), "progress": False, "tensorboard": "off",
+        "seed": 0, "compile": compile_,
     }
-    path = os.path.join(workdir, f"mlff_{epochs}.yaml")
+    if compile_ and name != WARM:  # timed runs load the package the warm-up run compiled (its cache)
+        shutil.copytree(os.path.join(workdir, WARM, "compiled"), os.path.join(workdir, name, "compiled"),
+                        dirs_exist_ok=True)
+    path = os.path.join(workdir, f"{name}.yaml")
     with open(path, "w") as handle:
         yaml.safe_dump(config, handle)
     return [os.path.join(os.path.dirname(sys.executable), "mlff"), "train", path]
@@ -118,6 +126,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mace", help="MACE's mace_run_train in its own venv")
     parser.add_argument("--nequip", help="NequIP's nequip-train in its own venv")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time mlff with compile: true (compiled once by a warm-up run, which is not timed)")
     parser.add_argument("--workdir", help="where runs are written (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -129,22 +139,25 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                PYTHONWARNINGS="ignore")
     tools = {"mlff": lambda e: _mlff(args, workdir, e)}
+    if args.compile:
+        _wall(_mlff(args, workdir, 1, True, WARM), workdir, env, os.path.join(workdir, f"{WARM}.log"))
+        tools["mlff+compile"] = lambda e: _mlff(args, workdir, e, compile_=True)
     if args.mace:
         tools["MACE"] = lambda e: _mace(args, workdir, e)
     if args.nequip:
         tools["NequIP"] = lambda e: _nequip(args, workdir, e, species)
     print(f"training throughput: {len(frames)} training frames ({atoms} atoms), batch {args.batch_size}, "
           f"{args.dtype}, {args.threads} threads, {args.epochs} and {2 * args.epochs} epochs; logs in {workdir}")
-    print(f"{'tool':<8}{'s/epoch':>9}{'frames/s':>10}{'atoms/s':>9}{'start-up s':>12}")
+    print(f"{'tool':<13}{'s/epoch':>9}{'frames/s':>10}{'atoms/s':>9}{'start-up s':>12}")
     for name, command in tools.items():
         try:
             short = _wall(command(args.epochs), workdir, env, os.path.join(workdir, f"{name}_{args.epochs}.log"))
             long = _wall(command(2 * args.epochs), workdir, env, os.path.join(workdir, f"{name}_{2 * args.epochs}.log"))
         except RuntimeError as error:
-            print(f"{name:<8} failed: {error}")
+            print(f"{name:<13} failed: {error}")
             continue
         epoch = (long - short) / args.epochs
-        print(f"{name:<8}{epoch:>9.2f}{len(frames) / epoch:>10.1f}{atoms / epoch:>9.0f}"
+        print(f"{name:<13}{epoch:>9.2f}{len(frames) / epoch:>10.1f}{atoms / epoch:>9.0f}"
               f"{short - args.epochs * epoch:>12.1f}", flush=True)
 
 

@@ -114,7 +114,7 @@ def _example(potential) -> List[torch.Tensor]:
 
 
 @contextlib.contextmanager
-def _tracing_settings():
+def tracing_settings():
     """``use_duck_shape = False``: dimensions of equal size in the example stay independent
     symbols. Deterministic algorithms while compiling: Inductor then leaves scatter-adds (the
     force backward of the neighbour gather) to ATen instead of generating atomic adds, which are
@@ -151,7 +151,7 @@ def compile_package(potential, directory: str) -> bytes:
             raise CompileError("compiling needs the fused convolution (tp_backend='fused')")
     entry = _Entry(frozen)
     example = _example(frozen)
-    with _tracing_settings():
+    with tracing_settings():
         graph = make_fx(entry, tracing_mode="symbolic", _allow_non_fake_inputs=True,
                         _error_on_data_dependent_ops=True)(*example)
         dim = torch.export.Dim

@@ -74,6 +74,7 @@ class TrainConfig:
     device: str = "cpu"
     checkpoint_every: int = 0
     time_limit: Optional[Union[str, float]] = None  # e.g. "20m", "11h30m": stop, checkpoint, deploy
+    compile: bool = False  # CPU: the step (loss and its gradients) as one AOTInductor graph (compiled_step.py)
     progress: bool = True
     tensorboard: str = "auto"
 
@@ -117,6 +118,9 @@ class TrainConfig:
                              "(e.g. 0.2 for the last fifth of training)")
         if any(v is not None and v < 0 for v in finals):
             raise ValueError("final stage weights and learning rate must be >= 0")
+        if self.compile and self.batch_size < 2 and self.batch_atoms == 0:
+            raise ValueError("compile: true compiles batches of >= 2 structures, and batch_size is 1: "
+                             "raise batch_size or set compile: false")
         if self.batch_atoms < 0:
             raise ValueError(f"batch_atoms must be >= 0 (0: batches of batch_size structures), got {self.batch_atoms}")
         if self.learning_rate <= 0:

@@ -14,17 +14,23 @@ class EMA:
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = float(decay)
         self.num_updates = 0
-        self.shadow: Dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state = model.state_dict()
+        self.shadow: Dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in state.items()}
+        # the model's tensors and their shadows, floating point ones (averaged) and the rest (copied);
+        # state_dict() returns the live tensors, so these lists follow the model's in-place updates
+        floating = [k for k, v in state.items() if v.dtype.is_floating_point]
+        self._live = [state[k].detach() for k in floating]
+        self._averaged = [self.shadow[k] for k in floating]
+        self._copied = [(self.shadow[k], state[k]) for k in state if k not in floating]
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        """One averaging step (of the model the EMA was made for: its tensors are held, not looked up)."""
         self.num_updates += 1
         decay = min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
-        for name, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.shadow[name].lerp_(value.detach(), 1.0 - decay)
-            else:
-                self.shadow[name].copy_(value)
+        torch._foreach_lerp_(self._averaged, self._live, 1.0 - decay)  # one call for all tensors
+        for shadow, value in self._copied:
+            shadow.copy_(value)
 
     def copy_to(self, model: torch.nn.Module) -> None:
         model.load_state_dict(self.shadow)

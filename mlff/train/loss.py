@@ -1,13 +1,24 @@
 """Weighted loss on energy per atom, forces and stress, normalised by *global* batch counts so that
-gradients summed over data-parallel ranks equal those of one process on the whole batch."""
+gradients summed over data-parallel ranks equal those of one process on the whole batch.
+
+:func:`weighted_loss` is the arithmetic, shared by the eager step (:func:`loss_fn`, which skips
+terms without labels in the batch) and the compiled step (:mod:`mlff.train.compiled_step`, which
+keeps every configured term and passes weights and normalisers as tensors, so that a batch
+without a label adds exactly zero)."""
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Union
 
 import torch
 
 from ..data import keys
+
+Number = Union[float, torch.Tensor]
+TERMS = ("energy", "forces", "stress", "dipole")
+# the batch count that normalises each term (see batch_counts)
+NORMALISER = {"energy": "graphs", "forces": "force_components", "stress": "stress_components",
+              "dipole": "dipole_components"}
 
 
 def _penalty(diff: torch.Tensor, kind: str, delta: float) -> torch.Tensor:
@@ -27,26 +38,39 @@ def batch_counts(items: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, float]:
     }
 
 
+def weighted_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], normalisers: Dict[str, Number],
+                  weights: Dict[str, Number], terms: Sequence[str], kind: str = "mse",
+                  delta: float = 0.01) -> torch.Tensor:
+    """``sum_{t in terms} weights[t] * sum(penalty_t) / normalisers[t]``; labels a frame lacks
+    (NaN forces, ``has_stress``/``has_dipole`` 0) add exactly zero."""
+    total = out[keys.ENERGY_KEY].new_zeros(())
+    for term in terms:
+        if term == "energy":
+            natoms = (batch[keys.PTR_KEY][1:] - batch[keys.PTR_KEY][:-1]).to(torch.float64)
+            diff = (out[keys.ENERGY_KEY] - batch[keys.REF_ENERGY_KEY]) / natoms
+        elif term == "forces":
+            diff = out[keys.FORCES_KEY] - batch[keys.REF_FORCES_KEY]
+            diff = torch.where(torch.isfinite(diff), diff, torch.zeros_like(diff))
+        elif term == "stress":
+            cell = batch[keys.CELL_KEY]  # volume as a triple product (compiles to a fused loop, unlike det)
+            volume = (cell[:, 0] * torch.linalg.cross(cell[:, 1], cell[:, 2])).sum(-1).abs()
+            has = batch[keys.HAS_STRESS_KEY]
+            safe_volume = torch.where(has > 0, volume, torch.ones_like(volume))
+            stress = -out[keys.VIRIAL_KEY] / safe_volume.view(-1, 1, 1)
+            diff = (stress - batch[keys.REF_STRESS_KEY]) * has.view(-1, 1, 1)
+        elif term == "dipole":
+            diff = (out[keys.DIPOLE_KEY] - batch[keys.REF_DIPOLE_KEY]) * batch[keys.HAS_DIPOLE_KEY].view(-1, 1)
+        else:
+            raise ValueError(f"unknown loss term {term!r}; known: {list(TERMS)}")
+        total = total + weights[term] * _penalty(diff, kind, delta).sum() / normalisers[term]
+    return total
+
+
 def loss_fn(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], counts: Dict[str, float],
             weights: Dict[str, float], kind: str = "mse", delta: float = 0.01) -> torch.Tensor:
-    """``sum_terms weight * sum(penalty) / global count`` for energy/atom, forces, stress, dipole."""
-    natoms = (batch[keys.PTR_KEY][1:] - batch[keys.PTR_KEY][:-1]).to(torch.float64)
-    total = out[keys.ENERGY_KEY].new_zeros(())
-    if weights["energy"] > 0:
-        diff = (out[keys.ENERGY_KEY] - batch[keys.REF_ENERGY_KEY]) / natoms
-        total = total + weights["energy"] * _penalty(diff, kind, delta).sum() / max(counts["graphs"], 1.0)
-    if weights["forces"] > 0 and counts["force_components"] > 0:
-        diff = out[keys.FORCES_KEY] - batch[keys.REF_FORCES_KEY]
-        diff = torch.where(torch.isfinite(diff), diff, torch.zeros_like(diff))
-        total = total + weights["forces"] * _penalty(diff, kind, delta).sum() / counts["force_components"]
-    if weights["stress"] > 0 and counts["stress_components"] > 0:
-        volume = torch.linalg.det(batch[keys.CELL_KEY]).abs()
-        has = batch[keys.HAS_STRESS_KEY]
-        safe_volume = torch.where(has > 0, volume, torch.ones_like(volume))
-        stress = -out[keys.VIRIAL_KEY] / safe_volume.view(-1, 1, 1)
-        diff = (stress - batch[keys.REF_STRESS_KEY]) * has.view(-1, 1, 1)
-        total = total + weights["stress"] * _penalty(diff, kind, delta).sum() / counts["stress_components"]
-    if weights.get("dipole", 0.0) > 0 and counts["dipole_components"] > 0:
-        diff = (out[keys.DIPOLE_KEY] - batch[keys.REF_DIPOLE_KEY]) * batch[keys.HAS_DIPOLE_KEY].view(-1, 1)
-        total = total + weights["dipole"] * _penalty(diff, kind, delta).sum() / counts["dipole_components"]
-    return total
+    """``sum_terms weight * sum(penalty) / global count`` for energy/atom, forces, stress, dipole;
+    terms with weight 0 or without labels in the batch are left out."""
+    normalisers = {"energy": max(counts["graphs"], 1.0), "forces": counts["force_components"],
+                   "stress": counts["stress_components"], "dipole": counts["dipole_components"]}
+    terms = [t for t in TERMS if weights.get(t, 0.0) > 0 and normalisers[t] > 0]
+    return weighted_loss(out, batch, normalisers, weights, terms, kind, delta)

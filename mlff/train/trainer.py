@@ -25,6 +25,7 @@ from ..model import ModelConfig, build_model
 from ..runtime import tune_allocator
 from .budget import SignalCatcher, TrainingInterrupted, format_duration
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .compiled_step import CompiledStep, with_layout
 from .config import TrainConfig
 from .distributed import Distributed
 from .ema import EMA
@@ -34,7 +35,7 @@ from .metrics import Metrics, format_metrics
 
 # options that may change between a run and its resumption
 RESUMABLE_CHANGES = {"max_epochs", "progress", "tensorboard", "early_stopping_patience", "checkpoint_every", "device",
-                     "time_limit"}
+                     "time_limit", "compile"}
 CSV_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "energy_mae", "energy_rmse", "forces_mae",
               "forces_rmse", "stress_mae", "stress_rmse", "dipole_mae", "dipole_rmse", "seconds"]
 
@@ -89,6 +90,8 @@ class Trainer:
         self.signals: Optional[SignalCatcher] = None
         self.stop_reason = ""
         self.in_final_stage = False
+        self.compiled: Optional[CompiledStep] = None  # compile: true, built when the run starts
+        self.eager_steps = 0  # steps that a compiled run ran eagerly (batches outside its domain)
         self._resume()
 
     # ---- set-up --------------------------------------------------------------------------------
@@ -164,8 +167,9 @@ class Trainer:
         self.model.to(self.device).train()
         self.eval_model = build_model(self.model_config, self.species).to(self.device).eval()
         optimizer = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = optimizer(trainable, lr=c.learning_rate, weight_decay=c.weight_decay)
+        self.trainable = trainable = [p for p in self.model.parameters() if p.requires_grad]
+        # foreach: one call per update for all tensors (the per-tensor loop is the default on the CPU)
+        self.optimizer = optimizer(trainable, lr=c.learning_rate, weight_decay=c.weight_decay, foreach=True)
         if c.scheduler == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=c.plateau_factor, patience=c.plateau_patience, min_lr=c.min_learning_rate)
@@ -244,12 +248,15 @@ class Trainer:
         loss_value = torch.zeros((), dtype=torch.float64)
         if mine:
             batch = _to(collate(mine), self.device)
-            loss = loss_fn(self.model(batch), batch, counts, self.weights, self.config.loss, self.config.huber_delta)
-            loss.backward()
+            loss = self.compiled.step(with_layout(batch), counts, self.weights) if self.compiled else None
+            if loss is None:  # eager (or a batch outside the compiled domain: a single structure)
+                self.eager_steps += self.compiled is not None
+                loss = loss_fn(self.model(batch), batch, counts, self.weights, self.config.loss, self.config.huber_delta)
+                loss.backward()
             loss_value = loss.detach().cpu().to(torch.float64)
         self.dist.sum_gradients(self.model)
         if self.config.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.clip_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(self.model)
@@ -389,11 +396,21 @@ class Trainer:
         self.run_start = time.perf_counter()
         with SignalCatcher(self.log) as self.signals:
             try:
+                if c.compile and self.compiled is None and not self.finished:
+                    self._compile()
                 self._epochs(logger)
             finally:
                 if logger:
                     logger.close()
         return self._finish()
+
+    def _compile(self) -> None:
+        """The compiled step (``compile: true``), traced on the first structures of the training set."""
+        c = self.config
+        items = self.train_data[:max(2, c.batch_size)]
+        self.compiled = CompiledStep.build(
+            self.model, _to(collate(items), self.device), batch_counts(items), [self.weights, self._final_weights()],
+            c.loss, c.huber_delta, str(self.out / "compiled"), log=self.log)
 
     def _epochs(self, logger) -> None:
         c = self.config
@@ -450,6 +467,8 @@ class Trainer:
                        "seconds_used": self.seconds_used(),
                        "time_estimates": {"step": list(self.step_seconds), "validation": self.validation_seconds},
                        "in_final_stage": self.in_final_stage, "stopped_by": stopped_by}
+            if self.compiled is not None:  # compile: true; steps outside the compiled domain ran eagerly
+                summary["compiled_step"] = {"eager_steps": self.eager_steps}
             (self.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
             self.log(f"best epoch {self.best_epoch}: {format_metrics(self.best_metrics)}; deployed {model_path}")
         self.dist.barrier()

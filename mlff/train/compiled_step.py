@@ -1,0 +1,217 @@
+"""A compiled training step: the loss *and its gradients* as one AOTInductor graph.
+
+A training step with a force loss differentiates twice: the forces are ``-dE/dr`` (a backward with
+``create_graph``), and the optimiser needs the loss's gradient with respect to the weights
+(a backward through that backward). On small structures that is thousands of small operations
+per step through autograd's engine. ``compile: true`` traces the whole step, the same way
+``mlff deploy --compile`` traces energy and forces (:mod:`mlff.deploy.compiled`):
+
+1. ``make_fx`` runs ``Potential.forward`` (one model definition), :func:`~mlff.train.loss.weighted_loss`
+   and ``autograd.grad(loss, weights)`` on symbolic shapes, which unfolds both backward passes
+   into one graph of plain operations: weights and a batch in, the loss and one gradient per
+   trainable weight out;
+2. ``torch.export`` with the numbers of atoms, edges, centre rows, neighbours per centre and
+   structures as dynamic dimensions (each >= 2: a compiled graph specialises sizes 0 and 1);
+3. AOTInductor compiles it to a C++ library, once per run (about a minute or two here), cached in
+   ``<output_dir>/compiled/`` under a key of everything it depends on, so a resumed run reuses it.
+
+Loss weights and normalisers are inputs (the final stage changes the weights without a new
+compilation), and every configured term is always evaluated: a batch without stress labels adds
+exactly zero, as the eager step's skipped term does. The edges' dense per-centre layout is
+computed outside the graph (its shapes depend on values). A batch outside the compiled domain (a
+single structure, or fewer than 2 centres) runs the eager step, which computes the same loss.
+
+The compiled graph is checked against the eager step on the example batch before it is used
+(loss and gradients, 1e-8 relative in float64, 1e-3 in float32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..data import keys
+from ..deploy.compiled import CompileError, tracing_settings
+from ..nn.tensor_product import dense_rows
+from .loss import TERMS, loss_fn, weighted_loss
+
+# the batch tensors the compiled step reads, in its argument order, with their dynamic dimension
+STEP_INPUTS = (
+    (keys.POSITIONS_KEY, 0, "atoms"), (keys.SPECIES_KEY, 0, "atoms"), (keys.EDGE_INDEX_KEY, 1, "edges"),
+    (keys.EDGE_SHIFT_KEY, 0, "edges"), (keys.BATCH_KEY, 0, "atoms"), (keys.PTR_KEY, 0, "graphs+1"),
+    (keys.DENSE_ROWS_KEY, 0, "rows"), (keys.DENSE_SLOT_KEY, 0, "edges"), (keys.DENSE_WIDTH_KEY, 0, "width"),
+    (keys.REF_ENERGY_KEY, 0, "graphs"), (keys.REF_FORCES_KEY, 0, "atoms"), (keys.CELL_KEY, 0, "graphs"),
+    (keys.REF_STRESS_KEY, 0, "graphs"), (keys.HAS_STRESS_KEY, 0, "graphs"),
+)
+
+
+def with_layout(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """``batch`` with its edges sorted by centre (stable, as ``Potential.forward`` sorts them) and
+    their dense per-centre layout (``dense_rows``, ``dense_slot``, ``dense_width``)."""
+    out = dict(batch)
+    order = torch.argsort(batch[keys.EDGE_INDEX_KEY][0], stable=True)
+    out[keys.EDGE_INDEX_KEY] = batch[keys.EDGE_INDEX_KEY].index_select(1, order)
+    out[keys.EDGE_SHIFT_KEY] = batch[keys.EDGE_SHIFT_KEY].index_select(0, order)
+    rows, slot, width = dense_rows(out[keys.EDGE_INDEX_KEY][0], batch[keys.POSITIONS_KEY].shape[0])
+    out[keys.DENSE_ROWS_KEY], out[keys.DENSE_SLOT_KEY] = rows, slot
+    out[keys.DENSE_WIDTH_KEY] = torch.empty(width, dtype=torch.int8)  # only its length is read
+    return out
+
+
+def _sizes(batch: Dict[str, torch.Tensor]) -> Dict[str, int]:
+    """The batch's dynamic dimensions: atoms, edges, rows, width (neighbours per centre), graphs."""
+    return {name: int(batch[key].shape[axis]) for key, axis, name in STEP_INPUTS if name != "graphs+1"}
+
+
+def _normalisers(counts: Dict[str, float]) -> Dict[str, float]:
+    """The eager loss's normalisers, each >= 1: a term without labels then adds exactly zero."""
+    return {"energy": max(counts["graphs"], 1.0), "forces": max(counts["force_components"], 1.0),
+            "stress": max(counts["stress_components"], 1.0), "dipole": max(counts["dipole_components"], 1.0)}
+
+
+class CompiledStep:
+    """``step(batch, counts, weights)``: the loss of :func:`~mlff.train.loss.loss_fn` on ``batch``
+    (eager semantics), with the gradients of the trainable weights written to their ``.grad``;
+    ``None`` for a batch outside the compiled domain (then run the eager step)."""
+
+    def __init__(self, runner: Callable, model: nn.Module, names: List[str], terms: List[str]):
+        self.runner = runner
+        self.model = model
+        self.params = [dict(model.named_parameters())[name] for name in names]
+        self.terms = terms
+
+    @staticmethod
+    def supports(batch: Dict[str, torch.Tensor]) -> bool:
+        return min(_sizes(batch).values()) >= 2
+
+    def _inputs(self, batch, counts, weights) -> List[torch.Tensor]:
+        normalisers = _normalisers(counts)
+        return ([p.detach() for p in self.params] + [batch[key] for key, _, _ in STEP_INPUTS]
+                + [torch.tensor([normalisers[t] for t in self.terms], dtype=torch.float64),
+                   torch.tensor([float(weights[t]) for t in self.terms], dtype=torch.float64)])
+
+    def step(self, batch: Dict[str, torch.Tensor], counts: Dict[str, float],
+             weights: Dict[str, float]) -> Optional[torch.Tensor]:
+        if not self.supports(batch):
+            return None
+        outputs = self.runner(*self._inputs(batch, counts, weights))
+        for param, grad in zip(self.params, outputs[1:]):
+            param.grad = grad if param.grad is None else param.grad + grad
+        return outputs[0].detach()
+
+    # ---- building ---------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, model: nn.Module, example: Dict[str, torch.Tensor], counts: Dict[str, float],
+              weights: Sequence[Dict[str, float]], kind: str, delta: float, cache_dir: str,
+              log: Callable[[str], None] = print) -> "CompiledStep":
+        """Trace, export and compile the step of ``model`` (in training mode, on the CPU) on the
+        ``example`` batch (collated; >= 2 structures), for the loss terms that have a positive
+        weight in any of ``weights`` (the stages' weight sets); reuses a package in ``cache_dir``."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        if getattr(model, "graph_outputs", []):
+            raise CompileError(f"compile: true does not support models with extra outputs ({model.graph_outputs}); "
+                               "set compile: false")
+        if any(not layer.fused for layer in model.layers):
+            raise CompileError("compile: true needs the fused convolution (model.tp_backend: fused)")
+        if next(model.parameters()).device.type != "cpu":
+            raise CompileError("compile: true runs on the CPU only; set compile: false for device: cuda")
+        terms = [t for t in TERMS if any(w.get(t, 0.0) > 0 for w in weights)]
+        if "dipole" in terms:
+            raise CompileError("compile: true does not support the dipole loss; set compile: false")
+        example = with_layout(example)
+        if not cls.supports(example):
+            raise CompileError(f"compile: true needs batches of >= 2 structures and centres (the example batch "
+                               f"has {_sizes(example)}); raise batch_size or set compile: false")
+        names = [name for name, p in model.named_parameters() if p.requires_grad]
+        params = dict(model.named_parameters())
+        buffers = dict(model.named_buffers())
+        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        key = hashlib.sha256(json.dumps({
+            "torch": torch.__version__, "config": model.config.to_dict(), "species": list(model.species),
+            "names": names, "terms": terms, "kind": kind, "delta": delta, "dtype": dtype,
+            "code": _source_digest(),
+        }, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        path = os.path.join(cache_dir, f"step-{key}.pt2")
+
+        def traced(*args):
+            weights_in = dict(zip(names, args[:len(names)]))
+            tensors = args[len(names):len(names) + len(STEP_INPUTS)]
+            normalisers, loss_weights = args[-2], args[-1]
+            data = {key_: value for (key_, _, _), value in zip(STEP_INPUTS, tensors)}
+            out = torch.func.functional_call(model, ({**params, **buffers, **weights_in},), (data,))
+            loss = weighted_loss(out, data, {t: normalisers[i] for i, t in enumerate(terms)},
+                                 {t: loss_weights[i] for i, t in enumerate(terms)}, terms, kind, delta)
+            grads = torch.autograd.grad(loss, [weights_in[n] for n in names], materialize_grads=True)
+            return (loss,) + tuple(grads)
+
+        step = cls(None, model, names, terms)
+        inputs = step._inputs(example, counts, weights[0])
+        if os.path.exists(path):
+            log(f"compiled training step: reusing {path}")
+        else:
+            start = time.perf_counter()
+            log("compiling the training step (compile: true; once per run, a minute or two)")
+            os.makedirs(cache_dir, exist_ok=True)
+            with tracing_settings():
+                trace_inputs = [p.detach().requires_grad_(True) for p in step.params] + inputs[len(names):]
+                graph = make_fx(traced, tracing_mode="symbolic", _allow_non_fake_inputs=True,
+                                _error_on_data_dependent_ops=True)(*trace_inputs)
+                dim = torch.export.Dim
+                dims = {name: dim(name, min=2) for name in ("atoms", "edges", "rows", "width", "graphs")}
+                dims["graphs+1"] = dims["graphs"] + 1
+                dynamic = ([None] * len(names) + [{axis: dims[name]} for _, axis, name in STEP_INPUTS]
+                           + [None, None])
+                with torch.no_grad():
+                    exported = torch.export.export(graph, tuple(inputs), dynamic_shapes=tuple(dynamic))
+                    partial = path[:-len(".pt2")] + ".partial.pt2"
+                    try:
+                        torch._inductor.aoti_compile_and_package(exported, package_path=partial)
+                    except Exception as error:  # noqa: BLE001 - Inductor raises many kinds
+                        hint = "" if shutil.which("g++") or shutil.which("c++") else "no C++ compiler (g++) is on PATH; "
+                        raise CompileError(f"compiling the training step failed ({type(error).__name__}: "
+                                           f"{str(error).splitlines()[0] if str(error) else ''}); {hint}"
+                                           "set compile: false") from error
+                    os.replace(partial, path)  # a killed compilation leaves no package behind
+            log(f"compiled training step in {time.perf_counter() - start:.0f} s: {path}")
+        step.runner = torch._inductor.aoti_load_package(path)
+        step._check(example, counts, weights[0], kind, delta)
+        return step
+
+    def _check(self, batch, counts, weights, kind, delta) -> None:
+        """The compiled loss and gradients must reproduce the eager step's on ``batch``."""
+        for p in self.params:
+            p.grad = None
+        want = loss_fn(self.model(batch), batch, counts, weights, kind, delta)
+        want_grads = torch.autograd.grad(want, self.params, allow_unused=True, materialize_grads=True)
+        outputs = self.runner(*self._inputs(batch, counts, weights))
+        tol = 1e-8 if outputs[1].dtype == torch.float64 else 1e-3
+        for name, got, ref in [("loss", outputs[0], want)] + list(zip(["gradient"] * len(want_grads), outputs[1:],
+                                                                       want_grads)):
+            err = float((got - ref.detach()).abs().max())
+            if not err <= tol * max(1.0, float(ref.detach().abs().max())):
+                raise CompileError(f"the compiled training step differs from the eager one in its {name} by "
+                                   f"{err:.3g}; set compile: false")
+
+
+def _source_digest() -> str:
+    """Digest of the code the compiled graph is traced from (model, layers, loss), part of the cache key."""
+    from .. import model as model_pkg, nn as nn_pkg
+    from . import loss as loss_module
+
+    digest = hashlib.sha256()
+    for folder in (os.path.dirname(model_pkg.__file__), os.path.dirname(nn_pkg.__file__)):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as handle:
+                    digest.update(handle.read())
+    with open(loss_module.__file__, "rb") as handle:
+        digest.update(handle.read())
+    return digest.hexdigest()

@@ -1,0 +1,65 @@
+"""The compiled training step (``compile: true``): the same training as the eager step, to
+round-off, in float64, with the final stage's weights, mixed labels and a fallback batch."""
+
+import pytest
+import torch
+
+from mlff.deploy.compiled import CompileError
+from mlff.train.config import TrainConfig
+from mlff.train.trainer import Trainer
+
+
+def _config(cu_files, out, **overrides):
+    train, valid = cu_files
+    options = {
+        "train_file": str(train), "valid_file": str(valid),
+        "model": {"preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "dtype": "float64"},
+        # 40 frames in batches of 3: the last batch is one structure, outside the compiled domain
+        "max_epochs": 3, "batch_size": 3, "learning_rate": 0.01, "seed": 1, "final_stage": 0.34,
+        "output_dir": str(out), "progress": False, "tensorboard": "off",
+    }
+    options.update(overrides)
+    return TrainConfig.from_dict(options)
+
+
+@pytest.fixture(scope="module")
+def trained(cu_files, tmp_path_factory):
+    torch.set_num_threads(1)
+    runs = {}
+    for compile_ in (False, True):
+        trainer = Trainer(_config(cu_files, tmp_path_factory.mktemp(f"compile_{compile_}"), compile=compile_))
+        trainer.run()
+        runs[compile_] = trainer
+    return runs
+
+
+def test_compiled_training_equals_eager_training(trained):
+    eager, compiled = trained[False], trained[True]
+    assert compiled.compiled is not None and eager.compiled is None
+    # the Cu slice mixes frames with and without stress; the last epoch is the final stage
+    assert compiled.in_final_stage and compiled.epoch == 3
+    assert compiled.eager_steps == 3  # the one-structure batch of each epoch
+    eager_params = dict(eager.model.named_parameters())
+    for name, value in compiled.model.named_parameters():
+        assert torch.allclose(value, eager_params[name], rtol=0, atol=1e-10), name
+    assert abs(compiled.best_loss - eager.best_loss) <= 1e-10 * abs(eager.best_loss)
+
+
+def test_compiled_step_is_reused_by_a_resumed_run(trained, cu_files, capsys):
+    out = trained[True].out
+    packages = sorted((out / "compiled").glob("step-*.pt2"))
+    assert len(packages) == 1
+    before = packages[0].stat().st_mtime_ns
+    trainer = Trainer(_config(cu_files, out, compile=True, max_epochs=4))
+    trainer.run()
+    assert "reusing" in capsys.readouterr().out
+    assert packages[0].stat().st_mtime_ns == before and trainer.epoch == 4
+
+
+def test_compile_refuses_what_it_cannot_compile(cu_files, tmp_path):
+    with pytest.raises(ValueError, match="batch_size is 1"):
+        _config(cu_files, tmp_path / "a", compile=True, batch_size=1)
+    trainer = Trainer(_config(cu_files, tmp_path / "b", compile=True, model={
+        "preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "tp_backend": "e3nn"}))
+    with pytest.raises(CompileError, match="fused convolution"):
+        trainer.run()
