@@ -133,6 +133,17 @@ def tracing_settings():
         torch.use_deterministic_algorithms(deterministic)
 
 
+def aoti_package(exported, path: str, fix: str) -> None:
+    """AOT-compile an exported program into the package ``path`` (ending in .pt2); a failure is a
+    :class:`CompileError` that says why (e.g. no C++ compiler) and ``fix``."""
+    try:
+        torch._inductor.aoti_compile_and_package(exported, package_path=path)
+    except Exception as error:  # noqa: BLE001 - Inductor raises many kinds
+        hint = "" if shutil.which("g++") or shutil.which("c++") else "no C++ compiler (g++) is on PATH; "
+        raise CompileError(f"AOTInductor compilation failed ({type(error).__name__}: "
+                           f"{str(error).splitlines()[0] if str(error) else ''}); {hint}{fix}") from error
+
+
 def compile_package(potential, directory: str) -> bytes:
     """Trace, export and AOT-compile ``potential`` (an eval-mode, frozen copy is made) for the CPU;
     returns the bytes of the ``.pt2`` package. Needs a C++ compiler (g++), about a minute."""
@@ -160,13 +171,7 @@ def compile_package(potential, directory: str) -> bytes:
         exported = torch.export.export(graph, tuple(example), dynamic_shapes=(
             {0: atoms}, {1: edges}, {0: edges}, {0: atoms}, {0: rows}, {0: edges}, {0: width}))
         path = os.path.join(directory, "model.pt2")
-        try:
-            torch._inductor.aoti_compile_and_package(exported, package_path=path)
-        except Exception as error:  # noqa: BLE001 - Inductor raises many kinds
-            hint = "" if shutil.which("g++") or shutil.which("c++") else "no C++ compiler (g++) is on PATH; "
-            raise CompileError(f"AOTInductor compilation failed ({type(error).__name__}: "
-                               f"{str(error).splitlines()[0] if str(error) else ''}); {hint}"
-                               "deploy without --compile") from error
+        aoti_package(exported, path, "deploy without --compile")
     # the compiled graph must reproduce the model it was traced from
     compiled = CompiledPotential.from_file(path, float(frozen.r_cut), len(frozen.species))
     n = example[0].shape[0] - _PAD_ATOMS

@@ -3,8 +3,8 @@
 A training step with a force loss differentiates twice: the forces are ``-dE/dr`` (a backward with
 ``create_graph``), and the optimiser needs the loss's gradient with respect to the weights
 (a backward through that backward). On small structures that is thousands of small operations
-per step through autograd's engine. ``compile: true`` traces the whole step, the same way
-``mlff deploy --compile`` traces energy and forces (:mod:`mlff.deploy.compiled`):
+per step through autograd's engine. The compiled step (``compile: auto`` or ``true``) traces it
+all, the way ``mlff deploy --compile`` traces energy and forces (:mod:`mlff.deploy.compiled`):
 
 1. ``make_fx`` runs ``Potential.forward`` (one model definition), :func:`~mlff.train.loss.weighted_loss`
    and ``autograd.grad(loss, weights)`` on symbolic shapes, which unfolds both backward passes
@@ -13,7 +13,9 @@ per step through autograd's engine. ``compile: true`` traces the whole step, the
 2. ``torch.export`` with the numbers of atoms, edges, centre rows, neighbours per centre and
    structures as dynamic dimensions (each >= 2: a compiled graph specialises sizes 0 and 1);
 3. AOTInductor compiles it to a C++ library, once per run (about a minute or two here), cached in
-   ``<output_dir>/compiled/`` under a key of everything it depends on, so a resumed run reuses it.
+   ``<output_dir>/compiled/`` under a key of everything it depends on (model, loss terms, code,
+   torch version, CPU instruction set, thread count), so a resumed run on the same kind of node
+   with the same threads reuses it.
 
 Loss weights and normalisers are inputs (the final stage changes the weights without a new
 compilation), and every configured term is always evaluated: a batch without stress labels adds
@@ -30,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from ..data import keys
-from ..deploy.compiled import CompileError, tracing_settings
+from ..deploy.compiled import CompileError, aoti_package, tracing_settings
 from ..nn.tensor_product import dense_rows
 from .loss import TERMS, loss_fn, weighted_loss
 
@@ -117,18 +118,18 @@ class CompiledStep:
         from torch.fx.experimental.proxy_tensor import make_fx
 
         if getattr(model, "graph_outputs", []):
-            raise CompileError(f"compile: true does not support models with extra outputs ({model.graph_outputs}); "
+            raise CompileError(f"the compiled step does not support models with extra outputs ({model.graph_outputs}); "
                                "set compile: false")
         if any(not layer.fused for layer in model.layers):
-            raise CompileError("compile: true needs the fused convolution (model.tp_backend: fused)")
+            raise CompileError("the compiled step needs the fused convolution (model.tp_backend: fused)")
         if next(model.parameters()).device.type != "cpu":
-            raise CompileError("compile: true runs on the CPU only; set compile: false for device: cuda")
+            raise CompileError("the compiled step runs on the CPU only; set compile: false for device: cuda")
         terms = [t for t in TERMS if any(w.get(t, 0.0) > 0 for w in weights)]
         if "dipole" in terms:
-            raise CompileError("compile: true does not support the dipole loss; set compile: false")
+            raise CompileError("the compiled step does not support the dipole loss; set compile: false")
         example = with_layout(example)
         if not cls.supports(example):
-            raise CompileError(f"compile: true needs batches of >= 2 structures and centres (the example batch "
+            raise CompileError(f"the compiled step needs batches of >= 2 structures and centres (the example batch "
                                f"has {_sizes(example)}); raise batch_size or set compile: false")
         names = [name for name, p in model.named_parameters() if p.requires_grad]
         params = dict(model.named_parameters())
@@ -137,7 +138,7 @@ class CompiledStep:
         key = hashlib.sha256(json.dumps({
             "torch": torch.__version__, "config": model.config.to_dict(), "species": list(model.species),
             "names": names, "terms": terms, "kind": kind, "delta": delta, "dtype": dtype,
-            "code": _source_digest(),
+            "code": _source_digest(), "machine": _machine(),
         }, sort_keys=True, default=str).encode()).hexdigest()[:16]
         path = os.path.join(cache_dir, f"step-{key}.pt2")
 
@@ -158,7 +159,7 @@ class CompiledStep:
             log(f"compiled training step: reusing {path}")
         else:
             start = time.perf_counter()
-            log("compiling the training step (compile: true; once per run, a minute or two)")
+            log("compiling the training step (once per run and machine, a minute or two)")
             os.makedirs(cache_dir, exist_ok=True)
             with tracing_settings():
                 trace_inputs = [p.detach().requires_grad_(True) for p in step.params] + inputs[len(names):]
@@ -172,13 +173,7 @@ class CompiledStep:
                 with torch.no_grad():
                     exported = torch.export.export(graph, tuple(inputs), dynamic_shapes=tuple(dynamic))
                     partial = path[:-len(".pt2")] + ".partial.pt2"
-                    try:
-                        torch._inductor.aoti_compile_and_package(exported, package_path=partial)
-                    except Exception as error:  # noqa: BLE001 - Inductor raises many kinds
-                        hint = "" if shutil.which("g++") or shutil.which("c++") else "no C++ compiler (g++) is on PATH; "
-                        raise CompileError(f"compiling the training step failed ({type(error).__name__}: "
-                                           f"{str(error).splitlines()[0] if str(error) else ''}); {hint}"
-                                           "set compile: false") from error
+                    aoti_package(exported, partial, "set compile: false")
                     os.replace(partial, path)  # a killed compilation leaves no package behind
             log(f"compiled training step in {time.perf_counter() - start:.0f} s: {path}")
         step.runner = torch._inductor.aoti_load_package(path)
@@ -199,6 +194,20 @@ class CompiledStep:
             if not err <= tol * max(1.0, float(ref.detach().abs().max())):
                 raise CompileError(f"the compiled training step differs from the eager one in its {name} by "
                                    f"{err:.3g}; set compile: false")
+
+
+def _machine() -> Dict[str, object]:
+    """What compiled code depends on besides the model: the CPU's instruction set (Inductor compiles
+    with ``-march=native``, so a package from another node type could crash) and the thread count
+    (it is fixed in the generated loops)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        pass
+    return {"threads": torch.get_num_threads(), "capability": torch.backends.cpu.get_cpu_capability(),
+            "flags": hashlib.sha256(flags.encode()).hexdigest()[:16]}
 
 
 def _source_digest() -> str:

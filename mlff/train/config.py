@@ -14,6 +14,7 @@ from ..model.config import reject_unknown
 
 FINAL_ENERGY_FACTOR = 20.0  # default final-stage energy weight: energy_weight x this
 FINAL_LR_DIVISOR = 5.0      # default final-stage learning rate: learning_rate / this
+AUTO_COMPILE_SECONDS = 600.0  # compile: auto compiles runs with more training time than this left
 
 
 @dataclass
@@ -74,7 +75,9 @@ class TrainConfig:
     device: str = "cpu"
     checkpoint_every: int = 0
     time_limit: Optional[Union[str, float]] = None  # e.g. "20m", "11h30m": stop, checkpoint, deploy
-    compile: bool = False  # CPU: the step (loss and its gradients) as one AOTInductor graph (compiled_step.py)
+    # CPU: the step (loss and its gradients) as one AOTInductor graph (compiled_step.py); auto: when,
+    # after the first epoch, the run has more than AUTO_COMPILE_SECONDS left, and if it compiles
+    compile: Union[bool, str] = "auto"
     progress: bool = True
     tensorboard: str = "auto"
 
@@ -86,6 +89,7 @@ class TrainConfig:
         "device": ("cpu", "cuda", "auto"),
         "tensorboard": ("auto", "on", "off"),
         "init_shifts": ("keep", "refit"),
+        "compile": (True, False, "auto"),
     }
 
     def final_weights(self) -> Dict[str, float]:
@@ -118,7 +122,7 @@ class TrainConfig:
                              "(e.g. 0.2 for the last fifth of training)")
         if any(v is not None and v < 0 for v in finals):
             raise ValueError("final stage weights and learning rate must be >= 0")
-        if self.compile and self.batch_size < 2 and self.batch_atoms == 0:
+        if self.compile is True and self.batch_size < 2 and self.batch_atoms == 0:
             raise ValueError("compile: true compiles batches of >= 2 structures, and batch_size is 1: "
                              "raise batch_size or set compile: false")
         if self.batch_atoms < 0:

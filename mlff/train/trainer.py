@@ -25,8 +25,9 @@ from ..model import ModelConfig, build_model
 from ..runtime import tune_allocator
 from .budget import SignalCatcher, TrainingInterrupted, format_duration
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..deploy.compiled import CompileError
 from .compiled_step import CompiledStep, with_layout
-from .config import TrainConfig
+from .config import AUTO_COMPILE_SECONDS, TrainConfig
 from .distributed import Distributed
 from .ema import EMA
 from .finetune import freeze, load_pretrained, new_species_shifts, with_species
@@ -90,7 +91,9 @@ class Trainer:
         self.signals: Optional[SignalCatcher] = None
         self.stop_reason = ""
         self.in_final_stage = False
-        self.compiled: Optional[CompiledStep] = None  # compile: true, built when the run starts
+        self.compiled: Optional[CompiledStep] = None  # compile: true (or auto, when it pays), see _maybe_compile
+        self.compiled_at_epoch: Optional[int] = None
+        self.compile_decided = config.compile is False
         self.eager_steps = 0  # steps that a compiled run ran eagerly (batches outside its domain)
         self._resume()
 
@@ -272,6 +275,7 @@ class Trainer:
                    dynamic_ncols=True, mininterval=0.2)
         losses = self.epoch_losses
         while self.step_in_epoch < len(batches):
+            self._maybe_compile()
             self.stop_reason = self._stop_reason(len(batches))
             if self.stop_reason:
                 break
@@ -396,8 +400,6 @@ class Trainer:
         self.run_start = time.perf_counter()
         with SignalCatcher(self.log) as self.signals:
             try:
-                if c.compile and self.compiled is None and not self.finished:
-                    self._compile()
                 self._epochs(logger)
             finally:
                 if logger:
@@ -405,12 +407,48 @@ class Trainer:
         return self._finish()
 
     def _compile(self) -> None:
-        """The compiled step (``compile: true``), traced on the first structures of the training set."""
+        """The compiled step, traced on the first structures of the training set."""
         c = self.config
         items = self.train_data[:max(2, c.batch_size)]
         self.compiled = CompiledStep.build(
             self.model, _to(collate(items), self.device), batch_counts(items), [self.weights, self._final_weights()],
             c.loss, c.huber_delta, str(self.out / "compiled"), log=self.log)
+        self.compiled_at_epoch = self.epoch
+
+    def _training_seconds_left(self) -> float:
+        """Expected training time left: the remaining epochs at the measured step time, or what is
+        left of ``time_limit`` if that is less."""
+        steps = len(epoch_batches(len(self.train_data), self.config.batch_size, self.config.seed, self.epoch,
+                                  sizes=self.train_sizes, batch_atoms=self.config.batch_atoms))
+        step = float(np.mean(self.step_seconds))
+        left = ((self.config.max_epochs - self.epoch) * steps - self.step_in_epoch) * step
+        if self.time_limit is not None:
+            left = min(left, self.time_limit - self.seconds_used())
+        return left
+
+    def _maybe_compile(self) -> None:
+        """``compile: true`` compiles before the first step (errors stop the run); ``auto`` decides
+        once, when 5 steps have been timed: it compiles if more than AUTO_COMPILE_SECONDS of training
+        are left (a compilation takes a minute or two) and trains eagerly if the step cannot be
+        compiled (the reason is logged)."""
+        if self.compile_decided:
+            return
+        if self.config.compile is True:
+            self.compile_decided = True
+            self._compile()
+            return
+        if len(self.step_seconds) < 5:
+            return
+        self.compile_decided = True
+        left = self._training_seconds_left()
+        if left < AUTO_COMPILE_SECONDS:
+            return
+        self.log(f"compile: auto: about {format_duration(left)} of training left, compiling the training step "
+                 "(compile: false turns this off)")
+        try:
+            self._compile()
+        except CompileError as error:
+            self.log(f"compile: auto: training eagerly: {error}")
 
     def _epochs(self, logger) -> None:
         c = self.config
@@ -467,8 +505,8 @@ class Trainer:
                        "seconds_used": self.seconds_used(),
                        "time_estimates": {"step": list(self.step_seconds), "validation": self.validation_seconds},
                        "in_final_stage": self.in_final_stage, "stopped_by": stopped_by}
-            if self.compiled is not None:  # compile: true; steps outside the compiled domain ran eagerly
-                summary["compiled_step"] = {"eager_steps": self.eager_steps}
+            if self.compiled is not None:  # steps outside the compiled domain ran eagerly
+                summary["compiled_step"] = {"from_epoch": self.compiled_at_epoch, "eager_steps": self.eager_steps}
             (self.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
             self.log(f"best epoch {self.best_epoch}: {format_metrics(self.best_metrics)}; deployed {model_path}")
         self.dist.barrier()

@@ -1,6 +1,8 @@
 """The compiled training step (``compile: true``): the same training as the eager step, to
 round-off, in float64, with the final stage's weights, mixed labels and a fallback batch."""
 
+import json
+
 import pytest
 import torch
 
@@ -56,10 +58,33 @@ def test_compiled_step_is_reused_by_a_resumed_run(trained, cu_files, capsys):
     assert packages[0].stat().st_mtime_ns == before and trainer.epoch == 4
 
 
-def test_compile_refuses_what_it_cannot_compile(cu_files, tmp_path):
+def test_compile_auto_compiles_long_runs_only(trained, cu_files, tmp_path, monkeypatch, capsys):
+    # a short run (the default compile: auto) trains eagerly
+    assert trained[False].config.compile is False
+    short = Trainer(_config(cu_files, tmp_path / "short", max_epochs=2, compile="auto"))
+    short.run()
+    assert short.compiled is None and "compile: auto" not in capsys.readouterr().out
+    # with no time left to gain, a run counts as long: it compiles (here: reuses the package) once
+    # 5 steps are timed, during its first epoch
+    monkeypatch.setattr("mlff.train.trainer.AUTO_COMPILE_SECONDS", 0.0)
+    trainer = Trainer(_config(cu_files, trained[True].out, compile="auto", max_epochs=5))
+    start = trainer.epoch
+    trainer.run()
+    assert "compile: auto: about" in capsys.readouterr().out
+    summary = json.loads((trained[True].out / "training_summary.json").read_text())
+    assert summary["compiled_step"]["from_epoch"] == start and trainer.epoch == 5
+
+
+def test_compile_refuses_what_it_cannot_compile(cu_files, tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="batch_size is 1"):
         _config(cu_files, tmp_path / "a", compile=True, batch_size=1)
-    trainer = Trainer(_config(cu_files, tmp_path / "b", compile=True, model={
-        "preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "tp_backend": "e3nn"}))
+    e3nn = {"preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "tp_backend": "e3nn"}
+    trainer = Trainer(_config(cu_files, tmp_path / "b", compile=True, model=e3nn))
     with pytest.raises(CompileError, match="fused convolution"):
         trainer.run()
+    # compile: auto says why and trains eagerly
+    monkeypatch.setattr("mlff.train.trainer.AUTO_COMPILE_SECONDS", 0.0)
+    trainer = Trainer(_config(cu_files, tmp_path / "c", compile="auto", model=e3nn, max_epochs=1))
+    trainer.run()
+    assert trainer.compiled is None and trainer.epoch == 1
+    assert "compile: auto: training eagerly: the compiled step needs the fused convolution" in capsys.readouterr().out
