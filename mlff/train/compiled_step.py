@@ -172,7 +172,7 @@ class CompiledStep:
                            + [None, None])
                 with torch.no_grad():
                     exported = torch.export.export(graph, tuple(inputs), dynamic_shapes=tuple(dynamic))
-                    partial = path[:-len(".pt2")] + ".partial.pt2"
+                    partial = path[:-len(".pt2")] + f".partial{os.getpid()}.pt2"  # ranks compile side by side
                     aoti_package(exported, partial, "set compile: false")
                     os.replace(partial, path)  # a killed compilation leaves no package behind
             log(f"compiled training step in {time.perf_counter() - start:.0f} s: {path}")
@@ -211,7 +211,8 @@ def _machine() -> Dict[str, object]:
 
 
 def _source_digest() -> str:
-    """Digest of the code the compiled graph is traced from (model, layers, loss), part of the cache key."""
+    """Digest of the code the compiled graph is traced from (model, layers, loss, this module), part
+    of the cache key."""
     from .. import model as model_pkg, nn as nn_pkg
     from . import loss as loss_module
 
@@ -221,6 +222,7 @@ def _source_digest() -> str:
             if name.endswith(".py"):
                 with open(os.path.join(folder, name), "rb") as handle:
                     digest.update(handle.read())
-    with open(loss_module.__file__, "rb") as handle:
-        digest.update(handle.read())
+    for path in (loss_module.__file__, __file__):
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
     return digest.hexdigest()
