@@ -162,21 +162,31 @@ class CompiledStep:
             log("compiling the training step (once per run and machine, a minute or two)")
             os.makedirs(cache_dir, exist_ok=True)
             with tracing_settings():
-                trace_inputs = [p.detach().requires_grad_(True) for p in step.params] + inputs[len(names):]
-                graph = make_fx(traced, tracing_mode="symbolic", _allow_non_fake_inputs=True,
-                                _error_on_data_dependent_ops=True)(*trace_inputs)
-                dim = torch.export.Dim
-                dims = {name: dim(name, min=2) for name in ("atoms", "edges", "rows", "width", "graphs")}
-                dims["graphs+1"] = dims["graphs"] + 1
-                dynamic = ([None] * len(names) + [{axis: dims[name]} for _, axis, name in STEP_INPUTS]
-                           + [None, None])
+                try:
+                    trace_inputs = [p.detach().requires_grad_(True) for p in step.params] + inputs[len(names):]
+                    graph = make_fx(traced, tracing_mode="symbolic", _allow_non_fake_inputs=True,
+                                    _error_on_data_dependent_ops=True)(*trace_inputs)
+                    dim = torch.export.Dim
+                    dims = {name: dim(name, min=2) for name in ("atoms", "edges", "rows", "width", "graphs")}
+                    dims["graphs+1"] = dims["graphs"] + 1
+                    dynamic = ([None] * len(names) + [{axis: dims[name]} for _, axis, name in STEP_INPUTS]
+                               + [None, None])
+                    with torch.no_grad():
+                        exported = torch.export.export(graph, tuple(inputs), dynamic_shapes=tuple(dynamic))
+                except Exception as error:  # noqa: BLE001 - tracing and export raise many kinds
+                    raise CompileError(f"tracing the training step failed ({type(error).__name__}: "
+                                       f"{str(error).splitlines()[0] if str(error) else ''}); "
+                                       "set compile: false") from error
                 with torch.no_grad():
-                    exported = torch.export.export(graph, tuple(inputs), dynamic_shapes=tuple(dynamic))
                     partial = path[:-len(".pt2")] + f".partial{os.getpid()}.pt2"  # ranks compile side by side
                     aoti_package(exported, partial, "set compile: false")
                     os.replace(partial, path)  # a killed compilation leaves no package behind
             log(f"compiled training step in {time.perf_counter() - start:.0f} s: {path}")
-        step.runner = torch._inductor.aoti_load_package(path)
+        try:
+            step.runner = torch._inductor.aoti_load_package(path)
+        except Exception as error:  # noqa: BLE001
+            raise CompileError(f"cannot load the compiled training step {path} ({type(error).__name__}); "
+                               "delete it to compile again, or set compile: false") from error
         step._check(example, counts, weights[0], kind, delta)
         return step
 

@@ -88,3 +88,16 @@ def test_compile_refuses_what_it_cannot_compile(cu_files, tmp_path, monkeypatch,
     trainer.run()
     assert trainer.compiled is None and trainer.epoch == 1
     assert "compile: auto: training eagerly: the compiled step needs the fused convolution" in capsys.readouterr().out
+
+
+def test_a_corrupt_cached_package_is_a_clear_error(trained, cu_files, tmp_path, monkeypatch, capsys):
+    package = next((trained[True].out / "compiled").glob("step-*.pt2"))
+    (tmp_path / "compiled").mkdir()
+    (tmp_path / "compiled" / package.name).write_bytes(b"not a package")
+    with pytest.raises(CompileError, match="cannot load the compiled training step .* delete it"):
+        Trainer(_config(cu_files, tmp_path, compile=True, max_epochs=1)).run()
+    monkeypatch.setattr("mlff.train.trainer.AUTO_COMPILE_SECONDS", 0.0)
+    trainer = Trainer(_config(cu_files, tmp_path, compile="auto", max_epochs=1))
+    trainer.run()  # auto trains eagerly and says why
+    assert trainer.compiled is None and trainer.epoch == 1
+    assert "compile: auto: training eagerly: cannot load" in capsys.readouterr().out
