@@ -29,6 +29,16 @@ def split_frames(frames, n_test, n_valid):
     return [frames[i] for i in train], [frames[i] for i in valid], [frames[i] for i in test]
 
 
+def add_split_arguments(parser, budget, test):
+    """The options both budget benchmarks share (also ``fit_peers.py``): data, budget, split, model."""
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--budget", default=budget, help="wall time (time_limit) of each training run")
+    parser.add_argument("--test", type=int, default=test)
+    parser.add_argument("--valid", type=int, default=40)
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--dtype", default="float32")
+
+
 def parse_variant(words):
     name = words[0] if words and "=" not in words[0] else None
     options, model = {}, {}
@@ -41,12 +51,7 @@ def parse_variant(words):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--budget", default="10m", help="time_limit of each training run")
-    parser.add_argument("--test", type=int, default=100)
-    parser.add_argument("--valid", type=int, default=40)
-    parser.add_argument("--preset", default="medium")
-    parser.add_argument("--dtype", default="float32")
+    add_split_arguments(parser, budget="10m", test=100)
     parser.add_argument("--variant", nargs="*", action="append", default=None)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from ase.io import read, write
-from fit_budget import split_frames  # the same split as fit_budget.py (this script's folder is on sys.path)
+from fit_budget import add_split_arguments, split_frames  # the same split as fit_budget.py (this script's folder is on sys.path)
 
 KEYS = {"energy": "REF_energy", "forces": "REF_forces", "stress": "REF_stress"}
 
@@ -193,12 +193,7 @@ def predict_peer(tool, python, model, work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--budget", default="20m", help="wall time of each training run")
-    parser.add_argument("--test", type=int, default=80)
-    parser.add_argument("--valid", type=int, default=40)
-    parser.add_argument("--preset", default="medium")
-    parser.add_argument("--dtype", default="float32")
+    add_split_arguments(parser, budget="20m", test=80)
     parser.add_argument("--mace", help="MACE's mace_run_train in its own venv")
     parser.add_argument("--nequip", help="NequIP's nequip-train in its own venv")
     parser.add_argument("--parallel", type=int, default=2, help="runs at the same time, each on its own cores")

@@ -41,7 +41,7 @@ from torch import nn
 from ..data import keys
 from ..deploy.compiled import CompileError, aoti_package, tracing_settings
 from ..nn.tensor_product import dense_rows
-from .loss import TERMS, loss_fn, weighted_loss
+from .loss import TERMS, loss_fn, normalisers, weighted_loss
 
 # the batch tensors the compiled step reads, in its argument order, with their dynamic dimension
 STEP_INPUTS = (
@@ -73,8 +73,7 @@ def _sizes(batch: Dict[str, torch.Tensor]) -> Dict[str, int]:
 
 def _normalisers(counts: Dict[str, float]) -> Dict[str, float]:
     """The eager loss's normalisers, each >= 1: a term without labels then adds exactly zero."""
-    return {"energy": max(counts["graphs"], 1.0), "forces": max(counts["force_components"], 1.0),
-            "stress": max(counts["stress_components"], 1.0), "dipole": max(counts["dipole_components"], 1.0)}
+    return {term: max(value, 1.0) for term, value in normalisers(counts).items()}
 
 
 class CompiledStep:
@@ -93,9 +92,9 @@ class CompiledStep:
         return min(_sizes(batch).values()) >= 2
 
     def _inputs(self, batch, counts, weights) -> List[torch.Tensor]:
-        normalisers = _normalisers(counts)
+        norms = _normalisers(counts)
         return ([p.detach() for p in self.params] + [batch[key] for key, _, _ in STEP_INPUTS]
-                + [torch.tensor([normalisers[t] for t in self.terms], dtype=torch.float64),
+                + [torch.tensor([norms[t] for t in self.terms], dtype=torch.float64),
                    torch.tensor([float(weights[t]) for t in self.terms], dtype=torch.float64)])
 
     def step(self, batch: Dict[str, torch.Tensor], counts: Dict[str, float],
@@ -145,10 +144,10 @@ class CompiledStep:
         def traced(*args):
             weights_in = dict(zip(names, args[:len(names)]))
             tensors = args[len(names):len(names) + len(STEP_INPUTS)]
-            normalisers, loss_weights = args[-2], args[-1]
+            norms, loss_weights = args[-2], args[-1]
             data = {key_: value for (key_, _, _), value in zip(STEP_INPUTS, tensors)}
             out = torch.func.functional_call(model, ({**params, **buffers, **weights_in},), (data,))
-            loss = weighted_loss(out, data, {t: normalisers[i] for i, t in enumerate(terms)},
+            loss = weighted_loss(out, data, {t: norms[i] for i, t in enumerate(terms)},
                                  {t: loss_weights[i] for i, t in enumerate(terms)}, terms, kind, delta)
             grads = torch.autograd.grad(loss, [weights_in[n] for n in names], materialize_grads=True)
             return (loss,) + tuple(grads)
@@ -192,8 +191,6 @@ class CompiledStep:
 
     def _check(self, batch, counts, weights, kind, delta) -> None:
         """The compiled loss and gradients must reproduce the eager step's on ``batch``."""
-        for p in self.params:
-            p.grad = None
         want = loss_fn(self.model(batch), batch, counts, weights, kind, delta)
         want_grads = torch.autograd.grad(want, self.params, allow_unused=True, materialize_grads=True)
         outputs = self.runner(*self._inputs(batch, counts, weights))

@@ -16,9 +16,6 @@ from ..data import keys
 
 Number = Union[float, torch.Tensor]
 TERMS = ("energy", "forces", "stress", "dipole")
-# the batch count that normalises each term (see batch_counts)
-NORMALISER = {"energy": "graphs", "forces": "force_components", "stress": "stress_components",
-              "dipole": "dipole_components"}
 
 
 def _penalty(diff: torch.Tensor, kind: str, delta: float) -> torch.Tensor:
@@ -36,6 +33,13 @@ def batch_counts(items: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, float]:
         "stress_components": 9.0 * float(sum(float(d[keys.HAS_STRESS_KEY].sum()) for d in items)),
         "dipole_components": 3.0 * float(sum(float(d[keys.HAS_DIPOLE_KEY].sum()) for d in items)),
     }
+
+
+def normalisers(counts: Dict[str, float]) -> Dict[str, float]:
+    """Each term's normaliser from :func:`batch_counts`: structures (at least 1) for the energy, label
+    components for the others (0 where the batch has no such label)."""
+    return {"energy": max(counts["graphs"], 1.0), "forces": counts["force_components"],
+            "stress": counts["stress_components"], "dipole": counts["dipole_components"]}
 
 
 def weighted_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], normalisers: Dict[str, Number],
@@ -70,7 +74,6 @@ def loss_fn(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], counts
             weights: Dict[str, float], kind: str = "mse", delta: float = 0.01) -> torch.Tensor:
     """``sum_terms weight * sum(penalty) / global count`` for energy/atom, forces, stress, dipole;
     terms with weight 0 or without labels in the batch are left out."""
-    normalisers = {"energy": max(counts["graphs"], 1.0), "forces": counts["force_components"],
-                   "stress": counts["stress_components"], "dipole": counts["dipole_components"]}
-    terms = [t for t in TERMS if weights.get(t, 0.0) > 0 and normalisers[t] > 0]
-    return weighted_loss(out, batch, normalisers, weights, terms, kind, delta)
+    norms = normalisers(counts)
+    terms = [t for t in TERMS if weights.get(t, 0.0) > 0 and norms[t] > 0]
+    return weighted_loss(out, batch, norms, weights, terms, kind, delta)

@@ -21,11 +21,11 @@ from ..data.readers import Frame, LabelKeys, describe, read_frames
 from ..data.stats import average_num_neighbors, energy_shifts, force_rms
 from ..data.validate import validate_frames
 from ..deploy import deploy
+from ..deploy.compiled import CompileError
 from ..model import ModelConfig, build_model
 from ..runtime import tune_allocator
 from .budget import SignalCatcher, TrainingInterrupted, format_duration
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from ..deploy.compiled import CompileError
 from .compiled_step import CompiledStep, with_layout
 from .config import AUTO_COMPILE_SECONDS, TrainConfig
 from .distributed import Distributed
