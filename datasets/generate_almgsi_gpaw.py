@@ -1,4 +1,4 @@
-"""Generate datasets/almgsi_gpaw.extxyz: the Al-Mg-Si system (the 6xxx aluminium alloys) labelled
+"""Generate datasets/almgsi_gpaw_k5.extxyz: the Al-Mg-Si system (the 6xxx aluminium alloys) labelled
 with periodic DFT (GPAW, PBE, plane waves): energy, forces and stress of 1-8 atom cells of three
 elements in many phases, compositions, volumes and strains, rattled, with vacancies and slabs.
 The multi-element development set for fitting quality on real DFT data.
@@ -19,8 +19,11 @@ bcc Al-Mg-Si orderings (2-4 atoms), hcp Mg with solutes, diamond Si with solutes
 with a surface solute, and a 2-layer Si (100) slab.
 
 Settings: PBE, plane waves 300 eV, Mg's 2-electron setup, Monkhorst-Pack k-points of density
-2.5 per Å^-1 (at least 1 per direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV
-(energies are the extrapolated free energies at zero smearing that GPAW reports), no symmetry.
+5 per Å^-1 (at least 1 per direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV
+(energies are the extrapolated free energies at zero smearing that GPAW reports), no point-group
+symmetry, time reversal. ``datasets/almgsi_gpaw.extxyz`` holds the same structures labelled with
+a density of 2.5 (and symmetry off): ``--kpt-density 2.5 --out almgsi_gpaw.extxyz``. Its labels
+carry k-point noise of up to 160 meV/Å and 50 meV/atom (datasets/README.md, *Label noise*).
 """
 
 import os
@@ -91,8 +94,8 @@ def structure(index: int):
 
 
 def main(argv=None):
-    return generate(structure, __doc__.splitlines()[0], os.path.join(HERE, "almgsi_gpaw.extxyz"), 300,
-                    setups={"Mg": "2"}, argv=argv)
+    return generate(structure, __doc__.splitlines()[0], os.path.join(HERE, "almgsi_gpaw_k5.extxyz"), 300,
+                    setups={"Mg": "2"}, kpt_density=5.0, argv=argv)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,16 @@
 structure with periodic PBE (energy, forces, stress) and the resumable, ordered driver that writes
 the frames. Runs under the system Python with Debian's GPAW.
 
-Settings: PBE, plane waves 300 eV, Monkhorst-Pack k-points of density 2.5 per Å^-1 (at least 1 per
-direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV (energies are the extrapolated
-free energies at zero smearing that GPAW reports), no symmetry (rattled cells).
+Settings: PBE, plane waves 300 eV, Monkhorst-Pack k-points of a given density per Å^-1 (at least 1
+per direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV (energies are the
+extrapolated free energies at zero smearing that GPAW reports), no point-group symmetry (rattled
+cells) but time reversal (half the k-points; the same labels to 1 meV/Å, the SCF tolerance).
+
+The k-point density sets the label noise. Densities of 2.5 (the first two GPAW sets) and 5 differ
+by 0-160 meV/Å (RMS per frame, 16 frames of ``almgsi_gpaw.extxyz``) and by up to 50 meV/atom; 5
+and 6.5 by 12-34 meV/Å on the worst two of them (datasets/README.md, *Label noise*). The errors
+of a k-point grid too coarse for a small cell depend on the cell's shape and size, which a local
+model cannot see: they are noise it cannot learn.
 """
 
 import argparse
@@ -28,16 +35,16 @@ def strain_and_rattle(atoms, rng, strain=True):
     return atoms
 
 
-def label(atoms, kind, setups=None):
+def label(atoms, kind, setups=None, kpt_density=5.0):
     """``atoms`` with GPAW's energy, forces and stress as extxyz labels and ``config_type=kind``."""
     from gpaw import GPAW, PW, FermiDirac
 
-    kpts = kptdensity2monkhorstpack(atoms, kptdensity=2.5, even=False)
+    kpts = kptdensity2monkhorstpack(atoms, kptdensity=kpt_density, even=False)
     if "slab" in kind:
         kpts[2] = 1
     extra = {"setups": setups} if setups else {}  # e.g. {"Mg": "2"}: Mg's 2-electron setup
     atoms.calc = GPAW(mode=PW(300), xc="PBE", kpts=[int(k) for k in kpts], occupations=FermiDirac(0.1),
-                      symmetry="off", txt=None, **extra)
+                      symmetry={"point_group": False, "time_reversal": True}, txt=None, **extra)
     out = atoms.copy()
     out.info.pop("adsorbate_info", None)  # ase.build's slab metadata, not a label
     out.info["energy"] = atoms.get_potential_energy()
@@ -47,15 +54,15 @@ def label(atoms, kind, setups=None):
     return out
 
 
-def _one(structure, setups, index):
+def _one(structure, setups, kpt_density, index):
     atoms, kind = structure(index)
     start = time.time()
-    out = label(atoms, kind, setups)
+    out = label(atoms, kind, setups, kpt_density)
     out.info["index"] = index
     return index, out, time.time() - start
 
 
-def generate(structure, description, default_out, default_frames, setups=None, argv=None):
+def generate(structure, description, default_out, default_frames, setups=None, kpt_density=5.0, argv=None):
     """The command line of a generator: frame ``i`` is ``structure(i)`` (deterministic), labelled
     and appended in index order, so an interrupted run resumes where the file ends."""
     parser = argparse.ArgumentParser(description=description)
@@ -63,6 +70,8 @@ def generate(structure, description, default_out, default_frames, setups=None, a
                         help=f"frames in the file (the committed set has {default_frames})")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default=default_out)
+    parser.add_argument("--kpt-density", type=float, default=kpt_density,
+                        help=f"Monkhorst-Pack k-points per Å^-1 (default {kpt_density})")
     parser.add_argument("--dry-run", action="store_true", help="print the structures without labelling them")
     args = parser.parse_args(argv)
     if args.dry_run:
@@ -72,8 +81,8 @@ def generate(structure, description, default_out, default_frames, setups=None, a
         return 0
     done = len(read(args.out, ":")) if os.path.exists(args.out) else 0
     todo = list(range(done, args.frames))
-    print(f"{done} frames in {args.out}; labelling {len(todo)} more", flush=True)
-    work = functools.partial(_one, structure, setups)
+    print(f"{done} frames in {args.out}; labelling {len(todo)} more (k-point density {args.kpt_density})", flush=True)
+    work = functools.partial(_one, structure, setups, args.kpt_density)
     if args.workers > 1:
         from multiprocessing import Pool
 

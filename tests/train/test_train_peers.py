@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,3 +42,34 @@ def test_fit_peers_scores_mlff(tmp_path):
     best_epoch, energy, forces, stress = (float(v) for v in row[0].split()[1:5])
     assert best_epoch >= 0 and all(0.0 < v < 1e4 for v in (energy, forces, stress))
     assert len(read(tmp_path / "test.extxyz", ":")) == 5 and len(read(tmp_path / "train.extxyz", ":")) == 291
+
+
+def test_label_noise_compares_two_labellings(tmp_path):
+    """benchmarks/label_noise.py: identical labels are 0 apart; forces shifted by 0.01 eV/Å in one
+    component of every atom are 10/3 meV/Å apart (MAE over components); other structures are an error."""
+    frames = read(os.path.join(ROOT, "datasets", "al_gpaw.extxyz"), ":6")
+    write(tmp_path / "a.extxyz", frames)
+    shifted = []
+    for ref in frames:
+        atoms = ref.copy()
+        atoms.calc = SinglePointCalculator(atoms, energy=ref.get_potential_energy(), stress=ref.get_stress(),
+                                           forces=ref.get_forces() + [0.01, 0.0, 0.0])
+        shifted.append(atoms)
+    write(tmp_path / "b.extxyz", shifted)
+    script = os.path.join(ROOT, "benchmarks", "label_noise.py")
+
+    def table(a, b):
+        result = subprocess.run([sys.executable, script, str(tmp_path / a), str(tmp_path / b)],
+                                capture_output=True, text=True, timeout=300)
+        return result, [line.split() for line in result.stdout.splitlines() if line.startswith("all")]
+
+    result, rows = table("a.extxyz", "a.extxyz")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [float(v) for v in rows[0][2:8]] == [0.0] * 6
+    result, rows = table("a.extxyz", "b.extxyz")
+    assert result.returncode == 0, result.stderr[-2000:]
+    energy_mae, forces_mae, stress_mae = float(rows[0][2]), float(rows[0][4]), float(rows[0][6])
+    assert energy_mae == 0.0 and stress_mae == 0.0 and abs(forces_mae - 10.0 / 3.0) <= 0.05  # printed to 0.1
+    write(tmp_path / "c.extxyz", frames[::-1])
+    result, _ = table("a.extxyz", "c.extxyz")
+    assert result.returncode != 0 and "not the same structures" in result.stderr
