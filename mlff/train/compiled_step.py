@@ -12,7 +12,7 @@ all, the way ``mlff deploy --compile`` traces energy and forces (:mod:`mlff.depl
    trainable weight out;
 2. ``torch.export`` with the numbers of atoms, edges, centre rows, neighbours per centre and
    structures as dynamic dimensions (each >= 2: a compiled graph specialises sizes 0 and 1);
-3. AOTInductor compiles it to a C++ library, once per run (about a minute or two here), cached in
+3. AOTInductor compiles it to a C++ library, once per run (1.5-7 minutes here, by threads and load), cached in
    ``<output_dir>/compiled/`` under a key of everything it depends on (model, loss terms, code,
    torch version, CPU instruction set, thread count), so a resumed run on the same kind of node
    with the same threads reuses it.
@@ -158,7 +158,7 @@ class CompiledStep:
             log(f"compiled training step: reusing {path}")
         else:
             start = time.perf_counter()
-            log("compiling the training step (once per run and machine, a minute or two)")
+            log("compiling the training step (once per run and machine, a few minutes)")
             os.makedirs(cache_dir, exist_ok=True)
             with tracing_settings():
                 try:

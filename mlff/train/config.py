@@ -14,7 +14,11 @@ from ..model.config import reject_unknown
 
 FINAL_ENERGY_FACTOR = 20.0  # default final-stage energy weight: energy_weight x this
 FINAL_LR_DIVISOR = 5.0      # default final-stage learning rate: learning_rate / this
-AUTO_COMPILE_SECONDS = 600.0  # compile: auto compiles runs with more training time than this left
+# compile: auto compiles runs with more training time than this left. A compilation took 97 s on an
+# idle 2-core machine (2 threads) but 408 s on one thread sharing 2 cores with two other runs; at the
+# step's measured 1.3-1.7x, a 408 s compilation pays back only after ~18 minutes. 30 minutes keeps
+# auto from ever losing time to it.
+AUTO_COMPILE_SECONDS = 1800.0
 
 
 @dataclass
@@ -76,7 +80,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     time_limit: Optional[Union[str, float]] = None  # e.g. "20m", "11h30m": stop, checkpoint, deploy
     # CPU: the step (loss and its gradients) as one AOTInductor graph (compiled_step.py); auto: when,
-    # after the first epoch, the run has more than AUTO_COMPILE_SECONDS left, and if it compiles
+    # after 5 timed steps, the run has more than AUTO_COMPILE_SECONDS left, and if it compiles
     compile: Union[bool, str] = "auto"
     progress: bool = True
     tensorboard: str = "auto"

@@ -429,8 +429,8 @@ class Trainer:
     def _maybe_compile(self) -> None:
         """``compile: true`` compiles before the first step (errors stop the run); ``auto`` decides
         once, when 5 steps have been timed: it compiles if more than AUTO_COMPILE_SECONDS of training
-        are left (a compilation takes a minute or two) and trains eagerly if the step cannot be
-        compiled (the reason is logged)."""
+        are left (a compilation takes 1.5-7 minutes, see config.py) and trains eagerly if the step
+        cannot be compiled (the reason is logged)."""
         if self.compile_decided:
             return
         if self.config.compile is True:
