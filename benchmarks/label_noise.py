@@ -56,9 +56,8 @@ def main():
 
     atoms_a, atoms_b = read(args.a, ":"), read(args.b, ":")
     _check_same_structures(atoms_a, atoms_b)
-    if args.test:
-        atoms_a = split_frames(atoms_a, args.test, args.valid)[2]
-        atoms_b = split_frames(atoms_b, args.test, args.valid)[2]
+    if args.test:  # split the pairs once, so both files keep the same frames
+        atoms_a, atoms_b = map(list, zip(*split_frames(list(zip(atoms_a, atoms_b)), args.test, args.valid)[2]))
     frames_a = [frame_from_atoms(atoms, LabelKeys(), args.a) for atoms in atoms_a]
     frames_b = [frame_from_atoms(atoms, LabelKeys(), args.b) for atoms in atoms_b]
 
