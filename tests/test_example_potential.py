@@ -14,8 +14,10 @@ from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
 import mlff
+from mlff.deploy import model_from_file
 from mlff.evaluation import error_metrics, predict_frames
 from mlff.lammps.runtime import lammps_env
+from mlff.testing import evaluate
 from mlff.train import load_config
 from mlff.train.trainer import load_datasets
 
@@ -29,6 +31,21 @@ def test_loads_with_its_metadata():
     assert model.species == ["Cu"]
     assert model.metadata.config == {**model.metadata.config, "r_cut": 4.5, "dtype": "float32"}
     assert MODEL.stat().st_size < 5e6
+
+
+def test_rebuilds_with_the_options_it_was_saved_with():
+    """The file predates `radial_species` (its config has no such key): it rebuilds with the
+    distance-only radial MLP it was trained with, not with today's default, and predicts the same."""
+    model = mlff.load(MODEL)
+    assert "radial_species" not in model.metadata.config
+    rebuilt = model_from_file(MODEL)
+    assert rebuilt.config.radial_species is False
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    first = evaluate(rebuilt, atoms)
+    atoms.calc = mlff.MLFFCalculator(MODEL)
+    np.testing.assert_allclose(first["energy"], atoms.get_potential_energy(), rtol=1e-6)
+    np.testing.assert_allclose(first["forces"], atoms.get_forces(), atol=1e-5)
 
 
 def test_matches_recorded_validation_metrics():

@@ -255,7 +255,7 @@ def model_from_file(path: str | os.PathLike, **config_overrides):
     metadata = read_metadata(path)
     if not metadata.config:
         raise ModelFileError(f"{path!r} carries no config.json; it cannot be rebuilt")
-    config = ModelConfig.from_dict({**metadata.config, **config_overrides})
+    config = ModelConfig.from_saved({**metadata.config, **config_overrides})
     model = build_model(config, metadata.species)
     with torchscript_quiet():
         module = torch.jit.load(path, map_location="cpu")

@@ -44,6 +44,12 @@ class ModelConfig:
     cutoff_p : exponent of the polynomial cutoff envelope (smoothness at ``r_cut``).
     radial_hidden, radial_layers : width and depth of the MLP turning the radial basis into the
         tensor-product weights.
+    radial_species : the radial MLP also sees the species of the edge's two atoms (their one-hot
+        vectors, times the cutoff envelope so that the weights still vanish smoothly at ``r_cut``),
+        so each pair of elements gets its own radial functions, as in Allegro's two-body
+        embedding; on three-element DFT data it lowered the test force error by 7 % at a fixed
+        wall time (docs/training.md). ``False`` (the form of models saved before this option):
+        distance only.
     readout_hidden : scalar channels of the per-atom energy head.
     avg_num_neighbors : the neighbour sum is divided by this (set from data by training).
     dtype : ``"float64"`` or ``"float32"``: the model's internal precision. Inputs and outputs are
@@ -69,6 +75,7 @@ class ModelConfig:
     cutoff_p: int = 6
     radial_hidden: int = 64
     radial_layers: int = 2
+    radial_species: bool = True
     readout_hidden: int = 16
     avg_num_neighbors: float = 10.0
     dtype: str = "float64"
@@ -112,6 +119,16 @@ class ModelConfig:
         if name not in cls.PRESETS:
             raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(cls.PRESETS)}")
         return cls.from_dict({**cls.PRESETS[name], **overrides})
+
+    # options added after models were first saved, with the values that reproduce those models
+    # (a saved config without the key was written before the option existed)
+    SAVED_BEFORE = {"radial_species": False}
+
+    @classmethod
+    def from_saved(cls, values: dict) -> "ModelConfig":
+        """The config saved in a model file or checkpoint; options it predates take the value that
+        reproduces it (``SAVED_BEFORE``), not today's default."""
+        return cls.from_dict({**cls.SAVED_BEFORE, **values})
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":

@@ -67,6 +67,8 @@ class Potential(nn.Module):
         self.embedding = SpeciesEmbedding(num_species, config.num_features)
         self.sh = o3.SphericalHarmonics(config.sh_irreps, normalize=True, normalization="component")
         self.radial = RadialEmbedding(config.r_cut, config.num_basis, config.cutoff_p)
+        self.radial_species = bool(config.radial_species)
+        radial_inputs = config.num_basis + (2 * num_species if self.radial_species else 0)
 
         # the last layer computes only what the readouts need: scalars for the energy, plus the
         # irreps of the optional heads
@@ -78,7 +80,7 @@ class Potential(nn.Module):
             target = last_target if index == config.num_layers - 1 else config.hidden_irreps
             layer = Interaction(
                 irreps, config.sh_irreps, target, self.embedding.irreps_attrs,
-                config.num_basis, config.radial_hidden, config.radial_layers,
+                radial_inputs, config.radial_hidden, config.radial_layers,
                 config.avg_num_neighbors, config.tp_backend,
             )
             if layer.irreps_in != irreps:
@@ -117,7 +119,7 @@ class Potential(nn.Module):
         edge_vec = pos[edge_index[1]] - pos[edge_index[0]] + edge_shift
         if not edge_vec.requires_grad:
             edge_vec.requires_grad_(True)
-        edge_sh, edge_radial = self.edge_embedding(edge_vec)
+        edge_sh, edge_radial = self.edge_embedding(edge_vec, edge_index, species)
 
         is_local = torch.ones(num_atoms, dtype=torch.bool, device=pos.device)
         center_hops: Optional[torch.Tensor] = None
@@ -183,10 +185,18 @@ class Potential(nn.Module):
         """Species ``(n,)`` -> one-hot attributes (model dtype), without the first layer's features."""
         return self.embedding.attributes(species, self.scale_shift.shift.dtype)
 
-    def edge_embedding(self, edge_vec: torch.Tensor):
-        """Edge vectors ``(E, 3)`` -> spherical harmonics ``(E, sh)`` and radial basis ``(E, num_basis)``."""
+    def edge_embedding(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor):
+        """Edge vectors ``(E, 3)`` -> spherical harmonics ``(E, sh)`` and the radial MLP's input
+        ``(E, num_basis [+ 2 num_species])``: the radial basis, and with ``radial_species`` the
+        one-hot species of the edge's centre and neighbour, all times the cutoff envelope."""
         vec = edge_vec.to(self.scale_shift.shift.dtype)
-        return self.sh(vec), self.radial(torch.linalg.norm(vec, dim=1))
+        length = torch.linalg.norm(vec, dim=1)
+        envelope = self.radial.cutoff(length).unsqueeze(-1)
+        radial = self.radial.basis(length) * envelope
+        if self.radial_species:
+            attrs = self.attributes(species)
+            radial = torch.cat([radial, attrs[edge_index[0]] * envelope, attrs[edge_index[1]] * envelope], dim=1)
+        return self.sh(vec), radial
 
     def interaction(self, index: int, x: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                     edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_out: int = -1,

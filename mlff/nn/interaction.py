@@ -43,9 +43,9 @@ class Interaction(nn.Module):
         x_i' = Gate(W' m_i + SC(x_i, z_i)) [+ x_i if the irreps match]
 
     where ``Y`` are the edge spherical harmonics, ``TP`` a Clebsch-Gordan tensor product (``uvu``
-    paths) whose weights ``R`` are an MLP of the radial embedding only (so the learnable part sees
-    invariants only), ``SC`` a species-dependent self-connection and ``<N>`` the average number of
-    neighbours.
+    paths) whose weights ``R`` are an MLP of the ``num_radial`` edge invariants (the radial basis,
+    and optionally the species of the edge's atoms, see ``ModelConfig.radial_species``), ``SC`` a
+    species-dependent self-connection and ``<N>`` the average number of neighbours.
 
     Irreps: ``irreps_in`` -> ``irreps_out`` (the reachable part of ``irreps_target``).
     """
@@ -56,7 +56,7 @@ class Interaction(nn.Module):
         irreps_sh: o3.Irreps,
         irreps_target: o3.Irreps,
         irreps_attrs: o3.Irreps,
-        num_basis: int,
+        num_radial: int,
         radial_hidden: int,
         radial_layers: int,
         avg_num_neighbors: float,
@@ -99,7 +99,7 @@ class Interaction(nn.Module):
         # the fused convolution implements the same layer (the TensorProduct holds no parameters)
         self.conv = FusedEdgeTensorProduct(self.tp)
         self.fused = tp_backend == "fused"
-        self.radial = RadialMLP([num_basis] + radial_layers * [radial_hidden] + [self.tp.weight_numel])
+        self.radial = RadialMLP([num_radial] + radial_layers * [radial_hidden] + [self.tp.weight_numel])
         self.linear_out = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
         self.self_connection = o3.FullyConnectedTensorProduct(
             self.irreps_in, irreps_attrs, self.gate.irreps_in
@@ -113,7 +113,7 @@ class Interaction(nn.Module):
         attrs: torch.Tensor,  # [n, num_species]
         edge_index: torch.Tensor,  # [2, E]
         edge_sh: torch.Tensor,  # [E, irreps_sh]
-        edge_radial: torch.Tensor,  # [E, num_basis]
+        edge_radial: torch.Tensor,  # [E, num_radial]
         n_out: int = -1,
         layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]] = None,
     ) -> torch.Tensor:  # [n_out, irreps_out]

@@ -51,7 +51,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def model_from_checkpoint(state: dict, use_ema: bool = True, **config_overrides) -> Potential:
     """Rebuild the potential (EMA weights by default) from a checkpoint's config and species;
     ``config_overrides`` may change options that keep the parameters (``tp_backend``)."""
-    model = build_model(ModelConfig.from_dict({**state["model_config"], **config_overrides}), state["species"])
+    model = build_model(ModelConfig.from_saved({**state["model_config"], **config_overrides}), state["species"])
     weights = state["ema"]["shadow"] if use_ema and state.get("ema") else state["model"]
     model.load_state_dict(weights)
     return model.eval()

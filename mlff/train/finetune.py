@@ -1,9 +1,10 @@
 """Fine-tuning: start training from an existing model (``init_from``), possibly with new species,
 and optionally with some modules frozen (``freeze``).
 
-The species enter a model in three places: the species embedding (a linear map of the one-hot
-species), each layer's species-dependent self-connection (a tensor product with the one-hot
-species) and the per-species energy shifts. :func:`with_species` copies a model into one that knows
+The species enter a model in three places (four with ``radial_species``): the species embedding (a
+linear map of the one-hot species), each layer's species-dependent self-connection (a tensor
+product with the one-hot species), the per-species energy shifts, and with ``radial_species`` the
+first layer of each radial MLP (whose inputs include the one-hot species of the edge's two atoms). :func:`with_species` copies a model into one that knows
 more species: the old species' weights are copied (rescaled for e3nn's fan-in normalisation, which
 counts species), the new species' weights are initialised as in a fresh model. For structures of
 the old species the copy predicts exactly what the original did.
@@ -46,6 +47,26 @@ def _species_modules(model: Potential) -> Dict[str, o3.TensorProduct | o3.Linear
     for index, layer in enumerate(model.layers):
         modules[f"layers.{index}.self_connection.weight"] = layer.self_connection
     return modules
+
+
+def _radial_inputs(model: Potential) -> List[str]:
+    """Names of the radial MLPs' first-layer weights when their inputs include the species."""
+    if not model.config.radial_species:
+        return []
+    return [f"layers.{index}.radial.layer0.weight" for index in range(len(model.layers))]
+
+
+def _radial_rows(old: torch.Tensor, new: torch.Tensor, num_basis: int, old_species: int, new_species: int,
+                 keep) -> torch.Tensor:
+    """A radial MLP's first-layer weight ``(inputs, hidden)`` for more species: the basis rows and
+    the old species' rows (centre block, then neighbour block) copied, rescaled for the fan-in
+    normalisation (which counts the inputs); the new species' rows as initialised."""
+    ratio = (new.shape[0] / old.shape[0]) ** 0.5
+    new[:num_basis] = old[:num_basis] * ratio
+    for block in range(2):  # centre species, neighbour species
+        for new_k, old_k in keep:
+            new[num_basis + block * new_species + new_k] = old[num_basis + block * old_species + old_k] * ratio
+    return new
 
 
 def _blocks(module, weight: torch.Tensor) -> List[torch.Tensor]:
@@ -91,6 +112,9 @@ def with_species(model: Potential, species: Sequence[str], config: Optional[Mode
                 for new_k, old_k in keep:
                     new_block.select(axis, new_k).copy_(old_block.select(axis, old_k) * ratio)
             new_state[name] = torch.cat([b.reshape(-1) for b in new_blocks])
+        elif name in _radial_inputs(model) and value.shape != target.shape:
+            new_state[name] = _radial_rows(value, target.clone(), model.config.num_basis, len(model.species),
+                                           len(species), keep)
         elif name == "scale_shift.shift":
             shift = torch.zeros_like(target)
             for new_k, old_k in keep:

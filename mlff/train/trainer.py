@@ -147,6 +147,14 @@ class Trainer:
                 model_config = c.model_config(avg_num_neighbors=average_num_neighbors(train, model_config.r_cut))
             self.shifts = energy_shifts(train, self.species, c.E0)
             self.scale = force_rms(train)
+        last = self.out / "last.pt"
+        if last.exists():  # resuming: the architecture the run started with, even if a default changed since
+            saved = ModelConfig.from_saved(load_checkpoint(last)["model_config"])
+            changed = sorted(k for k, v in saved.to_dict().items() if getattr(model_config, k) != v)
+            if changed:
+                self.log(f"resuming with the model the run started with: {', '.join(f'{k}={getattr(saved, k)!r}' for k in changed)} "
+                         f"(this mlff's default: {', '.join(f'{k}={getattr(model_config, k)!r}' for k in changed)})")
+                model_config = saved
         self.model_config = model_config
         summary["statistics"] = {"energy_shifts_eV": dict(zip(self.species, self.shifts.tolist())),
                                  "force_rms_eV_per_A": self.scale,

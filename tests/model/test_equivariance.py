@@ -8,9 +8,10 @@ TOL = {"float64": 1e-10, "float32": 2e-4}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("l_max,parity", [(2, True), (2, False), (1, True), (0, True)])
-def test_periodic_cell(dtype, l_max, parity):
-    model = tiny_model(dtype=dtype, l_max=l_max, parity=parity)
+@pytest.mark.parametrize("l_max,parity,radial_species", [(2, True, True), (2, False, True), (1, True, True),
+                                                         (0, True, True), (2, True, False)])
+def test_periodic_cell(dtype, l_max, parity, radial_species):
+    model = tiny_model(dtype=dtype, l_max=l_max, parity=parity, radial_species=radial_species)
     assert_e3_equivariant(lambda a: evaluate(model, a), triclinic_cell(3), seed=1, tol=TOL[dtype])
 
 

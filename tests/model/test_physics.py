@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import bulk
 
@@ -51,3 +52,31 @@ def test_energy_continuous_across_cutoff(model):
         assert np.abs(out["forces"]).max() <= 1e3 * max(gap, 0) ** 2 + 1e-14
     inside = evaluate(model, Atoms("CuO", positions=[[0, 0, 0], [r_cut - 0.5, 0, 0]]))
     assert abs(float(inside["energy"]) - isolated) > 1e-6
+
+
+def test_radial_inputs_carry_the_species_and_vanish_at_the_cutoff(model):
+    """With radial_species (the default) the radial MLP sees the basis and the one-hot species of
+    the edge's centre and neighbour, all times the envelope: equal lengths with other species give
+    other inputs, and every input is zero at r_cut."""
+    r_cut = model.r_cut
+    lengths = torch.tensor([2.0, 2.0, 2.0, r_cut, r_cut + 0.1], dtype=torch.float64)
+    vec = torch.stack([lengths, torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)], 1)
+    species = torch.tensor([0, 1])  # Cu, O
+    edge_index = torch.tensor([[0, 0, 1, 0, 1], [0, 1, 0, 1, 0]])  # Cu-Cu, Cu-O, O-Cu, at r_cut and beyond
+    _, radial = model.edge_embedding(vec, edge_index, species)
+    num_basis = model.config.num_basis
+    assert radial.shape == (5, num_basis + 2 * 2)
+    envelope = model.radial.cutoff(lengths)
+    torch.testing.assert_close(radial[:, :num_basis], model.radial(lengths), rtol=1e-12, atol=0)
+    torch.testing.assert_close(radial[:3, num_basis:], envelope[:3, None] * torch.tensor(
+        [[1, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0]], dtype=torch.float64), rtol=1e-12, atol=0)
+    assert float(envelope[0]) > 0.1
+    assert torch.all(radial[3:] == 0)
+
+
+def test_distance_only_radial_inputs_when_off():
+    """radial_species: false (the form of models saved before the option) keeps the basis only."""
+    model = tiny_model(radial_species=False)
+    vec = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
+    _, radial = model.edge_embedding(vec, torch.tensor([[0], [1]]), torch.tensor([0, 1]))
+    torch.testing.assert_close(radial, model.radial(torch.tensor([2.0], dtype=torch.float64)), rtol=1e-12, atol=0)

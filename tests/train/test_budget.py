@@ -160,3 +160,25 @@ def test_final_stage_options_are_checked():
         TrainConfig(train_file="x.extxyz", final_stage=0.0, final_energy_weight=100.0)
     with pytest.raises(ValueError, match=r"in \[0, 1\)"):
         TrainConfig(train_file="x.extxyz", final_stage=1.5)
+
+
+def test_resume_keeps_the_architecture_the_run_started_with(tmp_path, make_config, env):
+    """A run started before a model default changed (here: a checkpoint written before
+    `radial_species` existed, so without the key) resumes with the model it started with."""
+    from mlff.train.checkpoint import load_checkpoint, save_checkpoint
+
+    model = {"preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "dtype": "float64"}
+    config = make_config(tmp_path / "cu.yaml", max_epochs=2, model={**model, "radial_species": False})
+    assert _train(config, env).returncode == 0
+    last = tmp_path / "run" / "last.pt"
+    state = load_checkpoint(last)
+    for saved in (state["model_config"], state["train_config"]["model"]):  # as an older mlff wrote them
+        del saved["radial_species"]
+    save_checkpoint(state, last)
+
+    res = _train(make_config(tmp_path / "cu.yaml", max_epochs=4, model=model), env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "resuming with the model the run started with: radial_species=False" in res.stdout + res.stderr
+    assert json.loads((tmp_path / "run" / "training_summary.json").read_text())["epochs"] == 4
+    resumed = load_checkpoint(last)
+    assert resumed["model_config"]["radial_species"] is False and resumed["epoch"] == 4

@@ -46,9 +46,10 @@ def _forces_mae(model_path, data, tmp_path):
     return json.loads(out.read_text())["forces_mae"]
 
 
+@pytest.mark.parametrize("radial_species", [False, True])
 @pytest.mark.parametrize("new_species", [["Cu", "O", "H"], ["Cu", "O", "C", "H"]])
-def test_added_species_leave_old_predictions_unchanged(new_species):
-    model = tiny_model(species=("Cu", "O"))
+def test_added_species_leave_old_predictions_unchanged(new_species, radial_species):
+    model = tiny_model(species=("Cu", "O"), radial_species=radial_species)
     extended = with_species(model, new_species, seed=5).eval()
     assert extended.species == new_species
     for atoms in (triclinic_cell(3), small_molecule(1)):
