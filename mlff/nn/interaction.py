@@ -39,7 +39,7 @@ class Interaction(nn.Module):
 
     For each center atom i::
 
-        m_i = 1/<N> sum_j TP(W x_j, Y(r_ij); R(|r_ij|))         (neighbour sum)
+        m_i = 1/<N> sum_j TP(W x_j, Y(r_ij); R(|r_ij|, z_i, z_j))   (neighbour sum)
         x_i' = Gate(W' m_i + SC(x_i, z_i)) [+ x_i if the irreps match]
 
     where ``Y`` are the edge spherical harmonics, ``TP`` a Clebsch-Gordan tensor product (``uvu``

@@ -58,7 +58,10 @@ class TrainConfig:
     clip_grad_norm: float = 10.0
     early_stopping_patience: int = 0
     # loss
-    loss: str = "mse"
+    # huber: quadratic up to huber_delta (eV/atom, eV/Å, eV/Å^3), linear beyond, so that large
+    # errors (often label noise) pull no harder than typical ones; lower force MAE than mse at a
+    # fixed wall time (docs/training.md, *Huber loss*)
+    loss: str = "huber"
     huber_delta: float = 0.01
     energy_weight: float = 1.0
     forces_weight: float = 10.0
