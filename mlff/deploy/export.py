@@ -111,7 +111,8 @@ class DeployedPotential(nn.Module):
     def halo_edges(self, positions: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
                    n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edge vectors (a leaf that collects the force gradient), spherical harmonics and the
-        radial MLP's input (the radial basis, with the edge's species if the model uses them). Edges must be centred on local atoms and sorted by centre."""
+        radial MLP's input (the radial basis, with the edge's species if the model uses them).
+        Edges must be centred on local atoms and sorted by centre."""
         n = positions.shape[0]
         if positions.dim() != 2 or positions.shape[1] != 3 or species.shape[0] != n:
             raise ValueError("mlff: positions must have shape (n, 3) and species shape (n,)")

@@ -60,7 +60,7 @@ class TrainConfig:
     # loss
     # huber: quadratic up to huber_delta (eV/atom, eV/Å, eV/Å^3), linear beyond, so that large
     # errors (often label noise) pull no harder than typical ones; lower force MAE than mse at a
-    # fixed wall time (docs/training.md, *Huber loss*)
+    # fixed wall time (docs/training.md, *Species-aware radial functions and the Huber loss*)
     loss: str = "huber"
     huber_delta: float = 0.01
     energy_weight: float = 1.0

@@ -4,9 +4,10 @@ and optionally with some modules frozen (``freeze``).
 The species enter a model in three places (four with ``radial_species``): the species embedding (a
 linear map of the one-hot species), each layer's species-dependent self-connection (a tensor
 product with the one-hot species), the per-species energy shifts, and with ``radial_species`` the
-first layer of each radial MLP (whose inputs include the one-hot species of the edge's two atoms). :func:`with_species` copies a model into one that knows
-more species: the old species' weights are copied (rescaled for e3nn's fan-in normalisation, which
-counts species), the new species' weights are initialised as in a fresh model. For structures of
+first layer of each radial MLP (whose inputs include the one-hot species of the edge's two
+atoms). :func:`with_species` copies a model into one that knows more species: the old species'
+weights are copied (rescaled for e3nn's fan-in normalisation, which counts species), the new
+species' weights are initialised as in a fresh model. For structures of
 the old species the copy predicts exactly what the original did.
 """
 

@@ -224,8 +224,10 @@ class Trainer:
         old, new = load_checkpoint(path)["train_config"], self.config.to_dict()
         changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
         if changed:
-            raise ValueError(f"{self.out} holds a run with different options {changed}; use another "
-                             f"output_dir, or delete {path} to start over")
+            values = ", ".join(f"{k}: {old.get(k)!r} in the run, {new[k]!r} now" for k in changed)
+            raise ValueError(f"{self.out} holds a run with different options {changed} ({values}); to resume "
+                             f"it, set them to the run's values (a default may have changed in a newer mlff), "
+                             f"or use another output_dir, or delete {path} to start over")
 
     def _resume(self) -> None:
         path = self.out / "last.pt"

@@ -97,6 +97,7 @@ def test_resume_refuses_a_changed_config(tmp_path, make_config, cu_files, env):
     res = subprocess.run([sys.executable, "-m", "mlff.cli.main", "train", str(config)], capture_output=True,
                          text=True, env=env)
     assert res.returncode != 0 and "different options ['learning_rate']" in res.stderr
+    assert "learning_rate: 0.01 in the run, 0.5 now" in res.stderr
 
 
 def test_two_process_ddp_matches_one_process(tmp_path, make_config, cu_files, env):
