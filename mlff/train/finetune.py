@@ -98,6 +98,7 @@ def with_species(model: Potential, species: Sequence[str], config: Optional[Mode
     state = {k: v for k, v in model.state_dict().items() if "._w3j_" not in k}
     new_state = new.state_dict()
     old_modules, new_modules = _species_modules(model), _species_modules(new)
+    radial_inputs = set(_radial_inputs(model))
     for name, value in state.items():
         target = new_state[name]
         if name in old_modules and value.shape != target.shape:
@@ -113,7 +114,7 @@ def with_species(model: Potential, species: Sequence[str], config: Optional[Mode
                 for new_k, old_k in keep:
                     new_block.select(axis, new_k).copy_(old_block.select(axis, old_k) * ratio)
             new_state[name] = torch.cat([b.reshape(-1) for b in new_blocks])
-        elif name in _radial_inputs(model) and value.shape != target.shape:
+        elif name in radial_inputs and value.shape != target.shape:
             new_state[name] = _radial_rows(value, target.clone(), model.config.num_basis, len(model.species),
                                            len(species), keep)
         elif name == "scale_shift.shift":

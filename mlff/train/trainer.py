@@ -147,13 +147,13 @@ class Trainer:
                 model_config = c.model_config(avg_num_neighbors=average_num_neighbors(train, model_config.r_cut))
             self.shifts = energy_shifts(train, self.species, c.E0)
             self.scale = force_rms(train)
-        last = self.out / "last.pt"
-        if last.exists():  # resuming: the architecture the run started with, even if a default changed since
-            saved = ModelConfig.from_saved(load_checkpoint(last)["model_config"])
+        if self.saved_run is not None:  # resuming: the run's architecture, even if a default changed since
+            saved = ModelConfig.from_saved(self.saved_run["model_config"])
             changed = sorted(k for k, v in saved.to_dict().items() if getattr(model_config, k) != v)
             if changed:
-                self.log(f"resuming with the model the run started with: {', '.join(f'{k}={getattr(saved, k)!r}' for k in changed)} "
-                         f"(this mlff's default: {', '.join(f'{k}={getattr(model_config, k)!r}' for k in changed)})")
+                run = ", ".join(f"{k}={getattr(saved, k)!r}" for k in changed)
+                default = ", ".join(f"{k}={getattr(model_config, k)!r}" for k in changed)
+                self.log(f"resuming with the model the run started with: {run} (this mlff's default: {default})")
                 model_config = saved
         self.model_config = model_config
         summary["statistics"] = {"energy_shifts_eV": dict(zip(self.species, self.shifts.tolist())),
@@ -218,10 +218,13 @@ class Trainer:
             save_checkpoint(self._state(), self.out / name)
 
     def _check_resumable(self) -> None:
+        """Read ``last.pt`` once (kept as ``self.saved_run`` until :meth:`_resume`) and refuse options
+        that differ from the run's."""
         path = self.out / "last.pt"
-        if not path.exists():
+        self.saved_run = load_checkpoint(path) if path.exists() else None
+        if self.saved_run is None:
             return
-        old, new = load_checkpoint(path)["train_config"], self.config.to_dict()
+        old, new = self.saved_run["train_config"], self.config.to_dict()
         changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
         if changed:
             values = ", ".join(f"{k}: {old.get(k)!r} in the run, {new[k]!r} now" for k in changed)
@@ -231,9 +234,9 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.out / "last.pt"
-        if not path.exists():
+        state, self.saved_run = self.saved_run, None  # read by _check_resumable
+        if state is None:
             return
-        state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
