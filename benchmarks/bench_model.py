@@ -12,7 +12,7 @@ memory is that case's own.
     python benchmarks/bench_model.py --paths raw compiled ase ase-compiled ...  # + the compiled copy
 
 Paths: ``raw`` (the TorchScript model on a prebuilt neighbour list), ``compiled`` (the same call
-through the file's AOTInductor copy, ``mlff deploy --compile``), ``ase`` / ``ase+stress`` (the
+through the AOTInductor copy built here, ``mlff deploy --compile``), ``ase`` / ``ase+stress`` (the
 calculator, TorchScript), ``ase-compiled`` (the calculator with ``compiled=True``, with stress).
 
 ``--model KEY=VALUE ...`` sets any ModelConfig field on top of the preset (values are parsed as

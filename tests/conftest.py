@@ -1,10 +1,13 @@
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
+# compiled copies built by the tests go to a fresh cache, not the user's (mlff.aoti_cache)
+os.environ["MLFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlff-test-cache-")
 
 
 @pytest.fixture(scope="session")

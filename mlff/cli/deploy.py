@@ -15,9 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-weights", action="store_true",
                         help="export the raw weights instead of their exponential moving average")
     parser.add_argument("--compile", action="store_true",
-                        help="also store an AOTInductor-compiled copy for the CPU in the file (about a "
-                             "minute, needs g++): several times faster on molecules and small cells "
-                             "in Python/ASE; LAMMPS runs the TorchScript model as before")
+                        help="mark the file to run compiled on the CPU in Python/ASE (several times "
+                             "faster on molecules and small cells) and compile it for this machine now "
+                             "(a few minutes, needs g++); other machines compile it once on first load. "
+                             "The file carries no native code; LAMMPS runs the TorchScript model")
     parser.add_argument("--tp-backend", choices=["fused", "e3nn"],
                         help="convolution implementation of the exported file (same weights and "
                              "results; default: the model's own setting)")
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlff deploy: {error}")
         return 2
     meta = read_metadata(path)
-    compiled = f", compiled copy (torch {meta.compiled['torch_version']})" if meta.compiled else ""
+    compiled = ", runs compiled on the CPU (built for this machine)" if meta.compiled else ""
     print(f"wrote {path}: species {meta.species}, r_cut {meta.r_cut} Å, {meta.num_layers} layers, "
           f"{meta.dtype}{compiled}")
     return 0

@@ -1,15 +1,20 @@
-"""A compiled (AOTInductor) copy of a potential, stored inside its model file.
+"""A compiled (AOTInductor) copy of a potential, built on the machine that runs it.
 
 TorchScript runs a model as ~3000 small operations per energy + forces call, each through the
 interpreter and autograd: on a molecule or a cell of a few dozen atoms that overhead, not the
-arithmetic, is the call. ``mlff deploy --compile`` also traces the energy *and its gradient*
-into one graph (``make_fx`` unfolds ``autograd.grad``, the way NequIP compiles), exports it with
-the numbers of atoms, edges, rows and neighbours as dynamic dimensions, and compiles it ahead of
-time with Inductor into a C++ shared library (``torch._inductor.aoti_compile_and_package``).
-Element-wise work is fused into loops, intermediates are freed as soon as they are dead, and
-there is no interpreter. The package is stored in the TorchScript file as the extra file
-``compiled.pt2`` with a description in ``compiled.json``, so the file stays one self-describing
-file: engines that do not use it (the LAMMPS plugin) run the TorchScript code as before.
+arithmetic, is the call. A compiled copy traces the energy *and its gradient* into one graph
+(``make_fx`` unfolds ``autograd.grad``, the way NequIP compiles), exports it with the numbers of
+atoms, edges, rows and neighbours as dynamic dimensions, and compiles it ahead of time with
+Inductor into a C++ shared library (``torch._inductor.aoti_compile_and_package``). Element-wise
+work is fused into loops, intermediates are freed as soon as they are dead, and there is no
+interpreter.
+
+A shared library runs code when it is loaded, so a model file never supplies one: ``mlff deploy
+--compile`` only marks the file (the extra file ``compiled.json``), and the copy that runs is built
+from the file's portable TorchScript weights on the machine that loads it, once, and kept in the
+per-user cache of :mod:`mlff.aoti_cache` under the file's content digest. Files written by
+earlier mlff versions with ``--compile`` carry a package (``compiled.pt2``); it is ignored unless the user passes
+``trust_native_code=True`` to :func:`mlff.load`.
 
 The compiled graph is the same :class:`~mlff.model.Potential` code (one model definition), with
 two inputs computed outside it because a graph for a compiler cannot derive shapes from values:
@@ -20,20 +25,22 @@ contribute exactly zero (the cutoff envelope and its derivative vanish there), a
 atoms' own outputs are cut off.
 
 Limits, each with a fall back to TorchScript in :func:`mlff.load` (``compiled="auto"``) or a
-clear error (``compiled=True``): CPU only, the torch version that compiled it, all atoms local
-(no ghosts), models without extra output heads.
+clear error (``compiled=True``): CPU only, all atoms local (no ghosts), models without extra
+output heads, a C++ compiler on the machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 import torch
@@ -42,8 +49,9 @@ from torch import nn
 from ..data import keys
 from .contract import check_engine_inputs
 
-PACKAGE_ENTRY = "compiled.pt2"  # extra file of the TorchScript archive: the AOTInductor package
-INFO_ENTRY = "compiled.json"  # extra file: what the package was compiled with
+PACKAGE_ENTRY = "compiled.pt2"  # extra file of older --compile exports: an AOTInductor package (native code)
+INFO_ENTRY = "compiled.json"  # extra file: the model is meant to run compiled on the CPU
+COMPILE_REQUEST = {"device": "cpu", "built_by": "the machine that loads the file"}  # INFO_ENTRY's content
 OUTPUTS = (keys.ENERGY_KEY, keys.ATOMIC_ENERGY_KEY, keys.FORCES_KEY, keys.VIRIAL_KEY, keys.ATOMIC_VIRIAL_KEY)
 _PAD_ATOMS = 2
 
@@ -190,14 +198,60 @@ def compile_package(potential, directory: str) -> bytes:
         return handle.read()
 
 
-def compiled_extra_files(potential) -> Dict[str, bytes]:
-    """The extra files that carry a compiled copy of ``potential`` inside its model file."""
+def content_digest(module: torch.jit.ScriptModule, metadata) -> str:
+    """SHA-256 of what a compiled copy is built from: the model file's metadata (config, species)
+    and its weights (every tensor of the loaded module's state, by name). Two exports of the same
+    model share it (the archive's bytes differ: TorchScript names code by the order of scripting)."""
+    digest = hashlib.sha256(json.dumps({"config": metadata.config, "species": list(metadata.species),
+                                        "r_cut": metadata.r_cut, "dtype": metadata.dtype},
+                                       sort_keys=True).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def local_package_path(module: torch.jit.ScriptModule, metadata) -> str:
+    """Where this machine keeps (or will keep) the compiled copy of a loaded model file."""
+    from ..aoti_cache import cache_dir, key_of, machine, source_digest
+
+    where = machine()
+    key = key_of({"model": content_digest(module, metadata), "code": source_digest([__file__]),
+                  "capability": where["capability"], "flags": where["flags"]})
+    return os.path.join(cache_dir(), f"model-{key}.pt2")
+
+
+def _say(message: str) -> None:
+    print(f"mlff: {message}", file=sys.stderr, flush=True)
+
+
+def build_local_package(path: str, module: torch.jit.ScriptModule, metadata, log: Callable[[str], None] = _say,
+                        name: str = "") -> str:
+    """The path of this machine's compiled copy of the model file ``path`` (its loaded ``module``
+    and ``metadata``; called ``name`` in messages): built now from the file's weights (a few
+    minutes; needs g++) unless the cache has it already."""
+    from .load import model_from_file
+
+    target = local_package_path(module, metadata)
+    if os.path.exists(target):
+        return target
     start = time.perf_counter()
+    log(f"compiling {name or os.path.basename(path)} for this machine's CPU (once; a few minutes; cached in "
+        f"{os.path.dirname(target)})")
+    potential = model_from_file(path, tp_backend="fused")
     with tempfile.TemporaryDirectory(prefix="mlff_compile_") as directory:
         package = compile_package(potential, directory)
-    info = {"torch_version": torch.__version__, "device": "cpu", "outputs": list(OUTPUTS),
-            "compile_seconds": round(time.perf_counter() - start, 1)}
-    return {PACKAGE_ENTRY: package, INFO_ENTRY: json.dumps(info).encode()}
+        partial = f"{target}.partial{os.getpid()}"
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(package)
+            os.replace(partial, target)  # a killed compilation leaves no package under the final name
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+    log(f"compiled in {time.perf_counter() - start:.0f} s")
+    return target
 
 
 class CompiledPotential:

@@ -21,7 +21,6 @@ import contextlib
 import copy
 import json
 import os
-import tempfile
 import warnings
 from typing import Dict, List, Optional, Tuple
 
@@ -251,28 +250,34 @@ def script_potential(potential: Potential) -> torch.jit.ScriptModule:
 def deploy(potential: Potential, path: str | os.PathLike, compile: bool = False) -> str:
     """Write ``potential`` to ``path`` as one TorchScript file with its metadata.
 
-    ``compile=True`` also stores an AOTInductor-compiled copy for the CPU in the same file (about a
-    minute; needs g++), which :func:`mlff.load` runs where it applies: see
-    :mod:`mlff.deploy.compiled`. The file is written to a temporary name and renamed, so an
-    interrupted export never leaves a truncated model behind.
+    ``compile=True`` marks the file to run compiled on the CPU (:mod:`mlff.deploy.compiled`): the
+    compiled copy is built now for this machine (a few minutes; needs g++) and cached, and
+    :func:`mlff.load` builds it once on any other machine. The file itself carries no native code.
+    It is written to a temporary name and renamed, so an interrupted export never leaves a
+    truncated model behind (nor, after a kill, a temporary: the next export removes it).
     """
+    from ..files import atomic_path
+
     path = os.fspath(path)
     scripted = script_potential(potential)
     extra_files: Dict[str, str | bytes] = dict(metadata_for(potential))
     if compile:
-        from .compiled import compiled_extra_files
+        from .compiled import COMPILE_REQUEST, INFO_ENTRY
 
-        extra_files.update(compiled_extra_files(potential))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".pt.tmp")
-    os.close(fd)
-    try:
+        if potential.graph_outputs:
+            from .compiled import CompileError
+
+            raise CompileError(f"compiling models with extra outputs ({potential.graph_outputs}) is not "
+                               "supported; deploy without --compile")
+        extra_files[INFO_ENTRY] = json.dumps(COMPILE_REQUEST)
+    with atomic_path(path) as tmp:
         with torchscript_quiet():
             torch.jit.save(scripted, tmp, _extra_files=extra_files)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if compile:  # built (and checked) before the file appears under its name
+            from .compiled import build_local_package
+            from .load import read_metadata
+
+            with torchscript_quiet():
+                saved = torch.jit.load(tmp, map_location="cpu")
+            build_local_package(tmp, saved, read_metadata(tmp), name=os.path.basename(path))
     return path

@@ -12,7 +12,7 @@ from typing import Dict, Optional
 import torch
 
 from ..runtime import tune_allocator
-from .compiled import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential
+from .compiled import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential, CompileError, build_local_package
 from .export import FORMAT_VERSION, torchscript_quiet
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
@@ -175,55 +175,73 @@ def check_device(device: str) -> torch.device:
     return dev
 
 
-def _compiled_copy(path: str, metadata: ModelMetadata, device: str, compiled) -> Optional[CompiledPotential]:
-    """The file's compiled copy where it applies; None (``compiled="auto"``, with a warning when a
-    copy exists but cannot run here) or a ModelFileError (``compiled=True``) where it does not."""
+def _compiled_copy(path: str, module: torch.jit.ScriptModule, metadata: ModelMetadata, device: str, compiled,
+                   trust_native_code: bool) -> Optional[CompiledPotential]:
+    """The compiled copy where it applies: built on this machine (:mod:`mlff.deploy.compiled`), or
+    the file's own package only with ``trust_native_code``. None (``compiled="auto"``, with a
+    warning where the file asks for a copy that cannot run here) or a ModelFileError
+    (``compiled=True``) where it does not apply."""
     if compiled not in (True, False, "auto"):
         raise ValueError(f"compiled must be True, False or 'auto', got {compiled!r}")
-    if compiled is False:
-        return None
     info = metadata.compiled
+    if compiled is False or (compiled == "auto" and not info):
+        return None
     why = None
-    if not info:
-        why = "it carries no compiled copy (export it with `mlff deploy --compile`)"
-    elif torch.device(device).type != info.get("device", "cpu"):
-        why = f"its compiled copy is for the {info.get('device', 'cpu')}, not {device!r}"
-    elif info.get("torch_version") != torch.__version__:
-        why = (f"its compiled copy was built with torch {info.get('torch_version')}, this is torch "
-               f"{torch.__version__} (re-export it with `mlff deploy --compile` here)")
+    if torch.device(device).type != "cpu":
+        why = f"the compiled copy runs on the CPU, not {device!r}"
     elif metadata.outputs:
         why = "it has extra outputs, which the compiled copy does not compute"
-    if why is not None:
-        if compiled is True:
-            raise ModelFileError(f"{path!r} cannot run compiled: {why}; or load it with compiled=False")
-        # a copy made at export time that cannot run here: say why, except on a GPU, where the
-        # TorchScript model is the expected path
-        if info and torch.device(device).type == info.get("device", "cpu"):
-            warnings.warn(f"{path!r}: running the TorchScript model: {why}", stacklevel=3)
-        return None
-    try:
-        with zipfile.ZipFile(path) as archive:
-            name = next(n for n in archive.namelist() if n.split("/")[1:] == ["extra", PACKAGE_ENTRY])
-            package = archive.read(name)
-        return CompiledPotential.from_bytes(package, metadata.r_cut, len(metadata.species))
-    except (StopIteration, zipfile.BadZipFile, RuntimeError, OSError) as error:
-        if compiled is True:
-            raise ModelFileError(f"{path!r}: its compiled copy could not be loaded ({error}); "
-                                 "re-export it with `mlff deploy --compile` or load with compiled=False") from error
-        warnings.warn(f"{path!r}: running the TorchScript model: its compiled copy could not be loaded "
-                      f"({str(error).splitlines()[0] if str(error) else type(error).__name__})", stacklevel=3)
-        return None
+    if why is None:
+        try:
+            if trust_native_code and _has_package(path):
+                return _trusted_package(path, metadata)
+            package = build_local_package(path, module, metadata)
+            return CompiledPotential.from_file(package, metadata.r_cut, len(metadata.species))
+        except (CompileError, RuntimeError, OSError) as error:
+            why = f"its compiled copy could not be built or loaded ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+    if compiled is True:
+        raise ModelFileError(f"{path!r} cannot run compiled: {why}; or load it with compiled=False")
+    # on a GPU the TorchScript model is the expected path: no warning there
+    if torch.device(device).type == "cpu":
+        warnings.warn(f"{path!r}: running the TorchScript model: {why}", stacklevel=3)
+    return None
 
 
-def load(path: str | os.PathLike, device: str = "cpu", compiled: bool | str = "auto") -> DeployedModel:
+def _has_package(path: str) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any(n.split("/")[1:] == ["extra", PACKAGE_ENTRY] for n in archive.namelist())
+
+
+def _trusted_package(path: str, metadata: ModelMetadata) -> CompiledPotential:
+    """The package inside a file from an earlier mlff: native code from the file, run only because
+    the caller trusts it (``trust_native_code=True``)."""
+    built_with = metadata.compiled.get("torch_version")
+    if built_with != torch.__version__:
+        raise CompileError(f"its package was built with torch {built_with}, this is torch {torch.__version__}")
+    with zipfile.ZipFile(path) as archive:
+        name = next(n for n in archive.namelist() if n.split("/")[1:] == ["extra", PACKAGE_ENTRY])
+        package = archive.read(name)
+    return CompiledPotential.from_bytes(package, metadata.r_cut, len(metadata.species))
+
+
+def load(path: str | os.PathLike, device: str = "cpu", compiled: bool | str = "auto",
+         trust_native_code: bool = False) -> DeployedModel:
     """Load an mlff model file (checked metadata first, then the TorchScript module).
 
-    ``compiled``: a file exported with ``mlff deploy --compile`` carries an AOTInductor copy of the
-    model: with half the memory, faster than TorchScript up to ~1000 atoms and level beyond
-    (docs/performance.md).
-    ``"auto"`` (default) runs it for calls without ghost atoms when it fits this machine (CPU, the
-    same torch; a warning says why not), else the TorchScript model; ``True`` insists (an error says
-    why it cannot run); ``False`` always runs TorchScript.
+    Loading runs no native code from the file: TorchScript is interpreted by torch, and a compiled
+    copy is built on this machine (docs/trust.md).
+
+    ``compiled``: the AOTInductor copy of the model, with half the memory, faster than TorchScript
+    up to ~1000 atoms and level beyond (docs/performance.md), run for calls without ghost atoms.
+    It is compiled here from the file's weights the first time (a few minutes, needs g++) and
+    cached per user (:mod:`mlff.aoti_cache`).
+    ``"auto"`` (default) uses it for files exported with ``mlff deploy --compile`` when it can run
+    here (the CPU; a warning says why not), else the TorchScript model; ``True`` uses it for any
+    file (an error says why it cannot run); ``False`` always runs TorchScript.
+
+    ``trust_native_code``: older files exported with ``--compile`` carry a compiled package,
+    a shared library that runs code when loaded. It is used only with ``trust_native_code=True``
+    (for files whose origin you trust); otherwise the copy is built here.
     """
     path = os.fspath(path)
     metadata = read_metadata(path)
@@ -239,7 +257,8 @@ def load(path: str | os.PathLike, device: str = "cpu", compiled: bool | str = "a
             f"this is torch {torch.__version__}: re-export the model or install a matching torch"
         ) from error
     module.eval()
-    return DeployedModel(module, metadata, device, _compiled_copy(path, metadata, device, compiled))
+    return DeployedModel(module, metadata, device,
+                         _compiled_copy(path, module, metadata, device, compiled, trust_native_code))
 
 
 def model_from_file(path: str | os.PathLike, **config_overrides):

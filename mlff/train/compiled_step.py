@@ -29,8 +29,6 @@ The compiled graph is checked against the eager step on the example batch before
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -38,9 +36,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from ..aoti_cache import key_of, machine, source_digest
 from ..data import keys
 from ..deploy.compiled import CompileError, aoti_package, tracing_settings
 from ..nn.tensor_product import dense_rows
+from . import loss as loss_module
 from .loss import TERMS, loss_fn, normalisers, weighted_loss
 
 # the batch tensors the compiled step reads, in its argument order, with their dynamic dimension
@@ -134,11 +134,11 @@ class CompiledStep:
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-        key = hashlib.sha256(json.dumps({
-            "torch": torch.__version__, "config": model.config.to_dict(), "species": list(model.species),
-            "names": names, "terms": terms, "kind": kind, "delta": delta, "dtype": dtype,
-            "code": _source_digest(), "machine": _machine(),
-        }, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        key = key_of({
+            "config": model.config.to_dict(), "species": list(model.species), "names": names, "terms": terms,
+            "kind": kind, "delta": delta, "dtype": dtype,
+            "code": source_digest([loss_module.__file__, __file__]), "machine": machine(),
+        })
         path = os.path.join(cache_dir, f"step-{key}.pt2")
 
         def traced(*args):
@@ -201,35 +201,3 @@ class CompiledStep:
             if not err <= tol * max(1.0, float(ref.detach().abs().max())):
                 raise CompileError(f"the compiled training step differs from the eager one in its {name} by "
                                    f"{err:.3g}; set compile: false")
-
-
-def _machine() -> Dict[str, object]:
-    """What compiled code depends on besides the model: the CPU's instruction set (Inductor compiles
-    with ``-march=native``, so a package from another node type could crash) and the thread count
-    (it is fixed in the generated loops)."""
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "")
-    except OSError:
-        pass
-    return {"threads": torch.get_num_threads(), "capability": torch.backends.cpu.get_cpu_capability(),
-            "flags": hashlib.sha256(flags.encode()).hexdigest()[:16]}
-
-
-def _source_digest() -> str:
-    """Digest of the code the compiled graph is traced from (model, layers, loss, this module), part
-    of the cache key."""
-    from .. import model as model_pkg, nn as nn_pkg
-    from . import loss as loss_module
-
-    digest = hashlib.sha256()
-    for folder in (os.path.dirname(model_pkg.__file__), os.path.dirname(nn_pkg.__file__)):
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py"):
-                with open(os.path.join(folder, name), "rb") as handle:
-                    digest.update(handle.read())
-    for path in (loss_module.__file__, __file__):
-        with open(path, "rb") as handle:
-            digest.update(handle.read())
-    return digest.hexdigest()

@@ -1,9 +1,13 @@
-"""The AOTInductor copy of a model (``mlff deploy --compile``, mlff.deploy.compiled): the same
-numbers as the TorchScript model, on every kind of structure, and clear behaviour where it does
-not apply. One compilation (through the CLI) is shared by the module: it takes ~30 s."""
+"""The AOTInductor copy of a model (``mlff deploy --compile``, mlff.deploy.compiled): built on
+this machine, never taken from the file unless trusted; the same numbers as the TorchScript model,
+on every kind of structure, and clear behaviour where it does not apply. One compilation (through
+the CLI) is shared by the module."""
 
+import os
 import shutil
+import subprocess
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -15,7 +19,8 @@ import mlff
 from mlff.cli.main import main as cli
 from mlff.data import SpeciesMap, from_ase
 from mlff.deploy import ModelFileError
-from mlff.deploy.compiled import CompileError, compile_package
+from mlff.deploy.compiled import (COMPILE_REQUEST, INFO_ENTRY, PACKAGE_ENTRY, CompileError, compile_package,
+                                  local_package_path)
 from mlff.testing import (assert_e3_equivariant, assert_results_close, calculator_results, finite_difference_forces,
                           tiny_model, triclinic_cell)
 
@@ -60,14 +65,78 @@ def _raw(deployed, atoms):
     return {k: v.numpy() for k, v in out.items()}
 
 
-def test_the_file_carries_a_compiled_copy(files):
+def _entries(path):
+    with zipfile.ZipFile(path) as archive:
+        return [name.split("/", 1)[1] for name in archive.namelist()]
+
+
+def test_the_file_asks_for_a_copy_built_here_and_carries_no_native_code(files):
     plain, compiled = files
     assert mlff.read_metadata(plain).compiled == {}
-    info = mlff.read_metadata(compiled).compiled
-    assert info["torch_version"] == torch.__version__ and info["device"] == "cpu"
-    assert mlff.load(compiled).compiled is not None
+    assert mlff.read_metadata(compiled).compiled == COMPILE_REQUEST
+    assert f"extra/{PACKAGE_ENTRY}" not in _entries(compiled)
+    deployed = mlff.load(compiled)
+    assert deployed.compiled is not None
+    # the copy that runs is this machine's, in the per-user cache, shared by both exports of the model
+    assert os.path.isfile(local_package_path(deployed.module, deployed.metadata))
+    assert local_package_path(deployed.module, deployed.metadata) == \
+        local_package_path(mlff.load(plain).module, mlff.load(plain).metadata)
     assert mlff.load(compiled, compiled=False).compiled is None
-    assert mlff.load(plain).compiled is None
+    assert mlff.load(plain).compiled is None  # not asked for: TorchScript
+    assert mlff.load(plain, compiled=True).compiled is not None  # asked for: the cached copy
+
+
+def _payload_package(directory, marker):
+    """An AOTInductor package whose shared library runs code when it is loaded (writes ``marker``)."""
+    source = directory / "payload.c"
+    source.write_text('#include <stdio.h>\n__attribute__((constructor)) static void run(void) '
+                      f'{{ FILE *f = fopen("{marker}", "w"); if (f) {{ fputs("ran", f); fclose(f); }} }}\n')
+    library = directory / "payload.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    package = directory / "payload.pt2"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.write(library, "model/data/aotinductor/model/payload.so")
+        archive.writestr("model/data/aotinductor/model/payload_metadata.json", '{"AOTI_DEVICE_KEY": "cpu"}')
+        archive.writestr("model/archive_format", "pt2")
+        archive.writestr("model/version", "0")
+    return package.read_bytes()
+
+
+def _with_extra(source, target, extra):
+    """A copy of the model file ``source`` with more ``extra/`` entries (name -> bytes)."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        folder = old.namelist()[0].split("/")[0]
+        for name in old.namelist():
+            if name.split("/", 1)[1] not in {f"extra/{key}" for key in extra}:
+                new.writestr(old.getinfo(name), old.read(name))
+        for key, value in extra.items():
+            new.writestr(f"{folder}/extra/{key}", value)
+    return target
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="building the payload library needs gcc")
+def test_a_files_native_code_never_runs_on_load(files, tmp_path):
+    """A model file from an untrusted source carries a compiled package whose library runs code
+    when loaded: mlff.load, the calculator and `mlff evaluate` never load it, unless the user says
+    trust_native_code=True (which shows the payload is real)."""
+    marker = tmp_path / "payload-ran"
+    hostile = _with_extra(files[0], tmp_path / "hostile.pt", {
+        PACKAGE_ENTRY: _payload_package(tmp_path, marker),
+        INFO_ENTRY: b'{"torch_version": "%s", "device": "cpu"}' % torch.__version__.encode()})
+    deployed = mlff.load(hostile)
+    assert deployed.compiled is not None  # this machine's own build of the same weights
+    assert_results_close(_raw(deployed, _structures()["ethanol"]), _raw(mlff.load(files[0]), _structures()["ethanol"]),
+                         rtol=1e-10)
+    atoms = _structures()["cu32"]
+    atoms.calc = mlff.MLFFCalculator(hostile)
+    atoms.get_potential_energy()
+    data = tmp_path / "data.extxyz"
+    atoms.write(data)
+    assert cli(["evaluate", str(hostile), str(data), "--no-plots"]) == 0
+    assert not marker.exists()
+    with pytest.raises(ModelFileError, match="could not be built or loaded"):
+        mlff.load(hostile, compiled=True, trust_native_code=True)
+    assert marker.exists()  # the payload is real: trusting the file ran it
 
 
 @pytest.mark.parametrize("name", list(_structures()))
@@ -137,9 +206,7 @@ def test_ghost_atoms_run_torchscript(files):
     assert_results_close({k: v.numpy() for k, v in ours.items()}, {k: v.numpy() for k, v in ref.items()})
 
 
-def test_compiled_true_without_a_copy_is_an_error(files):
-    with pytest.raises(ModelFileError, match="no compiled copy.*mlff deploy --compile"):
-        mlff.load(files[0], compiled=True)
+def test_a_file_without_the_mark_loads_quietly(files):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a file without a copy loads quietly under "auto"
         mlff.load(files[0])
@@ -147,24 +214,28 @@ def test_compiled_true_without_a_copy_is_an_error(files):
         mlff.load(files[0], compiled="yes")
 
 
-def test_other_torch_falls_back_with_a_warning(files, monkeypatch):
+def test_another_torch_or_cpu_builds_its_own_copy(files, monkeypatch):
+    """The cache key holds the torch version and the CPU's instruction set: a package is never run
+    by another torch or on another kind of CPU (no compilation here: the key alone)."""
+    deployed = mlff.load(files[1])
+    here = local_package_path(deployed.module, deployed.metadata)
     monkeypatch.setattr(torch, "__version__", "0.0.1")
-    with pytest.warns(UserWarning, match="running the TorchScript model.*torch 0.0.1"):
-        deployed = mlff.load(files[1])
-    assert deployed.compiled is None
-    with pytest.raises(ModelFileError, match="built with torch .* this is torch 0.0.1"):
-        mlff.load(files[1], compiled=True)
+    assert local_package_path(deployed.module, deployed.metadata) != here
+    monkeypatch.undo()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "OTHER")
+    assert local_package_path(deployed.module, deployed.metadata) != here
 
 
 def test_cuda_device_does_not_use_the_cpu_copy(files):
     from mlff.deploy.load import _compiled_copy
 
-    meta = mlff.read_metadata(files[1])
-    with pytest.raises(ModelFileError, match="compiled copy is for the cpu"):
-        _compiled_copy(str(files[1]), meta, "cuda", True)
+    deployed = mlff.load(files[1], compiled=False)
+    args = (str(files[1]), deployed.module, deployed.metadata, "cuda")
+    with pytest.raises(ModelFileError, match="compiled copy runs on the CPU"):
+        _compiled_copy(*args, True, False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # on a GPU the TorchScript model is the expected path: no warning
-        assert _compiled_copy(str(files[1]), meta, "cuda", "auto") is None
+        assert _compiled_copy(*args, "auto", False) is None
 
 
 def test_models_with_extra_outputs_are_refused(tmp_path):
