@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -11,7 +13,7 @@ from ase.calculators.calculator import (Calculator, CalculatorError, PropertyNot
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..data import SpeciesMap, from_ase, keys
-from ..data.validate import closest_pair, describe_pair
+from ..data.validate import closest_pair, describe_pair, shortest_period
 from ..deploy import DeployedModel, load
 
 _GRAPH_CHANGES = {"positions", "numbers", "cell", "pbc"}
@@ -28,6 +30,16 @@ def _check_finite(out) -> None:
         else "the energy or virial is not finite"
     raise CalculatorError(f"mlff model output is not finite ({atoms}): the structure is far outside "
                           "what the model was fitted to (overlapping or exploding atoms?)")
+
+
+def _finite(name: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
 
 
 class MLFFCalculator(Calculator):
@@ -55,6 +67,10 @@ class MLFFCalculator(Calculator):
     active-learning signal: ``energy_std`` (eV), ``forces_std`` (per atom, eV/Å: the root mean
     square over models of the deviation from the mean force vector) and ``max_forces_std``
     (eV/Å), also in ``calc.results``. One model's spread is zero.
+
+    One calculator may be shared by threads: its calls take turns (a lock), each returning the
+    results of its own structure. For calls that run side by side, give each thread its own
+    calculator (they may share one loaded model: ``MLFFCalculator(mlff.load(path))``).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
@@ -62,7 +78,11 @@ class MLFFCalculator(Calculator):
     def __init__(self, model: str | os.PathLike | DeployedModel | Sequence, device: str = "cpu",
                  charge: float = 0.0, min_distance: float = 0.6, **kwargs):
         super().__init__(**kwargs)
-        self.min_distance = float(min_distance)
+        self._lock = threading.RLock()  # ASE keeps one structure and its results per calculator
+        self.min_distance = _finite("min_distance", min_distance)
+        if self.min_distance < 0:
+            raise ValueError(f"min_distance is a distance in Å and must be >= 0 (0 disables the check), "
+                             f"got {min_distance!r}")
         members = list(model) if isinstance(model, (list, tuple)) else [model]
         if not members:
             raise ValueError("MLFFCalculator: the list of model files is empty")
@@ -74,7 +94,7 @@ class MLFFCalculator(Calculator):
                                  f"the first has {self.model.species} and {self.model.r_cut} Å: a committee needs "
                                  f"models of the same species and cutoff")
         self.species_map = SpeciesMap(self.model.species)
-        self.charge = float(charge)
+        self.charge = _finite("charge", charge)
         self._graph = None
         self._extra = [keys.CHARGES_KEY if name == keys.DIPOLE_KEY else keys.ATOMIC_PREFIX + name
                        for name in self.model.metadata.outputs] + list(self.model.metadata.outputs)
@@ -83,6 +103,11 @@ class MLFFCalculator(Calculator):
             self.implemented_properties += ["energy_std", "forces_std", "max_forces_std"]
 
     def _build_graph(self, atoms) -> dict:
+        shortest = shortest_period(atoms.cell.array, atoms.pbc)
+        if shortest < self.min_distance:  # before listing what could be millions of images
+            raise CalculatorError(
+                f"{describe_pair(0, 0, shortest)}, closer than min_distance={self.min_distance} Å: overlapping "
+                "atoms; fix the structure (or pass a smaller min_distance to MLFFCalculator)")
         data = from_ase(atoms, self.species_map, self.model.r_cut, edge_lengths=True)  # checks empty structures too
         graph = {name: data[name] for name in ("positions", "edge_index", "edge_shift", "species")}
         pair = closest_pair(graph["positions"].numpy(), graph["edge_index"].numpy(), graph["edge_shift"].numpy(),
@@ -93,7 +118,27 @@ class MLFFCalculator(Calculator):
                 "atoms; fix the structure (or pass a smaller min_distance to MLFFCalculator)")
         return graph
 
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        with self._lock:  # the check of the cached structure, the calculation and the read: one step
+            return super().get_property(name, atoms, allow_calculation)
+
+    def reset(self):
+        with self._lock:
+            super().reset()
+            self._graph = None
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        with self._lock:
+            try:
+                self._calculate(atoms, properties, system_changes)
+            except BaseException:
+                # ASE has taken the structure as current already: forget it, its graph and any
+                # results, so that asking again recomputes (and fails again) instead of returning
+                # the previous structure's numbers
+                self.reset()
+                raise
+
+    def _calculate(self, atoms, properties, system_changes):
         super().calculate(atoms, properties, system_changes)
         periodic = bool(np.all(self.atoms.pbc))
         if not periodic and ({"stress", "stresses"} & set(properties)):

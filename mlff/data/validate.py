@@ -27,6 +27,22 @@ def closest_pair(positions: np.ndarray, edge_index: np.ndarray, edge_shift: np.n
     return int(edge_index[0, k]), int(edge_index[1, k]), float(lengths[k])
 
 
+def shortest_period(cell: np.ndarray, pbc) -> float:
+    """The shortest lattice translation along the periodic directions (how far every atom is from
+    its nearest periodic image), searched over combinations of up to two of each lattice vector:
+    exact for reduced cells, an upper bound for very skewed ones; inf without periodicity or for a
+    non-finite cell (reported by the neighbour list)."""
+    cell = np.asarray(cell, dtype=np.float64)
+    periodic = np.flatnonzero(np.asarray(pbc, dtype=bool))
+    if len(periodic) == 0 or not np.isfinite(cell).all():
+        return float("inf")
+    grid = np.array(np.meshgrid(*[np.arange(-2, 3)] * len(periodic), indexing="ij")).reshape(len(periodic), -1).T
+    grid = grid[np.any(grid != 0, axis=1)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        lengths = np.linalg.norm(grid @ cell[periodic], axis=1)
+    return float(np.nanmin(lengths)) if np.isfinite(lengths).any() else float("inf")
+
+
 def describe_pair(i: int, j: int, distance: float) -> str:
     """``atoms 0 and 1 are 0.000 Å apart`` / ``atom 0 is 0.500 Å from its own periodic image``."""
     if i == j:

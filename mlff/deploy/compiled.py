@@ -38,6 +38,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from typing import Callable, Dict, List
@@ -261,6 +262,7 @@ class CompiledPotential:
 
     def __init__(self, runner, r_cut: float, num_species: int):
         self.runner = runner
+        self._lock = threading.Lock()  # one runner: calls from several threads take turns
         self.r_cut = float(r_cut)
         self.num_species = int(num_species)
 
@@ -282,7 +284,8 @@ class CompiledPotential:
         # the checks of the scripted model: a compiled kernel does not bounds-check its indices
         check_engine_inputs(positions, edge_index, edge_shift, species, n, self.num_species)
         inputs = compile_inputs(positions.cpu(), edge_index.cpu(), edge_shift.cpu(), species.cpu(), self.r_cut)
-        energy, atomic_energy, forces, virial, atomic_virial = self.runner(*inputs)
+        with self._lock:
+            energy, atomic_energy, forces, virial, atomic_virial = self.runner(*inputs)
         atomic_energy = atomic_energy[:n].to(torch.float64)
         return {
             keys.ENERGY_KEY: atomic_energy.sum(),  # without the padding atoms' energies
