@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.readers import LabelKeys, read_frames
+    from ..files import dumps_json, write_json
     from ..evaluation import committee_summary, error_metrics, metrics_table, parity_plots, predict_frames
 
     frames = read_frames(args.data, LabelKeys(args.energy_key, args.forces_key, args.stress_key), args.reader)
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         document.update(committee=models, committee_spread=committee)
     to_stdout = args.json == "-"
     if to_stdout:
-        print(json.dumps(document, indent=2))
+        print(dumps_json(document))
     else:
         print(metrics_table(metrics, len(frames)))
         if committee is not None:
@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
                   + (f"; rank correlation with the largest force error {correlation:.2f}" if correlation is not None
                      else ""))
     if args.json and not to_stdout:
-        with open(args.json, "w") as handle:
-            json.dump(document, handle, indent=2)
+        write_json(args.json, document)
     if not args.no_plots:
         for path in parity_plots(frames, predictions, args.plots):
             if not to_stdout:  # keep standard output valid JSON

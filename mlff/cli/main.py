@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 # command name -> module implementing add_arguments(parser) and run(args) -> int
 COMMANDS = {
@@ -33,8 +35,17 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    """SIGTERM as an exception, so that files being written are cleaned up (``finally`` blocks run;
+    training installs its own handler, which checkpoints first)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except KeyboardInterrupt:
@@ -46,6 +57,9 @@ def main(argv=None) -> int:
         message = str(error).strip() or type(error).__name__
         print(f"mlff {args.command}: error: {message}", file=sys.stderr)  # --debug: the traceback
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

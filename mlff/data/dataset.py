@@ -34,15 +34,26 @@ def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float
     return out
 
 
-def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random split into (train, valid) indices; at least one frame in each."""
+def split_indices(n: int, valid_fraction: float, seed: int,
+                  elements: Optional[Sequence[set]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split into (train, valid) indices; at least one frame in each. With each
+    frame's ``elements``, every element keeps a training frame: a validation frame with an element
+    the training frames lack moves to training (a model cannot learn an element from validation)."""
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     if n < 2:
         raise ValueError(f"need at least 2 frames to split off a validation set, got {n}")
     order = np.random.default_rng(seed).permutation(n)
     n_valid = min(max(1, int(round(valid_fraction * n))), n - 1)
-    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+    train, valid = list(order[n_valid:]), list(order[:n_valid])
+    if elements is not None:
+        known = set().union(*(elements[i] for i in train))
+        for index in list(valid):
+            if not elements[index] <= known and len(valid) > 1:
+                valid.remove(index)
+                train.append(index)
+                known |= elements[index]
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(valid, dtype=np.int64))
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,

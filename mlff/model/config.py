@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field, fields
 from typing import Dict
 
 from e3nn import o3
 
 from ..nn.interaction import TP_BACKENDS
+from ..options import parse_fields, reject_unknown
 
 _DTYPES = ("float32", "float64")
-
-
-def reject_unknown(values: dict, known, message: str) -> None:
-    """Raise ``ValueError(message)`` for the first key of ``values`` not in ``known``; ``message``
-    is formatted with ``key`` and ``hint`` (a close match, if any)."""
-    for key in values:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(message.format(key=key, hint=hint))
 
 
 @dataclass
@@ -135,7 +125,7 @@ class ModelConfig:
         """Build from a plain dict; an unknown key is an error naming the key and a close match."""
         known = [f.name for f in fields(cls)]
         reject_unknown(values, known, f"unknown model option {{key!r}}{{hint}}; known options: {known}")
-        return cls(**values)
+        return cls(**parse_fields(cls, values, prefix="model."))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

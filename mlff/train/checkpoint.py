@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import torch
 
+from ..files import atomic_path
 from ..model import ModelConfig, Potential, build_model
 
 CHECKPOINT_FORMAT = "mlff-checkpoint-1"
@@ -14,24 +14,18 @@ CHECKPOINT_FORMAT = "mlff-checkpoint-1"
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """Write ``state`` so that a kill at any moment leaves either the old or the new file, never a
-    truncated one."""
+    truncated one (a temporary left by ``kill -9`` is removed by the next write, :mod:`mlff.files`)."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
     except (OSError, RuntimeError) as error:  # full disk, quota, read-only or vanished folder
         kept = f"; the previous {os.path.basename(path)} is intact" if os.path.exists(path) else ""
         raise OSError(f"cannot write checkpoint {path} ({error}){kept}: free space or choose another "
                       "output_dir, then re-run the same command to resume") from error
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 from ..model import ModelConfig
-from ..model.config import reject_unknown
+from ..options import parse_fields, reject_unknown
 
 FINAL_ENERGY_FACTOR = 20.0  # default final-stage energy weight: energy_weight x this
 FINAL_LR_DIVISOR = 5.0      # default final-stage learning rate: learning_rate / this
@@ -19,6 +19,9 @@ FINAL_LR_DIVISOR = 5.0      # default final-stage learning rate: learning_rate /
 # step's measured 1.3-1.7x, a 408 s compilation pays back only after ~18 minutes. 30 minutes keeps
 # auto from ever losing time to it.
 AUTO_COMPILE_SECONDS = 1800.0
+# without a `model` key: the medium preset in float32, more accurate at a fixed wall time than the
+# small preset in float64 (docs/training.md)
+DEFAULT_MODEL = {"preset": "medium", "dtype": "float32"}
 
 
 @dataclass
@@ -35,10 +38,9 @@ class TrainConfig:
     species: Optional[List[str]] = None
     E0: Optional[Dict[str, float]] = None
     min_distance: float = 0.5
-    # model: a preset name and/or ModelConfig fields. Without the key: the medium preset in float32,
-    # more accurate at a fixed wall time than the small preset in float64 (docs/training.md); a
-    # given mapping replaces it (ModelConfig's own defaults, float64, fill what it leaves out)
-    model: Dict[str, Any] = field(default_factory=lambda: {"preset": "medium", "dtype": "float32"})
+    # model: a preset name and/or ModelConfig fields. Without the key: DEFAULT_MODEL; a given mapping
+    # replaces it (ModelConfig's own defaults, float64, fill what it leaves out)
+    model: Dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MODEL))
     # fine-tuning: start from a model file or checkpoint (its architecture; new species are added)
     init_from: Optional[str] = None
     init_shifts: str = "keep"
@@ -134,6 +136,11 @@ class TrainConfig:
                              "raise batch_size or set compile: false")
         if self.batch_atoms < 0:
             raise ValueError(f"batch_atoms must be >= 0 (0: batches of batch_size structures), got {self.batch_atoms}")
+        if not self.min_distance >= 0:
+            raise ValueError(f"min_distance is a distance in Å and must be >= 0 (0 disables the check), "
+                             f"got {self.min_distance}")
+        if not self.huber_delta > 0:
+            raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) < 0:
@@ -150,7 +157,7 @@ class TrainConfig:
     def from_dict(cls, values: dict, base_dir: str | None = None) -> "TrainConfig":
         reject_unknown(values, [f.name for f in fields(cls)],
                        "unknown training option {key!r}{hint}; see docs/training.md for the options")
-        config = cls(**values)
+        config = cls(**parse_fields(cls, values))
         if base_dir is not None:
             config.train_file = _resolve(config.train_file, base_dir)
             config.valid_file = _resolve(config.valid_file, base_dir)
@@ -169,7 +176,7 @@ class TrainConfig:
     def finetune_overrides(self) -> Dict[str, Any]:
         """With ``init_from``: the ``model`` options that may differ from the file's (dtype and
         tp_backend; the architecture is the file's)."""
-        options = {} if self.model == {"preset": "small"} else dict(self.model or {})
+        options = {} if self.model == DEFAULT_MODEL else dict(self.model or {})  # no `model` key: none
         other = sorted(set(options) - {"dtype", "tp_backend"})
         if other:
             raise ValueError(f"init_from takes the model's architecture from {self.init_from}; `model` may only "

@@ -4,7 +4,6 @@ checkpoint) -> deploy the best model. Killable at any moment; re-running resumes
 from __future__ import annotations
 
 import csv
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ from ..data.atomic_data import collate
 from ..data.dataset import epoch_batches, split_indices, to_atomic_data
 from ..data.readers import Frame, LabelKeys, describe, read_frames
 from ..data.stats import average_num_neighbors, energy_shifts, force_rms
-from ..data.validate import validate_frames
+from ..data.validate import DataValidationError, validate_frames
 from ..deploy import deploy
 from ..deploy.compiled import CompileError
+from ..files import remove_stale_temporaries, write_json
 from ..model import ModelConfig, build_model
 from ..runtime import tune_allocator
 from .budget import SignalCatcher, TrainingInterrupted, format_duration
@@ -33,6 +33,7 @@ from .ema import EMA
 from .finetune import freeze, load_pretrained, new_species_shifts, with_species
 from .loss import batch_counts, loss_fn
 from .metrics import Metrics, format_metrics
+from .run_lock import RunLock, RunLockedError
 
 # options that may change between a run and its resumption
 RESUMABLE_CHANGES = {"max_epochs", "progress", "tensorboard", "early_stopping_patience", "checkpoint_every", "device",
@@ -56,8 +57,29 @@ def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame]]:
     train = read_frames(config.train_file, label_keys, config.reader)
     if config.valid_file:
         return train, read_frames(config.valid_file, label_keys, config.reader)
-    train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed)
+    elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
+    train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed, elements)
     return [train[i] for i in train_idx], [train[i] for i in valid_idx]
+
+
+def training_species(train: List[Frame], valid: List[Frame], listed: Optional[List[str]],
+                     pretrained: List[str]) -> List[str]:
+    """The model's species: ``listed`` (the `species` option) or the training frames' elements,
+    sorted. Every species must occur in a training frame (or be known to the ``pretrained`` model):
+    an element seen only in validation data would get untrained weights and a zero energy shift,
+    and the deployed model would accept it. Errors name the frame and the element."""
+    seen = {s for f in train for s in f.atoms.get_chemical_symbols()}
+    species = list(listed) if listed else sorted(seen)
+    untrained = [s for s in species if s not in seen and s not in pretrained]
+    if untrained:
+        raise DataValidationError(f"species {untrained} occur in no training frame, so their weights would stay "
+                                  "untrained: add training frames with them or remove them from `species`")
+    for frame in valid:
+        only = sorted(set(frame.atoms.get_chemical_symbols()) - seen - set(pretrained))
+        if only:
+            raise DataValidationError(f"{frame.source}: element(s) {only} occur only in the validation data; a model "
+                                      "cannot learn an element there: add training frames with them or drop the frame")
+    return species
 
 
 def _to(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
@@ -71,9 +93,30 @@ class Trainer:
         self.dist = Distributed.from_env(config.device)
         self.device = self._device()
         self.out = Path(config.output_dir)
+        self.lock = self._lock_output_dir()
+        try:
+            self._set_up(config)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _lock_output_dir(self) -> RunLock:
+        """One run per output folder (rank 0 holds the lock; every rank learns the outcome). With
+        the lock held, temporaries of killed writers are removed."""
+        lock = RunLock(self.out)
+        failed = None
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.dist.barrier()
+            try:
+                lock.acquire()
+                remove_stale_temporaries(self.out)
+            except RunLockedError as error:
+                failed = error
+        if self.dist.sum_(torch.tensor(0.0 if failed is None else 1.0, dtype=torch.float64)) > 0:
+            raise failed or RunLockedError(f"{self.out} is being trained by another run; choose another output_dir")
+        return lock
+
+    def _set_up(self, config: TrainConfig) -> None:
         self.weights = {"energy": config.energy_weight, "forces": config.forces_weight,
                         "stress": config.stress_weight, "dipole": config.dipole_weight}
         self._check_resumable()  # before the (slow) data preparation
@@ -115,9 +158,8 @@ class Trainer:
     def _prepare_data(self) -> None:
         c = self.config
         train, valid = load_datasets(c)
-        self.species = list(c.species) if c.species else sorted(
-            {s for f in train + valid for s in f.atoms.get_chemical_symbols()})
         self.pretrained = load_pretrained(c.init_from) if c.init_from else None
+        self.species = training_species(train, valid, c.species, self.pretrained.species if self.pretrained else [])
         if self.pretrained is not None:  # its species keep their order; new ones come after
             old = list(self.pretrained.species)
             self.species = old + [s for s in self.species if s not in old]
@@ -160,7 +202,7 @@ class Trainer:
                                  "force_rms_eV_per_A": self.scale,
                                  "avg_num_neighbors": model_config.avg_num_neighbors}
         if self.dist.is_main:
-            (self.out / "dataset_summary.json").write_text(json.dumps(summary, indent=2))
+            write_json(self.out / "dataset_summary.json", summary)
         self.train_data = to_atomic_data(train, self.species, model_config.r_cut)
         self.valid_data = to_atomic_data(valid, self.species, model_config.r_cut)
         self.train_sizes = [len(f.atoms) for f in train]
@@ -378,15 +420,17 @@ class Trainer:
         """Checkpoint after a signal (and exit) or at the time limit (then the best model is deployed)."""
         self._save("last.pt")
         where = f"epoch {self.epoch + 1}, step {self.step_in_epoch}"
-        if self.stop_reason == "signal":
-            signum = self.signals.received
-            message = (f"stopped by signal {signum} at {where}; checkpoint {self.out / 'last.pt'} written. "
-                       f"Resume with the same command (mlff train <config>, same output_dir)")
-            self.log(message)
-            raise TrainingInterrupted(signum, message)
-        if self.best_epoch == 0:  # no epoch finished within the budget: the current weights are the best
+        if self.best_epoch == 0:  # no epoch finished: the current weights are the best there are
             self.best_loss, self.best_metrics = self.validate()
             self._save("best.pt")
+        if self.stop_reason == "signal":
+            signum = self.signals.received
+            self._write_outputs("signal")  # a model.pt of the best weights, as every stop leaves
+            message = (f"stopped by signal {signum} at {where}; checkpoint {self.out / 'last.pt'} and the best "
+                       f"model so far {self.out / 'model.pt'} written. Resume with the same command "
+                       f"(mlff train <config>, same output_dir)")
+            self.log(message)
+            raise TrainingInterrupted(signum, message)
         self.log(f"time_limit {format_duration(self.time_limit)} reached at {where} "
                  f"({format_duration(self.seconds_used())} used); to continue, raise time_limit and run the "
                  f"same command again")
@@ -506,13 +550,18 @@ class Trainer:
                 self.log(f"early stopping: no improvement for {patience} epochs")
 
     def _finish(self) -> TrainResult:
+        stopped_by = self.stop_reason or ("early_stopping" if self.epoch < self.config.max_epochs else "max_epochs")
+        model_path = self._write_outputs(stopped_by)
+        return TrainResult(self.out, model_path, self.best_epoch, self.best_metrics, self.epoch, self.stop_reason)
+
+    def _write_outputs(self, stopped_by: str) -> Path:
+        """Deploy the best weights as model.pt and write training_summary.json (strict JSON)."""
         model_path = self.out / "model.pt"
         self.dist.barrier()
         if self.dist.is_main:
             best = load_checkpoint(self.out / "best.pt")
             deploy(model_from_checkpoint(best), model_path)
             self._save("last.pt")  # the time spent validating and deploying counts towards time_limit
-            stopped_by = self.stop_reason or ("early_stopping" if self.epoch < self.config.max_epochs else "max_epochs")
             summary = {"best_epoch": self.best_epoch, "best_val_loss": self.best_loss,
                        "best_metrics": self.best_metrics, "epochs": self.epoch, "model": str(model_path),
                        "seconds_used": self.seconds_used(),
@@ -520,10 +569,10 @@ class Trainer:
                        "in_final_stage": self.in_final_stage, "stopped_by": stopped_by}
             if self.compiled is not None:  # steps outside the compiled domain ran eagerly
                 summary["compiled_step"] = {"from_epoch": self.compiled_at_epoch, "eager_steps": self.eager_steps}
-            (self.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+            write_json(self.out / "training_summary.json", summary)
             self.log(f"best epoch {self.best_epoch}: {format_metrics(self.best_metrics)}; deployed {model_path}")
         self.dist.barrier()
-        return TrainResult(self.out, model_path, self.best_epoch, self.best_metrics, self.epoch, self.stop_reason)
+        return model_path
 
 
 class _Logger:
@@ -569,4 +618,5 @@ def train(config: TrainConfig) -> TrainResult:
     try:
         return trainer.run()
     finally:
+        trainer.lock.release()
         trainer.dist.close()

@@ -34,3 +34,20 @@ def test_atom_batches_respect_the_budget():
 def test_atom_batches_need_sizes():
     with pytest.raises(ValueError, match="atom count of every structure"):
         epoch_batches(5, 2, seed=0, epoch=0, batch_atoms=10)
+
+
+def test_the_random_split_keeps_every_element_in_training():
+    from mlff.data.dataset import split_indices
+
+    elements = [{"Cu"}] * 9 + [{"Cu", "O"}]
+    moved = 0
+    for seed in range(20):
+        plain_train, plain_valid = split_indices(10, 0.2, seed)
+        train, valid = split_indices(10, 0.2, seed, elements)
+        assert 9 in train
+        assert len(train) + len(valid) == 10 and set(train).isdisjoint(valid)
+        if 9 in plain_valid:
+            moved += 1
+        else:  # nothing to keep: the same split as without elements
+            assert list(train) == list(plain_train) and list(valid) == list(plain_valid)
+    assert moved > 0  # the case was exercised

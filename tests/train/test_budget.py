@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import mlff
+
 from mlff.train import TrainConfig
 from mlff.train.budget import format_duration, parse_duration
 
@@ -72,6 +74,10 @@ def test_time_limit_stops_deploys_and_resumes(tmp_path, make_config, env):
     assert [int(r["epoch"]) for r in _rows(run)] == list(range(1, summary["epochs"] + 1))
 
 
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, make_config, env):
     config = make_config(tmp_path / "cu.yaml", max_epochs=5)
     proc = subprocess.Popen([sys.executable, "-m", "mlff.cli.main", "train", str(config)], stdout=subprocess.PIPE,
@@ -89,6 +95,10 @@ def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, make_config, env):
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
     assert "received SIGTERM" in out + err and "Resume with the same command" in err
     assert (run / "last.pt").exists() and len(_rows(run)) < 5
+    # every stop leaves a model of the best weights and a strict-JSON summary
+    assert mlff.read_metadata(run / "model.pt").species == ["Cu"]
+    summary = json.loads((run / "training_summary.json").read_text(), parse_constant=_no_constant)
+    assert summary["stopped_by"] == "signal"
 
     res = _train(config, env)  # resumes and finishes
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

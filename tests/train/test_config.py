@@ -45,3 +45,36 @@ def test_default_model_is_the_medium_preset_in_float32():
         medium.num_layers, medium.num_features, medium.l_max, medium.radial_hidden)
     assert model.dtype == "float32"
     assert TrainConfig(train_file="x.extxyz", model={"preset": "small"}).model_config().dtype == "float64"
+
+
+def test_values_as_people_write_them_in_yaml(tmp_path):
+    """YAML reads 1e-3 and 1_000.5 as text and on/off as booleans: each is read by its option's type."""
+    from mlff.train import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("train_file: x.extxyz\nlearning_rate: 1e-3\nmax_epochs: 1_000\ntensorboard: off\n"
+                    "compile: off\nenergy_weight: 2\nspecies: Cu\nmodel: {preset: small, r_cut: 4e0, "
+                    "num_features: '16', parity: no}\n")
+    config = load_config(path)
+    assert (config.learning_rate, config.max_epochs, config.tensorboard, config.compile) == (1e-3, 1000, "off", False)
+    assert config.energy_weight == 2.0 and isinstance(config.energy_weight, float) and config.species == ["Cu"]
+    model = config.model_config()
+    assert (model.r_cut, model.num_features, model.parity) == (4.0, 16, False)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("learning_rate: fast", "learning_rate: 'fast' is not a number"),
+    ("max_epochs: 2.5", "max_epochs: 2.5 is not a whole number"),
+    ("progress: maybe", "progress: 'maybe' is not a boolean"),
+    ("model: {r_cut: far}", "model.r_cut: 'far' is not a number"),
+    ("model: {num_layers: 2.5}", "model.num_layers: 2.5 is not a whole number"),
+    ("E0: {Cu: low}", "E0: .* is not a mapping"),
+])
+def test_a_wrong_type_is_one_line_naming_the_option(tmp_path, line, message):
+    from mlff.train import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train_file: x.extxyz\n{line}\n")
+    with pytest.raises(ValueError, match=message) as error:
+        load_config(path)
+    assert "\n" not in str(error.value)

@@ -139,6 +139,19 @@ def test_finetuning_adds_a_species(tmp_path, env):
     assert float(tuned_shift[0]) == pytest.approx(float(base_shift[0]), rel=1e-12)
 
 
+def test_finetuning_config_without_a_model_key(tmp_path):
+    """The documented fine-tuning config has no `model` key: it was always refused (the check
+    compared against an old default)."""
+    from mlff.train import load_config
+
+    path = tmp_path / "tune.yaml"
+    path.write_text("train_file: new.extxyz\ninit_from: model.pt\nlearning_rate: 1e-3\nmax_epochs: 20\n")
+    config = load_config(path)
+    assert config.finetune_overrides() == {}
+    path.write_text("train_file: new.extxyz\ninit_from: model.pt\nmodel: {dtype: float64}\n")
+    assert load_config(path).finetune_overrides() == {"dtype": "float64"}
+
+
 def test_init_from_refuses_architecture_options(tmp_path):
     from mlff.train import TrainConfig
 

@@ -1,0 +1,59 @@
+"""One training run per output folder: an advisory lock on ``<output_dir>/.mlff-train.lock``.
+
+The lock is an ``flock`` held by the running process, so the kernel releases it when the process
+ends in any way (a crash or ``kill -9`` leaves no stuck lock). The file records who holds it, for
+the message a second run prints. Under DDP, rank 0 holds it for all ranks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Optional
+
+LOCK_NAME = ".mlff-train.lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training into the same output folder."""
+
+
+class RunLock:
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_NAME
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> "RunLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(fd)
+            os.close(fd)
+            raise RunLockedError(
+                f"{self.directory} is being trained by {holder}; wait for that run to finish (it resumes "
+                "from the same folder afterwards) or choose another output_dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            return f"pid {info['pid']} on {info['host']} (since {info['started']})"
+        except (OSError, ValueError, KeyError):
+            return "another process"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
