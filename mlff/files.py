@@ -46,12 +46,14 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, mode: int = 0o644, make_dirs: bool = False) -> Iterator[str]:
     """``with atomic_path(target) as tmp:`` write ``tmp``; on success it replaces ``target`` (with
-    permissions ``mode``), on any error or interrupt it is removed."""
+    permissions ``mode``), on any error or interrupt it is removed. ``make_dirs``: create the
+    target's folder (else a missing folder is an error, e.g. an output folder removed under a run)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    if make_dirs:
+        os.makedirs(directory, exist_ok=True)
     remove_stale_temporaries(directory)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)

@@ -270,7 +270,7 @@ def deploy(potential: Potential, path: str | os.PathLike, compile: bool = False)
             raise CompileError(f"compiling models with extra outputs ({potential.graph_outputs}) is not "
                                "supported; deploy without --compile")
         extra_files[INFO_ENTRY] = json.dumps(COMPILE_REQUEST)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, make_dirs=True) as tmp:
         with torchscript_quiet():
             torch.jit.save(scripted, tmp, _extra_files=extra_files)
         if compile:  # built (and checked) before the file appears under its name

@@ -52,6 +52,9 @@ class RunLock:
         except (OSError, ValueError, KeyError):
             return "another process"
 
+    def __del__(self):
+        self.release()
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

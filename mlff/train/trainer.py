@@ -455,13 +455,16 @@ class Trainer:
         c = self.config
         logger = _Logger(self.out, self.epoch, c.tensorboard) if self.dist.is_main else None
         self.run_start = time.perf_counter()
-        with SignalCatcher(self.log) as self.signals:
-            try:
-                self._epochs(logger)
-            finally:
-                if logger:
-                    logger.close()
-        return self._finish()
+        try:
+            with SignalCatcher(self.log) as self.signals:
+                try:
+                    self._epochs(logger)
+                finally:
+                    if logger:
+                        logger.close()
+            return self._finish()
+        finally:
+            self.lock.release()  # the run is over, however it ended
 
     def _compile(self) -> None:
         """The compiled step, traced on the first structures of the training set."""

@@ -20,7 +20,7 @@ from mlff.train.run_lock import LOCK_NAME, RunLock, RunLockedError
 _HOLD = """
 import sys, time
 from mlff.train.run_lock import RunLock
-RunLock(sys.argv[1]).acquire()
+lock = RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(600)
 """
