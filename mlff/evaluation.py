@@ -86,6 +86,77 @@ def error_metrics(frames: Sequence[Frame], predictions: Sequence[dict]) -> Dict[
     return metrics.compute()
 
 
+def relative_energies(frames: Sequence[Frame]) -> np.ndarray:
+    """Each labelled frame's energy per atom above the least-squares composition baseline
+    (``E ~ sum_s n_s mu_s`` over the frames), eV/atom; NaN for frames without an energy. For data
+    of one composition this orders frames as their energy per atom does; across compositions it
+    compares frames by how far each sits above what its composition costs on average."""
+    symbols = sorted({s for f in frames for s in f.atoms.get_chemical_symbols()})
+    counts = np.array([[f.atoms.get_chemical_symbols().count(s) for s in symbols] for f in frames], dtype=float)
+    energies = np.array([np.nan if f.energy is None else f.energy for f in frames], dtype=float)
+    known = np.isfinite(energies)
+    out = np.full(len(frames), np.nan)
+    if known.any():
+        mu = np.linalg.lstsq(counts[known], energies[known], rcond=None)[0]
+        out[known] = (energies[known] - counts[known] @ mu) / counts[known].sum(axis=1)
+    return out
+
+
+def _subset_metrics(frames: Sequence[Frame], predictions: Sequence[dict], indices) -> Dict[str, float]:
+    """Error metrics of the frames at ``indices``, with the energy's mean signed error
+    (``energy_mean_error``, meV/atom: prediction minus reference; a bias that MAE does not show)."""
+    chosen = [int(k) for k in indices]
+    metrics = error_metrics([frames[k] for k in chosen], [predictions[k] for k in chosen])
+    signed = [(predictions[k]["energy"] - frames[k].energy) / len(frames[k].atoms) for k in chosen
+              if frames[k].energy is not None]
+    if signed:
+        metrics["energy_mean_error"] = 1e3 * float(np.mean(signed))
+    metrics["frames"] = len(chosen)
+    return metrics
+
+
+def error_breakdown(frames: Sequence[Frame], predictions: Sequence[dict], tail: float = 0.1) -> Dict[str, object]:
+    """Where the errors are, beyond the means: the lowest-energy ``tail`` fraction of the labelled
+    frames (by :func:`relative_energies`; the configurations MD spends its time in, and the ground
+    states), and each structure family (``config_type`` in the frames' info), with the energy's
+    mean signed error next to MAE and RMSE."""
+    if not 0.0 < tail <= 1.0:
+        raise ValueError(f"tail must be a fraction in (0, 1], got {tail}")
+    relative = relative_energies(frames)
+    labelled = np.flatnonzero(np.isfinite(relative))
+    out: Dict[str, object] = {"all": _subset_metrics(frames, predictions, range(len(frames)))}
+    if len(labelled):
+        count = max(1, int(np.ceil(tail * len(labelled))))
+        lowest = labelled[np.argsort(relative[labelled], kind="stable")[:count]]
+        out["tail"] = {"fraction": tail, **_subset_metrics(frames, predictions, lowest)}
+    families: Dict[str, List[int]] = {}
+    for k, frame in enumerate(frames):
+        name = frame.atoms.info.get("config_type")
+        if name is not None:
+            families.setdefault(str(name), []).append(k)
+    if families:
+        out["families"] = {name: _subset_metrics(frames, predictions, indices)
+                           for name, indices in sorted(families.items())}
+    return out
+
+
+def breakdown_table(breakdown: Dict[str, object]) -> str:
+    """The low-energy tail and the families as lines under the metrics table."""
+    def row(label, m):
+        energy = (f"energy MAE {m['energy_mae']:8.2f}  mean error {m['energy_mean_error']:+8.2f} meV/atom"
+                  if "energy_mae" in m else "")
+        forces = f"  forces MAE {m['forces_mae']:8.2f} meV/Å" if "forces_mae" in m else ""
+        return f"{label:<28}{m['frames']:>6}  {energy}{forces}"
+
+    lines = [f"{'':<28}{'frames':>6}"]
+    lines.append(row("all", breakdown["all"]))
+    if "tail" in breakdown:
+        lines.append(row(f"lowest-energy {100 * breakdown['tail']['fraction']:.0f} %", breakdown["tail"]))
+    for name, metrics in breakdown.get("families", {}).items():
+        lines.append(row(f"config_type {name}", metrics))
+    return "\n".join(lines)
+
+
 def metrics_table(metrics: Dict[str, float], frames: int) -> str:
     lines = [f"{'quantity':<10}{'MAE':>12}{'RMSE':>12}  unit   ({frames} frames)"]
     for name, unit in UNITS.items():

@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stress-key", default="stress")
     parser.add_argument("--reader", choices=("ase", "pymatgen"), default="ase")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tail", type=float, default=0.1, metavar="FRACTION",
+                        help="also report the errors of this fraction of frames lowest in energy (per atom, "
+                             "above the composition baseline), with the energy's mean signed error; "
+                             "default 0.1")
     parser.add_argument("--committee", nargs="+", metavar="MODEL", default=[],
                         help="more model files: evaluate the committee (mean prediction) and report "
                              "its spread against its error (active learning)")
@@ -27,13 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.readers import LabelKeys, read_frames
     from ..files import dumps_json, write_json
-    from ..evaluation import committee_summary, error_metrics, metrics_table, parity_plots, predict_frames
+    from ..evaluation import (breakdown_table, committee_summary, error_breakdown, error_metrics, metrics_table,
+                              parity_plots, predict_frames)
 
     frames = read_frames(args.data, LabelKeys(args.energy_key, args.forces_key, args.stress_key), args.reader)
     models = [args.model, *args.committee]
     predictions = predict_frames(models if args.committee else args.model, frames, args.device)
     metrics = error_metrics(frames, predictions)
-    document = {"model": args.model, "frames": len(frames), **metrics}
+    breakdown = error_breakdown(frames, predictions, args.tail)
+    document = {"model": args.model, "frames": len(frames), **metrics,
+                **{key: value for key, value in breakdown.items() if key != "all"}}
+    if "energy_mean_error" in breakdown["all"]:
+        document["energy_mean_error"] = breakdown["all"]["energy_mean_error"]
     committee = None
     if args.committee:
         committee = committee_summary(frames, predictions)
@@ -43,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(dumps_json(document))
     else:
         print(metrics_table(metrics, len(frames)))
+        print(breakdown_table(breakdown))
         if committee is not None:
             correlation = committee.get("spread_error_rank_correlation")
             print(f"committee of {len(models)}: largest force spread per frame {committee['max_forces_std_mean']:.1f} "

@@ -62,6 +62,8 @@ def frame_from_atoms(atoms: Atoms, keys: LabelKeys, source: str) -> Frame:
     dipole = _label(atoms, keys.dipole_key, per_atom=False)
     charge = _label(atoms, keys.charge_key, per_atom=False)
     plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    if "config_type" in atoms.info:  # the structure family (extxyz convention), for per-family errors
+        plain.info["config_type"] = str(atoms.info["config_type"])
     return Frame(plain, None if energy is None else float(energy), forces, stress, source,
                  None if dipole is None else dipole.reshape(3), 0.0 if charge is None else float(charge))
 
