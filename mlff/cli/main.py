@@ -12,6 +12,8 @@ import threading
 COMMANDS = {
     "train": ("mlff.cli.train", "fit a potential to labelled data (YAML config); re-run to resume"),
     "evaluate": ("mlff.cli.evaluate", "errors of a model file on labelled data: table, JSON, parity plots"),
+    "physics": ("mlff.cli.physics", "lattice constant, bulk modulus, elastic constants, phonons of a model "
+                "beside a reference"),
     "deploy": ("mlff.cli.deploy", "export a training checkpoint as one TorchScript model file"),
     "lammps": ("mlff.cli.lammps", "build the LAMMPS pair-style plugin or check the installation"),
 }

@@ -1,0 +1,61 @@
+"""``mlff physics MODEL CRYSTAL... [--reference emt|model.pt] [--reference-values ref.json]``:
+lattice constant, energy, bulk modulus, elastic constants (and phonons) of a fitted potential
+beside a reference."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file written by mlff deploy / mlff train")
+    parser.add_argument("crystals", nargs="+", metavar="CRYSTAL",
+                        help="NAME:STRUCTURE:A near equilibrium (Cu:fcc:3.61, Si:diamond:5.47) or a structure "
+                             "file; conventional cubic cells get elastic constants")
+    parser.add_argument("--reference", metavar="CALC",
+                        help="compute the same properties with 'emt' or another model file")
+    parser.add_argument("--reference-values", metavar="JSON",
+                        help="reference properties from a JSON file (e.g. computed once with your DFT code "
+                             "through mlff.physics.crystal_properties, or an earlier --json output)")
+    parser.add_argument("--phonons", nargs="*", metavar="POINT", default=None,
+                        help="also phonon frequencies at these high-symmetry points (default G X)")
+    parser.add_argument("--no-relax", action="store_true", help="keep the ions fixed under strain")
+    parser.add_argument("--json", metavar="FILE", help="write the properties and the comparison as JSON")
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calculators import MLFFCalculator
+    from ..files import write_json
+    from ..physics import compare, comparison_table, crystal_properties, parse_crystal, read_reference, \
+        reference_calculator
+
+    if args.reference and args.reference_values:
+        raise ValueError("give either --reference or --reference-values, not both")
+    calc = MLFFCalculator(args.model, device=args.device)
+    reference = reference_calculator(args.reference, args.device) if args.reference else None
+    phonons = () if args.phonons is None else (tuple(args.phonons) or ("G", "X"))
+    records = []
+    for text in args.crystals:
+        atoms = parse_crystal(text)
+        ours = crystal_properties(atoms, calc, phonons=phonons, relax=not args.no_relax)
+        record = {"crystal": text, "formula": ours["formula"], "model": ours}
+        theirs = None
+        if reference is not None:
+            theirs = crystal_properties(atoms, reference, phonons=phonons, relax=not args.no_relax)
+        elif args.reference_values:
+            theirs = read_reference(args.reference_values, ours["formula"])
+            if theirs is None:
+                print(f"{text}: no reference for {ours['formula']} in {args.reference_values}")
+        if theirs is not None:
+            record["reference"] = theirs
+            record["comparison"] = compare(ours, theirs)
+            print(comparison_table(record["comparison"], f"{text} ({ours['formula']})"))
+        else:
+            print(f"{text} ({ours['formula']}): a0 {ours['lattice_constant']:.4f} Å, E0 {ours['energy']:.4f} eV/atom, "
+                  f"B {ours['bulk_modulus']:.1f} GPa"
+                  + "".join(f", {k} {ours[k]:.1f} GPa" for k in ("C11", "C12", "C44") if k in ours))
+        records.append(record)
+    if args.json:
+        write_json(args.json, {"model_file": args.model, "crystals": records})
+    return 0

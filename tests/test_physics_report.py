@@ -1,0 +1,73 @@
+"""The physics report (mlff.physics, `mlff physics`): properties that hold whatever the potential,
+a reference compared with itself, and the shipped Cu potential against EMT, its reference."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from mlff.cli.main import main as mlff_main
+from mlff.physics import compare, crystal_properties, parse_crystal
+
+SHIPPED_CU = str(Path(__file__).resolve().parents[1] / "examples" / "potentials" / "cu" / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def emt_cu():
+    return crystal_properties(bulk("Cu", "fcc", a=3.62, cubic=True), EMT(), phonons=("G", "X"))
+
+
+def test_equation_of_state_and_elastic_constants_agree(emt_cu):
+    """Two independent routes to the bulk modulus of a cubic crystal, B = (C11 + 2 C12) / 3: the
+    energy-volume fit and the stresses under strain."""
+    b_from_elastic = (emt_cu["C11"] + 2 * emt_cu["C12"]) / 3
+    assert emt_cu["bulk_modulus"] == pytest.approx(b_from_elastic, rel=0.01)
+    assert 3.5 < emt_cu["lattice_constant"] < 3.7 and emt_cu["C44"] > 0
+    # started away from equilibrium (3.62 Å), the fit finds the same lattice constant as from near it
+    again = crystal_properties(bulk("Cu", "fcc", a=3.59, cubic=True), EMT(), elastic=False)
+    assert again["lattice_constant"] == pytest.approx(emt_cu["lattice_constant"], abs=2e-3)
+
+
+def test_phonons_have_three_acoustic_zeros_at_gamma(emt_cu):
+    gamma, x = emt_cu["phonons"]["G"], emt_cu["phonons"]["X"]
+    assert len(gamma) == len(x) == 12  # 4 atoms x 3
+    assert np.max(np.abs(gamma[:3])) < 0.05 and min(gamma[3:]) > 1.0
+    assert min(x) > 1.0
+
+
+def test_a_reference_compared_with_itself_is_exact(emt_cu):
+    rows = compare(emt_cu, emt_cu)
+    assert set(rows) >= {"lattice_constant", "energy", "bulk_modulus", "C11", "C12", "C44", "phonons G", "phonons X"}
+    assert all(row["difference"] == 0.0 for row in rows.values())
+
+
+def test_the_shipped_potential_against_emt_through_the_cli(tmp_path, capsys):
+    """The example potential was fitted to EMT data: its crystal must be EMT's within a few per cent;
+    the JSON it writes serves as --reference-values (the form in which DFT references are stored)."""
+    out = tmp_path / "cu.json"
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:fcc:3.6", "--reference", "emt", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "lattice_constant" in table and "C44" in table
+    record = json.loads(out.read_text())["crystals"][0]
+    rows = record["comparison"]
+    for key, tolerance in (("lattice_constant", 0.01), ("bulk_modulus", 0.05), ("C11", 0.05), ("C12", 0.05),
+                           ("C44", 0.05)):
+        assert abs(rows[key]["relative"]) < tolerance, (key, rows[key])
+    assert abs(rows["energy"]["difference"]) < 20.0  # meV/atom
+    # stored reference values (a DFT run saved as JSON) instead of a reference calculator
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps({"crystals": [{"formula": "Cu4", "reference": record["reference"]}]}))
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:fcc:3.6", "--reference-values", str(reference),
+                      "--json", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())["crystals"][0]["comparison"]
+    assert again["C11"]["difference"] == pytest.approx(rows["C11"]["difference"], abs=1e-6)
+
+
+def test_bad_crystals_are_clear_errors():
+    with pytest.raises(ValueError, match="write NAME:STRUCTURE:A"):
+        parse_crystal("Cu-fcc")
+    with pytest.raises(ValueError, match="crystal 'Cu:zincblende:3.6'"):
+        parse_crystal("Cu:zincblende:3.6")
