@@ -118,10 +118,12 @@ def _vesin_is_safe(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_c
         return True
     if not pbc.all():
         return False
+    # vesin's rescaling, step by step: each count is truncated before the next is derived from it
     ratio_xy, ratio_yz = bins[0] / bins[1], bins[1] / bins[2]
     z = np.cbrt(_VESIN_MAX_CELLS / (ratio_xy * ratio_yz * ratio_yz))
-    rescaled = (ratio_xy * ratio_yz * np.trunc(z), ratio_yz * np.trunc(z), z)
-    return min(rescaled) >= 1.5  # a margin against rounding at the boundary
+    y = ratio_yz * np.trunc(z)
+    x = ratio_xy * np.trunc(y)
+    return min(x, y, z) >= 1.01  # before truncation, with a margin against rounding at 1
 
 
 def neighbor_list(
