@@ -54,7 +54,9 @@ def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, r
                       fmax: float = 1e-3) -> Dict[str, object]:
     """Energy per atom against volume per atom for uniform scalings of the cell by up to ``span``
     in volume, and the Birch-Murnaghan fit: ``volume`` (Å^3/atom), ``energy`` (eV/atom), ``bulk_modulus``
-    (GPa) and ``lattice_constant`` (Å, the first cell vector's length scaled to the equilibrium)."""
+    (GPa) and ``lattice_constant`` (Å: the first cell vector's length scaled to the equilibrium, which
+    is the lattice constant for a conventional cubic cell; for a primitive cell it is that cell's
+    vector, e.g. a/sqrt(2) for fcc and diamond)."""
     from ase.eos import EquationOfState
 
     n = len(atoms)

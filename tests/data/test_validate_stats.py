@@ -52,7 +52,8 @@ def test_force_rms_and_neighbours():
     assert average_num_neighbors([dimer], 3.0) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("name", ["cu_emt", "ethanol_xtb", "water_pyscf", "al_gpaw", "almgsi_gpaw", "almgsi_gpaw_k5"])
+@pytest.mark.parametrize("name", ["cu_emt", "ethanol_xtb", "water_pyscf", "al_gpaw", "almgsi_gpaw", "almgsi_gpaw_k5",
+                                  "si_gpaw"])
 def test_shipped_datasets_are_valid(name):
     """Every committed reference set reads with its labels and passes the training checks."""
     from pathlib import Path
@@ -74,10 +75,15 @@ def test_shipped_datasets_are_valid(name):
 
         kinds = {atoms.info["config_type"] for atoms in read(path, ":")}
         assert {"mg2si", "vacancy", "slab111", "si_slab100", "hcp_mg"} <= kinds
+    if name == "si_gpaw":  # the ground state is in the data, beside distortions and other phases
+        assert species == ["Si"] and all(f.stress is not None for f in frames)
+        assert {f.atoms.info["config_type"] for f in frames} >= {"diamond_ground", "diamond8_hot", "beta_tin"}
+        lowest = min(frames, key=lambda f: f.energy / len(f.atoms))
+        assert lowest.atoms.info["config_type"].startswith("diamond")
 
 
 @pytest.mark.parametrize("name, generator", [("al_gpaw", "al_gpaw"), ("almgsi_gpaw", "almgsi_gpaw"),
-                                             ("almgsi_gpaw_k5", "almgsi_gpaw")])
+                                             ("almgsi_gpaw_k5", "almgsi_gpaw"), ("si_gpaw", "si_gpaw")])
 def test_dft_generators_build_the_committed_structures(name, generator, monkeypatch):
     """datasets/generate_<generator>.py is the script that made the file: frame i's structure is
     structure(i) (labelling needs GPAW and is not rerun here; the two Al-Mg-Si files are the same
