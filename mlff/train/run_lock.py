@@ -53,7 +53,10 @@ class RunLock:
             return "another process"
 
     def __del__(self):
-        self.release()
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - at interpreter exit the kernel releases it anyway
+            pass
 
     def release(self) -> None:
         if self._fd is not None:
