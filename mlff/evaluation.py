@@ -10,6 +10,7 @@ import torch
 
 from .data import keys
 from .data.readers import Frame
+from .data.stats import species_counts
 from .train.metrics import UNITS, Metrics
 
 
@@ -91,8 +92,7 @@ def relative_energies(frames: Sequence[Frame]) -> np.ndarray:
     (``E ~ sum_s n_s mu_s`` over the frames), eV/atom; NaN for frames without an energy. For data
     of one composition this orders frames as their energy per atom does; across compositions it
     compares frames by how far each sits above what its composition costs on average."""
-    symbols = sorted({s for f in frames for s in f.atoms.get_chemical_symbols()})
-    counts = np.array([[f.atoms.get_chemical_symbols().count(s) for s in symbols] for f in frames], dtype=float)
+    counts = species_counts(frames, sorted({s for f in frames for s in f.atoms.get_chemical_symbols()}))
     energies = np.array([np.nan if f.energy is None else f.energy for f in frames], dtype=float)
     known = np.isfinite(energies)
     out = np.full(len(frames), np.nan)

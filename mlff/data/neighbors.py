@@ -25,8 +25,9 @@ MAX_EDGES = 1.0e9  # estimated edges of a periodic cell (tens of GB as a list)
 _VESIN_MAX_CELLS = 1e5  # vesin's cap on its number of bins (its cpu_cell_list.cpp)
 
 
-def check_structure(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut: float) -> None:
-    """Raise ``ValueError`` for input no neighbour search should see (see the module docstring)."""
+def check_structure(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut: float) -> np.ndarray:
+    """Raise ``ValueError`` for input no neighbour search should see (see the module docstring);
+    returns the cell to search with (:func:`_search_cell`)."""
     bad = np.flatnonzero(~np.isfinite(positions).all(axis=1)) if len(positions) else []
     if len(bad):
         raise ValueError(f"the positions of atoms {bad[:10].tolist()} are not finite (NaN or inf); "
@@ -51,20 +52,21 @@ def check_structure(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_
             )
     if pbc.all() and abs(np.linalg.det(cell)) < 1e-12:
         raise ValueError("the periodic cell has zero volume; check the lattice vectors")
-    if pbc.any():
-        search = _search_cell(positions, cell, pbc, r_cut)
-        spacing = _face_distances(search)
-        if not np.all(spacing[pbc] > 0.0):
-            raise ValueError(f"the periodic lattice vectors {np.flatnonzero(pbc).tolist()} are parallel "
-                             "(the cell is degenerate); check the cell")
-        images = int(np.prod([2 * math.ceil(r_cut / spacing[k]) + 1 for k in np.flatnonzero(pbc)]))
-        edges = len(positions) ** 2 * (4.0 / 3.0) * math.pi * r_cut**3 / abs(np.linalg.det(cell)) \
-            if pbc.all() else 0.0
-        if images > MAX_IMAGES or edges > MAX_EDGES:
-            raise ValueError(
-                f"the cell is far smaller than the cutoff ({r_cut} Å): its faces are "
-                f"{', '.join(f'{d:.3g}' for d in spacing[pbc])} Å apart, so each atom would see "
-                f"{images:.3g} periodic images of the cell ({edges:.3g} edges); check the cell and its units")
+    if not pbc.any():
+        return np.zeros((3, 3))  # a molecule: the cell plays no part
+    search = _search_cell(positions, cell, pbc, r_cut)
+    spacing = _face_distances(search)
+    if not np.all(spacing[pbc] > 0.0):
+        raise ValueError(f"the periodic lattice vectors {np.flatnonzero(pbc).tolist()} are parallel "
+                         "(the cell is degenerate); check the cell")
+    images = int(np.prod([2 * math.ceil(r_cut / spacing[k]) + 1 for k in np.flatnonzero(pbc)]))
+    edges = len(positions) ** 2 * (4.0 / 3.0) * math.pi * r_cut**3 / abs(np.linalg.det(cell)) if pbc.all() else 0.0
+    if images > MAX_IMAGES or edges > MAX_EDGES:
+        raise ValueError(
+            f"the cell is far smaller than the cutoff ({r_cut} Å): its faces are "
+            f"{', '.join(f'{d:.3g}' for d in spacing[pbc])} Å apart, so each atom would see "
+            f"{images:.3g} periodic images of the cell ({edges:.3g} edges); check the cell and its units")
+    return search
 
 
 def _search_cell(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut: float) -> np.ndarray:
@@ -76,8 +78,7 @@ def _search_cell(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut
     periodic = np.flatnonzero(pbc)
     if len(periodic) in (0, 3):
         return out
-    extent = 2.0 * float(np.abs(positions - positions.mean(axis=0)).max()) if len(positions) else 0.0
-    length = max(extent + 2.0 * r_cut, 1.0)
+    length = max(_diameter(positions) + 2.0 * r_cut, 1.0)
     free = [k for k in range(3) if not pbc[k]]
     if len(periodic) == 2:
         normal = np.cross(out[periodic[0]], out[periodic[1]])
@@ -93,6 +94,12 @@ def _search_cell(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut
         v = np.cross(a, u)
         out[free[0]], out[free[1]] = u * length, v * length
     return out
+
+
+def _diameter(positions: np.ndarray) -> float:
+    """An upper bound of the structure's extent along any direction (twice the largest coordinate
+    distance from the centroid), Å."""
+    return 2.0 * float(np.abs(positions - positions.mean(axis=0)).max()) if len(positions) else 0.0
 
 
 def _face_distances(cell: np.ndarray) -> np.ndarray:
@@ -111,8 +118,7 @@ def _vesin_is_safe(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_c
     if pbc.all():
         faces = _face_distances(cell)
     else:
-        diameter = 2.0 * float(np.abs(positions - positions.mean(axis=0)).max()) if len(positions) else 0.0
-        faces = np.where(pbc, np.linalg.norm(cell, axis=1), diameter + 2.0 * r_cut)
+        faces = np.where(pbc, np.linalg.norm(cell, axis=1), _diameter(positions) + 2.0 * r_cut)
     bins = np.maximum(np.trunc(faces / r_cut), 1.0)
     if np.prod(bins) <= _VESIN_MAX_CELLS:
         return True
@@ -153,13 +159,10 @@ def neighbor_list(
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
     r_cut = float(r_cut)
-    check_structure(positions, cell, pbc, r_cut)
-    if not pbc.any():
-        cell = np.zeros((3, 3))
+    search = check_structure(positions, cell, pbc, r_cut)
     if len(positions) == 0:
         empty = (np.zeros((2, 0), dtype=np.int64), np.zeros((0, 3)))
         return empty + (np.zeros(0),) if with_lengths else empty
-    search = _search_cell(positions, cell, pbc, r_cut) if pbc.any() else cell
     if _vesin_is_safe(positions, search, pbc, r_cut):
         nl = vesin.NeighborList(cutoff=r_cut, full_list=True)
         i, j, shifts, lengths = nl.compute(positions, search, [bool(p) for p in pbc], "ijSd")

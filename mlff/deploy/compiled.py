@@ -13,8 +13,8 @@ A shared library runs code when it is loaded, so a model file never supplies one
 --compile`` only marks the file (the extra file ``compiled.json``), and the copy that runs is built
 from the file's portable TorchScript weights on the machine that loads it, once, and kept in the
 per-user cache of :mod:`mlff.aoti_cache` under the file's content digest. Files written by
-earlier mlff versions with ``--compile`` carry a package (``compiled.pt2``); it is ignored unless the user passes
-``trust_native_code=True`` to :func:`mlff.load`.
+earlier mlff versions with ``--compile`` carry a package (``compiled.pt2``); it is ignored unless
+the user passes ``trust_native_code=True`` to :func:`mlff.load`.
 
 The compiled graph is the same :class:`~mlff.model.Potential` code (one model definition), with
 two inputs computed outside it because a graph for a compiler cannot derive shapes from values:

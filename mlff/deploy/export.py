@@ -264,11 +264,6 @@ def deploy(potential: Potential, path: str | os.PathLike, compile: bool = False)
     if compile:
         from .compiled import COMPILE_REQUEST, INFO_ENTRY
 
-        if potential.graph_outputs:
-            from .compiled import CompileError
-
-            raise CompileError(f"compiling models with extra outputs ({potential.graph_outputs}) is not "
-                               "supported; deploy without --compile")
         extra_files[INFO_ENTRY] = json.dumps(COMPILE_REQUEST)
     with atomic_path(path, make_dirs=True) as tmp:
         with torchscript_quiet():

@@ -193,12 +193,14 @@ def _compiled_copy(path: str, module: torch.jit.ScriptModule, metadata: ModelMet
         why = "it has extra outputs, which the compiled copy does not compute"
     if why is None:
         try:
-            if trust_native_code and _has_package(path):
-                return _trusted_package(path, metadata)
+            embedded = _embedded_package(path) if trust_native_code else None
+            if embedded is not None:
+                return _trusted_package(embedded, metadata)
             package = build_local_package(path, module, metadata)
             return CompiledPotential.from_file(package, metadata.r_cut, len(metadata.species))
         except (CompileError, RuntimeError, OSError) as error:
-            why = f"its compiled copy could not be built or loaded ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            why = f"its compiled copy could not be built or loaded ({reason})"
     if compiled is True:
         raise ModelFileError(f"{path!r} cannot run compiled: {why}; or load it with compiled=False")
     # on a GPU the TorchScript model is the expected path: no warning there
@@ -207,20 +209,19 @@ def _compiled_copy(path: str, module: torch.jit.ScriptModule, metadata: ModelMet
     return None
 
 
-def _has_package(path: str) -> bool:
+def _embedded_package(path: str) -> Optional[bytes]:
+    """The compiled package an older ``--compile`` export carries, or None."""
     with zipfile.ZipFile(path) as archive:
-        return any(n.split("/")[1:] == ["extra", PACKAGE_ENTRY] for n in archive.namelist())
+        name = next((n for n in archive.namelist() if n.split("/")[1:] == ["extra", PACKAGE_ENTRY]), None)
+        return None if name is None else archive.read(name)
 
 
-def _trusted_package(path: str, metadata: ModelMetadata) -> CompiledPotential:
+def _trusted_package(package: bytes, metadata: ModelMetadata) -> CompiledPotential:
     """The package inside a file from an earlier mlff: native code from the file, run only because
     the caller trusts it (``trust_native_code=True``)."""
     built_with = metadata.compiled.get("torch_version")
     if built_with != torch.__version__:
         raise CompileError(f"its package was built with torch {built_with}, this is torch {torch.__version__}")
-    with zipfile.ZipFile(path) as archive:
-        name = next(n for n in archive.namelist() if n.split("/")[1:] == ["extra", PACKAGE_ENTRY])
-        package = archive.read(name)
     return CompiledPotential.from_bytes(package, metadata.r_cut, len(metadata.species))
 
 

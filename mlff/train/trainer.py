@@ -621,5 +621,4 @@ def train(config: TrainConfig) -> TrainResult:
     try:
         return trainer.run()
     finally:
-        trainer.lock.release()
         trainer.dist.close()
