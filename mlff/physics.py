@@ -183,6 +183,83 @@ def comparison_table(rows: Dict[str, Dict[str, float]], title: str = "") -> str:
     return "\n".join(lines)
 
 
+def phase_energies(records: Sequence[Dict[str, object]]) -> Dict[str, Dict[str, Dict[str, Optional[float]]]]:
+    """Relative phase energies: for each composition with two or more crystals among ``records``
+    (``{"crystal", "formula", "model", "reference"?}`` as ``mlff physics`` builds them), each
+    crystal's equilibrium energy per atom above the composition's lowest, in meV/atom, for the
+    model and (where every crystal of the composition has one) the reference, and their difference."""
+    from ase.formula import Formula
+
+    groups: Dict[str, list] = {}
+    for record in records:
+        groups.setdefault(str(Formula(str(record["formula"])).reduce()[0]), []).append(record)
+    out: Dict[str, Dict[str, Dict[str, Optional[float]]]] = {}
+    for composition, group in groups.items():
+        if len(group) < 2:
+            continue
+        ours = np.array([float(r["model"]["energy"]) for r in group])
+        known = all(isinstance(r.get("reference"), dict) and "energy" in r["reference"] for r in group)
+        theirs = np.array([float(r["reference"]["energy"]) for r in group]) if known else None
+        rows = {}
+        for k, record in enumerate(group):
+            mine = 1e3 * float(ours[k] - ours.min())
+            ref = None if theirs is None else 1e3 * float(theirs[k] - theirs.min())
+            rows[str(record["crystal"])] = {"model": mine, "reference": ref,
+                                            "difference": None if ref is None else mine - ref}
+        out[composition] = rows
+    return out
+
+
+def phase_table(phases: Dict[str, Dict[str, Dict[str, Optional[float]]]]) -> str:
+    lines = []
+    for composition, rows in phases.items():
+        lines.append(f"{composition}: energy above the lowest crystal (meV/atom)")
+        lines.append(f"{'crystal':<24}{'model':>10}{'reference':>11}{'difference':>12}")
+        for crystal, row in rows.items():
+            ref = "" if row["reference"] is None else f"{row['reference']:>11.1f}"
+            diff = "" if row["difference"] is None else f"{row['difference']:>+12.1f}"
+            lines.append(f"{crystal:<24}{row['model']:>10.1f}{ref:>11}{diff}")
+    return "\n".join(lines)
+
+
+def plot_report(records: Sequence[Dict[str, object]], out_dir: str | os.PathLike) -> list:
+    """One PNG per crystal: its energy-volume curve (model and reference) and its elastic table as
+    bars, model beside reference. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for record in records:
+        model, reference = record["model"], record.get("reference") or {}
+        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+        for label, values, style in (("model", model, "o-"), ("reference", reference, "s--")):
+            curve = values.get("curve") if isinstance(values, dict) else None
+            if curve:
+                left.plot(curve["volume"], curve["energy"], style, label=label, markersize=4)
+        left.set_xlabel("volume (Å$^3$/atom)")
+        left.set_ylabel("energy (eV/atom)")
+        left.legend()
+        names = [k for k in ("bulk_modulus", "C11", "C12", "C44") if k in model]
+        x = np.arange(len(names))
+        right.bar(x - 0.2, [model[k] for k in names], 0.4, label="model")
+        if reference:
+            right.bar(x + 0.2, [float(reference.get(k, np.nan)) for k in names], 0.4, label="reference")
+        right.set_xticks(x, ["B" if k == "bulk_modulus" else k for k in names])
+        right.set_ylabel("GPa")
+        right.legend()
+        figure.suptitle(f"{record['crystal']} ({record['formula']})")
+        figure.tight_layout()
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(record["crystal"]))
+        path = os.path.join(out_dir, f"physics_{safe}.png")
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
 def reference_calculator(name: str, device: str = "cpu"):
     """A reference by name: ``emt`` (ASE's EMT, for the example data) or the path of another mlff
     model file."""

@@ -71,3 +71,30 @@ def test_bad_crystals_are_clear_errors():
         parse_crystal("Cu-fcc")
     with pytest.raises(ValueError, match="crystal 'Cu:zincblende:3.6'"):
         parse_crystal("Cu:zincblende:3.6")
+
+
+def test_phase_energies_rank_crystals_of_one_composition():
+    """fcc Cu lies below bcc Cu (EMT); energies are relative to each composition's lowest, and a
+    reference compared with itself differs by zero. A composition with one crystal has no rows."""
+    from mlff.physics import phase_energies, phase_table
+
+    records = []
+    for text in ("Cu:fcc:3.6", "Cu:bcc:2.87", "Ni:fcc:3.52"):
+        atoms = parse_crystal(text)
+        props = crystal_properties(atoms, EMT(), elastic=False)
+        records.append({"crystal": text, "formula": props["formula"], "model": props, "reference": props})
+    phases = phase_energies(records)
+    assert list(phases) == ["Cu"]  # Cu4 and Cu2 share a composition; Ni has one crystal
+    rows = phases["Cu"]
+    assert rows["Cu:fcc:3.6"]["model"] == 0.0 and rows["Cu:bcc:2.87"]["model"] > 5.0
+    assert all(row["difference"] == 0.0 for row in rows.values())
+    assert "Cu:bcc:2.87" in phase_table(phases)
+    records[1] = {k: v for k, v in records[1].items() if k != "reference"}
+    assert phase_energies(records)["Cu"]["Cu:bcc:2.87"]["reference"] is None  # reference missing: no comparison
+
+
+def test_physics_figures_are_written(tmp_path):
+    out = tmp_path / "figures"
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:fcc:3.6", "--reference", "emt", "--plot", str(out)]) == 0
+    figures = sorted(p.name for p in out.iterdir())
+    assert figures == ["physics_Cu_fcc_3.6.png"] and (out / figures[0]).stat().st_size > 10_000

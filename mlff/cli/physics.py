@@ -1,6 +1,6 @@
 """``mlff physics MODEL CRYSTAL... [--reference emt|model.pt] [--reference-values ref.json]``:
 lattice constant, energy, bulk modulus, elastic constants (and phonons) of a fitted potential
-beside a reference."""
+beside a reference; the energies of crystals of one composition relative to the lowest; figures."""
 
 from __future__ import annotations
 
@@ -21,14 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also phonon frequencies at these high-symmetry points (default G X)")
     parser.add_argument("--no-relax", action="store_true", help="keep the ions fixed under strain")
     parser.add_argument("--json", metavar="FILE", help="write the properties and the comparison as JSON")
+    parser.add_argument("--plot", metavar="DIR", help="write a figure per crystal (E-V curve, elastic constants)")
     parser.add_argument("--device", default="cpu")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import compare, comparison_table, crystal_properties, parse_crystal, read_reference, \
-        reference_calculator
+    from ..physics import compare, comparison_table, crystal_properties, parse_crystal, phase_energies, phase_table, \
+        plot_report, read_reference, reference_calculator
 
     if args.reference and args.reference_values:
         raise ValueError("give either --reference or --reference-values, not both")
@@ -56,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
                   f"B {ours['bulk_modulus']:.1f} GPa"
                   + "".join(f", {k} {ours[k]:.1f} GPa" for k in ("C11", "C12", "C44") if k in ours))
         records.append(record)
+    phases = phase_energies(records)
+    if phases:
+        print(phase_table(phases))
+    if args.plot:
+        for path in plot_report(records, args.plot):
+            print(f"wrote {path}")
     if args.json:
-        write_json(args.json, {"model_file": args.model, "crystals": records})
+        write_json(args.json, {"model_file": args.model, "crystals": records, "phases": phases})
     return 0
