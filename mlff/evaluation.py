@@ -165,8 +165,17 @@ def metrics_table(metrics: Dict[str, float], frames: int) -> str:
     return "\n".join(lines)
 
 
-def parity_plots(frames: Sequence[Frame], predictions: Sequence[dict], out_dir: str | os.PathLike) -> List[str]:
-    """PNG parity plots (reference vs model) for energy per atom, force components and stress."""
+def _mathtext(unit: str) -> str:
+    """``eV/Å^3`` -> ``eV/Å$^3$``: exponents rendered as superscripts in figures."""
+    import re
+
+    return re.sub(r"\^(-?\d+)", r"$^{\1}$", unit)
+
+
+def parity_plots(frames: Sequence[Frame], predictions: Sequence[dict], out_dir: str | os.PathLike,
+                 data_name: str = "", model_name: str = "") -> List[str]:
+    """PNG parity plots (reference vs model) for energy per atom, force components and stress;
+    each titled with the data set, the model file and the number of frames, then the errors."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,28 +193,30 @@ def parity_plots(frames: Sequence[Frame], predictions: Sequence[dict], out_dir: 
                                    if f.stress is not None and p["stress"] is not None] or [[]]),
                    np.concatenate([p["stress"].ravel() for f, p in zip(frames, predictions)
                                    if f.stress is not None and p["stress"] is not None] or [[]]),
-                   "stress components (eV/Å^3)"),
+                   "stress components (eV/Å$^3$)"),
         "dipole": (np.concatenate([f.dipole for f, p in zip(frames, predictions)
                                    if f.dipole is not None and p.get("dipole") is not None] or [[]]),
                    np.concatenate([p["dipole"] for f, p in zip(frames, predictions)
                                    if f.dipole is not None and p.get("dipole") is not None] or [[]]),
                    "dipole components (e Å)"),
     }
+    source = " · ".join(x for x in (os.path.basename(str(data_name)), str(model_name)) if x)
     written = []
     for name, (ref, pred, label) in series.items():
         ref, pred = np.asarray(ref, dtype=float), np.asarray(pred, dtype=float)
         if ref.size == 0:
             continue
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        fig, ax = plt.subplots(figsize=(5.0, 5.2))
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
         ax.plot([lo, hi], [lo, hi], color="gray", lw=1)
         ax.scatter(ref, pred, s=6, alpha=0.6)
         # the axes are in eV-based units, the errors in milli-units as in the metrics table
         mae = 1e3 * float(np.mean(np.abs(pred - ref)))
         rmse = 1e3 * float(np.sqrt(np.mean((pred - ref) ** 2)))
-        unit = UNITS[name]
-        ax.set(xlabel=f"reference {label}", ylabel=f"mlff {label}",
-               title=f"{name}: MAE {mae:.3g} {unit}, RMSE {rmse:.3g} {unit}")
+        unit = _mathtext(UNITS[name])
+        ax.set(xlabel=f"reference {label}", ylabel=f"mlff {label}")
+        header = f"{source}, {len(frames)} frames" if source else f"{len(frames)} frames"
+        ax.set_title(f"{header}\n{name}: MAE {mae:.3g} {unit}, RMSE {rmse:.3g} {unit}", fontsize=9)
         fig.tight_layout()
         path = os.path.join(out_dir, f"parity_{name}.png")
         fig.savefig(path, dpi=120)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json and not to_stdout:
         write_json(args.json, document)
     if not args.no_plots:
-        for path in parity_plots(frames, predictions, args.plots):
+        data_name = ", ".join(os.path.basename(path) for path in args.data)
+        model_name = os.path.basename(args.model) if not args.committee else f"committee of {len(models)}"
+        for path in parity_plots(frames, predictions, args.plots, data_name, model_name):
             if not to_stdout:  # keep standard output valid JSON
                 print(f"plot: {path}")
     return 0
