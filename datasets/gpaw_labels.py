@@ -2,7 +2,7 @@
 structure with periodic PBE (energy, forces, stress) and the resumable, ordered driver that writes
 the frames. Runs under the system Python with Debian's GPAW.
 
-Settings: PBE, plane waves 300 eV, Monkhorst-Pack k-points of a given density per Å^-1 (at least 1
+Settings: PBE, plane waves 300 eV (a generator may ask for more: oxides), Monkhorst-Pack k-points of a given density per Å^-1 (at least 1
 per direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV (energies are the
 extrapolated free energies at zero smearing that GPAW reports), no point-group symmetry (rattled
 cells) but time reversal (half the k-points; the same labels to 1 meV/Å, the SCF tolerance).
@@ -35,15 +35,16 @@ def strain_and_rattle(atoms, rng, strain=True):
     return atoms
 
 
-def label(atoms, kind, setups=None, kpt_density=5.0):
-    """``atoms`` with GPAW's energy, forces and stress as extxyz labels and ``config_type=kind``."""
+def label(atoms, kind, setups=None, kpt_density=5.0, ecut=300.0):
+    """``atoms`` with GPAW's energy, forces and stress as extxyz labels and ``config_type=kind``
+    (plane-wave cutoff ``ecut`` eV)."""
     from gpaw import GPAW, PW, FermiDirac
 
     kpts = kptdensity2monkhorstpack(atoms, kptdensity=kpt_density, even=False)
     if "slab" in kind:
         kpts[2] = 1
     extra = {"setups": setups} if setups else {}  # e.g. {"Mg": "2"}: Mg's 2-electron setup
-    atoms.calc = GPAW(mode=PW(300), xc="PBE", kpts=[int(k) for k in kpts], occupations=FermiDirac(0.1),
+    atoms.calc = GPAW(mode=PW(ecut), xc="PBE", kpts=[int(k) for k in kpts], occupations=FermiDirac(0.1),
                       symmetry={"point_group": False, "time_reversal": True}, txt=None, **extra)
     out = atoms.copy()
     out.info.pop("adsorbate_info", None)  # ase.build's slab metadata, not a label
@@ -54,15 +55,16 @@ def label(atoms, kind, setups=None, kpt_density=5.0):
     return out
 
 
-def _one(structure, setups, kpt_density, index):
+def _one(structure, setups, kpt_density, ecut, index):
     atoms, kind = structure(index)
     start = time.time()
-    out = label(atoms, kind, setups, kpt_density)
+    out = label(atoms, kind, setups, kpt_density, ecut)
     out.info["index"] = index
     return index, out, time.time() - start
 
 
-def generate(structure, description, default_out, default_frames, setups=None, kpt_density=5.0, argv=None):
+def generate(structure, description, default_out, default_frames, setups=None, kpt_density=5.0, argv=None,
+             ecut=300.0):
     """The command line of a generator: frame ``i`` is ``structure(i)`` (deterministic), labelled
     and appended in index order, so an interrupted run resumes where the file ends."""
     parser = argparse.ArgumentParser(description=description)
@@ -82,7 +84,7 @@ def generate(structure, description, default_out, default_frames, setups=None, k
     done = len(read(args.out, ":")) if os.path.exists(args.out) else 0
     todo = list(range(done, args.frames))
     print(f"{done} frames in {args.out}; labelling {len(todo)} more (k-point density {args.kpt_density})", flush=True)
-    work = functools.partial(_one, structure, setups, args.kpt_density)
+    work = functools.partial(_one, structure, setups, args.kpt_density, ecut)
     if args.workers > 1:
         from multiprocessing import Pool
 
@@ -94,3 +96,58 @@ def generate(structure, description, default_out, default_frames, setups=None, k
         write(args.out, out, append=True)
         print(f"frame {index} {out.info['config_type']} {out.get_chemical_formula()}: {seconds:.1f} s", flush=True)
     return 0
+
+
+def calculator(atoms, setups=None, kpt_density=5.0, ecut=300.0):
+    """A GPAW calculator with the labels' settings and k-points for ``atoms``'s cell (the physical
+    references, ``reference_*_gpaw.py``, use it on cells whose shape does not change much)."""
+    from gpaw import GPAW, PW, FermiDirac
+
+    kpts = kptdensity2monkhorstpack(atoms, kptdensity=kpt_density, even=False)
+    extra = {"setups": setups} if setups else {}
+    return GPAW(mode=PW(ecut), xc="PBE", kpts=[int(k) for k in kpts], occupations=FermiDirac(0.1),
+                symmetry={"point_group": False, "time_reversal": True}, txt=None, **extra)
+
+
+def write_reference(primitive, cubic, cubic_atoms, out, setups=None, kpt_density=5.0, ecut=300.0, phases=()):
+    """The physical reference of a cubic crystal in the form ``mlff physics --reference-values``
+    reads: the equation of state on ``primitive`` (lattice constant of the cubic cell, energy per
+    atom, bulk modulus), then C11, C12, C44 with the ions relaxed on ``cubic(a0)`` (a function of
+    the lattice constant) with ``cubic_atoms`` atoms. ``phases``: other cubic cells of the same
+    element(s) near their equilibrium, whose equations of state are added (for the relative phase
+    energies). Records already in ``out`` are kept, so an interrupted run resumes."""
+    import json
+
+    from mlff.physics import cubic_elastic_constants, equation_of_state
+
+    method = (f"GPAW PBE, PW {ecut:g} eV, k-point density {kpt_density:g}/Å^-1, Fermi-Dirac 0.1 eV"
+              f"{', setups ' + str(setups) if setups else ''}")
+    records = json.load(open(out))["crystals"] if os.path.exists(out) else []
+    known = {record["formula"] for record in records}
+
+    def save():
+        with open(out, "w") as handle:
+            json.dump({"crystals": records}, handle, indent=2)
+            handle.write("\n")
+
+    formula = cubic(1.0).get_chemical_formula()
+    if formula not in known:
+        eos = equation_of_state(primitive, calculator(primitive, setups, kpt_density, ecut), relax=False)
+        eos["lattice_constant"] = (cubic_atoms * eos["volume"]) ** (1.0 / 3.0)
+        print(f"{formula}: a0 {eos['lattice_constant']:.4f} Å, E0 {eos['energy']:.4f} eV/atom, "
+              f"B {eos['bulk_modulus']:.1f} GPa", flush=True)
+        cell = cubic(eos["lattice_constant"])
+        elastic = cubic_elastic_constants(cell, calculator(cell, setups, kpt_density, ecut), relax=True, fmax=0.005)
+        print(", ".join(f"{k} {v:.1f} GPa" for k, v in elastic.items()), flush=True)
+        records.append({"formula": formula, "reference": {**eos, **elastic, "formula": formula,
+                                                          "method": method + "; relaxed-ion elastic constants"}})
+        save()
+    for atoms in phases:
+        formula = atoms.get_chemical_formula()
+        if formula in known:
+            continue
+        eos = equation_of_state(atoms, calculator(atoms, setups, kpt_density, ecut), relax=False)
+        print(f"{formula}: a0 {eos['lattice_constant']:.4f} Å, E0 {eos['energy']:.4f} eV/atom, "
+              f"B {eos['bulk_modulus']:.1f} GPa", flush=True)
+        records.append({"formula": formula, "reference": {**eos, "formula": formula, "method": method}})
+        save()
