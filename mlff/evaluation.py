@@ -215,7 +215,8 @@ def parity_plots(frames: Sequence[Frame], predictions: Sequence[dict], out_dir: 
         rmse = 1e3 * float(np.sqrt(np.mean((pred - ref) ** 2)))
         unit = _mathtext(UNITS[name])
         ax.set(xlabel=f"reference {label}", ylabel=f"mlff {label}")
-        header = f"{source}, {len(frames)} frames" if source else f"{len(frames)} frames"
+        count = f"{len(frames)} frame{'s' if len(frames) != 1 else ''}"
+        header = f"{source}, {count}" if source else count
         ax.set_title(f"{header}\n{name}: MAE {mae:.3g} {unit}, RMSE {rmse:.3g} {unit}", fontsize=9)
         fig.tight_layout()
         path = os.path.join(out_dir, f"parity_{name}.png")

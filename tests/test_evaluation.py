@@ -80,25 +80,3 @@ def test_evaluate_reports_the_tail_and_families(tmp_path, model_file, capsys):
     table = capsys.readouterr().out
     assert "lowest-energy 10 %" in table and "config_type hot" in table and "mean error" in table
 
-
-def test_parity_plots_name_their_source_and_render_units(tmp_path, monkeypatch):
-    """Each parity plot's title names the data, the model and the frame count, then the errors with
-    exponents as superscripts (not a literal ``Å^3``)."""
-    import matplotlib.figure
-
-    from mlff.evaluation import _mathtext, parity_plots
-
-    assert _mathtext("meV/Å^3") == "meV/Å$^{3}$" and _mathtext("meV/Å") == "meV/Å"
-    titles = []
-    original = matplotlib.figure.Figure.savefig
-
-    def keep_title(figure, *args, **kwargs):
-        titles.append(figure.axes[0].get_title())
-        return original(figure, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep_title)
-    frames = _frames()
-    predictions = [{"energy": f.energy + 0.01, "forces": f.forces, "stress": None} for f in frames]
-    written = parity_plots(frames, predictions, tmp_path, "si.extxyz", "model.pt")
-    assert [p.rsplit("/", 1)[-1] for p in written] == ["parity_energy.png", "parity_forces.png"]
-    assert titles[0].startswith("si.extxyz · model.pt, 30 frames\nenergy: MAE")

@@ -93,22 +93,27 @@ def test_empty_structure_is_refused(model_file):
 
 
 def test_parity_plot_titles_carry_mae_rmse_and_units(tmp_path, monkeypatch):
-    import matplotlib.axes
+    import matplotlib.figure
 
     from mlff.data.readers import Frame
     from mlff.evaluation import parity_plots
 
-    titles = []
-    original = matplotlib.axes.Axes.set
+    from mlff.evaluation import _mathtext
 
-    def record(self, **kwargs):
-        titles.append(kwargs.get("title"))
-        return original(self, **kwargs)
+    assert _mathtext("meV/Å^3") == "meV/Å$^{3}$" and _mathtext("meV/Å") == "meV/Å"  # rendered, not literal
+    headers, titles = [], []
+    original = matplotlib.figure.Figure.savefig
 
-    monkeypatch.setattr(matplotlib.axes.Axes, "set", record)
+    def record(figure, *args, **kwargs):
+        headers.append(figure.axes[0].get_title().splitlines()[0])
+        titles.append(figure.axes[0].get_title().splitlines()[-1])
+        return original(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     frames = [Frame(atoms, -4.0, np.zeros((4, 3)), None, "x:0")]
     predictions = [{"energy": -3.996, "forces": np.full((4, 3), 0.002), "stress": None}]
-    parity_plots(frames, predictions, tmp_path)
+    parity_plots(frames, predictions, tmp_path, "cu.extxyz", "model.pt")
+    assert headers == ["cu.extxyz · model.pt, 1 frame"] * 2  # the data, the model, the frame count
     assert "energy: MAE 1 meV/atom, RMSE 1 meV/atom" in titles
     assert "forces: MAE 2 meV/Å, RMSE 2 meV/Å" in titles
