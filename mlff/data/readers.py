@@ -163,3 +163,13 @@ def describe(frames: Sequence[Frame]) -> dict:
         "max_abs_force_eV_per_A": float(forces.max()) if forces.size else None,
         "rms_force_eV_per_A": float(np.sqrt(np.mean(forces**2))) if forces.size else None,
     }
+
+
+def summary_line(summary: dict) -> str:
+    """:func:`describe`'s elements, energy range and largest force in one short line."""
+    energies = summary["energy_per_atom_eV"]
+    text = f"elements {summary['elements']}, " + (
+        "no energies" if energies is None else f"energy/atom {energies[0]:.3f} to {energies[1]:.3f} eV")
+    if summary["max_abs_force_eV_per_A"] is not None:
+        text += f", max |F| {summary['max_abs_force_eV_per_A']:.2f} eV/Å"
+    return text

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..data.atomic_data import collate
 from ..data.dataset import epoch_batches, split_indices, to_atomic_data
-from ..data.readers import Frame, LabelKeys, describe, read_frames
+from ..data.readers import Frame, LabelKeys, describe, read_frames, summary_line
 from ..data.stats import average_num_neighbors, energy_shifts, force_rms
 from ..data.validate import DataValidationError, validate_frames
 from ..deploy import deploy
@@ -171,8 +171,7 @@ class Trainer:
                              f"(looked for {c.dipole_key!r}); set dipole_key or dipole_weight: 0")
         summary = {"train": describe(train), "valid": describe(valid), "species": self.species}
         self.log(f"data: {summary['train']['frames']} training / {summary['valid']['frames']} validation frames, "
-                 f"elements {summary['train']['elements']}, energy/atom range {summary['train']['energy_per_atom_eV']} eV, "
-                 f"max |F| {summary['train']['max_abs_force_eV_per_A']} eV/Å")
+                 + summary_line(summary["train"]))
 
         if self.pretrained is not None:
             model_config = ModelConfig.from_dict({**self.pretrained.config.to_dict(), **c.finetune_overrides()})

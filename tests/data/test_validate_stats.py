@@ -159,3 +159,15 @@ def test_ethanol_generator_builds_the_committed_geometries(monkeypatch):
         atoms, kind = generator.structure(int(ref.info["index"]), frames[0], md)
         assert kind == ref.info["config_type"]
         np.testing.assert_allclose(atoms.positions, ref.positions, atol=1e-6)
+
+
+def test_the_data_summary_line_is_short():
+    """The training log's data line: energies to the meV, forces to 0.01 eV/Å (not 17 digits)."""
+    from ase.build import bulk
+
+    from mlff.data.readers import Frame, describe, summary_line
+
+    atoms = bulk("Cu", "fcc", a=3.6)
+    frames = [Frame(atoms, -3.712345678901, np.full((1, 3), 0.123456789), None, "a:0"),
+              Frame(atoms, -3.5, np.zeros((1, 3)), None, "a:1")]
+    assert summary_line(describe(frames)) == "elements {'Cu': 2}, energy/atom -3.712 to -3.500 eV, max |F| 0.12 eV/Å"
