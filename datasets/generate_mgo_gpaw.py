@@ -24,7 +24,7 @@ import sys
 import numpy as np
 from ase.build import bulk
 
-from gpaw_labels import generate, strain_and_rattle  # datasets/gpaw_labels.py (this script's folder is on sys.path)
+from gpaw_labels import generate, hot, near_ground_state, strain_and_rattle  # this folder is on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -39,9 +39,7 @@ def structure(index: int):
     kind = KINDS[index % len(KINDS)]
     a_scale = rng.uniform(0.95, 1.05)  # +-15 % in volume
     if kind == "rocksalt_ground":  # the ground state: equilibrium volume +-3 %, tiny distortions only
-        atoms = bulk("MgO", "rocksalt", a=A_ROCKSALT * rng.uniform(0.99, 1.01), cubic=rng.random() < 0.3)
-        if rng.random() < 0.5:
-            atoms.positions += rng.normal(0.0, 0.02, atoms.positions.shape)
+        atoms = near_ground_state(lambda a, cubic: bulk("MgO", "rocksalt", a=a, cubic=cubic), A_ROCKSALT, rng)
         return atoms, kind
     if kind == "rocksalt":
         atoms = bulk("MgO", "rocksalt", a=A_ROCKSALT * a_scale)
@@ -60,8 +58,7 @@ def structure(index: int):
         atoms = bulk("MgO", "wurtzite", a=3.30 * a_scale, c=5.10 * a_scale)
     atoms = strain_and_rattle(atoms, rng)
     if kind == "rocksalt8_hot":  # wide distortions on top
-        atoms.positions += rng.normal(0.0, rng.uniform(0.1, 0.25), atoms.positions.shape)
-        atoms.wrap()
+        atoms = hot(atoms, rng, 0.1, 0.25)
     return atoms, kind
 
 

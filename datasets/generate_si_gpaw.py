@@ -22,7 +22,7 @@ import numpy as np
 from ase.build import bulk
 from ase.spacegroup import crystal
 
-from gpaw_labels import generate, strain_and_rattle  # datasets/gpaw_labels.py (this script's folder is on sys.path)
+from gpaw_labels import generate, hot, near_ground_state, strain_and_rattle  # this folder is on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,9 +36,7 @@ def structure(index: int):
     kind = KINDS[index % len(KINDS)]
     a_scale = rng.uniform(0.95, 1.05)  # +-15 % in volume
     if kind == "diamond_ground":  # the ground state: equilibrium volume +-3 %, tiny distortions only
-        atoms = bulk("Si", "diamond", a=A_DIAMOND * rng.uniform(0.99, 1.01), cubic=rng.random() < 0.3)
-        if rng.random() < 0.5:
-            atoms.positions += rng.normal(0.0, 0.02, atoms.positions.shape)
+        atoms = near_ground_state(lambda a, cubic: bulk("Si", "diamond", a=a, cubic=cubic), A_DIAMOND, rng)
         return atoms, kind
     if kind == "diamond":
         atoms = bulk("Si", "diamond", a=A_DIAMOND * a_scale)
@@ -60,8 +58,7 @@ def structure(index: int):
         atoms = bulk("Si", "hcp", a=2.73 * a_scale, c=4.47 * a_scale)
     atoms = strain_and_rattle(atoms, rng)
     if kind == "diamond8_hot":  # wide distortions: a liquid-like rattle on top
-        atoms.positions += rng.normal(0.0, rng.uniform(0.15, 0.35), atoms.positions.shape)
-        atoms.wrap()
+        atoms = hot(atoms, rng, 0.15, 0.35)
     return atoms, kind
 
 

@@ -2,8 +2,8 @@
 structure with periodic PBE (energy, forces, stress) and the resumable, ordered driver that writes
 the frames. Runs under the system Python with Debian's GPAW.
 
-Settings: PBE, plane waves 300 eV (a generator may ask for more: oxides), Monkhorst-Pack k-points of a given density per Å^-1 (at least 1
-per direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV (energies are the
+Settings: PBE, plane waves 300 eV (a generator may ask for more: oxides), Monkhorst-Pack k-points
+of a given density per Å^-1 (at least 1 per direction; slabs 1 along the normal), Fermi-Dirac smearing 0.1 eV (energies are the
 extrapolated free energies at zero smearing that GPAW reports), no point-group symmetry (rattled
 cells) but time reversal (half the k-points; the same labels to 1 meV/Å, the SCF tolerance).
 
@@ -35,17 +35,26 @@ def strain_and_rattle(atoms, rng, strain=True):
     return atoms
 
 
+def near_ground_state(build, a, rng):
+    """A ground-state frame: ``build(a, cubic)`` at ``a`` +-1 % (primitive, or the cubic cell 30 % of
+    the time), half of the frames with 0.02 Å displacements (draws from ``rng`` in this order)."""
+    atoms = build(a * rng.uniform(0.99, 1.01), rng.random() < 0.3)
+    if rng.random() < 0.5:
+        atoms.positions += rng.normal(0.0, 0.02, atoms.positions.shape)
+    return atoms
+
+
+def hot(atoms, rng, low, high):
+    """A liquid-like rattle on top: a random amplitude in [``low``, ``high``] Å, wrapped."""
+    atoms.positions += rng.normal(0.0, rng.uniform(low, high), atoms.positions.shape)
+    atoms.wrap()
+    return atoms
+
+
 def label(atoms, kind, setups=None, kpt_density=5.0, ecut=300.0):
     """``atoms`` with GPAW's energy, forces and stress as extxyz labels and ``config_type=kind``
     (plane-wave cutoff ``ecut`` eV)."""
-    from gpaw import GPAW, PW, FermiDirac
-
-    kpts = kptdensity2monkhorstpack(atoms, kptdensity=kpt_density, even=False)
-    if "slab" in kind:
-        kpts[2] = 1
-    extra = {"setups": setups} if setups else {}  # e.g. {"Mg": "2"}: Mg's 2-electron setup
-    atoms.calc = GPAW(mode=PW(ecut), xc="PBE", kpts=[int(k) for k in kpts], occupations=FermiDirac(0.1),
-                      symmetry={"point_group": False, "time_reversal": True}, txt=None, **extra)
+    atoms.calc = calculator(atoms, setups, kpt_density, ecut, slab="slab" in kind)
     out = atoms.copy()
     out.info.pop("adsorbate_info", None)  # ase.build's slab metadata, not a label
     out.info["energy"] = atoms.get_potential_energy()
@@ -98,13 +107,16 @@ def generate(structure, description, default_out, default_frames, setups=None, k
     return 0
 
 
-def calculator(atoms, setups=None, kpt_density=5.0, ecut=300.0):
-    """A GPAW calculator with the labels' settings and k-points for ``atoms``'s cell (the physical
-    references, ``reference_*_gpaw.py``, use it on cells whose shape does not change much)."""
+def calculator(atoms, setups=None, kpt_density=5.0, ecut=300.0, slab=False):
+    """A GPAW calculator with the labels' settings and k-points for ``atoms``'s cell (one k-point
+    along the normal of a ``slab``). The physical references (``reference_*_gpaw.py``) use it on
+    cells whose shape does not change much."""
     from gpaw import GPAW, PW, FermiDirac
 
     kpts = kptdensity2monkhorstpack(atoms, kptdensity=kpt_density, even=False)
-    extra = {"setups": setups} if setups else {}
+    if slab:
+        kpts[2] = 1
+    extra = {"setups": setups} if setups else {}  # e.g. {"Mg": "2"}: Mg's 2-electron setup
     return GPAW(mode=PW(ecut), xc="PBE", kpts=[int(k) for k in kpts], occupations=FermiDirac(0.1),
                 symmetry={"point_group": False, "time_reversal": True}, txt=None, **extra)
 
@@ -122,7 +134,10 @@ def write_reference(primitive, cubic, cubic_atoms, out, setups=None, kpt_density
 
     method = (f"GPAW PBE, PW {ecut:g} eV, k-point density {kpt_density:g}/Å^-1, Fermi-Dirac 0.1 eV"
               f"{', setups ' + str(setups) if setups else ''}")
-    records = json.load(open(out))["crystals"] if os.path.exists(out) else []
+    records = []
+    if os.path.exists(out):
+        with open(out) as handle:
+            records = json.load(handle)["crystals"]
     known = {record["formula"] for record in records}
 
     def save():
