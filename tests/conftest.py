@@ -6,7 +6,7 @@ import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
-# compiled copies built by the tests go to a fresh cache, not the user's (mlff.aoti_cache)
+# compiled copies built by the tests go to a fresh cache, not the user's (mlff.aoti)
 os.environ["MLFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlff-test-cache-")
 
 

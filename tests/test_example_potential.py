@@ -19,7 +19,7 @@ from mlff.evaluation import error_metrics, predict_frames
 from mlff.lammps.runtime import lammps_env
 from mlff.testing import evaluate
 from mlff.train import load_config
-from mlff.train.trainer import load_datasets
+from mlff.train.prepare import load_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "examples" / "potentials" / "cu"

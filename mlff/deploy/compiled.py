@@ -5,20 +5,20 @@ interpreter and autograd: on a molecule or a cell of a few dozen atoms that over
 arithmetic, is the call. A compiled copy traces the energy *and its gradient* into one graph
 (``make_fx`` unfolds ``autograd.grad``, the way NequIP compiles), exports it with the numbers of
 atoms, edges, rows and neighbours as dynamic dimensions, and compiles it ahead of time with
-Inductor into a C++ shared library (``torch._inductor.aoti_compile_and_package``). Element-wise
+Inductor into a C++ shared library (:mod:`mlff.aoti`). Element-wise
 work is fused into loops, intermediates are freed as soon as they are dead, and there is no
 interpreter.
 
 A shared library runs code when it is loaded, so a model file never supplies one: ``mlff deploy
 --compile`` only marks the file (the extra file ``compiled.json``), and the copy that runs is built
 from the file's portable TorchScript weights on the machine that loads it, once, and kept in the
-per-user cache of :mod:`mlff.aoti_cache` under the file's content digest. Files written by
+per-user cache of :mod:`mlff.aoti` under the file's content digest. Files written by
 earlier mlff versions with ``--compile`` carry a package (``compiled.pt2``); it is ignored unless
 the user passes ``trust_native_code=True`` to :func:`mlff.load`.
 
 The compiled graph is the same :class:`~mlff.model.Potential` code (one model definition), with
 two inputs computed outside it because a graph for a compiler cannot derive shapes from values:
-the edges sorted by centre and their dense per-centre layout (:func:`~mlff.nn.tensor_product.dense_rows`).
+the edges sorted by centre and their dense per-centre layout (:func:`~mlff.model.potential.with_edge_layout`).
 Two padding atoms with four edges longer than the cutoff are appended to every call, so the
 dynamic dimensions never fall below 2 (a compiled graph specialises sizes 0 and 1); such edges
 contribute exactly zero (the cutoff envelope and its derivative vanish there), and the padding
@@ -31,23 +31,23 @@ output heads, a C++ compiler on the machine.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import threading
 import time
-import warnings
 from typing import Callable, Dict, List
 
 import numpy as np
 import torch
 from torch import nn
 
+from .. import aoti
+from ..aoti import CompileError
 from ..data import keys
+from ..model.potential import with_edge_layout
 from .contract import check_engine_inputs
 
 PACKAGE_ENTRY = "compiled.pt2"  # extra file of older --compile exports: an AOTInductor package (native code)
@@ -55,10 +55,6 @@ INFO_ENTRY = "compiled.json"  # extra file: the model is meant to run compiled o
 COMPILE_REQUEST = {"device": "cpu", "built_by": "the machine that loads the file"}  # INFO_ENTRY's content
 OUTPUTS = (keys.ENERGY_KEY, keys.ATOMIC_ENERGY_KEY, keys.FORCES_KEY, keys.VIRIAL_KEY, keys.ATOMIC_VIRIAL_KEY)
 _PAD_ATOMS = 2
-
-
-class CompileError(RuntimeError):
-    """The model cannot be compiled here (no C++ compiler, unsupported model or torch)."""
 
 
 class _Entry(nn.Module):
@@ -86,24 +82,22 @@ class _Entry(nn.Module):
 
 def compile_inputs(positions: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
                    species: torch.Tensor, r_cut: float) -> List[torch.Tensor]:
-    """The compiled graph's inputs for one structure: padding atoms and edges appended, edges
-    sorted by centre, their dense layout, all on the CPU in the boundary dtypes."""
-    from ..nn.tensor_product import dense_rows
-
+    """The compiled graph's inputs for one structure: padding atoms and edges appended (their
+    centres come last, so sorting keeps them at the end), edges sorted by centre with their dense
+    layout (:func:`~mlff.model.potential.with_edge_layout`), all on the CPU in the boundary dtypes."""
     n = positions.shape[0]
     far = 3.0 * float(r_cut)  # padding edges: longer than the cutoff, so exactly zero
     pad_index = torch.tensor([[n, n, n + 1, n + 1], [n + 1, n + 1, n, n]], dtype=torch.int64)
     pad_shift = torch.tensor([[far, 0.0, 0.0], [0.0, far, 0.0], [-far, 0.0, 0.0], [0.0, -far, 0.0]],
                              dtype=torch.float64)
-    positions = torch.cat([positions.to(torch.float64), torch.zeros((_PAD_ATOMS, 3), dtype=torch.float64)])
+    data = with_edge_layout({
+        keys.POSITIONS_KEY: torch.cat([positions.to(torch.float64), torch.zeros((_PAD_ATOMS, 3), dtype=torch.float64)]),
+        keys.EDGE_INDEX_KEY: torch.cat([edge_index.to(torch.int64), pad_index], dim=1),
+        keys.EDGE_SHIFT_KEY: torch.cat([edge_shift.to(torch.float64), pad_shift]),
+    })
     species = torch.cat([species.to(torch.int64), torch.zeros(_PAD_ATOMS, dtype=torch.int64)])
-    edge_index = edge_index.to(torch.int64)
-    order = torch.argsort(edge_index[0], stable=True)
-    edge_index = torch.cat([edge_index[:, order], pad_index], dim=1)
-    edge_shift = torch.cat([edge_shift.to(torch.float64)[order], pad_shift])
-    rows, slot, k_max = dense_rows(edge_index[0], n + _PAD_ATOMS)
-    width = torch.empty(k_max, dtype=torch.int8)  # only its length is read
-    return [positions, edge_index, edge_shift, species, rows, slot, width]
+    return [data[keys.POSITIONS_KEY], data[keys.EDGE_INDEX_KEY], data[keys.EDGE_SHIFT_KEY], species,
+            data[keys.DENSE_ROWS_KEY], data[keys.DENSE_SLOT_KEY], data[keys.DENSE_WIDTH_KEY]]
 
 
 def _example(potential) -> List[torch.Tensor]:
@@ -122,81 +116,42 @@ def _example(potential) -> List[torch.Tensor]:
                           torch.tensor(species), r_cut)
 
 
-@contextlib.contextmanager
-def tracing_settings():
-    """``use_duck_shape = False``: dimensions of equal size in the example stay independent
-    symbols. Deterministic algorithms while compiling: Inductor then leaves scatter-adds (the
-    force backward of the neighbour gather) to ATen instead of generating atomic adds, which are
-    slower here and which torch 2.13 mis-compiles for transposed tiles."""
-    import torch.fx.experimental._config as fx_config
-
-    duck, deterministic = fx_config.use_duck_shape, torch.are_deterministic_algorithms_enabled()
-    fx_config.use_duck_shape = False
-    torch.use_deterministic_algorithms(True)
-    try:
-        with warnings.catch_warnings():  # torch's own deprecations inside tracing: not the user's to fix
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        fx_config.use_duck_shape = duck
-        torch.use_deterministic_algorithms(deterministic)
-
-
-def aoti_package(exported, path: str, fix: str) -> None:
-    """AOT-compile an exported program into the package ``path`` (ending in .pt2); a failure is a
-    :class:`CompileError` that says why (e.g. no C++ compiler) and ``fix``."""
-    try:
-        torch._inductor.aoti_compile_and_package(exported, package_path=path)
-    except Exception as error:  # noqa: BLE001 - Inductor raises many kinds
-        hint = "" if shutil.which("g++") or shutil.which("c++") else "no C++ compiler (g++) is on PATH; "
-        raise CompileError(f"AOTInductor compilation failed ({type(error).__name__}: "
-                           f"{str(error).splitlines()[0] if str(error) else ''}); {hint}{fix}") from error
-
-
-def compile_package(potential, directory: str) -> bytes:
-    """Trace, export and AOT-compile ``potential`` (an eval-mode, frozen copy is made) for the CPU;
-    returns the bytes of the ``.pt2`` package. Needs a C++ compiler (g++), about a minute."""
+def compile_package(potential, path: str) -> None:
+    """Trace, export and AOT-compile ``potential`` (an eval-mode, frozen copy is made) for the CPU
+    into the package ``path``, and check it against the model. Needs a C++ compiler (g++), about a
+    minute."""
     import copy
 
-    from torch.fx.experimental.proxy_tensor import make_fx
-
+    fix = "deploy without --compile"
     if potential.graph_outputs:
         raise CompileError(f"compiling models with extra outputs ({potential.graph_outputs}) is not "
-                           "supported; deploy without --compile")
+                           f"supported; {fix}")
     frozen = copy.deepcopy(potential).eval().to("cpu")
     for parameter in frozen.parameters():
         parameter.requires_grad_(False)
     for layer in frozen.layers:
         if not layer.fused:
-            raise CompileError("compiling needs the fused convolution (tp_backend='fused')")
+            raise CompileError(f"compiling needs the fused convolution (tp_backend='fused'); {fix}")
     entry = _Entry(frozen)
     example = _example(frozen)
-    with tracing_settings():
-        graph = make_fx(entry, tracing_mode="symbolic", _allow_non_fake_inputs=True,
-                        _error_on_data_dependent_ops=True)(*example)
-        dim = torch.export.Dim
-        atoms, edges, rows, width = (dim("num_atoms", min=2), dim("num_edges", min=2), dim("num_rows", min=2),
-                                     dim("max_neighbours", min=2))
-        exported = torch.export.export(graph, tuple(example), dynamic_shapes=(
-            {0: atoms}, {1: edges}, {0: edges}, {0: atoms}, {0: rows}, {0: edges}, {0: width}))
-        path = os.path.join(directory, "model.pt2")
-        aoti_package(exported, path, "deploy without --compile")
+    d = aoti.dynamic_dims("num_atoms", "num_edges", "num_rows", "max_neighbours")
+    aoti.compile_package(entry, example, example, (
+        {0: d["num_atoms"]}, {1: d["num_edges"]}, {0: d["num_edges"]}, {0: d["num_atoms"]}, {0: d["num_rows"]},
+        {0: d["num_edges"]}, {0: d["max_neighbours"]}), path, fix)
     # the compiled graph must reproduce the model it was traced from
     compiled = CompiledPotential.from_file(path, float(frozen.r_cut), len(frozen.species))
     n = example[0].shape[0] - _PAD_ATOMS
     got = compiled(example[0][:n], example[1][:, :-4], example[2][:-4], example[3][:n])
-    want = [value.detach() for value in entry(*example)]
-    tol = 1e-8 if frozen.config.dtype == "float64" else 1e-3
-    want = dict(zip(OUTPUTS, want))
+    want = dict(zip(OUTPUTS, entry(*example)))
     want[keys.ENERGY_KEY] = want[keys.ATOMIC_ENERGY_KEY][:n].sum(0, keepdim=True)  # without the padding
-    for name, value in want.items():
-        ref = value[0] if name in (keys.ENERGY_KEY, keys.VIRIAL_KEY) else value[:n]
-        err = float((got[name] - ref).abs().max())
-        if not err <= tol * max(1.0, float(ref.abs().max())):
-            raise CompileError(f"the compiled model differs from the model in {name} by {err:.3g}; "
-                               "deploy without --compile")
-    with open(path, "rb") as handle:
-        return handle.read()
+    pairs = [(name, got[name], value[0] if name in (keys.ENERGY_KEY, keys.VIRIAL_KEY) else value[:n])
+             for name, value in want.items()]
+    try:
+        aoti.check_outputs(pairs, torch.float64 if frozen.config.dtype == "float64" else torch.float32,
+                           "the compiled model", fix)
+    except CompileError:
+        os.remove(path)
+        raise
 
 
 def content_digest(module: torch.jit.ScriptModule, metadata) -> str:
@@ -215,12 +170,10 @@ def content_digest(module: torch.jit.ScriptModule, metadata) -> str:
 
 def local_package_path(module: torch.jit.ScriptModule, metadata) -> str:
     """Where this machine keeps (or will keep) the compiled copy of a loaded model file."""
-    from ..aoti_cache import cache_dir, key_of, machine, source_digest
-
-    where = machine()
-    key = key_of({"model": content_digest(module, metadata), "code": source_digest([__file__]),
-                  "capability": where["capability"], "flags": where["flags"]})
-    return os.path.join(cache_dir(), f"model-{key}.pt2")
+    where = aoti.machine()
+    key = aoti.key_of({"model": content_digest(module, metadata), "code": aoti.source_digest([__file__]),
+                       "capability": where["capability"], "flags": where["flags"]})
+    return os.path.join(aoti.cache_dir(), f"model-{key}.pt2")
 
 
 def _say(message: str) -> None:
@@ -240,17 +193,7 @@ def build_local_package(path: str, module: torch.jit.ScriptModule, metadata, log
     start = time.perf_counter()
     log(f"compiling {name or os.path.basename(path)} for this machine's CPU (once; a few minutes; cached in "
         f"{os.path.dirname(target)})")
-    potential = model_from_file(path, tp_backend="fused")
-    with tempfile.TemporaryDirectory(prefix="mlff_compile_") as directory:
-        package = compile_package(potential, directory)
-        partial = f"{target}.partial{os.getpid()}"
-        try:
-            with open(partial, "wb") as handle:
-                handle.write(package)
-            os.replace(partial, target)  # a killed compilation leaves no package under the final name
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+    compile_package(model_from_file(path, tp_backend="fused"), target)
     log(f"compiled in {time.perf_counter() - start:.0f} s")
     return target
 
@@ -268,7 +211,8 @@ class CompiledPotential:
 
     @classmethod
     def from_file(cls, path: str, r_cut: float, num_species: int) -> "CompiledPotential":
-        return cls(torch._inductor.aoti_load_package(path), r_cut, num_species)
+        return cls(aoti.load_package(path, "the compiled model", "delete it to compile again, or load with compiled=False"), r_cut,
+                   num_species)
 
     @classmethod
     def from_bytes(cls, package: bytes, r_cut: float, num_species: int) -> "CompiledPotential":

@@ -235,7 +235,7 @@ def load(path: str | os.PathLike, device: str = "cpu", compiled: bool | str = "a
     ``compiled``: the AOTInductor copy of the model, with half the memory, faster than TorchScript
     up to ~1000 atoms and level beyond (docs/performance.md), run for calls without ghost atoms.
     It is compiled here from the file's weights the first time (a few minutes, needs g++) and
-    cached per user (:mod:`mlff.aoti_cache`).
+    cached per user (:mod:`mlff.aoti`).
     ``"auto"`` (default) uses it for files exported with ``mlff deploy --compile`` when it can run
     here (the CPU; a warning says why not), else the TorchScript model; ``True`` uses it for any
     file (an error says why it cannot run); ``False`` always runs TorchScript.

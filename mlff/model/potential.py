@@ -11,6 +11,7 @@ from torch import nn
 from ..data import keys
 from ..nn import Interaction, RadialEmbedding, Readout, ScaleShift, SpeciesEmbedding
 from ..nn.grad import edge_gradient_outputs
+from ..nn.tensor_product import dense_rows
 from .config import ModelConfig
 
 DIPOLE_IRREPS = o3.Irreps("1x0e+1x1o")  # per atom: a charge and a (polar) dipole vector
@@ -130,6 +131,8 @@ class Potential(nn.Module):
         layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]] = None
         if keys.DENSE_ROWS_KEY in data and center_hops is None:  # edges given sorted, with their layout
             layout = (data[keys.DENSE_ROWS_KEY], data[keys.DENSE_SLOT_KEY], data[keys.DENSE_WIDTH_KEY].shape[0])
+        elif center_hops is None:  # every layer convolves the same edges: one layout for all
+            layout = dense_rows(edge_index[0], num_atoms)
 
         attrs, x = self.embed(species)
         for index in range(self.num_layers):
@@ -241,3 +244,18 @@ class Potential(nn.Module):
         count = torch.zeros(num_graphs, dtype=raw.dtype, device=raw.device).index_add(0, batch, local)
         excess = torch.zeros(num_graphs, dtype=raw.dtype, device=raw.device).index_add(0, batch, raw * local)
         return (raw + ((total - excess) / count.clamp(min=1.0))[batch]) * local
+
+
+def with_edge_layout(data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """``data`` with its edges sorted by centre (stable, as :meth:`Potential.forward` sorts them) and
+    their dense per-centre layout (``dense_rows``, ``dense_slot``, ``dense_width``; see
+    :func:`~mlff.nn.tensor_product.dense_rows`): the inputs a compiled graph needs, since it
+    cannot derive shapes from values."""
+    out = dict(data)
+    order = torch.argsort(data[keys.EDGE_INDEX_KEY][0], stable=True)
+    out[keys.EDGE_INDEX_KEY] = data[keys.EDGE_INDEX_KEY].index_select(1, order)
+    out[keys.EDGE_SHIFT_KEY] = data[keys.EDGE_SHIFT_KEY].index_select(0, order)
+    rows, slot, width = dense_rows(out[keys.EDGE_INDEX_KEY][0], data[keys.POSITIONS_KEY].shape[0])
+    out[keys.DENSE_ROWS_KEY], out[keys.DENSE_SLOT_KEY] = rows, slot
+    out[keys.DENSE_WIDTH_KEY] = torch.empty(width, dtype=torch.int8)  # only its length is read
+    return out

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 import signal
 import threading
-from typing import Optional, Union
+import time
+from typing import List, Optional, Union
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)\s*([dhms])")
@@ -81,3 +82,43 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, message: str):
         super().__init__(message)
         self.exit_code = 128 + int(signum)
+
+
+class TimeBudget:
+    """The wall-time budget of one output folder: ``seconds_used`` counts this run (from ``start``)
+    on top of ``used_before`` (earlier runs); ``clock`` is injectable (tests)."""
+
+    WRITE_SECONDS = 3.0  # checkpoint, and scripting + writing the model file
+
+    def __init__(self, time_limit: Optional[float], used_before: float = 0.0, clock=time.perf_counter):
+        self.time_limit = time_limit
+        self.used_before = used_before
+        self.clock = clock
+        self.run_start = clock()
+
+    def start(self) -> None:
+        """This run's time counts from now."""
+        self.run_start = self.clock()
+
+    def seconds_used(self) -> float:
+        return self.used_before + (self.clock() - self.run_start)
+
+    def fraction_used(self) -> float:
+        return self.seconds_used() / self.time_limit if self.time_limit is not None else 0.0
+
+    def step_fits(self, step_seconds: List[float], validation_seconds: Optional[float], valid_batches: int) -> bool:
+        """Whether one more step (the slowest of ``step_seconds``), a validation (as measured, else a
+        step per validation batch), writing the outputs and a margin (2 % of the limit, at most 5 s)
+        still fit in ``time_limit``."""
+        if self.time_limit is None:
+            return True
+        step = max(step_seconds) if step_seconds else 0.0
+        finish = validation_seconds if validation_seconds is not None else step * valid_batches
+        margin = min(5.0, 0.02 * self.time_limit)
+        return self.seconds_used() + step + finish + self.WRITE_SECONDS + margin <= self.time_limit
+
+    def training_left(self, step_seconds: List[float], steps_left: int) -> float:
+        """Expected training time left: ``steps_left`` at the mean of ``step_seconds``, or what is
+        left of ``time_limit`` if that is less."""
+        left = steps_left * sum(step_seconds) / len(step_seconds)
+        return left if self.time_limit is None else min(left, self.time_limit - self.seconds_used())

@@ -36,10 +36,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..aoti_cache import key_of, machine, source_digest
+from .. import aoti
+from ..aoti import CompileError
 from ..data import keys
-from ..deploy.compiled import CompileError, aoti_package, tracing_settings
-from ..nn.tensor_product import dense_rows
+from ..model.potential import with_edge_layout
 from . import loss as loss_module
 from .loss import TERMS, loss_fn, normalisers, weighted_loss
 
@@ -51,19 +51,6 @@ STEP_INPUTS = (
     (keys.REF_ENERGY_KEY, 0, "graphs"), (keys.REF_FORCES_KEY, 0, "atoms"), (keys.CELL_KEY, 0, "graphs"),
     (keys.REF_STRESS_KEY, 0, "graphs"), (keys.HAS_STRESS_KEY, 0, "graphs"),
 )
-
-
-def with_layout(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """``batch`` with its edges sorted by centre (stable, as ``Potential.forward`` sorts them) and
-    their dense per-centre layout (``dense_rows``, ``dense_slot``, ``dense_width``)."""
-    out = dict(batch)
-    order = torch.argsort(batch[keys.EDGE_INDEX_KEY][0], stable=True)
-    out[keys.EDGE_INDEX_KEY] = batch[keys.EDGE_INDEX_KEY].index_select(1, order)
-    out[keys.EDGE_SHIFT_KEY] = batch[keys.EDGE_SHIFT_KEY].index_select(0, order)
-    rows, slot, width = dense_rows(out[keys.EDGE_INDEX_KEY][0], batch[keys.POSITIONS_KEY].shape[0])
-    out[keys.DENSE_ROWS_KEY], out[keys.DENSE_SLOT_KEY] = rows, slot
-    out[keys.DENSE_WIDTH_KEY] = torch.empty(width, dtype=torch.int8)  # only its length is read
-    return out
 
 
 def _sizes(batch: Dict[str, torch.Tensor]) -> Dict[str, int]:
@@ -114,8 +101,6 @@ class CompiledStep:
         """Trace, export and compile the step of ``model`` (in training mode, on the CPU) on the
         ``example`` batch (collated; >= 2 structures), for the loss terms that have a positive
         weight in any of ``weights`` (the stages' weight sets); reuses a package in ``cache_dir``."""
-        from torch.fx.experimental.proxy_tensor import make_fx
-
         if getattr(model, "graph_outputs", []):
             raise CompileError(f"the compiled step does not support models with extra outputs ({model.graph_outputs}); "
                                "set compile: false")
@@ -126,7 +111,7 @@ class CompiledStep:
         terms = [t for t in TERMS if any(w.get(t, 0.0) > 0 for w in weights)]
         if "dipole" in terms:
             raise CompileError("the compiled step does not support the dipole loss; set compile: false")
-        example = with_layout(example)
+        example = with_edge_layout(example)
         if not cls.supports(example):
             raise CompileError(f"the compiled step needs batches of >= 2 structures and centres (the example batch "
                                f"has {_sizes(example)}); raise batch_size or set compile: false")
@@ -134,10 +119,10 @@ class CompiledStep:
         params = dict(model.named_parameters())
         buffers = dict(model.named_buffers())
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-        key = key_of({
+        key = aoti.key_of({
             "config": model.config.to_dict(), "species": list(model.species), "names": names, "terms": terms,
             "kind": kind, "delta": delta, "dtype": dtype,
-            "code": source_digest([loss_module.__file__, __file__]), "machine": machine(),
+            "code": aoti.source_digest([loss_module.__file__, __file__]), "machine": aoti.machine(),
         })
         path = os.path.join(cache_dir, f"step-{key}.pt2")
 
@@ -160,32 +145,13 @@ class CompiledStep:
             start = time.perf_counter()
             log("compiling the training step (once per run and machine, a few minutes)")
             os.makedirs(cache_dir, exist_ok=True)
-            with tracing_settings():
-                try:
-                    trace_inputs = [p.detach().requires_grad_(True) for p in step.params] + inputs[len(names):]
-                    graph = make_fx(traced, tracing_mode="symbolic", _allow_non_fake_inputs=True,
-                                    _error_on_data_dependent_ops=True)(*trace_inputs)
-                    dim = torch.export.Dim
-                    dims = {name: dim(name, min=2) for name in ("atoms", "edges", "rows", "width", "graphs")}
-                    dims["graphs+1"] = dims["graphs"] + 1
-                    dynamic = ([None] * len(names) + [{axis: dims[name]} for _, axis, name in STEP_INPUTS]
-                               + [None, None])
-                    with torch.no_grad():
-                        exported = torch.export.export(graph, tuple(inputs), dynamic_shapes=tuple(dynamic))
-                except Exception as error:  # noqa: BLE001 - tracing and export raise many kinds
-                    raise CompileError(f"tracing the training step failed ({type(error).__name__}: "
-                                       f"{str(error).splitlines()[0] if str(error) else ''}); "
-                                       "set compile: false") from error
-                with torch.no_grad():
-                    partial = path[:-len(".pt2")] + f".partial{os.getpid()}.pt2"  # ranks compile side by side
-                    aoti_package(exported, partial, "set compile: false")
-                    os.replace(partial, path)  # a killed compilation leaves no package behind
+            trace_inputs = [p.detach().requires_grad_(True) for p in step.params] + inputs[len(names):]
+            dims = aoti.dynamic_dims("atoms", "edges", "rows", "width", "graphs")
+            dims["graphs+1"] = dims["graphs"] + 1
+            dynamic = [None] * len(names) + [{axis: dims[name]} for _, axis, name in STEP_INPUTS] + [None, None]
+            aoti.compile_package(traced, trace_inputs, inputs, tuple(dynamic), path, "set compile: false")
             log(f"compiled training step in {time.perf_counter() - start:.0f} s: {path}")
-        try:
-            step.runner = torch._inductor.aoti_load_package(path)
-        except Exception as error:  # noqa: BLE001
-            raise CompileError(f"cannot load the compiled training step {path} ({type(error).__name__}); "
-                               "delete it to compile again, or set compile: false") from error
+        step.runner = aoti.load_package(path, "the compiled training step", "delete it to compile again, or set compile: false")
         step._check(example, counts, weights[0], kind, delta)
         return step
 
@@ -194,10 +160,5 @@ class CompiledStep:
         want = loss_fn(self.model(batch), batch, counts, weights, kind, delta)
         want_grads = torch.autograd.grad(want, self.params, allow_unused=True, materialize_grads=True)
         outputs = self.runner(*self._inputs(batch, counts, weights))
-        tol = 1e-8 if outputs[1].dtype == torch.float64 else 1e-3
-        for name, got, ref in [("loss", outputs[0], want)] + list(zip(["gradient"] * len(want_grads), outputs[1:],
-                                                                       want_grads)):
-            err = float((got - ref.detach()).abs().max())
-            if not err <= tol * max(1.0, float(ref.detach().abs().max())):
-                raise CompileError(f"the compiled training step differs from the eager one in its {name} by "
-                                   f"{err:.3g}; set compile: false")
+        pairs = [("its loss", outputs[0], want)] + [("a gradient", got, ref) for got, ref in zip(outputs[1:], want_grads)]
+        aoti.check_outputs(pairs, outputs[1].dtype, "the compiled training step", "set compile: false")

@@ -48,6 +48,16 @@ class Distributed:
                 parameter.grad = torch.zeros_like(parameter)
             dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
 
+    def device(self, wanted: str) -> torch.device:
+        """The device of this rank for ``device: cpu | cuda | auto`` (a clear error without a GPU)."""
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        if wanted == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError("device: cuda requested but torch sees no GPU; use device: cpu or auto")
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

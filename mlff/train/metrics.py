@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import torch
 
 from ..data import keys
+from ..data.atomic_data import collate
+from .loss import batch_counts, loss_fn
 
 _SUMS = ("e_abs", "e_sq", "e_n", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n", "d_abs", "d_sq", "d_n")
 
@@ -57,3 +59,20 @@ def format_metrics(metrics: Dict[str, float]) -> str:
         if f"{name}_mae" in metrics:
             parts.append(f"{name} MAE {metrics[f'{name}_mae']:.3f} RMSE {metrics[f'{name}_rmse']:.3f} {unit}")
     return ", ".join(parts)
+
+
+def evaluate(model, data: List[dict], batch_size: int, weights: Dict[str, float], kind: str, delta: float,
+             dist, device) -> Tuple[float, Dict[str, float]]:
+    """Loss and metrics of ``model`` on ``data`` (AtomicData dicts), each rank taking every
+    ``world_size``-th structure; summed over ranks."""
+    metrics = Metrics()
+    counts = batch_counts(data)
+    loss = torch.zeros((), dtype=torch.float64)
+    mine = list(range(dist.rank, len(data), dist.world_size))
+    for start in range(0, len(mine), batch_size):
+        batch = {k: v.to(device) for k, v in collate([data[i] for i in mine[start:start + batch_size]]).items()}
+        out = model(batch)
+        loss += loss_fn(out, batch, counts, weights, kind, delta).detach().cpu()
+        metrics.update(out, batch)
+    dist.sum_(metrics.sums)
+    return float(dist.sum_(loss)), metrics.compute()

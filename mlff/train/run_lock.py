@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import torch
+
+from ..files import remove_stale_temporaries
+
 LOCK_NAME = ".mlff-train.lock"
 
 
@@ -63,3 +67,20 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def lock_output_dir(out: Path, dist) -> RunLock:
+    """Lock ``out`` for one run (rank 0 of ``dist`` holds the lock; every rank learns the outcome).
+    With the lock held, temporaries of killed writers are removed."""
+    lock = RunLock(out)
+    failed = None
+    if dist.is_main:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire()
+            remove_stale_temporaries(out)
+        except RunLockedError as error:
+            failed = error
+    if dist.sum_(torch.tensor(0.0 if failed is None else 1.0, dtype=torch.float64)) > 0:
+        raise failed or RunLockedError(f"{out} is being trained by another run; choose another output_dir")
+    return lock

@@ -241,4 +241,4 @@ def test_cuda_device_does_not_use_the_cpu_copy(files):
 def test_models_with_extra_outputs_are_refused(tmp_path):
     model = tiny_model(outputs={"charge_like": "1x0e"})
     with pytest.raises(CompileError, match="extra outputs"):
-        compile_package(model, str(tmp_path))
+        compile_package(model, str(tmp_path / "model.pt2"))

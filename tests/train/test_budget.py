@@ -49,29 +49,25 @@ def test_time_limit_is_checked_with_the_config(tmp_path):
 
 def test_the_budget_stops_before_a_step_that_would_not_fit():
     """The stopping rule with an injected clock: a step is taken only if it, one validation,
-    writing the model (3 s) and a margin still fit in time_limit."""
-    from types import SimpleNamespace
+    writing the model (3 s) and a margin still fit in time_limit; earlier runs' time counts."""
+    from mlff.train.budget import TimeBudget
 
-    from mlff.train.trainer import Trainer
-
-    clock = {"now": 0.0}
-    trainer = SimpleNamespace(
-        signals=None, time_limit=100.0, step_seconds=[1.0, 2.0], validation_seconds=4.0, valid_data=[0] * 8,
-        config=SimpleNamespace(batch_size=4), seconds_used=lambda: clock["now"],
-        dist=SimpleNamespace(sum_=lambda t: t))
+    clock = {"now": 50.0}
+    budget = TimeBudget(100.0, used_before=30.0, clock=lambda: clock["now"])
+    budget.start()  # this run's time counts from 50 s on the clock
     # the margin is min(5 s, 2 % of the limit) = 2 s; a step (2 s, the slowest seen) + validation (4 s)
     # + writing (3 s) + margin (2 s) = 11 s must be left
-    for now, expected in ((88.9, ""), (89.1, "time_limit")):
-        clock["now"] = now
-        assert Trainer._stop_reason(trainer, 10) == expected, now
-    trainer.validation_seconds = None  # before any validation: estimated as a step per validation batch
-    clock["now"] = 100.0 - 2.0 - 2 * 2.0 - 3.0 - 2.0 - 0.1
-    assert Trainer._stop_reason(trainer, 10) == ""
+    for used, fits in ((88.9, True), (89.1, False)):
+        clock["now"] = 50.0 + used - 30.0
+        assert budget.seconds_used() == pytest.approx(used)
+        assert budget.step_fits([1.0, 2.0], 4.0, valid_batches=2) is fits, used
+    # before any validation: estimated as a step per validation batch
+    clock["now"] = 50.0 + (100.0 - 2.0 - 2 * 2.0 - 3.0 - 2.0 - 0.1) - 30.0
+    assert budget.step_fits([1.0, 2.0], None, valid_batches=2)
     clock["now"] += 0.2
-    assert Trainer._stop_reason(trainer, 10) == "time_limit"
-    trainer.signals = SimpleNamespace(received=15)  # a signal wins, whatever the clock says
-    clock["now"] = 0.0
-    assert Trainer._stop_reason(trainer, 10) == "signal"
+    assert not budget.step_fits([1.0, 2.0], None, valid_batches=2)
+    assert budget.fraction_used() == pytest.approx(0.891)
+    assert TimeBudget(None).step_fits([1e9], 1e9, 1) and TimeBudget(None).fraction_used() == 0.0
 
 
 def test_time_limit_stops_deploys_and_resumes(tmp_path, make_config, env):

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from mlff.deploy.compiled import CompileError
+from mlff.aoti import CompileError
 from mlff.train.config import TrainConfig
 from mlff.train.trainer import Trainer
 
@@ -37,14 +37,14 @@ def trained(cu_files, tmp_path_factory):
 
 def test_compiled_training_equals_eager_training(trained):
     eager, compiled = trained[False], trained[True]
-    assert compiled.compiled is not None and eager.compiled is None
+    assert compiled.compile_policy.compiled is not None and eager.compile_policy.compiled is None
     # the Cu slice mixes frames with and without stress; the last epoch is the final stage
-    assert compiled.in_final_stage and compiled.epoch == 3
-    assert compiled.eager_steps == 3  # the one-structure batch of each epoch
+    assert compiled.state.in_final_stage and compiled.state.epoch == 3
+    assert compiled.compile_policy.eager_steps == 3  # the one-structure batch of each epoch
     eager_params = dict(eager.model.named_parameters())
     for name, value in compiled.model.named_parameters():
         assert torch.allclose(value, eager_params[name], rtol=0, atol=1e-10), name
-    assert abs(compiled.best_loss - eager.best_loss) <= 1e-10 * abs(eager.best_loss)
+    assert abs(compiled.state.best_loss - eager.state.best_loss) <= 1e-10 * abs(eager.state.best_loss)
 
 
 def test_compiled_step_is_reused_by_a_resumed_run(trained, cu_files, capsys):
@@ -55,7 +55,7 @@ def test_compiled_step_is_reused_by_a_resumed_run(trained, cu_files, capsys):
     trainer = Trainer(_config(cu_files, out, compile=True, max_epochs=4))
     trainer.run()
     assert "reusing" in capsys.readouterr().out
-    assert packages[0].stat().st_mtime_ns == before and trainer.epoch == 4
+    assert packages[0].stat().st_mtime_ns == before and trainer.state.epoch == 4
 
 
 def test_compile_auto_compiles_long_runs_only(trained, cu_files, tmp_path, monkeypatch, capsys):
@@ -63,16 +63,16 @@ def test_compile_auto_compiles_long_runs_only(trained, cu_files, tmp_path, monke
     assert trained[False].config.compile is False
     short = Trainer(_config(cu_files, tmp_path / "short", max_epochs=2, compile="auto"))
     short.run()
-    assert short.compiled is None and "compile: auto" not in capsys.readouterr().out
+    assert short.compile_policy.compiled is None and "compile: auto" not in capsys.readouterr().out
     # with no time left to gain, a run counts as long: it compiles (here: reuses the package) once
     # 5 steps are timed, during its first epoch
-    monkeypatch.setattr("mlff.train.trainer.AUTO_COMPILE_SECONDS", 0.0)
+    monkeypatch.setattr("mlff.train.config.AUTO_COMPILE_SECONDS", 0.0)
     trainer = Trainer(_config(cu_files, trained[True].out, compile="auto", max_epochs=5))
-    start = trainer.epoch
+    start = trainer.state.epoch
     trainer.run()
     assert "compile: auto: about" in capsys.readouterr().out
     summary = json.loads((trained[True].out / "training_summary.json").read_text())
-    assert summary["compiled_step"]["from_epoch"] == start and trainer.epoch == 5
+    assert summary["compiled_step"]["from_epoch"] == start and trainer.state.epoch == 5
 
 
 def test_compile_refuses_what_it_cannot_compile(cu_files, tmp_path, monkeypatch, capsys):
@@ -83,10 +83,10 @@ def test_compile_refuses_what_it_cannot_compile(cu_files, tmp_path, monkeypatch,
     with pytest.raises(CompileError, match="fused convolution"):
         trainer.run()
     # compile: auto says why and trains eagerly
-    monkeypatch.setattr("mlff.train.trainer.AUTO_COMPILE_SECONDS", 0.0)
+    monkeypatch.setattr("mlff.train.config.AUTO_COMPILE_SECONDS", 0.0)
     trainer = Trainer(_config(cu_files, tmp_path / "c", compile="auto", model=e3nn, max_epochs=1))
     trainer.run()
-    assert trainer.compiled is None and trainer.epoch == 1
+    assert trainer.compile_policy.compiled is None and trainer.state.epoch == 1
     assert "compile: auto: training eagerly: the compiled step needs the fused convolution" in capsys.readouterr().out
 
 
@@ -96,8 +96,8 @@ def test_a_corrupt_cached_package_is_a_clear_error(trained, cu_files, tmp_path, 
     (tmp_path / "compiled" / package.name).write_bytes(b"not a package")
     with pytest.raises(CompileError, match="cannot load the compiled training step .* delete it"):
         Trainer(_config(cu_files, tmp_path, compile=True, max_epochs=1)).run()
-    monkeypatch.setattr("mlff.train.trainer.AUTO_COMPILE_SECONDS", 0.0)
+    monkeypatch.setattr("mlff.train.config.AUTO_COMPILE_SECONDS", 0.0)
     trainer = Trainer(_config(cu_files, tmp_path, compile="auto", max_epochs=1))
     trainer.run()  # auto trains eagerly and says why
-    assert trainer.compiled is None and trainer.epoch == 1
+    assert trainer.compile_policy.compiled is None and trainer.state.epoch == 1
     assert "compile: auto: training eagerly: cannot load" in capsys.readouterr().out

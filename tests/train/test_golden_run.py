@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlff.aoti_cache import machine
+from mlff.aoti import machine
 from mlff.train import load_config, train
 from mlff.train.checkpoint import load_checkpoint
 

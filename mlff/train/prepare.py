@@ -1,0 +1,128 @@
+"""Before the first step: the training and validation frames read, checked and converted, the
+model's species, its configuration (with the data's average number of neighbours) and the
+energy shifts and force scale, from the data or from a model being fine-tuned; and the model
+training starts from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from ..data.dataset import split_indices, to_atomic_data
+from ..data.readers import Frame, LabelKeys, describe, read_frames, summary_line
+from ..data.stats import average_num_neighbors, energy_shifts, force_rms
+from ..data.validate import DataValidationError, validate_frames
+from ..model import ModelConfig, Potential, build_model
+from .config import TrainConfig
+from .finetune import freeze, new_species_shifts, with_species
+
+
+@dataclass
+class PreparedData:
+    train: List[dict]  # AtomicData dicts (mlff.data.keys)
+    valid: List[dict]
+    train_sizes: List[int]  # atoms per training frame (for batches by atom count)
+    species: List[str]
+    model_config: ModelConfig
+    shifts: np.ndarray  # energy shift per species (eV)
+    scale: float  # energy/force scale (eV/Å)
+    summary: Dict[str, object]  # what dataset_summary.json holds
+
+
+def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame]]:
+    """Training and validation frames: ``valid_file``, else a seeded ``valid_fraction`` of the
+    training file (every element kept in the training part)."""
+    label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key, config.dipole_key)
+    train = read_frames(config.train_file, label_keys, config.reader)
+    if config.valid_file:
+        return train, read_frames(config.valid_file, label_keys, config.reader)
+    elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
+    train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed, elements)
+    return [train[i] for i in train_idx], [train[i] for i in valid_idx]
+
+
+def training_species(train: List[Frame], valid: List[Frame], listed: Optional[List[str]],
+                     pretrained: List[str]) -> List[str]:
+    """The model's species: ``listed`` (the `species` option) or the training frames' elements,
+    sorted. Every species must occur in a training frame (or be known to the ``pretrained`` model):
+    an element seen only in validation data would get untrained weights and a zero energy shift,
+    and the deployed model would accept it. Errors name the frame and the element."""
+    seen = {s for f in train for s in f.atoms.get_chemical_symbols()}
+    species = list(listed) if listed else sorted(seen)
+    untrained = [s for s in species if s not in seen and s not in pretrained]
+    if untrained:
+        raise DataValidationError(f"species {untrained} occur in no training frame, so their weights would stay "
+                                  "untrained: add training frames with them or remove them from `species`")
+    for frame in valid:
+        only = sorted(set(frame.atoms.get_chemical_symbols()) - seen - set(pretrained))
+        if only:
+            raise DataValidationError(f"{frame.source}: element(s) {only} occur only in the validation data; a model "
+                                      "cannot learn an element there: add training frames with them or drop the frame")
+    return species
+
+
+def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_config: Optional[dict],
+                 log: Callable[[str], None]) -> PreparedData:
+    """Read, check and convert the data and derive the model's configuration and statistics.
+    ``saved_model_config``: the configuration of the run being resumed (it wins over a default that
+    changed since, and the difference is logged)."""
+    train, valid = load_datasets(c)
+    species = training_species(train, valid, c.species, pretrained.species if pretrained else [])
+    if pretrained is not None:  # its species keep their order; new ones come after
+        old = list(pretrained.species)
+        species = old + [s for s in species if s not in old]
+    need_forces = c.forces_weight > 0
+    validate_frames(train, species, need_forces=need_forces, min_distance=c.min_distance)
+    validate_frames(valid, species, need_forces=need_forces, min_distance=c.min_distance)
+    if c.dipole_weight > 0 and not any(f.dipole is not None for f in train):
+        raise ValueError(f"dipole_weight > 0 but no training frame has a dipole label "
+                         f"(looked for {c.dipole_key!r}); set dipole_key or dipole_weight: 0")
+    summary = {"train": describe(train), "valid": describe(valid), "species": species}
+    log(f"data: {summary['train']['frames']} training / {summary['valid']['frames']} validation frames, "
+        + summary_line(summary["train"]))
+
+    if pretrained is not None:
+        model_config = ModelConfig.from_dict({**pretrained.config.to_dict(), **c.finetune_overrides()})
+        known = dict(zip(pretrained.species, pretrained.scale_shift.shift.tolist()))
+        shifts = np.array(new_species_shifts(train, species, known if c.init_shifts == "keep" else {}, c.E0))
+        scale = float(pretrained.scale_shift.scale)
+        new = [s for s in species if s not in pretrained.species]
+        log(f"fine-tuning {c.init_from} (species {pretrained.species}"
+            f"{f', adding {new}' if new else ''}; energy shifts {c.init_shifts})")
+    else:
+        model_config = c.model_config()
+        if "avg_num_neighbors" not in (c.model or {}):
+            model_config = c.model_config(avg_num_neighbors=average_num_neighbors(train, model_config.r_cut))
+        shifts = energy_shifts(train, species, c.E0)
+        scale = force_rms(train)
+    if saved_model_config is not None:  # resuming: the run's architecture, even if a default changed since
+        saved = ModelConfig.from_saved(saved_model_config)
+        changed = sorted(k for k, v in saved.to_dict().items() if getattr(model_config, k) != v)
+        if changed:
+            run = ", ".join(f"{k}={getattr(saved, k)!r}" for k in changed)
+            default = ", ".join(f"{k}={getattr(model_config, k)!r}" for k in changed)
+            log(f"resuming with the model the run started with: {run} (this mlff's default: {default})")
+            model_config = saved
+    summary["statistics"] = {"energy_shifts_eV": dict(zip(species, shifts.tolist())),
+                             "force_rms_eV_per_A": scale, "avg_num_neighbors": model_config.avg_num_neighbors}
+    return PreparedData(train=to_atomic_data(train, species, model_config.r_cut),
+                        valid=to_atomic_data(valid, species, model_config.r_cut),
+                        train_sizes=[len(f.atoms) for f in train], species=species, model_config=model_config,
+                        shifts=shifts, scale=scale, summary=summary)
+
+
+def starting_model(c: TrainConfig, data: PreparedData, pretrained: Optional[Potential],
+                   log: Callable[[str], None]) -> Potential:
+    """A new model of ``c.seed`` or the ``pretrained`` one grown to the data's species, with the
+    data's energy shifts and scale, and the ``freeze`` option applied."""
+    if pretrained is not None:
+        model = with_species(pretrained, data.species, data.model_config, seed=c.seed)
+    else:
+        model = build_model(data.model_config, data.species, seed=c.seed)
+    model.scale_shift.set(data.scale, data.shifts)
+    if c.freeze:
+        frozen = freeze(model, c.freeze)
+        log(f"frozen: {len(frozen)} parameter tensors under {c.freeze}")
+    return model
