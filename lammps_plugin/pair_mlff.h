@@ -4,7 +4,7 @@
    `halo`):
    - exchange (default): ghosts within one cutoff; after each layer the ghosts' features are copied
      from their owners (forward comm) and, in the backward pass, the gradients on them are sent back
-     (reverse comm): the model's halo_* methods, see mlff/deploy/halo.py;
+     (reverse comm): the model's halo_* methods, see mlff/modelfile/halo.py;
    - shell: ghosts within num_layers cutoffs, each rank recomputes them (the model's forward, the
      engine contract of docs/model-file.md); the reference, and the mode of older model files.
 

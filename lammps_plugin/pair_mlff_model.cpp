@@ -54,7 +54,7 @@ void PairMLFF::evaluate_shell(Graph &g, Result &r)
   phase_end(DOWNLOAD);
 }
 
-/* halo exchange: the model's halo_* methods layer by layer (mlff/deploy/halo.py is the same
+/* halo exchange: the model's halo_* methods layer by layer (mlff/modelfile/halo.py is the same
    sequence in Python), with the ghost features sent forward after each layer and their gradients
    sent back before each layer's backward. Tensors cross host <-> device once per exchange. */
 void PairMLFF::evaluate_halo(Graph &g, Result &r)

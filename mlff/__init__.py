@@ -13,18 +13,16 @@ Names are imported lazily, so ``import mlff.lammps`` (run by ``import lammps``) 
 """
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "DeployedModel": "mlff.deploy",
-    "ModelFileError": "mlff.deploy",
-    "ModelMetadata": "mlff.deploy",
-    "deploy": "mlff.deploy",
-    "load": "mlff.deploy",
-    "read_metadata": "mlff.deploy",
+    "DeployedModel": "mlff.modelfile",
+    "ModelFileError": "mlff.modelfile",
+    "ModelMetadata": "mlff.modelfile",
+    "deploy": "mlff.modelfile",
+    "load": "mlff.modelfile",
+    "read_metadata": "mlff.modelfile",
     "MLFFCalculator": "mlff.calculators",
     "predict": "mlff.calculators",
     "ModelConfig": "mlff.model",
@@ -43,16 +41,3 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
-
-
-class _Package(types.ModuleType):
-    """``mlff.deploy`` is the public function, though ``mlff/deploy/`` is also a subpackage:
-    importing the subpackage must not replace the function on the package."""
-
-    def __setattr__(self, name, value):
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return  # the subpackage stays importable through sys.modules
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -79,7 +79,7 @@ def evaluate(model: Potential, atoms: Atoms, total_charge: float = 0.0) -> Dict[
 
 def calculator_results(atoms: Atoms, model_path, device: str = "cpu") -> Dict[str, np.ndarray]:
     """What :class:`mlff.MLFFCalculator` gives for ``atoms``, under the names
-    :func:`mlff.lammps.evaluate.lammps_evaluate` uses: energy, energies, forces and, for periodic
+    :func:`mlff.lammps.single_point.lammps_evaluate` uses: energy, energies, forces and, for periodic
     cells, stress and stresses (Voigt, ASE sign)."""
     from .calculators import MLFFCalculator
 
@@ -204,7 +204,7 @@ def ghost_representation(atoms: Atoms, shell: float):
 
 def image_halo(atoms: Atoms, species: Sequence[str], r_cut: float):
     """One domain holding all of ``atoms`` as an engine with ghost atoms sees it, for the halo
-    protocol (:mod:`mlff.deploy.halo`): local atoms first, then every periodic image within
+    protocol (:mod:`mlff.modelfile.halo`): local atoms first, then every periodic image within
     ``r_cut`` as a ghost; edges of the local centres only, sorted by centre.
 
     Returns tensors ``(positions, edge_index, species_index, owner)`` and ``n_local``."""

@@ -14,9 +14,9 @@ from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
 import mlff
-from mlff.deploy import model_from_file
+from mlff.modelfile import model_from_file
 from mlff.evaluation import error_metrics, predict_frames
-from mlff.lammps.runtime import lammps_env
+from mlff.lammps.mpi import lammps_env
 from mlff.testing import evaluate
 from mlff.train import load_config
 from mlff.train.prepare import load_datasets

@@ -156,7 +156,7 @@ def fcc_cu(atoms_wanted: int):
 def model_files(folder: Path) -> dict:
     """name -> {dtype: path}: the shipped potential and the matched-size model, both dtypes."""
     import mlff
-    from mlff.deploy import model_from_file
+    from mlff.modelfile import model_from_file
 
     files = {"shipped Cu": {}, "matched 2x64 l2": {}}
     for dtype in ("float32", "float64"):
@@ -280,7 +280,7 @@ run {steps}
 
 def run_lammps(workdir: Path, model, device: str, reps, steps: int, warmup: int = 3, thermo: int = 0,
                temperature: float = 300.0, timestep: float = 0.002, ranks: int = 1, extra_env=None) -> str:
-    from mlff.lammps.runtime import lammps_env
+    from mlff.lammps.mpi import lammps_env
 
     deck = workdir / "in.check"
     deck.write_text(LAMMPS_DECK.format(a=reps[0], b=reps[1], c=reps[2], device=device, model=model,
@@ -321,7 +321,7 @@ def nve_drift(workdir: Path, device: str, steps: int) -> dict:
     """Energy drift of the shipped potential (float64) in LAMMPS NVE, 1 fs, 600 K."""
     import mlff
     import numpy as np
-    from mlff.deploy import model_from_file
+    from mlff.modelfile import model_from_file
 
     model = mlff.deploy(model_from_file(SHIPPED, dtype="float64"), workdir / "nve.pt")
     log = run_lammps(workdir, model, device, (4, 4, 4), steps, warmup=0, thermo=max(1, steps // 50),

@@ -14,7 +14,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..data import SpeciesMap, from_ase, keys
 from ..data.validate import closest_pair, describe_pair, shortest_period
-from ..deploy import DeployedModel, load
+from ..modelfile import DeployedModel, load
 
 _GRAPH_CHANGES = {"positions", "numbers", "cell", "pbc"}
 
@@ -48,7 +48,7 @@ class MLFFCalculator(Calculator):
     Parameters
     ----------
     model : path to a model file written by ``mlff.deploy`` (or an already loaded
-        :class:`~mlff.deploy.DeployedModel`), or a list of them: a committee (ensemble) of models
+        :class:`~mlff.modelfile.DeployedModel`), or a list of them: a committee (ensemble) of models
         with the same species and cutoff, e.g. trained with different seeds.
     device : ``"cpu"``, ``"cuda"``, ...
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..deploy import DeployedModel
+from ..modelfile import DeployedModel
 from .ase import MLFFCalculator
 
 

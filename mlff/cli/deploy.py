@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy import ModelFileError, deploy, model_from_file, read_metadata
+    from ..modelfile import ModelFileError, deploy, model_from_file, read_metadata
     from ..train import load_checkpoint, model_from_checkpoint
 
     overrides = {"tp_backend": args.tp_backend} if args.tp_backend else {}
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = model_from_checkpoint(load_checkpoint(args.checkpoint), use_ema=not args.raw_weights,
                                       **overrides)
-    from ..deploy.compiled import CompileError
+    from ..modelfile.compiled_copy import CompileError
 
     try:
         path = deploy(model, args.output, compile=args.compile)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from .locate import PLUGIN_FILE, plugin_path, source_dir
-from .runtime import lammps_version_string, mpi_library_dir
+from .mpi import lammps_version_string, mpi_library_dir
 
 
 class PluginBuildError(RuntimeError):

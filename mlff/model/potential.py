@@ -178,7 +178,7 @@ class Potential(nn.Module):
         return out
 
     # The steps of ``forward``, also called one by one by engines that exchange the features of
-    # ghost atoms between layers (the LAMMPS plugin through mlff.deploy's halo_* methods).
+    # ghost atoms between layers (the LAMMPS plugin through the model file's halo_* methods (mlff.modelfile.halo)).
 
     def embed(self, species: torch.Tensor):
         """Species ``(n,)`` -> one-hot attributes and the first layer's features (model dtype)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional
 
 from ..data.atomic_data import collate
-from ..deploy.compiled import CompileError
+from ..modelfile.compiled_copy import CompileError
 from . import config as config_module
 from .budget import format_duration
 from .compiled_step import CompiledStep

@@ -4,7 +4,7 @@ A training step with a force loss differentiates twice: the forces are ``-dE/dr`
 ``create_graph``), and the optimiser needs the loss's gradient with respect to the weights
 (a backward through that backward). On small structures that is thousands of small operations
 per step through autograd's engine. The compiled step (``compile: auto`` or ``true``) traces it
-all, the way ``mlff deploy --compile`` traces energy and forces (:mod:`mlff.deploy.compiled`):
+all, the way ``mlff deploy --compile`` traces energy and forces (:mod:`mlff.modelfile.compiled_copy`):
 
 1. ``make_fx`` runs ``Potential.forward`` (one model definition), :func:`~mlff.train.loss.weighted_loss`
    and ``autograd.grad(loss, weights)`` on symbolic shapes, which unfolds both backward passes

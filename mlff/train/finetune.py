@@ -25,7 +25,7 @@ from ..model import ModelConfig, Potential, build_model
 def load_pretrained(path: str | os.PathLike) -> Potential:
     """The eager model of a deployed model file (``model.pt``) or a training checkpoint
     (``best.pt``/``last.pt``, its EMA weights)."""
-    from ..deploy import model_from_file
+    from ..modelfile import model_from_file
     from .checkpoint import load_checkpoint, model_from_checkpoint
 
     path = os.fspath(path)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..data.atomic_data import collate
 from ..data.dataset import epoch_batches
-from ..deploy import deploy
+from ..modelfile import deploy
 from ..files import write_json
 from ..model import build_model
 from ..runtime import tune_allocator

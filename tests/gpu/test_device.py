@@ -73,7 +73,7 @@ def test_equivariance_on_device(device, tmp_path):
 
 def test_halo_protocol_on_device(device, tmp_path):
     """The layer-by-layer protocol LAMMPS uses (here with a single domain's image exchange)."""
-    from mlff.deploy.halo import halo_evaluate, image_exchange
+    from mlff.modelfile.halo import halo_evaluate, image_exchange
 
     model = mlff.load(mlff.deploy(tiny_model(), tmp_path / "halo.pt"), device)
     atoms = STRUCTURES["triclinic"]
@@ -116,7 +116,7 @@ def test_training_on_device_reduces_loss(device, tmp_path):
 
 
 def test_lammps_on_device_matches_ase(device, plugin, tmp_path):
-    from mlff.lammps.evaluate import lammps_evaluate
+    from mlff.lammps.single_point import lammps_evaluate
 
     path = mlff.deploy(tiny_model(), tmp_path / "lammps.pt")
     atoms = STRUCTURES["triclinic"]
@@ -125,12 +125,12 @@ def test_lammps_on_device_matches_ase(device, plugin, tmp_path):
 
 
 def test_lammps_two_ranks_share_the_device(device, plugin, tmp_path):
-    from mlff.lammps.runtime import lammps_env
+    from mlff.lammps.mpi import lammps_env
 
     path = mlff.deploy(tiny_model(), tmp_path / "lammps.pt")
     write(tmp_path / "structure.extxyz", STRUCTURES["triclinic"])
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec, "-np", "2", sys.executable, "-m", "mlff.lammps.evaluate", str(tmp_path / "structure.extxyz"),
+    cmd = [mpiexec, "-np", "2", sys.executable, "-m", "mlff.lammps.single_point", str(tmp_path / "structure.extxyz"),
            str(path), str(tmp_path / "out.npz"), "Cu", "O", "--pair-style", f"pair_style mlff device {device}"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"), timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

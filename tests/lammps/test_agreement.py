@@ -5,7 +5,7 @@ import pytest
 from ase.build import bulk
 
 import mlff
-from mlff.lammps.evaluate import lammps_evaluate
+from mlff.lammps.single_point import lammps_evaluate
 from mlff.testing import assert_results_close, calculator_results, small_molecule, triclinic_cell
 
 
@@ -76,8 +76,8 @@ def test_same_element_for_two_types(plugin, model_file):
 
 
 def _evaluate_with_types(atoms, model_file, elements, types):
-    from mlff.lammps.evaluate import _setup_commands, to_lammps_frame
-    from mlff.lammps.runtime import preload_mpi
+    from mlff.lammps.single_point import _setup_commands, to_lammps_frame
+    from mlff.lammps.mpi import preload_mpi
 
     preload_mpi()
     import lammps
@@ -107,8 +107,8 @@ def test_lammps_ignores_extra_heads(plugin, tmp_path):
 def test_centroid_stress_atom(plugin, model_file):
     """compute centroid/stress/atom gets the full per-atom virial (cvatom): its symmetric part is
     compute stress/atom, and both sum to the global virial."""
-    from mlff.lammps.evaluate import _setup_commands, to_lammps_frame
-    from mlff.lammps.runtime import preload_mpi
+    from mlff.lammps.single_point import _setup_commands, to_lammps_frame
+    from mlff.lammps.mpi import preload_mpi
 
     preload_mpi()
     import lammps

@@ -5,7 +5,7 @@ import zipfile
 import pytest
 import torch
 
-from mlff.lammps.runtime import preload_mpi
+from mlff.lammps.mpi import preload_mpi
 
 
 def _run(commands):

@@ -10,7 +10,7 @@ import pytest
 from ase.build import bulk, fcc100
 from ase.io import read, write
 
-from mlff.lammps.runtime import lammps_env
+from mlff.lammps.mpi import lammps_env
 from mlff.testing import assert_results_close, calculator_results, small_molecule, triclinic_cell
 
 
@@ -27,7 +27,7 @@ def _mpi_run(atoms, model_file, tmp_path, ranks, halo, md_steps=0):
     write(structure, atoms)
     out = tmp_path / f"out{ranks}{halo}.npz"
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.evaluate", str(structure),
+    cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.single_point", str(structure),
            str(model_file), str(out), "Cu", "O", "--pair-style", f"pair_style mlff halo {halo}",
            "--md-steps", str(md_steps)]
     env = dict(lammps_env(), OMP_NUM_THREADS="1")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mlff.lammps.runtime import lammps_env
+from mlff.lammps.mpi import lammps_env
 
 DECK = """
 units metal

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mlff.lammps.runtime import lammps_env
+from mlff.lammps.mpi import lammps_env
 
 DECK = """units metal
 atom_style atomic

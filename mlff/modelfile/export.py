@@ -13,7 +13,7 @@ returning float64 ``energy`` (), ``atomic_energy`` (n,), ``forces`` (n, 3), ``vi
 
 Engines that own only some atoms and exchange the features of ghost atoms between layers (the
 LAMMPS plugin across MPI ranks) call the ``halo_*`` methods instead, one layer at a time; see
-:mod:`mlff.deploy.halo` for the protocol and a reference driver.
+:mod:`mlff.modelfile.halo` for the protocol and a reference driver.
 """
 
 
@@ -99,7 +99,7 @@ class DeployedPotential(nn.Module):
             result[name] = out[name].detach()
         return result
 
-    # ---- the halo protocol (mlff.deploy.halo): one layer at a time, ghost features from outside
+    # ---- the halo protocol (mlff.modelfile.halo): one layer at a time, ghost features from outside
 
     @torch.jit.export
     def halo_feature_dim(self) -> int:
@@ -250,7 +250,7 @@ def script_potential(potential: Potential) -> torch.jit.ScriptModule:
 def deploy(potential: Potential, path: str | os.PathLike, compile: bool = False) -> str:
     """Write ``potential`` to ``path`` as one TorchScript file with its metadata.
 
-    ``compile=True`` marks the file to run compiled on the CPU (:mod:`mlff.deploy.compiled`): the
+    ``compile=True`` marks the file to run compiled on the CPU (:mod:`mlff.modelfile.compiled_copy`): the
     compiled copy is built now for this machine (a few minutes; needs g++) and cached, and
     :func:`mlff.load` builds it once on any other machine. The file itself carries no native code.
     It is written to a temporary name and renamed, so an interrupted export never leaves a
@@ -262,14 +262,14 @@ def deploy(potential: Potential, path: str | os.PathLike, compile: bool = False)
     scripted = script_potential(potential)
     extra_files: Dict[str, str | bytes] = dict(metadata_for(potential))
     if compile:
-        from .compiled import COMPILE_REQUEST, INFO_ENTRY
+        from .compiled_copy import COMPILE_REQUEST, INFO_ENTRY
 
         extra_files[INFO_ENTRY] = json.dumps(COMPILE_REQUEST)
     with atomic_path(path, make_dirs=True) as tmp:
         with torchscript_quiet():
             torch.jit.save(scripted, tmp, _extra_files=extra_files)
         if compile:  # built (and checked) before the file appears under its name
-            from .compiled import build_local_package
+            from .compiled_copy import build_local_package
             from .load import read_metadata
 
             with torchscript_quiet():

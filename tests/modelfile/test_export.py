@@ -6,7 +6,7 @@ import torch
 
 import mlff
 from mlff.data import SpeciesMap, from_ase, keys
-from mlff.deploy import model_from_file
+from mlff.modelfile import model_from_file
 from mlff.testing import fold_ghosts, ghost_representation, tiny_model, triclinic_cell
 
 

@@ -1,4 +1,4 @@
-"""The AOTInductor copy of a model (``mlff deploy --compile``, mlff.deploy.compiled): built on
+"""The AOTInductor copy of a model (``mlff deploy --compile``, mlff.modelfile.compiled_copy): built on
 this machine, never taken from the file unless trusted; the same numbers as the TorchScript model,
 on every kind of structure, and clear behaviour where it does not apply. One compilation (through
 the CLI) is shared by the module."""
@@ -18,8 +18,8 @@ from ase.build import bulk, molecule
 import mlff
 from mlff.cli.main import main as cli
 from mlff.data import SpeciesMap, from_ase
-from mlff.deploy import ModelFileError
-from mlff.deploy.compiled import (COMPILE_REQUEST, INFO_ENTRY, PACKAGE_ENTRY, CompileError, compile_package,
+from mlff.modelfile import ModelFileError
+from mlff.modelfile.compiled_copy import (COMPILE_REQUEST, INFO_ENTRY, PACKAGE_ENTRY, CompileError, compile_package,
                                   local_package_path)
 from mlff.testing import (assert_e3_equivariant, assert_results_close, calculator_results, finite_difference_forces,
                           tiny_model, triclinic_cell)
@@ -227,7 +227,7 @@ def test_another_torch_or_cpu_builds_its_own_copy(files, monkeypatch):
 
 
 def test_cuda_device_does_not_use_the_cpu_copy(files):
-    from mlff.deploy.load import _compiled_copy
+    from mlff.modelfile.load import _compiled_copy
 
     deployed = mlff.load(files[1], compiled=False)
     args = (str(files[1]), deployed.module, deployed.metadata, "cuda")

@@ -4,7 +4,7 @@
 (energy, energies, forces, stress, stresses in eV, Å, ASE sign) computed by LAMMPS, so the two
 can be compared number by number. Under MPI run it as a module::
 
-    mpiexec -np 2 python -m mlff.lammps.evaluate structure.extxyz model.pt out.npz
+    mpiexec -np 2 python -m mlff.lammps.single_point structure.extxyz model.pt out.npz
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from ase.data import atomic_masses, atomic_numbers
 from ase.geometry import cellpar_to_cell
 
-from .runtime import preload_mpi
+from .mpi import preload_mpi
 
 
 def to_lammps_frame(atoms):
@@ -127,13 +127,13 @@ def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = Non
 
 
 def main(argv=None) -> int:
-    """``python -m mlff.lammps.evaluate STRUCTURE MODEL OUT.npz [ELEMENT ...] [--pair-style "pair_style
+    """``python -m mlff.lammps.single_point STRUCTURE MODEL OUT.npz [ELEMENT ...] [--pair-style "pair_style
     mlff ..."] [--md-steps N]`` (works under mpiexec)."""
     import argparse
 
     from ase.io import read
 
-    parser = argparse.ArgumentParser(prog="python -m mlff.lammps.evaluate", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mlff.lammps.single_point", description=main.__doc__)
     parser.add_argument("structure")
     parser.add_argument("model")
     parser.add_argument("out")

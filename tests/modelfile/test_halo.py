@@ -1,4 +1,4 @@
-"""The halo protocol of model files (mlff.deploy.halo): layer by layer on local atoms plus one
+"""The halo protocol of model files (mlff.modelfile.halo): layer by layer on local atoms plus one
 cutoff of ghosts, with the ghost features exchanged between layers, equals the whole-structure
 forward exactly (float64)."""
 
@@ -8,7 +8,7 @@ from ase import Atoms
 from ase.build import bulk
 
 import mlff
-from mlff.deploy.halo import halo_evaluate, image_exchange
+from mlff.modelfile.halo import halo_evaluate, image_exchange
 from mlff.testing import fold_ghosts, image_halo, small_molecule, tiny_model, triclinic_cell
 
 

@@ -12,7 +12,7 @@ from typing import Dict, Optional
 import torch
 
 from ..runtime import tune_allocator
-from .compiled import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential, CompileError, build_local_package
+from .compiled_copy import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential, CompileError, build_local_package
 from .export import FORMAT_VERSION, torchscript_quiet
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
@@ -113,7 +113,7 @@ def _mlff_version() -> str:
 class DeployedModel:
     """A loaded model file: the scripted module plus its metadata.
 
-    Call it with the engine contract (see :mod:`mlff.deploy.export`); tensors are moved to the
+    Call it with the engine contract (see :mod:`mlff.modelfile.export`); tensors are moved to the
     model's device, outputs are float64.
     """
 
@@ -122,7 +122,7 @@ class DeployedModel:
         self.module = module
         self.metadata = metadata
         self.device = torch.device(device)
-        # the file's AOTInductor copy (mlff.deploy.compiled), run for calls without ghost atoms
+        # the file's AOTInductor copy (mlff.modelfile.compiled_copy), run for calls without ghost atoms
         self.compiled = compiled
 
     @property
@@ -177,7 +177,7 @@ def check_device(device: str) -> torch.device:
 
 def _compiled_copy(path: str, module: torch.jit.ScriptModule, metadata: ModelMetadata, device: str, compiled,
                    trust_native_code: bool) -> Optional[CompiledPotential]:
-    """The compiled copy where it applies: built on this machine (:mod:`mlff.deploy.compiled`), or
+    """The compiled copy where it applies: built on this machine (:mod:`mlff.modelfile.compiled_copy`), or
     the file's own package only with ``trust_native_code``. None (``compiled="auto"``, with a
     warning where the file asks for a copy that cannot run here) or a ModelFileError
     (``compiled=True``) where it does not apply."""

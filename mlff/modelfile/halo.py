@@ -10,7 +10,7 @@ the local atoms only, and before the next layer each ghost's features are copied
 to its owner's (*reverse exchange*) before the previous layer's backward runs. The result is exact:
 the same energy, forces and virials as the whole system in one piece.
 
-The scripted model (:class:`mlff.deploy.DeployedPotential`) exposes the steps; the engine calls
+The scripted model (:class:`mlff.modelfile.DeployedPotential`) exposes the steps; the engine calls
 them in this order (``halo_evaluate`` below is the reference, the LAMMPS plugin the C++ one)::
 
     vec, sh, radial = m.halo_edges(positions, edge_index, species, n_local)   # local centres
