@@ -36,6 +36,13 @@ def _unreachable(name: str, irreps: o3.Irreps, available: o3.Irreps, config: Mod
                       f"build (its last layer has {available}); {why}")
 
 
+def _derived(name: str) -> bool:
+    """Whether a state-dict entry is a constant derived from the irreps: e3nn's Clebsch-Gordan
+    tables (``_w3j_``) and the constants of its generated code (``_tensor_constantN``), which
+    TorchScript saves too."""
+    return "._w3j_" in name or "._tensor_constant" in name
+
+
 def _graph_sum(values: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
     """Per-atom ``values`` ``[n, k]`` summed per structure ``[num_graphs, k]``; one structure is a
     plain sum (Inductor's CPU code generation fails on a scatter into a one-row buffer)."""
@@ -105,6 +112,51 @@ class Potential(nn.Module):
         self.graph_outputs: List[str] = list(heads)
         self.atom_outputs: List[str] = [keys.CHARGES_KEY, keys.ATOMIC_DIPOLES_KEY] if config.dipole else []
         self.atom_outputs += [keys.ATOMIC_PREFIX + name for name in config.outputs]
+
+    # ---- the model's state, without the constants its constructor derives ------------------------------
+    @torch.jit.unused
+    def portable_state(self) -> Dict[str, torch.Tensor]:
+        """The weights and statistics (energy shifts, scale) that define this model: its state dict
+        without the constants the constructor derives from the irreps (Clebsch-Gordan tables,
+        e3nn's generated constants), which a rebuilt model computes itself in its own dtype."""
+        return {k: v for k, v in self.state_dict().items() if not _derived(k)}
+
+    @classmethod
+    def from_state(cls, config: ModelConfig, species: List[str], state: Dict[str, torch.Tensor]) -> "Potential":
+        """The model of ``config`` and ``species`` with the weights of ``state`` (a
+        :meth:`portable_state` or a full state dict; derived constants in it are not used). A state
+        that does not fit the architecture is a ValueError naming the entries."""
+        from .builder import build_model
+
+        model = build_model(config, species)
+        derived = {name for name, _ in model.named_buffers()} - set(model.state_dict())
+        result = model.load_state_dict({k: v for k, v in state.items() if not _derived(k) and k not in derived},
+                                       strict=False)
+        missing = [k for k in result.missing_keys if not _derived(k)]
+        if missing or result.unexpected_keys:
+            raise ValueError(f"the weights do not fit the model the config describes (missing {missing}, "
+                             f"unexpected {result.unexpected_keys})")
+        return model
+
+    @torch.jit.unused
+    def load_grown(self, old: "Potential", keep: List[Tuple[int, int]]) -> None:
+        """Load the weights of ``old`` into this model, built for more species (``keep``: pairs of
+        (index here, index in ``old``) of the species both know). Each module with a species axis
+        grows its own weights (``grown_state``, :mod:`mlff.nn.species`); the rest is copied."""
+        old_modules = dict(old.named_modules())
+        grown: Dict[str, torch.Tensor] = {}
+        for name, module in self.named_modules():
+            if hasattr(module, "grown_state"):
+                grown.update({f"{name}.{k}": v for k, v in module.grown_state(old_modules[name], keep).items()})
+        old_state = old.portable_state()
+        state = {}
+        for name, target in self.portable_state().items():
+            value = grown.get(name, old_state.get(name))
+            if value is None or value.shape != target.shape:
+                raise ValueError(f"parameter {name} has shape {None if value is None else tuple(value.shape)} in "
+                                 f"the model and {tuple(target.shape)} in the copy: the architectures differ")
+            state[name] = value
+        self.load_state_dict(state, strict=False)
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         pos = data[keys.POSITIONS_KEY]

@@ -269,29 +269,21 @@ def model_from_file(path: str | os.PathLike, **config_overrides):
     ``config_overrides`` may change implementation options that keep the parameters, such as
     ``tp_backend``; options that change the architecture are refused by the weight loading.
     """
-    from ..model import ModelConfig, build_model
+    from ..model import ModelConfig, Potential
 
     path = os.fspath(path)
     metadata = read_metadata(path)
     if not metadata.config:
         raise ModelFileError(f"{path!r} carries no config.json; it cannot be rebuilt")
     config = ModelConfig.from_saved({**metadata.config, **config_overrides})
-    model = build_model(config, metadata.species)
     with torchscript_quiet():
         module = torch.jit.load(path, map_location="cpu")
     prefix = "potential."
+    # derived constants (Clebsch-Gordan tables, non-persistent buffers, which TorchScript saves all
+    # the same) are rebuilt, not copied: older files may hold them in lower precision or lack them
     state = {k[len(prefix):]: v for k, v in module.state_dict().items() if k.startswith(prefix)}
-    # derived constants (Clebsch-Gordan tables, non-persistent buffers, which TorchScript saves
-    # all the same) are rebuilt, not copied: older files may hold them in lower precision or lack them
-    persistent = set(model.state_dict())
-    derived = {name for name, _ in model.named_buffers()} - persistent
-    # e3nn's generated tensor-product code keeps its constants as `_tensor_constantN` attributes,
-    # which TorchScript saves too (some layers of some models): rebuilt with the layer, like the above
-    state = {k: v for k, v in state.items()
-             if "._w3j_" not in k and "._tensor_constant" not in k and k not in derived}
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if "._w3j_" not in k]
-    if missing or result.unexpected_keys:
-        raise ModelFileError(f"{path!r}: its weights do not fit the model its config describes "
-                             f"(missing {missing}, unexpected {result.unexpected_keys})")
+    try:
+        model = Potential.from_state(config, metadata.species, state)
+    except ValueError as error:
+        raise ModelFileError(f"{path!r}: {error}") from None
     return model.eval()

@@ -5,6 +5,8 @@ from e3nn import o3
 from e3nn.util.jit import compile_mode
 from torch import nn
 
+from .species import Keep, grow_paths
+
 
 @compile_mode("script")
 class SpeciesEmbedding(nn.Module):
@@ -24,3 +26,8 @@ class SpeciesEmbedding(nn.Module):
     def forward(self, species: torch.Tensor, dtype: torch.dtype):
         attrs = self.attributes(species, dtype)
         return attrs, self.linear(attrs)
+
+    @torch.jit.unused
+    def grown_state(self, old: "SpeciesEmbedding", keep: Keep) -> dict:
+        """This module's weights for more species, from ``old`` (see :mod:`mlff.nn.species`)."""
+        return {"linear.weight": grow_paths(self.linear, old.linear, keep, axis=0)}

@@ -9,6 +9,7 @@ from e3nn.util.jit import compile_mode
 from torch import nn
 
 from .radial import RadialMLP
+from .species import Keep, grow_input_rows, grow_paths
 from .tensor_product import FusedEdgeTensorProduct, dense_rows
 
 TP_BACKENDS = ("fused", "e3nn")
@@ -106,6 +107,22 @@ class Interaction(nn.Module):
         )
         self.residual = self.irreps_in == self.irreps_out
         self.inv_avg_num_neighbors = 1.0 / float(avg_num_neighbors)
+
+    @torch.jit.unused
+    def grown_state(self, old: "Interaction", keep: Keep) -> dict:
+        """This layer's weights for more species, from ``old`` (see :mod:`mlff.nn.species`): the
+        species self-connection, and the radial MLP's first layer if its inputs end with the
+        one-hot species of an edge's two atoms (then they grow by two per new species)."""
+        state = {"self_connection.weight": grow_paths(self.self_connection, old.self_connection, keep, axis=1)}
+        new_w, old_w = self.radial.layer0.weight, old.radial.layer0.weight
+        if new_w.shape != old_w.shape:
+            new_species, old_species = self.self_connection.irreps_in2.num_irreps, old.self_connection.irreps_in2.num_irreps
+            leading = new_w.shape[0] - 2 * new_species
+            if leading != old_w.shape[0] - 2 * old_species:
+                raise ValueError(f"radial MLP inputs {old_w.shape[0]} -> {new_w.shape[0]} do not fit "
+                                 f"{old_species} -> {new_species} species")
+            state["radial.layer0.weight"] = grow_input_rows(new_w, old_w, leading, old_species, new_species, keep)
+        return state
 
     def forward(
         self,

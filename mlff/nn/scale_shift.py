@@ -6,6 +6,8 @@ import torch
 from e3nn.util.jit import compile_mode
 from torch import nn
 
+from .species import Keep, grow_vector
+
 
 @compile_mode("script")
 class ScaleShift(nn.Module):
@@ -28,6 +30,11 @@ class ScaleShift(nn.Module):
             raise ValueError(f"expected {self.shift.shape[0]} shifts, got {tuple(shifts.shape)}")
         self.scale.fill_(float(scale))
         self.shift.copy_(shifts)
+
+    @torch.jit.unused
+    def grown_state(self, old: "ScaleShift", keep: Keep) -> dict:
+        """The old species' shifts; zero for the new ones (fine-tuning sets them from the data)."""
+        return {"shift": grow_vector(self.shift, old.shift, keep)}
 
     def forward(self, energy: torch.Tensor, species: torch.Tensor) -> torch.Tensor:  # [n]
         return self.scale * energy + self.shift[species]

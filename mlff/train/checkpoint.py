@@ -7,7 +7,7 @@ import os
 import torch
 
 from ..files import atomic_path
-from ..model import ModelConfig, Potential, build_model
+from ..model import ModelConfig, Potential
 
 CHECKPOINT_FORMAT = "mlff-checkpoint-1"
 
@@ -45,7 +45,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def model_from_checkpoint(state: dict, use_ema: bool = True, **config_overrides) -> Potential:
     """Rebuild the potential (EMA weights by default) from a checkpoint's config and species;
     ``config_overrides`` may change options that keep the parameters (``tp_backend``)."""
-    model = build_model(ModelConfig.from_saved({**state["model_config"], **config_overrides}), state["species"])
     weights = state["ema"]["shadow"] if use_ema and state.get("ema") else state["model"]
-    model.load_state_dict(weights)
-    return model.eval()
+    config = ModelConfig.from_saved({**state["model_config"], **config_overrides})
+    return Potential.from_state(config, state["species"], weights).eval()
