@@ -6,6 +6,8 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mlff-installed
 THREADS ?= 2
+# test processes (pytest-xdist), one thread each; a test file runs in one process (its fixtures are built once)
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)))" 2>/dev/null || echo 2)
 
 .PHONY: setup demo test bench gpu-check-cpu clean
 
@@ -29,7 +31,7 @@ demo: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) examples/demo.py
 
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) benchmarks/bench_model.py

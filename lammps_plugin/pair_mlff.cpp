@@ -185,8 +185,9 @@ void PairMLFF::load_model(const std::string &path)
     }
   }
 
-  torch::jit::ExtraFilesMap extra{{"format_version", ""}, {"species", ""}, {"r_cut", ""},
-                                  {"num_layers", ""},     {"dtype", ""},   {"mlff_version", ""}};
+  torch::jit::ExtraFilesMap extra{{"format_version", ""}, {"species", ""},      {"r_cut", ""},
+                                  {"num_layers", ""},     {"dtype", ""},        {"mlff_version", ""},
+                                  {"capabilities", ""}};
   auto loaded = std::make_unique<Model>();
   try {
     loaded->module = torch::jit::load(path, device, extra);
@@ -210,7 +211,19 @@ void PairMLFF::load_model(const std::string &path)
   loaded->module.eval();
   loaded->device = device;
   loaded->path = path;
-  loaded->has_halo = loaded->module.find_method("halo_layer").has_value();
+  // what the file can do: its declared capabilities (space-separated); files exported before the
+  // declaration existed are probed for the halo methods instead
+  if (!extra["capabilities"].empty()) {
+    std::istringstream declared(extra["capabilities"]);
+    for (std::string c; declared >> c;) loaded->has_halo = loaded->has_halo || c == "halo_exchange";
+    if (loaded->has_halo && !loaded->module.find_method("halo_layer").has_value())
+      error->all(FLERR,
+                 "'{}' declares the capability halo_exchange but has no halo methods: the file is corrupt; "
+                 "re-export it with `mlff deploy`",
+                 path);
+  } else {
+    loaded->has_halo = loaded->module.find_method("halo_layer").has_value();
+  }
   if (loaded->has_halo) loaded->feature_dim = (int) loaded->module.run_method("halo_feature_dim").toInt();
   std::istringstream species(extra["species"]);
   for (std::string s; species >> s;) loaded->species.push_back(s);
@@ -260,8 +273,9 @@ void PairMLFF::init_style()
   // has it; halo shell (num_layers cutoffs of ghosts, recomputed) otherwise or on request
   if (halo_request == "exchange" && !model->has_halo)
     error->all(FLERR,
-               "pair_style mlff halo exchange: '{}' was exported by an older mlff without the halo "
-               "methods; re-export it (mlff deploy {} -o new.pt) or use 'halo shell'",
+               "pair_style mlff halo exchange: '{}' cannot run layer by layer (its capabilities lack "
+               "halo_exchange: an older mlff wrote it); re-export it (mlff deploy {} -o new.pt) or use "
+               "'halo shell'",
                model->path, model->path);
   exchange = model->has_halo && halo_request != "shell";
   if (exchange) {

