@@ -103,6 +103,9 @@ class TimeBudget:
     def seconds_used(self) -> float:
         return self.used_before + (self.clock() - self.run_start)
 
+    def seconds_left(self) -> Optional[float]:
+        return None if self.time_limit is None else self.time_limit - self.seconds_used()
+
     def fraction_used(self) -> float:
         return self.seconds_used() / self.time_limit if self.time_limit is not None else 0.0
 
@@ -121,4 +124,4 @@ class TimeBudget:
         """Expected training time left: ``steps_left`` at the mean of ``step_seconds``, or what is
         left of ``time_limit`` if that is less."""
         left = steps_left * sum(step_seconds) / len(step_seconds)
-        return left if self.time_limit is None else min(left, self.time_limit - self.seconds_used())
+        return left if self.time_limit is None else min(left, self.seconds_left())

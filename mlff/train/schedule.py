@@ -45,13 +45,23 @@ class Schedule:
         one), whichever runs out first."""
         return min(max(epoch / self.config.max_epochs, budget_fraction), 1.0)
 
-    def final_stage_begins(self, epoch: int, budget_fraction: float) -> bool:
-        """Whether the last ``final_stage`` fraction of max_epochs (or of time_limit) has begun."""
+    # a time-limited run enters the final stage while this many epochs (at the last one's duration)
+    # still fit, even before its last `final_stage` fraction: with epochs long against the budget,
+    # the stage would otherwise never finish one
+    FINAL_STAGE_MIN_EPOCHS = 2
+
+    def final_stage_begins(self, epoch: int, budget_fraction: float, seconds_left: Optional[float] = None,
+                           epoch_seconds: Optional[float] = None) -> bool:
+        """Whether the last ``final_stage`` fraction of max_epochs (or of time_limit) has begun, or
+        (with a time limit) only FINAL_STAGE_MIN_EPOCHS epochs of ``epoch_seconds`` still fit in
+        ``seconds_left``."""
         c = self.config
         if c.final_stage <= 0.0:
             return False
+        short = (seconds_left is not None and epoch_seconds is not None
+                 and seconds_left < self.FINAL_STAGE_MIN_EPOCHS * epoch_seconds)
         return (epoch >= int(np.ceil((1.0 - c.final_stage) * c.max_epochs))
-                or budget_fraction >= 1.0 - c.final_stage)
+                or budget_fraction >= 1.0 - c.final_stage or short)
 
     def enter_final_stage(self, optimizer, scheduler) -> None:
         """The final stage's learning rate; a plateau scheduler forgets the best loss of the main stage

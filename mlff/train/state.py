@@ -73,6 +73,12 @@ class RunState:
         self.finished = self.epoch >= max_epochs or (patience > 0 and self.stale_epochs >= patience)
         return improved
 
+    def epoch_seconds(self, steps: int) -> Optional[float]:
+        """An epoch of ``steps`` steps and its validation at the measured durations (None before any)."""
+        if not self.step_seconds:
+            return None
+        return steps * sum(self.step_seconds) / len(self.step_seconds) + (self.validation_seconds or 0.0)
+
     def summary(self) -> dict:
         """What training_summary.json says of the run (the trainer adds the model, time used and
         why it stopped)."""

@@ -79,8 +79,8 @@ class Trainer:
         if saved is not None:
             self.state = restore_run(saved, self.model, self.ema, self.optimizer, self.scheduler)
             self.state.finished = self.state.finished and self.state.epoch >= c.max_epochs
-            self.log(f"resuming from {self.out / 'last.pt'}: epoch {self.state.epoch}, step "
-                     f"{self.state.step_in_epoch} of that epoch")
+            self.log(f"resuming from {self.out / 'last.pt'} at epoch {self.state.epoch + 1}/{c.max_epochs}, step "
+                     f"{self.state.step_in_epoch + 1} (the progress bar's numbering)")
         self.budget = TimeBudget(c.time_limit_seconds(), used_before=self.state.seconds_used)
         self.signals = None
         self.stop_reason = ""
@@ -164,7 +164,9 @@ class Trainer:
         """At the start of an epoch: the final loss weights and learning rate once the last
         ``final_stage`` fraction of the run has begun; the best model is chosen anew within it."""
         s = self.state
-        if s.in_final_stage or not self.schedule.final_stage_begins(s.epoch, self.budget.fraction_used()):
+        epoch_seconds = s.epoch_seconds(len(self._batches()))
+        if s.in_final_stage or not self.schedule.final_stage_begins(
+                s.epoch, self.budget.fraction_used(), self.budget.seconds_left(), epoch_seconds):
             return
         s.in_final_stage = True
         self.schedule.enter_final_stage(self.optimizer, self.scheduler)
@@ -189,9 +191,14 @@ class Trainer:
         s = self.state
         self._save("last.pt")
         where = f"epoch {s.epoch + 1}, step {s.step_in_epoch}"
-        if s.best_epoch == 0:  # no epoch finished: the current weights are the best there are
-            s.best_loss, s.best_metrics = self.validate()
-            self._save("best.pt")
+        if s.best_epoch == 0 or (self.stop_reason == "time_limit" and s.step_in_epoch > 0):
+            # the steps of the unfinished epoch count: its weights are deployed if they validate
+            # better than the best so far (the budget kept the time for this validation)
+            loss, metrics = self.validate()
+            if s.best_epoch == 0 or loss < s.best_loss:
+                s.best_loss, s.best_metrics, s.best_epoch = loss, metrics, s.epoch + 1
+                self.log(f"the weights at {where} validate best (loss {loss:.4g}): they are the model")
+                self._save("best.pt")
         if self.stop_reason == "signal":
             signum = self.signals.received
             self._write_outputs("signal")  # a model.pt of the best weights, as every stop leaves

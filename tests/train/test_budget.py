@@ -146,6 +146,45 @@ def test_final_stage_switches_weights_and_learning_rate(tmp_path, make_config, e
     assert summary["best_epoch"] >= 3  # the best model is chosen within the final stage
 
 
+def test_a_time_limited_final_stage_starts_while_two_epochs_fit():
+    """With epochs long against the budget the final stage starts while two epochs still fit, even
+    before the budget's last final_stage fraction; without a time limit only the fraction counts."""
+    from mlff.train.schedule import Schedule
+
+    schedule = Schedule(TrainConfig(train_file="x.extxyz", max_epochs=1000, final_stage=0.3))
+    assert not schedule.final_stage_begins(1, 0.2, seconds_left=80.0, epoch_seconds=30.0)
+    assert schedule.final_stage_begins(1, 0.2, seconds_left=59.0, epoch_seconds=30.0)
+    assert schedule.final_stage_begins(1, 0.7, seconds_left=1e6, epoch_seconds=1.0)
+    assert not schedule.final_stage_begins(1, 0.0, seconds_left=None, epoch_seconds=30.0)
+    assert not Schedule(TrainConfig(train_file="x.extxyz", final_stage=0.0)).final_stage_begins(1, 0.99, 1.0, 30.0)
+
+
+def test_time_limit_mid_epoch_deploys_the_unfinished_epoch_if_better(tmp_path, make_config):
+    """A time limit that stops an epoch half-way validates the weights reached; they are deployed
+    if better than the best epoch, and the deployed file is the model training_summary describes."""
+    from mlff.data.readers import read_frames
+    from mlff.evaluation import error_metrics, predict_frames
+    from mlff.train import Trainer, load_config
+
+    trainer = Trainer(load_config(make_config(tmp_path / "cu.yaml", max_epochs=6, final_stage=0.0, time_limit="1h")))
+    stop_at = 25  # global step: in the third epoch of 10 steps
+    original = trainer._stop_reason
+    trainer._stop_reason = lambda: "time_limit" if trainer.state.global_step >= stop_at else original()
+    result = trainer.run()
+    assert result.stopped_by == "time_limit" and trainer.state.epoch == 2 and trainer.state.step_in_epoch == 5
+    rows = _rows(tmp_path / "run")
+    best_finished = min(float(r["val_loss"]) for r in rows)
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["best_val_loss"] <= best_finished  # at least as good as the best seen
+    # the partial epoch's weights validate better here (early in training), so they are the model
+    assert summary["best_epoch"] == 3 and summary["best_val_loss"] < best_finished
+    # the deployed file is that model: its errors on the validation frames are the summary's
+    frames = read_frames(trainer.config.valid_file)
+    metrics = error_metrics(frames, predict_frames(tmp_path / "run" / "model.pt", frames))
+    for key in ("energy_mae", "forces_mae", "stress_mae"):
+        assert metrics[key] == pytest.approx(summary["best_metrics"][key], rel=1e-6), key
+
+
 def _half_cosine(start, low, fraction):
     return low + 0.5 * (start - low) * (1 + math.cos(math.pi * fraction))
 
