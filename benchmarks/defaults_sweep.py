@@ -104,7 +104,7 @@ def run_one(name, spec, variant, seed, args, workdir):
     run_dir.mkdir(parents=True, exist_ok=True)
     for part, subset in (("train", train_frames), ("valid", valid), ("test", test)):
         write(run_dir / f"{part}.extxyz", subset)
-    config = {"train_file": str(run_dir / "train.extxyz"), "valid_file": str(run_dir / "valid.extxyz"),
+    config = {"train_file": str(run_dir / "train.extxyz"), "valid_file": str(run_dir / "valid.extxyz"), "test_fraction": 0.0,
               "output_dir": str(run_dir / "run"), "progress": False, "tensorboard": "off", "seed": seed,
               "model": {"preset": args.preset, "dtype": args.dtype, **model}, **options}
     if args.budget:

@@ -74,7 +74,7 @@ def main():
     for index, words in enumerate(args.variant or [["defaults"]]):
         name, options, model = parse_variant(words)
         run_dir = workdir / f"run{index}"
-        config = {"train_file": str(workdir / "train.extxyz"), "valid_file": str(workdir / "valid.extxyz"),
+        config = {"train_file": str(workdir / "train.extxyz"), "valid_file": str(workdir / "valid.extxyz"), "test_fraction": 0.0,
                   "model": {"preset": args.preset, "dtype": args.dtype, **model}, "time_limit": args.budget,
                   "max_epochs": 100000, "output_dir": str(run_dir), "progress": False, "tensorboard": "off",
                   **options}

@@ -92,7 +92,7 @@ def write_split(frames, path):
 
 
 def run_mlff(args, work, cores, name="mlff", model=None):
-    config = {"train_file": str(work / "train.extxyz"), "valid_file": str(work / "valid.extxyz"),
+    config = {"train_file": str(work / "train.extxyz"), "valid_file": str(work / "valid.extxyz"), "test_fraction": 0.0,
               "energy_key": KEYS["energy"], "forces_key": KEYS["forces"], "stress_key": KEYS["stress"],
               "time_limit": args.budget, "max_epochs": 1000000, "output_dir": str(work / name),
               "progress": False, "tensorboard": "off"}

@@ -27,7 +27,7 @@ def run(name, frames, n_train, n_valid, epochs, l_max, workdir):
     write(folder / "train.extxyz", frames[n_valid:n_valid + n_train])
     write(folder / "valid.extxyz", frames[:n_valid])
     config = TrainConfig(
-        train_file=str(folder / "train.extxyz"), valid_file=str(folder / "valid.extxyz"),
+        train_file=str(folder / "train.extxyz"), valid_file=str(folder / "valid.extxyz"), test_fraction=0.0,
         model={"preset": "small", "r_cut": 4.5, "l_max": l_max, "dtype": "float32"},
         max_epochs=epochs, batch_size=4, learning_rate=0.01, output_dir=str(folder / "run"),
         progress=False, tensorboard="off", seed=0,

@@ -36,7 +36,7 @@ WARM = "mlff_compile_warm"  # the untimed run that compiles mlff's step once for
 def _mlff(args, workdir, epochs, compile_=False, name=None):
     name = name or f"mlff{'_compile' if compile_ else ''}_{epochs}"
     config = {
-        "train_file": os.path.abspath(args.train), "valid_file": os.path.abspath(args.valid),
+        "train_file": os.path.abspath(args.train), "valid_file": os.path.abspath(args.valid), "test_fraction": 0.0,
         "energy_key": args.energy_key, "forces_key": args.forces_key, "stress_key": "no_stress_label",
         "model": {"num_layers": 2, "num_features": 64, "l_max": 2, "parity": False, "r_cut": 5.0,
                   "num_basis": 8, "cutoff_p": 6, "radial_hidden": 64, "radial_layers": 2,

@@ -49,7 +49,7 @@ def test_rebuilds_with_the_options_it_was_saved_with():
 
 
 def test_matches_recorded_validation_metrics():
-    _, valid = load_datasets(load_config(FOLDER / "train.yaml"))
+    _, valid, _ = load_datasets(load_config(FOLDER / "train.yaml"))
     metrics = error_metrics(valid, predict_frames(MODEL, valid))
     recorded = json.loads((FOLDER / "evaluation.json").read_text())
     best = json.loads((FOLDER / "training_summary.json").read_text())["best_metrics"]

@@ -144,6 +144,26 @@ def read_frames(source, keys: LabelKeys = LabelKeys(), reader: str = "ase") -> l
     return frames_from_structures(source, keys)
 
 
+def write_frames(path: str | os.PathLike, frames: Sequence[Frame]) -> None:
+    """Write ``frames`` as extxyz with their labels under the default keys (``energy``, ``forces``,
+    ``stress``, ``dipole``, ``charge``), so that :func:`read_frames` with the default
+    :class:`LabelKeys` (and ``mlff evaluate``) reads them back as they are."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    images = []
+    for frame in frames:
+        atoms = frame.atoms.copy()
+        results = {"energy": frame.energy, "forces": frame.forces, "stress": frame.stress}
+        atoms.calc = SinglePointCalculator(atoms, **{k: v for k, v in results.items() if v is not None})
+        if frame.dipole is not None:
+            atoms.info["dipole"] = np.asarray(frame.dipole)
+        if frame.charge:
+            atoms.info["charge"] = frame.charge
+        images.append(atoms)
+    write(os.fspath(path), images, format="extxyz")
+
+
 def describe(frames: Sequence[Frame]) -> dict:
     """A dataset summary: frames, atoms, elements, energy per atom and force ranges."""
     natoms = np.array([len(f.atoms) for f in frames])

@@ -30,6 +30,11 @@ class TrainConfig:
     train_file: Union[str, List[str]] = ""
     valid_file: Optional[Union[str, List[str]]] = None
     valid_fraction: float = 0.1
+    # a test set the model never trains or validates on, scored once at the end (training_summary.json
+    # "test_metrics"; the frames are written to <output_dir>/test.extxyz): test_file, else this
+    # fraction of the training file's frames (after the validation split); 0 holds none out
+    test_file: Optional[Union[str, List[str]]] = None
+    test_fraction: float = 0.1
     reader: str = "ase"
     energy_key: str = "energy"
     forces_key: str = "forces"
@@ -118,6 +123,8 @@ class TrainConfig:
         for name, choices in self._CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {list(choices)}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in [0, 1) (0: no test set), got {self.test_fraction}")
         if not self.train_file:
             raise ValueError("train_file is required: a data file (extxyz, OUTCAR, vasprun.xml, ...) or a list")
         for name in ("max_epochs", "batch_size"):
@@ -161,6 +168,7 @@ class TrainConfig:
         if base_dir is not None:
             config.train_file = _resolve(config.train_file, base_dir)
             config.valid_file = _resolve(config.valid_file, base_dir)
+            config.test_file = _resolve(config.test_file, base_dir)
             config.output_dir = _resolve(config.output_dir, base_dir)
             config.init_from = _resolve(config.init_from, base_dir)
         return config

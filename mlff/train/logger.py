@@ -4,8 +4,11 @@ TensorBoard when it is installed (``tensorboard: auto``) or required (``on``).""
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Dict
+
+from tqdm import tqdm
 
 CSV_FIELDS = ["epoch", "lr", "train_loss", "val_loss", "energy_mae", "energy_rmse", "forces_mae",
               "forces_rmse", "stress_mae", "stress_rmse", "dipole_mae", "dipole_rmse", "seconds"]
@@ -44,3 +47,10 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
+    """An epoch's progress bar, shown only on a terminal: in a log file (a cluster job) the
+    per-epoch line is the record."""
+    return tqdm(total=total, initial=initial, desc=desc, disable=not (enabled and sys.stderr.isatty()), leave=False,
+                dynamic_ncols=True, mininterval=0.2)

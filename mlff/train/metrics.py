@@ -8,6 +8,8 @@ import torch
 
 from ..data import keys
 from ..data.atomic_data import collate
+from ..data.readers import write_frames
+from .distributed import Distributed
 from .loss import batch_counts, loss_fn
 
 _SUMS = ("e_abs", "e_sq", "e_n", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n", "d_abs", "d_sq", "d_n")
@@ -76,3 +78,16 @@ def evaluate(model, data: List[dict], batch_size: int, weights: Dict[str, float]
         metrics.update(out, batch)
     dist.sum_(metrics.sums)
     return float(dist.sum_(loss)), metrics.compute()
+
+
+def score_test(model, data, config, path, log) -> Dict[str, object]:
+    """The held-out test frames of ``data`` (:class:`~mlff.train.prepare.PreparedData`) scored once
+    by ``model`` (the deployed weights) and written to ``path``; what training_summary.json says."""
+    if not data.test:
+        return {}
+    weights = {"energy": 1.0, "forces": 1.0, "stress": 1.0, "dipole": 0.0}  # the loss is not reported
+    _, metrics = evaluate(model, data.test, config.batch_size, weights, config.loss, config.huber_delta,
+                          Distributed(), next(model.parameters()).device)
+    write_frames(path, data.test_frames)
+    log(f"test ({len(data.test)} held-out frames, written to {path}): {format_metrics(metrics)}")
+    return {"test_metrics": metrics, "test_frames": len(data.test)}

@@ -23,6 +23,8 @@ from .finetune import freeze, new_species_shifts, with_species
 class PreparedData:
     train: List[dict]  # AtomicData dicts (mlff.data.keys)
     valid: List[dict]
+    test: List[dict]  # held out: scored once, at the end
+    test_frames: List[Frame]
     train_sizes: List[int]  # atoms per training frame (for batches by atom count)
     species: List[str]
     model_config: ModelConfig
@@ -31,19 +33,29 @@ class PreparedData:
     summary: Dict[str, object]  # what dataset_summary.json holds
 
 
-def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame]]:
-    """Training and validation frames: ``valid_file``, else a seeded ``valid_fraction`` of the
-    training file (every element kept in the training part)."""
+def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame], List[Frame]]:
+    """Training, validation and test frames. Validation: ``valid_file``, else a seeded
+    ``valid_fraction`` of the training file. Test: ``test_file``, else a seeded ``test_fraction``
+    of what remains of the training file (the validation split is the same with or without it).
+    Every element keeps a training frame."""
     label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key, config.dipole_key)
     train = read_frames(config.train_file, label_keys, config.reader)
     if config.valid_file:
-        return train, read_frames(config.valid_file, label_keys, config.reader)
+        valid = read_frames(config.valid_file, label_keys, config.reader)
+    else:
+        elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
+        train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed, elements)
+        train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
+    if config.test_file:
+        return train, valid, read_frames(config.test_file, label_keys, config.reader)
+    if config.test_fraction <= 0.0 or len(train) < 2:
+        return train, valid, []
     elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
-    train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed, elements)
-    return [train[i] for i in train_idx], [train[i] for i in valid_idx]
+    train_idx, test_idx = split_indices(len(train), config.test_fraction, config.seed + 1, elements)
+    return [train[i] for i in train_idx], valid, [train[i] for i in test_idx]
 
 
-def training_species(train: List[Frame], valid: List[Frame], listed: Optional[List[str]],
+def training_species(train: List[Frame], held_out: List[Frame], listed: Optional[List[str]],
                      pretrained: List[str]) -> List[str]:
     """The model's species: ``listed`` (the `species` option) or the training frames' elements,
     sorted. Every species must occur in a training frame (or be known to the ``pretrained`` model):
@@ -55,11 +67,12 @@ def training_species(train: List[Frame], valid: List[Frame], listed: Optional[Li
     if untrained:
         raise DataValidationError(f"species {untrained} occur in no training frame, so their weights would stay "
                                   "untrained: add training frames with them or remove them from `species`")
-    for frame in valid:
+    for frame in held_out:
         only = sorted(set(frame.atoms.get_chemical_symbols()) - seen - set(pretrained))
         if only:
-            raise DataValidationError(f"{frame.source}: element(s) {only} occur only in the validation data; a model "
-                                      "cannot learn an element there: add training frames with them or drop the frame")
+            raise DataValidationError(f"{frame.source}: element(s) {only} occur only in the validation or test data; a "
+                                      "model cannot learn an element there: add training frames with them or drop "
+                                      "the frame")
     return species
 
 
@@ -68,19 +81,24 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     """Read, check and convert the data and derive the model's configuration and statistics.
     ``saved_model_config``: the configuration of the run being resumed (it wins over a default that
     changed since, and the difference is logged)."""
-    train, valid = load_datasets(c)
-    species = training_species(train, valid, c.species, pretrained.species if pretrained else [])
+    train, valid, test = load_datasets(c)
+    species = training_species(train, valid + test, c.species, pretrained.species if pretrained else [])
     if pretrained is not None:  # its species keep their order; new ones come after
         old = list(pretrained.species)
         species = old + [s for s in species if s not in old]
     need_forces = c.forces_weight > 0
     validate_frames(train, species, need_forces=need_forces, min_distance=c.min_distance)
     validate_frames(valid, species, need_forces=need_forces, min_distance=c.min_distance)
+    if test:
+        validate_frames(test, species, need_forces=False, min_distance=c.min_distance)
     if c.dipole_weight > 0 and not any(f.dipole is not None for f in train):
         raise ValueError(f"dipole_weight > 0 but no training frame has a dipole label "
                          f"(looked for {c.dipole_key!r}); set dipole_key or dipole_weight: 0")
     summary = {"train": describe(train), "valid": describe(valid), "species": species}
-    log(f"data: {summary['train']['frames']} training / {summary['valid']['frames']} validation frames, "
+    if test:
+        summary["test"] = describe(test)
+    held_out = f" / {len(test)} test" if test else " (no test set: test_fraction 0 and no test_file)"
+    log(f"data: {summary['train']['frames']} training / {summary['valid']['frames']} validation{held_out} frames, "
         + summary_line(summary["train"]))
 
     if pretrained is not None:
@@ -109,6 +127,7 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
                              "force_rms_eV_per_A": scale, "avg_num_neighbors": model_config.avg_num_neighbors}
     return PreparedData(train=to_atomic_data(train, species, model_config.r_cut),
                         valid=to_atomic_data(valid, species, model_config.r_cut),
+                        test=to_atomic_data(test, species, model_config.r_cut), test_frames=test,
                         train_sizes=[len(f.atoms) for f in train], species=species, model_config=model_config,
                         shifts=shifts, scale=scale, summary=summary)
 

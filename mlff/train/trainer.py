@@ -10,7 +10,6 @@ metrics log (:mod:`.logger`).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Dict
@@ -33,9 +32,9 @@ from .config import TrainConfig
 from .distributed import Distributed
 from .ema import EMA
 from .finetune import load_pretrained
-from .logger import MetricsLog
+from .logger import MetricsLog, progress_bar
 from .loss import batch_counts, loss_fn
-from .metrics import evaluate, format_metrics
+from .metrics import evaluate, format_metrics, score_test
 from .prepare import prepare_data, starting_model
 from .run_lock import lock_output_dir
 from .schedule import Schedule
@@ -128,15 +127,14 @@ class Trainer:
     def _train_epoch(self) -> float:
         s = self.state
         batches = self._batches()
-        # a progress bar only on a terminal: in a log file (a cluster job) the per-epoch line is it
-        interactive = sys.stderr.isatty()
-        bar = tqdm(total=len(batches), initial=s.step_in_epoch, desc=f"epoch {s.epoch + 1}/{self.config.max_epochs}",
-                   disable=not (self.config.progress and self.dist.is_main and interactive), leave=False,
-                   dynamic_ncols=True, mininterval=0.2)
+        bar = progress_bar(len(batches), s.step_in_epoch, f"epoch {s.epoch + 1}/{self.config.max_epochs}",
+                           self.config.progress and self.dist.is_main)
         while s.step_in_epoch < len(batches):
             steps_left = (self.config.max_epochs - s.epoch) * len(batches) - s.step_in_epoch
-            self.compile_policy.maybe_compile(s.step_seconds, lambda: self.budget.training_left(s.step_seconds, steps_left),
-                                              self._compile)
+            self.compile_policy.maybe_compile(
+                s.step_seconds, lambda: self.budget.training_left(s.step_seconds, steps_left),
+                lambda: self.compile_policy.compile(self.model, self.data.train, self.device, [
+                    self.schedule.weights, self.schedule.final_weights], str(self.out / "compiled"), s.epoch))
             self.stop_reason = self._stop_reason()
             if self.stop_reason:
                 break
@@ -154,11 +152,6 @@ class Trainer:
             return float("nan")
         losses, s.epoch_losses = s.epoch_losses, []
         return float(np.mean(losses)) if losses else float("nan")
-
-    def _compile(self) -> None:
-        self.compile_policy.compile(self.model, self.data.train, self.device,
-                                    [self.schedule.weights, self.schedule.final_weights], str(self.out / "compiled"),
-                                    self.state.epoch)
 
     def _maybe_enter_final_stage(self) -> None:
         """At the start of an epoch: the final loss weights and learning rate once the last
@@ -277,10 +270,12 @@ class Trainer:
         model_path = self.out / "model.pt"
         self.dist.barrier()
         if self.dist.is_main:
-            deploy(model_from_checkpoint(load_checkpoint(self.out / "best.pt")), model_path)
+            best = model_from_checkpoint(load_checkpoint(self.out / "best.pt"))
+            deploy(best, model_path)
             self._save("last.pt")  # the time spent validating and deploying counts towards time_limit
             summary = {**s.summary(), "model": str(model_path), "seconds_used": self.budget.seconds_used(),
-                       "stopped_by": stopped_by}
+                       "stopped_by": stopped_by,
+                       **score_test(best.to(self.device), self.data, self.config, self.out / "test.extxyz", self.log)}
             compiled = self.compile_policy.summary()
             if compiled is not None:
                 summary["compiled_step"] = compiled

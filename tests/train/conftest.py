@@ -23,7 +23,7 @@ def write_config(path, cu_files, **overrides):
     options = {
         "train_file": str(train), "valid_file": str(valid),
         "model": {"preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "dtype": "float64"},
-        "max_epochs": 6, "batch_size": 4, "learning_rate": 0.01, "seed": 1,
+        "max_epochs": 6, "batch_size": 4, "learning_rate": 0.01, "seed": 1, "test_fraction": 0.0,
         "output_dir": str(Path(path).parent / "run"), "progress": False, "tensorboard": "off",
     }
     options.update(overrides)

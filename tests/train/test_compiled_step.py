@@ -17,7 +17,7 @@ def _config(cu_files, out, **overrides):
         "train_file": str(train), "valid_file": str(valid),
         "model": {"preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "dtype": "float64"},
         # 40 frames in batches of 3: the last batch is one structure, outside the compiled domain
-        "max_epochs": 3, "batch_size": 3, "learning_rate": 0.01, "seed": 1, "final_stage": 0.34,
+        "max_epochs": 3, "batch_size": 3, "learning_rate": 0.01, "seed": 1, "final_stage": 0.34, "test_fraction": 0.0,
         "output_dir": str(out), "progress": False, "tensorboard": "off",
     }
     options.update(overrides)

@@ -173,3 +173,31 @@ def test_unwritable_output_dir_is_a_clear_error(tmp_path):
     missing = tmp_path / "gone" / "last.pt"  # its folder does not exist (removed under a running job)
     with pytest.raises(OSError, match="cannot write checkpoint .*choose another output_dir"):
         save_checkpoint({"epoch": 1}, missing)
+
+
+def test_a_test_split_is_held_out_and_scored(tmp_path, make_config, cu_files):
+    """test_fraction holds frames out of training and validation, after the validation split (which
+    stays as it was); the deployed model scores them once, and they are written for mlff evaluate."""
+    from mlff.train import load_config, train
+    from mlff.train.prepare import load_datasets
+
+    options = dict(valid_file=None, valid_fraction=0.2, max_epochs=2)
+    plain = load_config(make_config(tmp_path / "plain.yaml", test_fraction=0.0, **options))
+    held = load_config(make_config(tmp_path / "cu.yaml", test_fraction=0.25, **options))
+    train_0, valid_0, test_0 = load_datasets(plain)
+    train_1, valid_1, test_1 = load_datasets(held)
+    assert test_0 == [] and [f.source for f in valid_1] == [f.source for f in valid_0]
+    assert len(valid_1) == 8 and len(test_1) == 8 and len(train_1) == 24
+    assert not {f.source for f in test_1} & {f.source for f in train_1 + valid_1}
+
+    result = train(held)
+    summary = json.loads((result.output_dir / "training_summary.json").read_text())
+    assert summary["test_frames"] == 8
+    assert json.loads((result.output_dir / "dataset_summary.json").read_text())["test"]["frames"] == 8
+    out = tmp_path / "test_eval.json"
+    assert mlff_main(["evaluate", str(result.model_path), str(result.output_dir / "test.extxyz"), "--json", str(out),
+                      "--plots", str(tmp_path / "plots")]) == 0
+    scored = json.loads(out.read_text())
+    assert scored["frames"] == 8
+    for key in ("energy_mae", "forces_mae", "stress_mae"):
+        assert scored[key] == pytest.approx(summary["test_metrics"][key], rel=1e-6), key

@@ -67,7 +67,7 @@ def test_an_element_only_in_validation_data_is_an_error(tmp_path, make_config, c
     frames[3].numbers[0] = 8  # O
     write(tmp_path / "valid.extxyz", frames)
     config = make_config(tmp_path / "cu.yaml", valid_file=str(tmp_path / "valid.extxyz"), max_epochs=1)
-    with pytest.raises(ValueError, match=r"valid.extxyz:3: element\(s\) \['O'\] occur only in the validation data"):
+    with pytest.raises(ValueError, match=r"valid.extxyz:3: element\(s\) \['O'\] occur only in the validation or test data"):
         train(load_config(config))
     listed = make_config(tmp_path / "cu2.yaml", species=["Cu", "O"], max_epochs=1)
     with pytest.raises(ValueError, match=r"species \['O'\] occur in no training frame"):
