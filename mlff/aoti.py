@@ -32,8 +32,9 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import warnings
-from typing import Callable, Dict, Iterable, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 
@@ -115,17 +116,26 @@ def dynamic_dims(*names: str) -> Dict[str, "torch.export.Dim"]:
 
 
 def compile_package(fn: Callable, trace_inputs: Sequence[torch.Tensor], example: Sequence[torch.Tensor],
-                    dynamic_shapes: Tuple, path: str, fix: str) -> None:
+                    dynamic_shapes: Tuple, path: str, fix: str, log: Optional[Callable[[str], None]] = None) -> None:
     """Trace ``fn`` on ``trace_inputs`` (the ``example`` with ``requires_grad`` where gradients are
     taken), export it with ``dynamic_shapes`` (one entry per input: None or {axis: Dim}) on the
     ``example``, and AOT-compile it into the package ``path`` (a ``.pt2``, written atomically).
-    Failures are a :class:`CompileError` that says why and ``fix``."""
+    Failures are a :class:`CompileError` that says why and ``fix``. ``log`` hears each stage as it
+    begins, with the seconds spent so far (compiling takes minutes)."""
     from torch.fx.experimental.proxy_tensor import make_fx
+
+    start = time.perf_counter()
+
+    def stage(text: str) -> None:
+        if log is not None:
+            log(f"  {text} ({time.perf_counter() - start:.0f} s)")
 
     with tracing_settings():
         try:
+            stage("tracing the graph")
             graph = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True,
                             _error_on_data_dependent_ops=True)(*trace_inputs)
+            stage("exporting it with dynamic sizes")
             with torch.no_grad():
                 exported = torch.export.export(graph, tuple(example), dynamic_shapes=dynamic_shapes)
         except Exception as error:  # noqa: BLE001 - tracing and export raise many kinds
@@ -133,6 +143,7 @@ def compile_package(fn: Callable, trace_inputs: Sequence[torch.Tensor], example:
                                f"{str(error).splitlines()[0] if str(error) else ''}); {fix}") from error
         partial = path[:-len(".pt2")] + f".partial{os.getpid()}.pt2"  # processes may compile side by side
         try:
+            stage("generating and compiling C++ (the longest part)")
             with torch.no_grad():
                 torch._inductor.aoti_compile_and_package(exported, package_path=partial)
             os.replace(partial, path)

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -116,7 +116,7 @@ def _example(potential) -> List[torch.Tensor]:
                           torch.tensor(species), r_cut)
 
 
-def compile_package(potential, path: str) -> None:
+def compile_package(potential, path: str, log: Optional[Callable[[str], None]] = None) -> None:
     """Trace, export and AOT-compile ``potential`` (an eval-mode, frozen copy is made) for the CPU
     into the package ``path``, and check it against the model. Needs a C++ compiler (g++), about a
     minute."""
@@ -137,8 +137,10 @@ def compile_package(potential, path: str) -> None:
     d = aoti.dynamic_dims("num_atoms", "num_edges", "num_rows", "max_neighbours")
     aoti.compile_package(entry, example, example, (
         {0: d["num_atoms"]}, {1: d["num_edges"]}, {0: d["num_edges"]}, {0: d["num_atoms"]}, {0: d["num_rows"]},
-        {0: d["num_edges"]}, {0: d["max_neighbours"]}), path, fix)
+        {0: d["num_edges"]}, {0: d["max_neighbours"]}), path, fix, log)
     # the compiled graph must reproduce the model it was traced from
+    if log is not None:
+        log("  checking it against the model")
     compiled = CompiledPotential.from_file(path, float(frozen.r_cut), len(frozen.species))
     n = example[0].shape[0] - _PAD_ATOMS
     got = compiled(example[0][:n], example[1][:, :-4], example[2][:-4], example[3][:n])
@@ -193,7 +195,7 @@ def build_local_package(path: str, module: torch.jit.ScriptModule, metadata, log
     start = time.perf_counter()
     log(f"compiling {name or os.path.basename(path)} for this machine's CPU (once; a few minutes; cached in "
         f"{os.path.dirname(target)})")
-    compile_package(model_from_file(path, tp_backend="fused"), target)
+    compile_package(model_from_file(path, tp_backend="fused"), target, log)
     log(f"compiled in {time.perf_counter() - start:.0f} s")
     return target
 

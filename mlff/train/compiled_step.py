@@ -149,7 +149,7 @@ class CompiledStep:
             dims = aoti.dynamic_dims("atoms", "edges", "rows", "width", "graphs")
             dims["graphs+1"] = dims["graphs"] + 1
             dynamic = [None] * len(names) + [{axis: dims[name]} for _, axis, name in STEP_INPUTS] + [None, None]
-            aoti.compile_package(traced, trace_inputs, inputs, tuple(dynamic), path, "set compile: false")
+            aoti.compile_package(traced, trace_inputs, inputs, tuple(dynamic), path, "set compile: false", log)
             log(f"compiled training step in {time.perf_counter() - start:.0f} s: {path}")
         step.runner = aoti.load_package(path, "the compiled training step", "delete it to compile again, or set compile: false")
         step._check(example, counts, weights[0], kind, delta)

@@ -3,6 +3,8 @@ this machine, never taken from the file unless trusted; the same numbers as the 
 on every kind of structure, and clear behaviour where it does not apply. One compilation (through
 the CLI) is shared by the module."""
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -36,8 +38,23 @@ def files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("compiled")
     plain = mlff.deploy(tiny_model(species=SPECIES, r_cut=4.0), directory / "plain.pt")
     compiled = directory / "compiled.pt"
-    assert cli(["deploy", str(plain), "-o", str(compiled), "--compile"]) == 0
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        assert cli(["deploy", str(plain), "-o", str(compiled), "--compile"]) == 0
+    _SAID.append(said.getvalue())
     return plain, compiled
+
+
+_SAID = []  # what `mlff deploy --compile` printed while it compiled
+
+
+def test_deploy_compile_says_what_it_is_doing(files):
+    """Minutes of compilation are not silent: each stage is announced with the time spent so far."""
+    text = _SAID[0]
+    stages = ["compiling compiled.pt for this machine's CPU", "tracing the graph", "exporting it with dynamic sizes",
+              "generating and compiling C++", "checking it against the model", "compiled in"]
+    positions = [text.find(stage) for stage in stages]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), text
 
 
 def _structures():
