@@ -76,6 +76,16 @@ class SignalCatcher:
         self._previous = {}
 
 
+def stop_message(reason: str, where: str, out, budget: "TimeBudget", signum: Optional[int] = None) -> str:
+    """What the trainer says when a signal or the time limit stops it ``where`` (epoch, step)."""
+    if reason == "signal":
+        return (f"stopped by signal {signum} at {where}; checkpoint {out}/last.pt and the best model so far {out}/model.pt "
+                f"written. Resume with the same command (mlff train <config>, same output_dir)")
+    return (f"time_limit {format_duration(budget.time_limit)} reached at {where} "
+            f"({format_duration(budget.seconds_used())} used); to continue, raise time_limit and run the same "
+            f"command again")
+
+
 class TrainingInterrupted(Exception):
     """Training stopped by a signal after writing its checkpoint; ``exit_code`` is 128 + signal."""
 

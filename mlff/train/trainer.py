@@ -24,7 +24,7 @@ from ..modelfile import deploy
 from ..files import write_json
 from ..model import build_model
 from ..runtime import tune_allocator
-from .budget import SignalCatcher, TimeBudget, TrainingInterrupted, format_duration
+from .budget import SignalCatcher, TimeBudget, TrainingInterrupted, stop_message
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .compile_policy import CompilePolicy
 from ..model.potential import with_edge_layout
@@ -193,16 +193,11 @@ class Trainer:
                 self.log(f"the weights at {where} validate best (loss {loss:.4g}): they are the model")
                 self._save("best.pt")
         if self.stop_reason == "signal":
-            signum = self.signals.received
             self._write_outputs("signal")  # a model.pt of the best weights, as every stop leaves
-            message = (f"stopped by signal {signum} at {where}; checkpoint {self.out / 'last.pt'} and the best "
-                       f"model so far {self.out / 'model.pt'} written. Resume with the same command "
-                       f"(mlff train <config>, same output_dir)")
-            self.log(message)
-            raise TrainingInterrupted(signum, message)
-        self.log(f"time_limit {format_duration(self.budget.time_limit)} reached at {where} "
-                 f"({format_duration(self.budget.seconds_used())} used); to continue, raise time_limit and run the "
-                 f"same command again")
+        message = stop_message(self.stop_reason, where, self.out, self.budget, getattr(self.signals, "received", None))
+        self.log(message)
+        if self.stop_reason == "signal":
+            raise TrainingInterrupted(self.signals.received, message)
 
     def validate(self) -> tuple[float, Dict[str, float]]:
         """Validation loss and metrics of the EMA weights (summed over ranks)."""
