@@ -38,7 +38,7 @@ class ModelConfig:
         vectors, times the cutoff envelope so that the weights still vanish smoothly at ``r_cut``),
         so each pair of elements gets its own radial functions, as in Allegro's two-body
         embedding; on three-element DFT data it lowered the test force error by 7 % at a fixed
-        wall time (docs/training.md). ``False`` (the form of models saved before this option):
+        wall time (docs/benchmarks/2026-11_training_experiments.md). ``False`` (the form of models saved before this option):
         distance only.
     readout_hidden : scalar channels of the per-atom energy head.
     avg_num_neighbors : the neighbour sum is divided by this (set from data by training).

@@ -20,7 +20,7 @@ FINAL_LR_DIVISOR = 5.0      # default final-stage learning rate: learning_rate /
 # auto from ever losing time to it.
 AUTO_COMPILE_SECONDS = 1800.0
 # without a `model` key: the medium preset in float32, more accurate at a fixed wall time than the
-# small preset in float64 (docs/training.md)
+# small preset in float64 (docs/benchmarks/2026-11_training_experiments.md)
 DEFAULT_MODEL = {"preset": "medium", "dtype": "float32"}
 
 
@@ -59,7 +59,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     scheduler: str = "plateau"
     plateau_factor: float = 0.5
-    plateau_patience: int = 50  # epochs; 10 cut the rate to its floor early on small sets (docs/training.md)
+    plateau_patience: int = 50  # epochs; 10 cut the rate to its floor early on small sets (docs/benchmarks/2026-11_training_experiments.md)
     min_learning_rate: float = 1e-6
     ema_decay: float = 0.99
     clip_grad_norm: float = 10.0
@@ -67,7 +67,7 @@ class TrainConfig:
     # loss
     # huber: quadratic up to huber_delta (eV/atom, eV/Å, eV/Å^3), linear beyond, so that large
     # errors (often label noise) pull no harder than typical ones; lower force MAE than mse at a
-    # fixed wall time (docs/training.md, *Species-aware radial functions and the Huber loss*)
+    # fixed wall time (docs/benchmarks/2026-11_training_experiments.md, *Species-aware radial functions and the Huber loss*)
     loss: str = "huber"
     huber_delta: float = 0.01
     energy_weight: float = 1.0
@@ -77,7 +77,7 @@ class TrainConfig:
     # a final stage (MACE's "SWA" stage, NequIP's loss schedules): for the last `final_stage`
     # fraction of max_epochs (or of time_limit), other loss weights and a new learning rate.
     # Unset final values: energy weight x FINAL_ENERGY_FACTOR, learning rate / FINAL_LR_DIVISOR,
-    # the other weights unchanged (measured in docs/training.md; 0 turns the stage off)
+    # the other weights unchanged (measured in docs/benchmarks/2026-11_training_experiments.md; 0 turns the stage off)
     final_stage: float = 0.3
     final_energy_weight: Optional[float] = None
     final_forces_weight: Optional[float] = None

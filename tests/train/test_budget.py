@@ -214,7 +214,7 @@ def test_cosine_schedule_follows_the_time_budget(tmp_path, make_config, env):
 
 
 def test_final_stage_defaults():
-    """On by default (measured in docs/training.md): the last 30 %, energy weight x 20, learning
+    """On by default (measured in docs/benchmarks/2026-11_training_experiments.md): the last 30 %, energy weight x 20, learning
     rate / 5, the other weights unchanged; explicit values win."""
     config = TrainConfig(train_file="x.extxyz", energy_weight=2.0, stress_weight=50.0, learning_rate=0.01)
     assert config.final_stage == 0.3

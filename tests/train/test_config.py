@@ -38,7 +38,7 @@ def test_bad_choice_and_missing_train_file():
 
 def test_default_model_is_the_medium_preset_in_float32():
     """Without `model`, training uses the medium preset in float32 (the best of the presets at a
-    fixed wall time, docs/training.md); a `model` mapping replaces it as a whole."""
+    fixed wall time, docs/benchmarks/2026-11_training_experiments.md); a `model` mapping replaces it as a whole."""
     model = TrainConfig(train_file="x.extxyz").model_config()
     medium = ModelConfig.preset("medium")
     assert (model.num_layers, model.num_features, model.l_max, model.radial_hidden) == (

@@ -1,5 +1,5 @@
 """benchmarks/train_peers.py keeps working: the mlff column on a few frames (the peers need their
-own venvs and are timed by hand, see docs/training.md)."""
+own venvs and are timed by hand, see docs/benchmarks/2026-11_training_experiments.md)."""
 
 import os
 import subprocess
