@@ -3,6 +3,7 @@ ASE and in LAMMPS (one step each; the full demo is `make demo`)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,32 @@ def test_isolated_atom():
     atoms.calc = mlff.MLFFCalculator(MODEL)
     assert np.isfinite(atoms.get_potential_energy())
     assert np.all(atoms.get_forces() == 0)
+
+
+def _lmp(args, cwd):
+    cmd = [os.path.join(os.path.dirname(sys.executable), "lmp"), *args, "-log", "none", "-nocite"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"),
+                          cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize("deck", ["in.nvt", "in.npt", "in.melt_quench"])
+def test_decks_find_the_example_model_from_their_folder_and_the_root(plugin, tmp_path, deck):
+    """Without -var model a deck runs from examples/md and from the repository root, and anywhere
+    else stops with an error that says to pass -var model."""
+    small = ["-var", "reps", "2", "-var", "steps", "10", "-var", "trajectory", str(tmp_path / "t.lammpstrj")]
+    for where in (ROOT / "examples" / "md", ROOT):
+        res = _lmp(["-in", str(ROOT / "examples" / "md" / deck), *small], cwd=where)
+        assert res.returncode == 0 and "Loop time" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
+    res = _lmp(["-in", str(ROOT / "examples" / "md" / deck), *small], cwd=tmp_path)
+    assert res.returncode != 0 and "pass -var model path/to/model.pt" in res.stdout + res.stderr
+
+
+def test_melt_quench_reaches_its_temperatures(plugin, tmp_path):
+    """in.melt_quench does what its header says: the liquid hold averages 2000 K and the final hold
+    300 K (second halves of the holds; 108 atoms, so within the fluctuations of a small box)."""
+    res = _lmp(["-in", str(ROOT / "examples" / "md" / "in.melt_quench"), "-var", "model", str(MODEL),
+                "-var", "reps", "3"], cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    means = {m[0]: float(m[1]) for m in re.findall(r"stage (\w+): mean T (\d+) K", res.stdout)}
+    assert abs(means["hold"] - 2000.0) < 0.1 * 2000.0 and abs(means["cold"] - 300.0) < 0.15 * 300.0, means
+    assert (tmp_path / "melt_quench.lammpstrj").stat().st_size > 0
