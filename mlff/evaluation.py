@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .data import keys
 from .data.readers import Frame
@@ -22,7 +24,10 @@ def predict_frames(model_path, frames: Sequence[Frame], device: str = "cpu") -> 
 
     calc = MLFFCalculator(model_path, device=device)
     predictions = []
-    for frame in frames:
+    # a progress bar on a terminal only (quiet in logs and pipes); thousands of frames take minutes
+    bar = tqdm(frames, desc="evaluating", unit="frame", leave=False, mininterval=0.5,
+               disable=len(frames) < 100 or not sys.stderr.isatty())
+    for frame in bar:
         atoms = frame.atoms.copy()
         atoms.calc = calc
         stress = atoms.get_stress(voigt=False) if atoms.pbc.all() else None
