@@ -7,7 +7,7 @@
 #                                         `make gpu-check-cpu` and tests/test_gpu_check.py run it)
 #   ... --skip tests speed                leave steps out (a rerun of the ones that failed)
 #
-# Results go to $OUT (the device tool brings that folder back) or ./gpu_check_out: gpu_check.json,
+# Results go to $OUT if it is set, else ./gpu_check_out: gpu_check.json,
 # gpu_check.md (summary tables), pytest.log. The steps are in benchmarks/gpu/check.py.
 #
 # On the GPU machine: its python3 (a venv holding CUDA torch, e3nn, numpy, ...) has no ase, vesin,

