@@ -76,6 +76,7 @@ class Potential(nn.Module):
         self.sh = o3.SphericalHarmonics(config.sh_irreps, normalize=True, normalization="component")
         self.radial = RadialEmbedding(config.r_cut, config.num_basis, config.cutoff_p)
         self.radial_species = bool(config.radial_species)
+        self.fused_tp = config.tp_backend == "fused"  # the fused convolution reads a dense edge layout
         radial_inputs = config.num_basis + (2 * num_species if self.radial_species else 0)
 
         # the last layer computes only what the readouts need: scalars for the energy, plus the
@@ -135,7 +136,8 @@ class Potential(nn.Module):
         missing = [k for k in result.missing_keys if not _derived(k)]
         if missing or result.unexpected_keys:
             raise ValueError(f"the weights do not fit the model the config describes (missing {missing}, "
-                             f"unexpected {result.unexpected_keys})")
+                             f"unexpected {result.unexpected_keys}): rebuild with the config and species the "
+                             "weights were trained with")
         return model
 
     @torch.jit.unused
@@ -183,7 +185,7 @@ class Potential(nn.Module):
         layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]] = None
         if keys.DENSE_ROWS_KEY in data and center_hops is None:  # edges given sorted, with their layout
             layout = (data[keys.DENSE_ROWS_KEY], data[keys.DENSE_SLOT_KEY], data[keys.DENSE_WIDTH_KEY].shape[0])
-        elif center_hops is None:  # every layer convolves the same edges: one layout for all
+        elif center_hops is None and self.fused_tp:  # every layer convolves the same edges: one layout for all
             layout = dense_rows(edge_index[0], num_atoms)
 
         attrs, x = self.embed(species)

@@ -40,17 +40,17 @@ def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame], List[F
     Every element keeps a training frame."""
     label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key, config.dipole_key)
     train = read_frames(config.train_file, label_keys, config.reader)
+    elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
     if config.valid_file:
         valid = read_frames(config.valid_file, label_keys, config.reader)
     else:
-        elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
         train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed, elements)
         train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
+        elements = [elements[i] for i in train_idx]
     if config.test_file:
         return train, valid, read_frames(config.test_file, label_keys, config.reader)
     if config.test_fraction <= 0.0 or len(train) < 2:
         return train, valid, []
-    elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
     train_idx, test_idx = split_indices(len(train), config.test_fraction, config.seed + 1, elements)
     return [train[i] for i in train_idx], valid, [train[i] for i in test_idx]
 

@@ -130,11 +130,12 @@ class Trainer:
         bar = progress_bar(len(batches), s.step_in_epoch, f"epoch {s.epoch + 1}/{self.config.max_epochs}",
                            self.config.progress and self.dist.is_main)
         while s.step_in_epoch < len(batches):
-            steps_left = (self.config.max_epochs - s.epoch) * len(batches) - s.step_in_epoch
-            self.compile_policy.maybe_compile(
-                s.step_seconds, lambda: self.budget.training_left(s.step_seconds, steps_left),
-                lambda: self.compile_policy.compile(self.model, self.data.train, self.device, [
-                    self.schedule.weights, self.schedule.final_weights], str(self.out / "compiled"), s.epoch))
+            if not self.compile_policy.decided:
+                steps_left = (self.config.max_epochs - s.epoch) * len(batches) - s.step_in_epoch
+                self.compile_policy.maybe_compile(
+                    s.step_seconds, lambda: self.budget.training_left(s.step_seconds, steps_left),
+                    lambda: self.compile_policy.compile(self.model, self.data.train, self.device, [
+                        self.schedule.weights, self.schedule.final_weights], str(self.out / "compiled"), s.epoch))
             self.stop_reason = self._stop_reason()
             if self.stop_reason:
                 break
