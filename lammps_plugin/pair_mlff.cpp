@@ -72,7 +72,10 @@ PairMLFF::PairMLFF(LAMMPS *lmp) :
   const char *timing_env = std::getenv("MLFF_TIMING");
   timing = timing_env && std::strcmp(timing_env, "0") != 0 && timing_env[0] != '\0';
   const BlasBinding blas = rebind_torch_blas();
-  if (blas.rebound > 0 && comm->me == 0)
+  // an internal detail a user need not see on every run; MLFF_VERBOSE=1 reports it
+  const char *verbose_env = std::getenv("MLFF_VERBOSE");
+  const bool verbose = verbose_env && std::strcmp(verbose_env, "0") != 0 && verbose_env[0] != '\0';
+  if (verbose && blas.rebound > 0 && comm->me == 0)
     utils::logmesg(lmp,
                    "mlff: bound {} of libtorch's BLAS calls (e.g. {}) back to libtorch's own BLAS; LAMMPS's "
                    "reference BLAS had taken them over (MLFF_KEEP_BLAS_BINDING=1 keeps it)\n",

@@ -92,10 +92,14 @@ def test_torch_blas_rebound_inside_lmp(plugin, model_file, tmp_path):
     (2.6x slower models); the plugin binds them back. Same trajectory either way."""
     lmp = os.path.join(os.path.dirname(sys.executable), "lmp")
     deck = DECK.format(plugin="", model=model_file, thermo=10, steps=20)
-    rebound = _lmp([lmp], deck, tmp_path)
+    quiet = _lmp([lmp], deck, tmp_path)
+    assert "BLAS" not in quiet                      # an internal detail: silent unless asked
+    rebound = _lmp([lmp], deck, tmp_path, dict(lammps_env(), OMP_NUM_THREADS="1", MLFF_VERBOSE="1"))
     assert re.search(r"mlff: bound \d+ of libtorch's BLAS calls \(e\.g\. dgemm_\)", rebound)
-    kept = _lmp([lmp], deck, tmp_path, dict(lammps_env(), OMP_NUM_THREADS="1", MLFF_KEEP_BLAS_BINDING="1"))
+    kept = _lmp([lmp], deck, tmp_path, dict(lammps_env(), OMP_NUM_THREADS="1", MLFF_VERBOSE="1",
+                                              MLFF_KEEP_BLAS_BINDING="1"))
     assert "BLAS calls" not in kept
     a, b = _thermo(rebound), _thermo(kept)
     assert a.shape == b.shape == (3, 5)
+    assert np.array_equal(_thermo(quiet), a)
     np.testing.assert_allclose(a, b, rtol=1e-10)
