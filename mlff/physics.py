@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -51,7 +51,7 @@ def _strained(atoms: Atoms, calc, deformation: np.ndarray, relax: bool, fmax: fl
 
 
 def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, relax: bool = True,
-                      fmax: float = 1e-3) -> Dict[str, object]:
+                      fmax: float = 1e-3, step: Callable[[str], None] = lambda what: None) -> Dict[str, object]:
     """Energy per atom against volume per atom for uniform scalings of the cell by up to ``span``
     in volume, and the Birch-Murnaghan fit: ``volume`` (Å^3/atom), ``energy`` (eV/atom), ``bulk_modulus``
     (GPa) and ``lattice_constant`` (Å: the first cell vector's length scaled to the equilibrium, which
@@ -65,6 +65,7 @@ def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, r
         strained = _strained(atoms, calc, np.eye(3) * scale ** (1.0 / 3.0), relax, fmax)
         volumes.append(strained.get_volume() / n)
         energies.append(strained.get_potential_energy() / n)
+        step(f"volume {len(volumes)}/{points}")
     eos = EquationOfState(volumes, energies, eos="birchmurnaghan")
     v0, e0, b = eos.fit()
     if not (min(volumes) <= v0 <= max(volumes)):
@@ -76,7 +77,7 @@ def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, r
 
 
 def cubic_elastic_constants(atoms: Atoms, calc, strain: float = 0.005, relax: bool = True,
-                            fmax: float = 1e-3) -> Dict[str, float]:
+                            fmax: float = 1e-3, step: Callable[[str], None] = lambda what: None) -> Dict[str, float]:
     """C11, C12, C44 (GPa) of a cubic crystal at its given cell, from central differences of the
     stress under +-``strain`` (xx for C11 and C12, yz for C44), ions relaxed at each strain."""
     stresses = {}
@@ -91,6 +92,7 @@ def cubic_elastic_constants(atoms: Atoms, calc, strain: float = 0.005, relax: bo
                 deformation[j, i] += sign * strain
             strained = _strained(atoms, calc, deformation, relax, fmax)
             stresses[name, sign] = strained.get_stress(voigt=False)
+            step(f"strain {'+' if sign > 0 else '-'}{name}")
     d_xx = (stresses["xx", 1.0] - stresses["xx", -1.0]) / (2.0 * strain)
     d_yz = (stresses["yz", 1.0] - stresses["yz", -1.0]) / (2.0 * 2.0 * strain)
     # ASE's stress is +dE/dstrain / V: positive under tension, so sigma = C epsilon
@@ -122,26 +124,38 @@ def phonon_frequencies(atoms: Atoms, calc, points: Sequence[str] = ("G", "X"), s
 
 
 def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequence[str] = (),
-                       relax: bool = True) -> Dict[str, object]:
+                       relax: bool = True, progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, object]:
     """The properties of the module docstring for one crystal (its cell near equilibrium): the
     equation of state, and at the fitted equilibrium the elastic constants (cubic cells) and
-    the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``)."""
+    the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``). ``progress(done, total, what)``
+    is called after each of its relaxations and calculations (a progress bar's hook)."""
     atoms = atoms.copy()
-    eos = equation_of_state(atoms, calc, relax=relax)
+    cell = atoms.cell.array
+    cubic = bool(np.allclose(cell, np.eye(3) * cell[0, 0], atol=1e-6 * cell[0, 0]))
+    points = 9
+    total = points + int(relax) + 4 * int(elastic and cubic) + int(bool(phonons))
+    done = [0]
+
+    def step(what: str) -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total, what)
+
+    eos = equation_of_state(atoms, calc, points=points, relax=relax, step=step)
     scale = (eos["volume"] * len(atoms) / atoms.get_volume()) ** (1.0 / 3.0)
     atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
     atoms.calc = calc
     if relax:
         _relax_ions(atoms, 1e-3, 200)
+        step("relaxed at the equilibrium volume")
     out: Dict[str, object] = {"formula": atoms.get_chemical_formula(), "atoms": len(atoms), **eos}
-    cell = atoms.cell.array
-    cubic = np.allclose(cell, np.eye(3) * cell[0, 0], atol=1e-6 * cell[0, 0])
     if elastic and cubic:
-        out.update(cubic_elastic_constants(atoms, calc, relax=relax))
+        out.update(cubic_elastic_constants(atoms, calc, relax=relax, step=step))
     if phonons:
         if not cubic:
             raise ValueError("phonons at high-symmetry points need the conventional cubic cell")
         out["phonons"] = phonon_frequencies(atoms, calc, phonons)
+        step("phonons")
     return out
 
 

@@ -85,16 +85,13 @@ def test_evaluate_reports_the_tail_and_families(tmp_path, model_file, capsys):
 def test_evaluation_shows_progress_on_a_terminal_only(tmp_path):
     """mlff evaluate of >= 100 frames draws a progress bar on a terminal and stays quiet in a pipe
     (a log file)."""
-    import fcntl
     import os
-    import pty
-    import struct
     import subprocess
     import sys
-    import termios
     from pathlib import Path
 
     from ase.io import read, write
+    from terminal import stderr_on_a_terminal
 
     root = Path(__file__).resolve().parents[1]
     write(tmp_path / "frames.extxyz", read(root / "datasets" / "cu_emt.extxyz", index=":100"))  # the bar's threshold
@@ -103,18 +100,5 @@ def test_evaluation_shows_progress_on_a_terminal_only(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     piped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert piped.returncode == 0 and "evaluating" not in piped.stderr
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, env=env)
-    os.close(slave)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    assert proc.wait(timeout=600) == 0
+    shown = stderr_on_a_terminal(cmd, env)
     assert b"evaluating" in shown and b"frame/s" in shown

@@ -38,6 +38,35 @@ def test_phonons_have_three_acoustic_zeros_at_gamma(emt_cu):
     assert min(x) > 1.0
 
 
+def test_progress_counts_every_calculation():
+    """The progress hook is called once per relaxation or calculation and ends at its total."""
+    calls = []
+    crystal_properties(bulk("Cu", "fcc", a=3.6, cubic=True), EMT(), phonons=("G",),
+                       progress=lambda done, total, what: calls.append((done, total, what)))
+    assert [c[0] for c in calls] == list(range(1, len(calls) + 1))
+    assert {c[1] for c in calls} == {len(calls)} and len(calls) == 9 + 1 + 4 + 1
+    assert calls[0][2] == "volume 1/9" and calls[-1][2] == "phonons"
+    calls.clear()        # no elastic constants for a non-cubic cell, no relaxation when asked
+    crystal_properties(bulk("Cu", "fcc", a=3.6), EMT(), relax=False,
+                       progress=lambda done, total, what: calls.append((done, total, what)))
+    assert len(calls) == calls[-1][1] == 9
+
+
+def test_the_cli_shows_progress_on_a_terminal_only(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from terminal import stderr_on_a_terminal
+
+    cmd = [sys.executable, "-m", "mlff.cli.main", "physics", SHIPPED_CU, "Cu:fcc:3.6", "--reference", "emt"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    piped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert piped.returncode == 0 and "step" not in piped.stderr and "C11" in piped.stdout
+    shown = stderr_on_a_terminal(cmd, env)
+    assert b"Cu:fcc:3.6, model" in shown and b"Cu:fcc:3.6, reference" in shown and b"/14 " in shown
+
+
 def test_a_reference_compared_with_itself_is_exact(emt_cu):
     rows = compare(emt_cu, emt_cu)
     assert set(rows) >= {"lattice_constant", "energy", "bulk_modulus", "C11", "C12", "C44", "phonons G", "phonons X"}

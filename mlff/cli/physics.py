@@ -25,6 +25,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
+def _bar(desc: str):
+    """A progress bar over one crystal's relaxations and calculations, on a terminal only (quiet
+    in logs and pipes): a crystal with its elastic constants and phonons takes tens of seconds."""
+    import sys
+
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(done: int, total: int, what: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=not sys.stderr.isatty())
+        bar.set_postfix_str(what, refresh=False)
+        bar.update(1)
+        if done == total:
+            bar.close()
+
+    return progress
+
+
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
@@ -39,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
     records = []
     for text in args.crystals:
         atoms = parse_crystal(text)
-        ours = crystal_properties(atoms, calc, phonons=phonons, relax=not args.no_relax)
+        ours = crystal_properties(atoms, calc, phonons=phonons, relax=not args.no_relax,
+                                  progress=_bar(f"{text}, model"))
         record = {"crystal": text, "formula": ours["formula"], "model": ours}
         theirs = None
         if reference is not None:
-            theirs = crystal_properties(atoms, reference, phonons=phonons, relax=not args.no_relax)
+            theirs = crystal_properties(atoms, reference, phonons=phonons, relax=not args.no_relax,
+                                        progress=_bar(f"{text}, reference"))
         elif args.reference_values:
             theirs = read_reference(args.reference_values, ours["formula"])
             if theirs is None:
