@@ -1,7 +1,7 @@
 """Training throughput side by side: mlff, MACE and NequIP training models of matched size on the
 same files, each through its own command-line tool, on the same machine, one after the other.
 
-Matched size (as in ../shared/bench): 2 message-passing layers, 64 channels, r_cut 5 Å, 8 Bessel
+Matched size (as in docs/performance.md): 2 message-passing layers, 64 channels, r_cut 5 Å, 8 Bessel
 functions, radial MLP of width 64; mlff and NequIP with l_max 2 and natural parity only, MACE with
 its comparable ``64x0e+64x1o`` hidden irreps, spherical harmonics up to 2 and correlation order 3.
 Energy + force loss, the same batch size and dtype, validation every epoch (all three do that by
@@ -9,7 +9,7 @@ default). Each tool runs twice, for ``--epochs`` and ``2 x --epochs`` epochs: th
 two wall times divided by the extra epochs is the time per epoch without the start-up (imports,
 reading data, neighbour lists), and frames/s = training frames / that time.
 
-Peers live in scratch virtual environments outside the project (see ../shared/bench/README.md):
+Peers live in virtual environments of their own (``pip install mace-torch``, ``pip install nequip``):
 
     python benchmarks/train_peers.py --train train.xyz --valid valid.xyz \\
         --energy-key REF_energy --forces-key REF_forces \\

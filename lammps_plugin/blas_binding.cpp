@@ -5,8 +5,8 @@
    them through its PLT, so the dynamic linker binds those calls to the first definition in the
    process's global scope: LAMMPS's, because `lmp` links liblammps and loads the plugin (and
    libtorch) later. Every float64 matrix product of the model then runs in reference BLAS
-   (measured: a float64 model 2.6x slower in LAMMPS than in Python; float32 uses sgemm_, which
-   LAMMPS lacks). This rewrites libtorch_cpu's GOT slots of exactly those symbols, the ones it
+   (a float64 model runs several times slower in LAMMPS than in Python, docs/lammps.md; float32
+   uses sgemm_, which LAMMPS lacks). This rewrites libtorch_cpu's GOT slots of exactly those symbols, the ones it
    defines itself but that resolve into liblammps, to its own definitions. Python is unaffected
    (torch is loaded first there) and left alone. MLFF_KEEP_BLAS_BINDING=1 opts out. */
 

@@ -14,10 +14,10 @@ from ..options import parse_fields, reject_unknown
 
 FINAL_ENERGY_FACTOR = 20.0  # default final-stage energy weight: energy_weight x this
 FINAL_LR_DIVISOR = 5.0      # default final-stage learning rate: learning_rate / this
-# compile: auto compiles runs with more training time than this left. A compilation took 97 s on an
-# idle 2-core machine (2 threads) but 408 s on one thread sharing 2 cores with two other runs; at the
-# step's measured 1.3-1.7x, a 408 s compilation pays back only after ~18 minutes. 30 minutes keeps
-# auto from ever losing time to it.
+# compile: auto compiles runs with more training time than this left. A compilation takes minutes
+# (more on a loaded machine) and the compiled step is only a fraction faster, so it pays back only
+# over a long run; this threshold keeps auto from losing time to it (figures in
+# docs/benchmarks/2026-11_training_experiments.md).
 AUTO_COMPILE_SECONDS = 1800.0
 # without a `model` key: the medium preset in float32, more accurate at a fixed wall time than the
 # small preset in float64 (docs/benchmarks/2026-11_training_experiments.md)
