@@ -41,7 +41,7 @@ void PairMLFF::evaluate_shell(Graph &g, Result &r)
       (int64_t) atom->nlocal};
   phase_end(UPLOAD);
   // run the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
-  // more intermediates alive and is no faster for this model (see docs/performance.md)
+  // more intermediates alive and is no faster for this model (see docs/benchmarks/2026-11_performance.md)
   torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
   const auto out = model->module.forward(inputs).toGenericDict();
   phase_end(MODEL);

@@ -124,7 +124,8 @@ def phonon_frequencies(atoms: Atoms, calc, points: Sequence[str] = ("G", "X"), s
 
 
 def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequence[str] = (),
-                       relax: bool = True, progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, object]:
+                       relax: bool = True,
+                       progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, object]:
     """The properties of the module docstring for one crystal (its cell near equilibrium): the
     equation of state, and at the fitted equilibrium the elastic constants (cubic cells) and
     the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``). ``progress(done, total, what)``

@@ -5,7 +5,7 @@ per-edge tensors. glibc's ``malloc`` serves blocks above ``M_MMAP_THRESHOLD`` wi
 ``mmap`` pages and returns them on ``free``, so every call pays one page fault per 4 KiB on first
 touch: a large multiply into a fresh buffer takes several times as long as into a reused one,
 and a float64 model of a thousand atoms can spend most of its time faulting (figures in
-docs/performance.md). Keeping freed memory in the heap (``M_MMAP_MAX = 0``, and
+docs/benchmarks/2026-11_performance.md). Keeping freed memory in the heap (``M_MMAP_MAX = 0``, and
 ``M_TRIM_THRESHOLD = -1``: no trimming, since a large system frees gigabytes at the end of each
 call and a finite threshold would hand them back only to fault them in again) lets the next call
 reuse the same pages. The cost: the process keeps its

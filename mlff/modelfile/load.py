@@ -155,7 +155,7 @@ class DeployedModel:
         if "dipole" in self.metadata.outputs:  # only a dipole head uses the total charge
             args.append(float(total_charge))
         # the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
-        # more intermediates alive (peak memory +60 %) and is no faster (docs/performance.md)
+        # more intermediates alive (peak memory +60 %) and is no faster (docs/benchmarks/2026-11_performance.md)
         with torch.jit.optimized_execution(False):
             return self.module(*args)
 
@@ -237,7 +237,7 @@ def load(path: str | os.PathLike, device: str = "cpu", compiled: bool | str = "a
     copy is built on this machine (docs/trust.md).
 
     ``compiled``: the AOTInductor copy of the model, with half the memory, faster than TorchScript
-    up to ~1000 atoms and level beyond (docs/performance.md), run for calls without ghost atoms.
+    up to ~1000 atoms and level beyond (docs/benchmarks/2026-11_performance.md), run for calls without ghost atoms.
     It is compiled here from the file's weights the first time (a few minutes, needs g++) and
     cached per user (:mod:`mlff.aoti`).
     ``"auto"`` (default) uses it for files exported with ``mlff deploy --compile`` when it can run
