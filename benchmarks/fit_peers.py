@@ -72,6 +72,64 @@ np.savez(out, energy=np.array(E), forces=np.concatenate(F), stress=np.array(S), 
 """
 
 
+# each tool's fitted potential through mlff.physics (which needs only ASE and NumPy), in the tool's venv
+PHYSICS = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+torch.set_num_threads(1)
+from mlff.physics import crystal_properties, parse_crystal
+tool, model, out = sys.argv[2:5]
+if tool == "mace":
+    from mace.calculators import MACECalculator
+    calc = MACECalculator(model_paths=model, device="cpu", default_dtype="float64")
+elif tool == "nequip":
+    from nequip.integrations.ase import NequIPCalculator
+    calc = NequIPCalculator._from_saved_model(model, device="cpu", chemical_species_to_atom_type_map=True)
+else:
+    from mlff import MLFFCalculator
+    calc = MLFFCalculator(model)
+records = {}
+for text in sys.argv[5:]:
+    try:
+        records[text] = crystal_properties(parse_crystal(text), calc)
+    except ValueError as error:   # e.g. the minimum outside the scanned volumes
+        records[text] = {"error": str(error)}
+json.dump(records, open(out, "w"))
+"""
+
+
+def physics_of(tool, python, model, work, crystals):
+    """``mlff.physics.crystal_properties`` of each crystal with the tool's fitted potential."""
+    out = work / f"{tool}_physics.json"
+    subprocess.run([python, "-c", PHYSICS, str(Path(__file__).resolve().parents[1]), tool, str(model), str(out)]
+                   + list(crystals), check=True, env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def physics_row(records, reference_path):
+    """Errors against the reference file: each crystal's a0 and B (relative), energy (meV/atom),
+    elastic constants where the reference has them, and the phases' energies above the lowest."""
+    from mlff.physics import compare, phase_energies, read_reference
+
+    row, for_phases = {}, []
+    for text, ours in records.items():
+        if "error" in ours:
+            row[text] = ours["error"]
+            continue
+        theirs = read_reference(reference_path, ours["formula"])
+        if theirs is None:
+            continue
+        comparison = compare(ours, theirs)
+        row[text] = {key: (value["relative"] if value.get("relative") is not None else value["difference"])
+                     for key, value in comparison.items()}
+        for_phases.append({"crystal": text, "formula": ours["formula"], "model": ours, "reference": theirs,
+                           "comparison": comparison})
+    row["phases"] = phase_energies(for_phases)
+    return row
+
+
 def seconds(budget: str) -> float:
     from mlff.train.budget import parse_duration
 
@@ -204,10 +262,13 @@ def main():
     parser.add_argument("--tools", default="mlff,nequip,mace",
                         help="which to run, in this order (mlff_defaults: mlff with no model options at all)")
     parser.add_argument("--workdir")
+    parser.add_argument("--reference-values", help="physical reference (the JSON `mlff physics` reads): "
+                        "compare each tool's crystals (--crystals) with it")
+    parser.add_argument("--crystals", nargs="+", default=[], help="as `mlff physics` takes them, e.g. Al:fcc:4.04")
     args = parser.parse_args()
 
     from mlff.data.readers import LabelKeys, read_frames
-    from mlff.evaluation import error_metrics, predict_frames
+    from mlff.evaluation import error_breakdown, error_metrics, predict_frames
 
     frames = read(args.data, ":")
     train, valid, test = split_frames(frames, args.test, args.valid)
@@ -250,7 +311,8 @@ def main():
     for thread in threads:
         thread.join()
 
-    header = f"{'tool':<14}{'best epoch':>11}{'E MAE meV/at':>14}{'F MAE meV/Å':>13}{'S MAE meV/Å3':>14}{'wall s':>8}"
+    header = (f"{'tool':<14}{'best epoch':>11}{'E MAE meV/at':>14}{'tail E MAE':>12}{'tail bias':>11}"
+              f"{'F MAE meV/Å':>13}{'S MAE meV/Å3':>14}{'wall s':>8}")
     print(header)
     print("-" * len(header))
     table = {}
@@ -261,16 +323,28 @@ def main():
             continue
         model, epochs, wall = result
         if tool.startswith("mlff"):
+            python = sys.executable
             predictions = predict_frames(str(model), test_frames)
         else:
             python = os.path.join(os.path.dirname(getattr(args, tool)), "python")
             epoch, predictions = predict_peer(tool, python, model, work)
             epochs = epochs if epoch < 0 else epoch + 1  # lightning counts from 0
         metrics = error_metrics(test_frames, predictions)
-        table[tool] = {"best_epoch": epochs, "wall_s": wall, **metrics}
+        tail = error_breakdown(test_frames, predictions)["tail"]  # the lowest-energy 10 % of the test frames
+        table[tool] = {"best_epoch": epochs, "wall_s": wall, **metrics, "tail": tail}
+        if args.crystals:
+            table[tool]["physics"] = physics_of("mlff" if tool.startswith("mlff") else tool, python, model, work,
+                                                args.crystals)
+            if args.reference_values:
+                table[tool]["physics_errors"] = physics_row(table[tool]["physics"], args.reference_values)
         print(f"{tool:<14}{epochs if epochs is not None else '-':>11}{metrics['energy_mae']:>14.1f}"
+              f"{tail['energy_mae']:>12.1f}{tail['energy_mean_error']:>+11.1f}"
               f"{metrics['forces_mae']:>13.1f}{metrics.get('stress_mae', float('nan')):>14.2f}{wall:>8.0f}",
               flush=True)
+    for tool, row in table.items():
+        if "physics_errors" in row:
+            print(f"{tool} physics against {args.reference_values} (relative errors; energies in meV/atom): "
+                  + json.dumps(row["physics_errors"]))
     (work / "results.json").write_text(json.dumps(table, indent=2))
 
 

@@ -198,11 +198,13 @@ class FusedEdgeTensorProduct(nn.Module):
                 weighted = x_j * w.reshape(-1, 1, num_paths, mul)  # [E, d1, paths, mul]
                 a = _to_dense(weighted.reshape(-1, d1 * num_paths * mul), slot, num_slots)
                 m = _to_dense(coupling, slot, num_slots)
-                full = torch.bmm(a.reshape(num_rows, k_max * d1, num_paths * mul).transpose(1, 2),
-                                 m.reshape(num_rows, k_max * d1, width))
-                full = full.reshape(num_rows, num_paths, mul, width)
+                # as m^T a: the large operand ``a`` keeps its layout, so the backward's gradient of
+                # ``a`` comes out in it too (a compiled backward then gathers contiguous rows)
+                full = torch.bmm(m.reshape(num_rows, k_max * d1, width).transpose(1, 2),
+                                 a.reshape(num_rows, k_max * d1, num_paths * mul))  # [R, width, paths*mul]
+                full = full.reshape(num_rows, width, num_paths, mul)
                 for q in range(num_paths):
                     col, dim = self.path_col[first + q], self.path_dim[first + q]
-                    pieces.append(full[:, q, :, col:col + dim])
+                    pieces.append(full[:, col:col + dim, q, :].transpose(1, 2))
         dense_out = torch.cat([pieces[p].reshape(num_rows, -1) for p in self.output_order], dim=1)
         return _to_dense(dense_out, rows, num_out)

@@ -53,6 +53,13 @@ STEP_INPUTS = (
 )
 
 
+# Concatenations become real buffers instead of being fused into their readers: fused, every read of
+# the convolution's neighbour gather (and of its recomputation in the backward) evaluates a masked,
+# per-element index into the pieces; realised, it reads one contiguous row (a compiled step on small
+# cells about 15 % faster)
+INDUCTOR_CONFIGS = {"max_pointwise_cat_inputs": 1, "max_complex_pointwise_cat_inputs": 1}
+
+
 def _sizes(batch: Dict[str, torch.Tensor]) -> Dict[str, int]:
     """The batch's dynamic dimensions: atoms, edges, rows, width (neighbours per centre), graphs."""
     return {name: int(batch[key].shape[axis]) for key, axis, name in STEP_INPUTS if name != "graphs+1"}
@@ -149,7 +156,8 @@ class CompiledStep:
             dims = aoti.dynamic_dims("atoms", "edges", "rows", "width", "graphs")
             dims["graphs+1"] = dims["graphs"] + 1
             dynamic = [None] * len(names) + [{axis: dims[name]} for _, axis, name in STEP_INPUTS] + [None, None]
-            aoti.compile_package(traced, trace_inputs, inputs, tuple(dynamic), path, "set compile: false", log)
+            aoti.compile_package(traced, trace_inputs, inputs, tuple(dynamic), path, "set compile: false", log,
+                                 inductor_configs=INDUCTOR_CONFIGS)
             log(f"compiled training step in {time.perf_counter() - start:.0f} s: {path}")
         step.runner = aoti.load_package(path, "the compiled training step", "delete it to compile again, or set compile: false")
         step._check(example, counts, weights[0], kind, delta)

@@ -15,10 +15,9 @@ from ..options import parse_fields, reject_unknown
 FINAL_ENERGY_FACTOR = 20.0  # default final-stage energy weight: energy_weight x this
 FINAL_LR_DIVISOR = 5.0      # default final-stage learning rate: learning_rate / this
 # compile: auto compiles runs with more training time than this left. A compilation takes minutes
-# (more on a loaded machine) and the compiled step is only a fraction faster, so it pays back only
-# over a long run; this threshold keeps auto from losing time to it (figures in
-# docs/benchmarks/2026-11_training_experiments.md).
-AUTO_COMPILE_SECONDS = 1800.0
+# (more on a loaded machine); a step about twice as fast pays it back when it takes less than half
+# the time left, so 15 minutes leaves room for a slow compilation (figures in docs/training.md).
+AUTO_COMPILE_SECONDS = 900.0
 # without a `model` key: the medium preset in float32, more accurate at a fixed wall time than the
 # small preset in float64 (docs/benchmarks/2026-11_training_experiments.md)
 DEFAULT_MODEL = {"preset": "medium", "dtype": "float32"}

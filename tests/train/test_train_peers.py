@@ -1,6 +1,7 @@
 """benchmarks/train_peers.py keeps working: the mlff column on a few frames (the peers need their
 own venvs and are timed by hand, see docs/benchmarks/2026-11_training_experiments.md)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -34,14 +35,19 @@ def test_fit_peers_scores_mlff(tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "fit_peers.py"), "--data",
          os.path.join(ROOT, "datasets", "almgsi_gpaw.extxyz"), "--budget", "8s", "--test", "5", "--valid", "4",
-         "--tools", "mlff_defaults", "--parallel", "1", "--workdir", str(tmp_path)],
+         "--tools", "mlff_defaults", "--parallel", "1", "--workdir", str(tmp_path),
+         "--crystals", "Al:fcc:4.04", "--reference-values", os.path.join(ROOT, "datasets", "al_gpaw_reference.json")],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    row = [line for line in result.stdout.splitlines() if line.startswith("mlff_defaults")]
+    row = [line for line in result.stdout.splitlines() if line.startswith("mlff_defaults") and "physics" not in line]
     assert len(row) == 1 and "failed" not in row[0], result.stdout
-    best_epoch, energy, forces, stress = (float(v) for v in row[0].split()[1:5])
-    assert best_epoch >= 0 and all(0.0 < v < 1e4 for v in (energy, forces, stress))
+    best_epoch, energy, tail, bias, forces, stress = (float(v) for v in row[0].split()[1:7])
+    assert best_epoch >= 0 and all(0.0 < v < 1e4 for v in (energy, tail, forces, stress)) and abs(bias) <= tail
     assert len(read(tmp_path / "test.extxyz", ":")) == 5 and len(read(tmp_path / "train.extxyz", ":")) == 291
+    # the fitted potential's crystal through mlff.physics, against the reference file
+    results = json.loads((tmp_path / "results.json").read_text())["mlff_defaults"]
+    assert "Al:fcc:4.04" in results["physics"] and "Al:fcc:4.04" in results["physics_errors"]
+    assert "mlff_defaults physics against" in result.stdout
 
 
 def test_label_noise_compares_two_labellings(tmp_path):
