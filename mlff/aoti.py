@@ -116,14 +116,12 @@ def dynamic_dims(*names: str) -> Dict[str, "torch.export.Dim"]:
 
 
 def compile_package(fn: Callable, trace_inputs: Sequence[torch.Tensor], example: Sequence[torch.Tensor],
-                    dynamic_shapes: Tuple, path: str, fix: str, log: Optional[Callable[[str], None]] = None,
-                    inductor_configs: Optional[Dict[str, object]] = None) -> None:
+                    dynamic_shapes: Tuple, path: str, fix: str, log: Optional[Callable[[str], None]] = None) -> None:
     """Trace ``fn`` on ``trace_inputs`` (the ``example`` with ``requires_grad`` where gradients are
     taken), export it with ``dynamic_shapes`` (one entry per input: None or {axis: Dim}) on the
     ``example``, and AOT-compile it into the package ``path`` (a ``.pt2``, written atomically).
     Failures are a :class:`CompileError` that says why and ``fix``. ``log`` hears each stage as it
-    begins, with the seconds spent so far (compiling takes minutes). ``inductor_configs``: Inductor
-    options for this compilation."""
+    begins, with the seconds spent so far (compiling takes minutes)."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     start = time.perf_counter()
@@ -147,8 +145,7 @@ def compile_package(fn: Callable, trace_inputs: Sequence[torch.Tensor], example:
         try:
             stage("generating and compiling C++ (the longest part)")
             with torch.no_grad():
-                torch._inductor.aoti_compile_and_package(exported, package_path=partial,
-                                                         inductor_configs=dict(inductor_configs or {}))
+                torch._inductor.aoti_compile_and_package(exported, package_path=partial)
             os.replace(partial, path)
         except Exception as error:  # noqa: BLE001 - Inductor raises many kinds
             hint = "" if shutil.which("g++") or shutil.which("c++") else "no C++ compiler (g++) is on PATH; "

@@ -12,7 +12,7 @@ all, the way ``mlff deploy --compile`` traces energy and forces (:mod:`mlff.mode
    trainable weight out;
 2. ``torch.export`` with the numbers of atoms, edges, centre rows, neighbours per centre and
    structures as dynamic dimensions (each >= 2: a compiled graph specialises sizes 0 and 1);
-3. AOTInductor compiles it to a C++ library, once per run (1.5-7 minutes here, by threads and load), cached in
+3. AOTInductor compiles it to a C++ library, once per run (minutes; figures in docs/training.md), cached in
    ``<output_dir>/compiled/`` under a key of everything it depends on (model, loss terms, code,
    torch version, CPU instruction set, thread count), so a resumed run on the same kind of node
    with the same threads reuses it.
@@ -51,13 +51,6 @@ STEP_INPUTS = (
     (keys.REF_ENERGY_KEY, 0, "graphs"), (keys.REF_FORCES_KEY, 0, "atoms"), (keys.CELL_KEY, 0, "graphs"),
     (keys.REF_STRESS_KEY, 0, "graphs"), (keys.HAS_STRESS_KEY, 0, "graphs"),
 )
-
-
-# Concatenations become real buffers instead of being fused into their readers: fused, every read of
-# the convolution's neighbour gather (and of its recomputation in the backward) evaluates a masked,
-# per-element index into the pieces; realised, it reads one contiguous row (a compiled step on small
-# cells about 15 % faster)
-INDUCTOR_CONFIGS = {"max_pointwise_cat_inputs": 1, "max_complex_pointwise_cat_inputs": 1}
 
 
 def _sizes(batch: Dict[str, torch.Tensor]) -> Dict[str, int]:
@@ -156,8 +149,7 @@ class CompiledStep:
             dims = aoti.dynamic_dims("atoms", "edges", "rows", "width", "graphs")
             dims["graphs+1"] = dims["graphs"] + 1
             dynamic = [None] * len(names) + [{axis: dims[name]} for _, axis, name in STEP_INPUTS] + [None, None]
-            aoti.compile_package(traced, trace_inputs, inputs, tuple(dynamic), path, "set compile: false", log,
-                                 inductor_configs=INDUCTOR_CONFIGS)
+            aoti.compile_package(traced, trace_inputs, inputs, tuple(dynamic), path, "set compile: false", log)
             log(f"compiled training step in {time.perf_counter() - start:.0f} s: {path}")
         step.runner = aoti.load_package(path, "the compiled training step", "delete it to compile again, or set compile: false")
         step._check(example, counts, weights[0], kind, delta)
