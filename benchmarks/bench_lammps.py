@@ -6,9 +6,12 @@ same structure (the model does the same work in both; LAMMPS adds ghost atoms, n
 integration and communication). Each rank runs ``--threads`` threads (default 1, so that 2 ranks
 use the 2 cores of this machine; 4 ranks oversubscribe them); the bare model and ASE use the same
 number of threads as one rank. Parallel efficiency: ``t(1 rank) / (ranks * t(ranks))``, per mode.
+``--committee 3 --committee-every 10`` adds, for each LAMMPS row, the same run with a committee of
+3 models (the others: the same architecture, other seeds) evaluated every 10 steps, and its cost
+against one model.
 
     python benchmarks/bench_lammps.py [--sizes 1000 8000 32000] [--ranks 1 2 4] [--steps 10]
-        [--modes exchange shell] [--model model.pt]
+        [--modes exchange shell] [--model model.pt] [--committee 3 --committee-every 10]
 """
 
 import argparse
@@ -30,7 +33,7 @@ region box block 0 {a} 0 {b} 0 {c}
 create_box 1 box
 create_atoms 1 box
 mass 1 63.546
-pair_style mlff halo {halo}
+pair_style mlff halo {halo}{extra}
 pair_coeff * * {model} Cu
 velocity all create 300.0 1 mom yes rot yes
 fix integrate all nve
@@ -81,12 +84,13 @@ def ase_md(model_path, reps, steps, threads):
     return (time.perf_counter() - start) / steps
 
 
-def lammps_md(model_path, reps, steps, ranks, threads, workdir, halo="exchange"):
+def lammps_md(model_path, reps, steps, ranks, threads, workdir, halo="exchange", extra=""):
     from mlff.lammps.mpi import lammps_env
 
     deck = os.path.join(workdir, f"in.bench{ranks}")
     with open(deck, "w") as handle:
-        handle.write(DECK.format(a=reps[0], b=reps[1], c=reps[2], model=model_path, steps=steps, halo=halo))
+        handle.write(DECK.format(a=reps[0], b=reps[1], c=reps[2], model=model_path, steps=steps, halo=halo,
+                                    extra=extra))
     bindir = os.path.dirname(sys.executable)
     cmd = [os.path.join(bindir, "lmp"), "-in", deck, "-log", "none"]
     if ranks > 1:
@@ -109,7 +113,11 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="threads per rank (and for the bare model)")
     parser.add_argument("--no-ase", action="store_true", help="skip the ASE MD row")
     parser.add_argument("--model", help="model file (default: a fresh `small` Cu model, r_cut 4.5, float32)")
+    parser.add_argument("--committee", type=int, default=1, help="> 1: also time a committee of this many models")
+    parser.add_argument("--committee-every", type=int, default=10, help="steps between committee evaluations")
     args = parser.parse_args()
+    if args.committee > 1 and args.model:
+        parser.error("--committee builds its members from the default model's config: leave out --model")
 
     import mlff
 
@@ -118,6 +126,10 @@ def main():
         if model_path is None:
             model = mlff.build_model(mlff.ModelConfig.preset("small", r_cut=4.5, dtype="float32"), ["Cu"], seed=0)
             model_path = mlff.deploy(model, os.path.join(workdir, "model.pt"))
+        members = [model_path]
+        for seed in range(1, args.committee):
+            other = mlff.build_model(mlff.ModelConfig.preset("small", r_cut=4.5, dtype="float32"), ["Cu"], seed=seed)
+            members.append(mlff.deploy(other, os.path.join(workdir, f"member{seed}.pt")))
         meta = mlff.read_metadata(model_path)
         print(f"model: {model_path} ({meta.config.get('num_layers')} layers, {meta.config.get('num_features')} "
               f"features, l_max {meta.config.get('l_max')}, r_cut {meta.r_cut} Å, {meta.dtype}); "
@@ -148,6 +160,12 @@ def main():
                     name = f"LAMMPS {halo} {ranks} rank{'s' if ranks > 1 else ''}"
                     print(f"{n:>6} {name:<26}{1e3 * seconds:>10.1f}{n / seconds:>14.0f}{seconds / bare:>15.2f}"
                           f"{efficiency}", flush=True)
+                    if len(members) > 1:
+                        with_committee = lammps_md(" ".join(members), reps, args.steps, ranks, args.threads, workdir,
+                                                   halo, f" committee_every {args.committee_every}")
+                        name = f"+ committee of {len(members)}/{args.committee_every}"
+                        print(f"{n:>6} {name:<26}{1e3 * with_committee:>10.1f}{n / with_committee:>14.0f}"
+                              f"{with_committee / bare:>15.2f}   {with_committee / seconds:.2f}x one model", flush=True)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,9 @@ PairMLFF::PairMLFF(LAMMPS *lmp) :
   ghostneigh = 1;                  // halo shell: message passing needs the ghosts' neighbours
   no_virial_fdotr_compute = 1;     // the model returns the exact virial
   centroidstressflag = CENTROID_AVAIL;
+  nextra = NDEVIATIONS;            // the committee's spread, for compute pair
+  pvector = new double[nextra];
+  for (int k = 0; k < nextra; k++) pvector[k] = 0.0;
   tune_allocator();
   const char *timing_env = std::getenv("MLFF_TIMING");
   timing = timing_env && std::strcmp(timing_env, "0") != 0 && timing_env[0] != '\0';
@@ -84,6 +87,8 @@ PairMLFF::PairMLFF(LAMMPS *lmp) :
 
 PairMLFF::~PairMLFF()
 {
+  delete[] pvector;
+  if (out_file) fclose(out_file);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -102,21 +107,39 @@ void PairMLFF::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-static const char *USAGE = "pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell]";
+static const char *USAGE = "pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell] "
+                            "[committee_every N] [relative L] [out_file FILE]";
 
-// pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell]
 void PairMLFF::settings(int narg, char **arg)
 {
   device_request = "cpu";
   halo_request = "auto";
   min_distance = 0.6;
+  committee_every = 1;
+  relative_level = 1.0;
+  out_path.clear();
+  if (out_file) {    // a new pair_style command: a new out_file (or none)
+    fclose(out_file);
+    out_file = nullptr;
+  }
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
-    if (key != "device" && key != "min_distance" && key != "halo")
+    if (key != "device" && key != "min_distance" && key != "halo" && key != "committee_every" &&
+        key != "relative" && key != "out_file")
       error->all(FLERR, "Unknown pair_style mlff keyword '{}': use {}", key, USAGE);
     if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: '{}' needs a value ({})", key, USAGE);
     const std::string value = arg[iarg + 1];
-    if (key == "min_distance") {
+    if (key == "committee_every") {
+      committee_every = utils::inumeric(FLERR, value, false, lmp);
+      if (committee_every < 1)
+        error->all(FLERR, "pair_style mlff: committee_every must be >= 1 (steps between committee evaluations)");
+    } else if (key == "relative") {
+      relative_level = utils::numeric(FLERR, value, false, lmp);
+      if (relative_level <= 0.0)
+        error->all(FLERR, "pair_style mlff: relative must be > 0 (eV/Å, added to the force norm)");
+    } else if (key == "out_file") {
+      out_path = value;
+    } else if (key == "min_distance") {
       min_distance = utils::numeric(FLERR, value, false, lmp);
       if (min_distance < 0.0) error->all(FLERR, "pair_style mlff: min_distance must be >= 0 (Å)");
     } else if (key == "halo") {
@@ -145,7 +168,7 @@ static std::vector<int64_t> nonfinite_rows(const torch::Tensor &forces, int64_t 
   return rows;
 }
 
-// pair_coeff * * model.pt Elem1 Elem2 ... (one element per atom type)
+// pair_coeff * * model.pt [more.pt ...] Elem1 Elem2 ... (model files, then one element per atom type)
 void PairMLFF::coeff(int narg, char **arg)
 {
   if (!allocated) allocate();
@@ -153,22 +176,36 @@ void PairMLFF::coeff(int narg, char **arg)
   if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_style mlff needs: pair_coeff * * model.pt <one element per atom type ({} types)>",
                ntypes);
-  if (narg != 3 + ntypes)
+  const int nmodels = narg - 2 - ntypes;
+  if (nmodels < 1)
     error->all(FLERR,
                "pair_coeff * * {} lists {} element(s) but the box has {} atom type(s): give exactly one "
                "element symbol per atom type, in type order",
                arg[2], narg - 3, ntypes);
-  load_model(arg[2]);
-  map_types(&arg[3], ntypes);
+  model = load_model(arg[2]);
+  r_cut = model->r_cut;
+  num_layers = model->num_layers;
+  committee.clear();
+  for (int k = 1; k < nmodels; k++) {
+    committee.push_back(load_model(arg[2 + k]));
+    check_member(*committee.back());
+    num_layers = std::max(num_layers, committee.back()->num_layers);
+  }
+  if (!committee.empty() && comm->me == 0)
+    utils::logmesg(lmp, "mlff: committee of {} models: {} drives the dynamics; the others run every {} step(s)\n",
+                   nmodels, model->path, committee_every);
+  map_types(&arg[2 + nmodels], ntypes);
   for (int i = 1; i <= ntypes; i++)
     for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
 }
 
-void PairMLFF::load_model(const std::string &path)
+std::unique_ptr<PairMLFF::Model> PairMLFF::load_model(const std::string &path)
 {
   if (!std::ifstream(path).good())
-    error->all(FLERR, "mlff model file '{}' not found or not readable: check the path given to pair_coeff",
-               path);
+    error->all(FLERR,
+               "mlff model file '{}' not found or not readable: check the path given to pair_coeff (pair_coeff "
+               "* * model.pt [more model files for a committee], then one element per atom type: the box has {})",
+               path, atom->ntypes);
 
   torch::Device device(torch::kCPU);
   if (device_request != "cpu") {
@@ -230,13 +267,26 @@ void PairMLFF::load_model(const std::string &path)
   if (loaded->has_halo) loaded->feature_dim = (int) loaded->module.run_method("halo_feature_dim").toInt();
   std::istringstream species(extra["species"]);
   for (std::string s; species >> s;) loaded->species.push_back(s);
-  r_cut = utils::numeric(FLERR, extra["r_cut"], false, lmp);
-  num_layers = utils::inumeric(FLERR, extra["num_layers"], false, lmp);
-  model = std::move(loaded);
+  loaded->r_cut = utils::numeric(FLERR, extra["r_cut"], false, lmp);
+  loaded->num_layers = utils::inumeric(FLERR, extra["num_layers"], false, lmp);
 
   if (comm->me == 0)
     utils::logmesg(lmp, "mlff: loaded {} (mlff {}, {} internally, r_cut {} Å, {} layers) on {}\n", path,
-                   extra["mlff_version"], extra["dtype"], r_cut, num_layers, device.str());
+                   extra["mlff_version"], extra["dtype"], loaded->r_cut, loaded->num_layers, device.str());
+  return loaded;
+}
+
+/* A committee shares one graph: its members need the first model's species (in its order) and cutoff. */
+void PairMLFF::check_member(const Model &member)
+{
+  std::string first, other;
+  for (const auto &s : model->species) first += " " + s;
+  for (const auto &s : member.species) other += " " + s;
+  if (member.species != model->species || member.r_cut != model->r_cut)
+    error->all(FLERR,
+               "pair_coeff: committee member '{}' has species{} and r_cut {} Å, but '{}' has species{} and r_cut "
+               "{} Å: a committee needs models of the same species and cutoff (e.g. trained with different seeds)",
+               member.path, other, member.r_cut, model->path, first, model->r_cut);
 }
 
 void PairMLFF::map_types(char **elements, int ntypes)
@@ -274,17 +324,36 @@ void PairMLFF::init_style()
 
   // halo exchange (one cutoff of ghosts, features exchanged after each layer) where the model file
   // has it; halo shell (num_layers cutoffs of ghosts, recomputed) otherwise or on request
-  if (halo_request == "exchange" && !model->has_halo)
-    error->all(FLERR,
-               "pair_style mlff halo exchange: '{}' cannot run layer by layer (its capabilities lack "
-               "halo_exchange: an older mlff wrote it); re-export it (mlff deploy {} -o new.pt) or use "
-               "'halo shell'",
-               model->path, model->path);
-  exchange = model->has_halo && halo_request != "shell";
+  bool all_halo = true;
+  comm_width = std::max(model->feature_dim, 1);
+  for (const auto *m : members()) {
+    if (halo_request == "exchange" && !m->has_halo)
+      error->all(FLERR,
+                 "pair_style mlff halo exchange: '{}' cannot run layer by layer (its capabilities lack "
+                 "halo_exchange: an older mlff wrote it); re-export it (mlff deploy {} -o new.pt) or use "
+                 "'halo shell'",
+                 m->path, m->path);
+    all_halo = all_halo && m->has_halo;
+    comm_width = std::max(comm_width, m->feature_dim);
+  }
+  exchange = all_halo && halo_request != "shell";
+  // the committee's forces on ghosts go home in one reverse comm: 3 values per member
+  const int committee_width = committee.empty() ? 0 : 3 * (int) (committee.size() + 1);
+  if (!out_path.empty() && !out_file && comm->me == 0) {
+    out_file = fopen(out_path.c_str(), "w");
+    if (!out_file)
+      error->one(FLERR, "pair_style mlff: cannot write out_file '{}': check the folder exists and is writable",
+                 out_path);
+    fprintf(out_file, "# step max_devi_f min_devi_f avg_devi_f devi_e max_devi_f_relative "
+                      "(eV/Å, eV/Å, eV/Å, eV, 1; relative = deviation / (|mean force| + %g eV/Å))\n",
+            relative_level);
+    fflush(out_file);
+  }
   if (exchange) {
     ghostneigh = 0;
-    comm_width = std::max(model->feature_dim, 1);
-    comm_forward = comm_reverse = std::max(comm_width, 2);    // update_owners sends (rank, index)
+    comm_forward = std::max(comm_width, 2);    // update_owners sends (rank, index)
+    comm_reverse = std::max(comm_forward, committee_width);
+    share_comm_sizes();
     neighbor->add_request(this, NeighConst::REQ_FULL);
     if (comm->me == 0)
       utils::logmesg(lmp, "mlff: halo exchange: ghosts within {} Å, {} features per atom exchanged between "
@@ -292,7 +361,9 @@ void PairMLFF::init_style()
     return;
   }
   ghostneigh = 1;
-  comm_forward = comm_reverse = 0;
+  comm_forward = 0;
+  comm_reverse = committee_width;
+  share_comm_sizes();
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
 
   // exact message passing across ranks and periodic images: ghosts up to num_layers * r_cut
@@ -303,6 +374,18 @@ void PairMLFF::init_style()
       utils::logmesg(lmp, "mlff: halo shell: ghost cutoff set to {} Å ({} layers x {} Å + skin {} Å)\n", shell,
                      num_layers, r_cut, neighbor->skin);
   }
+}
+
+/* Inside pair_style hybrid/overlay, LAMMPS sizes its communication buffers from the hybrid's
+   comm_forward/comm_reverse, which the hybrid takes from its sub-styles when the pair_style command is
+   read, before pair_coeff loads the model whose feature width sets ours. Raise the parent's sizes to
+   ours (Comm is initialised after the pair styles), or the per-layer exchange overruns the buffers. */
+void PairMLFF::share_comm_sizes()
+{
+  Pair *parent = force->pair;
+  if (parent == nullptr || parent == this) return;
+  parent->comm_forward = std::max(parent->comm_forward, comm_forward);
+  parent->comm_reverse = std::max(parent->comm_reverse, comm_reverse);
 }
 
 double PairMLFF::init_one(int i, int j)
@@ -317,7 +400,14 @@ void PairMLFF::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   const int nlocal = atom->nlocal;
   if (nlocal == 0) {    // an empty subdomain owns no energy, so it exerts no force
-    if (exchange) idle_exchanges();
+    if (exchange) {
+      update_owners();
+      idle_exchanges(*model);
+    }
+    if (committee_due()) {
+      Graph empty;
+      evaluate_committee(empty, Result());
+    }
     return;
   }
 
@@ -330,22 +420,17 @@ void PairMLFF::compute(int eflag, int vflag)
   }
   if (exchange) {
     if (update_owners())
-      model->senders = torch::tensor(std::vector<int64_t>(senders.begin(), senders.end()),
-                                     torch::TensorOptions().dtype(torch::kInt64)).to(model->device);
+      for (auto *m : members())
+        m->senders = torch::tensor(std::vector<int64_t>(senders.begin(), senders.end()),
+                                   torch::TensorOptions().dtype(torch::kInt64)).to(m->device);
     build_halo_graph(g);
   } else
     build_shell_graph(g);
   phase_end(GRAPH);
-  try {
-    if (exchange)
-      evaluate_halo(g, r);
-    else
-      evaluate_shell(g, r);
-  } catch (const std::exception &e) {
-    error->one(FLERR, "mlff model evaluation failed: {}", first_line(e.what()));
-  }
+  evaluate(*model, g, r);
   scatter_back(g, r);
   phase_end(SCATTER);
+  if (committee_due()) evaluate_committee(g, r);
 }
 
 void PairMLFF::synchronize_device()

@@ -8,14 +8,21 @@
    - shell: ghosts within num_layers cutoffs, each rank recomputes them (the model's forward, the
      engine contract of docs/model-file.md); the reference, and the mode of older model files.
 
+   A committee (pair_coeff * * a.pt b.pt c.pt <elements>): the first model drives the dynamics; every
+   `committee_every` steps the others run on the same graph and the spread of the models' forces
+   and energies is published (per atom through extract_peratom for `fix pair`, globally through
+   pvector for `compute pair`, optionally one line per evaluation in `out_file`).
+
    Sources: pair_mlff.cpp (LAMMPS interface, model loading, scatter-back), pair_mlff_model.cpp (the
-   two ways to call the model), pair_mlff_graph.cpp (graphs and feature communication; no libtorch). */
+   two ways to call the model), pair_mlff_graph.cpp (graphs and feature communication; no libtorch),
+   pair_mlff_committee.cpp (the committee's deviations). */
 #ifndef MLFF_PAIR_MLFF_H
 #define MLFF_PAIR_MLFF_H
 
 #include "pair.h"
 
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,6 +41,7 @@ class PairMLFF : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  void *extract_peratom(const char *, int &) override;
 
   // per-layer feature exchange (halo exchange mode): rows of `features`, `comm_width` values each
   int pack_forward_comm(int, int *, double *, int, int *) override;
@@ -57,7 +65,8 @@ class PairMLFF : public Pair {
   struct Result;                    // the model's outputs (tensors)
 
  private:
-  std::unique_ptr<Model> model;
+  std::unique_ptr<Model> model;                    // drives the dynamics
+  std::vector<std::unique_ptr<Model>> committee;   // the other members of a committee (may be empty)
   std::string device_request;       // "cpu", "cuda" or "auto"
   std::string halo_request;         // "exchange", "shell" or "auto" (exchange if the model has it)
   bool exchange;                    // the mode in use (set by init_style)
@@ -65,6 +74,15 @@ class PairMLFF : public Pair {
   double r_cut;
   int num_layers;
   double min_distance;              // Å: closer pairs stop the run (overlapping atoms)
+
+  // committee (see pair_mlff_committee.cpp)
+  enum Deviation { MAX_F, MIN_F, MEAN_F, ENERGY, MAX_F_RELATIVE, NDEVIATIONS };    // pvector slots
+  int committee_every = 1;          // steps between evaluations of the committee
+  double relative_level = 1.0;      // eV/Å: relative deviation = deviation / (|mean force| + level)
+  std::string out_path;             // out_file: one line per evaluation ("" = none)
+  FILE *out_file = nullptr;
+  bigint committee_step = -1;       // the step of the last evaluation
+  std::vector<double> force_deviation, relative_deviation;    // per local atom, at committee_step
 
   std::vector<double> features;     // (nlocal + nghost, comm_now): rows being communicated
   int comm_width;                   // values per atom of the feature exchanges (the model's)
@@ -93,12 +111,19 @@ class PairMLFF : public Pair {
   bool update_owners();             // true when found anew (at neighbour-list builds); collective
   void forward_features(const Graph &, const double *rows, int width, std::vector<double> &remote);
   void reverse_gradients(const Graph &, const double *remote, int width, std::vector<double> &rows);
-  void idle_exchanges();
-  void load_model(const std::string &path);
+  void idle_exchanges(const Model &);
+  std::unique_ptr<Model> load_model(const std::string &path);
+  void check_member(const Model &member);
+  void share_comm_sizes();
   void map_types(char **elements, int nelements);
-  void evaluate_shell(Graph &, Result &);
-  void evaluate_halo(Graph &, Result &);
+  void evaluate(Model &, Graph &, Result &);
+  void evaluate_shell(Model &, Graph &, Result &);
+  void evaluate_halo(Model &, Graph &, Result &);
   void scatter_back(const Graph &, const Result &);
+  std::vector<Model *> members();    // model, then the committee's
+  bool committee_due() const;
+  void evaluate_committee(Graph &, const Result &);    // collective; an empty graph on idle ranks
+  void publish_deviations(const std::vector<double> &forces, int members, const std::vector<double> &energies);
 };
 
 }    // namespace LAMMPS_NS

@@ -1,7 +1,7 @@
 /* pair_style mlff: the graphs the model sees, and the per-layer exchange of ghost-atom features
    (no libtorch here except through parallel_over, defined in pair_mlff_model.cpp). */
 
-#include "pair_mlff.h"
+#include "pair_mlff_model.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -289,13 +289,13 @@ void PairMLFF::reverse_gradients(const Graph &g, const double *remote, int width
     std::memcpy(&rows[s * width], &features[(size_t) senders[s] * w], width * sizeof(double));
 }
 
-/* A rank that owns no atoms still takes part in every exchange its neighbours make. */
-void PairMLFF::idle_exchanges()
+/* A rank that owns no atoms still takes part in every exchange its neighbours make for `m` (after
+   update_owners, which the caller makes once per step). */
+void PairMLFF::idle_exchanges(const Model &m)
 {
   Graph empty;
   std::vector<double> unused;
-  update_owners();
   if (comm->nprocs == 1) return;
-  for (int layer = 0; layer + 1 < num_layers; layer++) forward_features(empty, nullptr, comm_width, unused);
-  for (int layer = 0; layer + 1 < num_layers; layer++) reverse_gradients(empty, nullptr, comm_width, unused);
+  for (int layer = 0; layer + 1 < m.num_layers; layer++) forward_features(empty, nullptr, m.feature_dim, unused);
+  for (int layer = 0; layer + 1 < m.num_layers; layer++) reverse_gradients(empty, nullptr, m.feature_dim, unused);
 }

@@ -5,6 +5,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "error.h"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
@@ -28,11 +29,24 @@ void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
   at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) { fn((int) begin, (int) end); });
 }
 
+void PairMLFF::evaluate(Model &model, Graph &g, Result &r)
+{
+  try {
+    if (exchange)
+      evaluate_halo(model, g, r);
+    else
+      evaluate_shell(model, g, r);
+  } catch (const std::exception &e) {
+    const std::string what(e.what());
+    error->one(FLERR, "mlff model evaluation failed ({}): {}", model.path, what.substr(0, what.find('\n')));
+  }
+}
+
 /* halo shell: one call of the model's forward (the engine contract) on the whole ghost shell. */
-void PairMLFF::evaluate_shell(Graph &g, Result &r)
+void PairMLFF::evaluate_shell(Model &model, Graph &g, Result &r)
 {
   const int64_t natoms = (int64_t) g.atoms.size();
-  const torch::Device device = model->device;
+  const torch::Device device = model.device;
   std::vector<torch::jit::IValue> inputs{
       torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device),
       torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device),
@@ -43,7 +57,7 @@ void PairMLFF::evaluate_shell(Graph &g, Result &r)
   // run the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
   // more intermediates alive and is no faster for this model (see docs/benchmarks/2026-11_performance.md)
   torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
-  const auto out = model->module.forward(inputs).toGenericDict();
+  const auto out = model.module.forward(inputs).toGenericDict();
   phase_end(MODEL);
   auto result = [&](const char *key) { return on_cpu(out.at(key).toTensor()); };
   r.energy = result("energy");
@@ -57,10 +71,11 @@ void PairMLFF::evaluate_shell(Graph &g, Result &r)
 /* halo exchange: the model's halo_* methods layer by layer (mlff/modelfile/halo.py is the same
    sequence in Python), with the ghost features sent forward after each layer and their gradients
    sent back before each layer's backward. Tensors cross host <-> device once per exchange. */
-void PairMLFF::evaluate_halo(Graph &g, Result &r)
+void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
 {
-  torch::jit::Module &m = model->module;
-  const torch::Device device = model->device;
+  torch::jit::Module &m = model.module;
+  const torch::Device device = model.device;
+  const int64_t num_layers = model.num_layers;
   const int64_t nlocal = atom->nlocal, natoms = (int64_t) g.atoms.size(), nghost = natoms - nlocal;
   torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
   torch::AutoGradMode grad_mode(true);
@@ -93,7 +108,7 @@ void PairMLFF::evaluate_halo(Graph &g, Result &r)
     const torch::Tensor ghost = torch::empty({nghost, y.size(1)}, y.options().requires_grad(false));
     ghost.index_copy_(0, self_nodes, y.detach().index_select(0, self_owner));
     if (remote) {
-      const torch::Tensor host = on_cpu(y.index_select(0, model->senders));
+      const torch::Tensor host = on_cpu(y.index_select(0, model.senders));
       forward_features(g, host.data_ptr<double>(), (int) y.size(1), buffer);
       const int64_t nremote = (int64_t) g.remote_atoms.size();
       ghost.index_copy_(0, remote_nodes,
@@ -120,8 +135,8 @@ void PairMLFF::evaluate_halo(Graph &g, Result &r)
     if (remote) {
       const torch::Tensor host = on_cpu(grad_ghost.index_select(0, remote_nodes));
       reverse_gradients(g, host.data_ptr<double>(), (int) grad_x.size(1), buffer);
-      const int64_t nsend = model->senders.size(0);
-      grad = grad.index_add(0, model->senders,
+      const int64_t nsend = model.senders.size(0);
+      grad = grad.index_add(0, model.senders,
                             torch::from_blob(buffer.data(), {nsend, grad_x.size(1)}, f64).to(device, grad_x.scalar_type()));
     }
     phase_end(EXCHANGE);

@@ -18,6 +18,8 @@ struct PairMLFF::Model {
   std::string path;
   bool has_halo = false;     // the file can run layer by layer (capability halo_exchange: halo_* methods)
   int feature_dim = 0;       // values per atom exchanged between layers
+  int num_layers = 0;
+  double r_cut = 0.0;        // Å
   torch::Tensor senders;     // PairMLFF::senders on the device: the rows the exchanges move
 };
 

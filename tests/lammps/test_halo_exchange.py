@@ -1,16 +1,11 @@
 """pair_style mlff across MPI ranks, both halo modes: 1-4 ranks give the ASE calculator's energy,
 forces, virial, per-atom energies and per-atom virials (float64), also after atoms migrate."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from ase.build import bulk, fcc100
-from ase.io import read, write
 
-from mlff.lammps.mpi import lammps_env
+from mlff.lammps.single_point import mpi_evaluate
 from mlff.testing import assert_results_close, calculator_results, small_molecule, triclinic_cell
 
 
@@ -23,17 +18,8 @@ def _assert_agree(lmp, ref, rtol=1e-10):
 
 
 def _mpi_run(atoms, model_file, tmp_path, ranks, halo, md_steps=0):
-    structure = tmp_path / "structure.extxyz"
-    write(structure, atoms)
-    out = tmp_path / f"out{ranks}{halo}.npz"
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.single_point", str(structure),
-           str(model_file), str(out), "Cu", "O", "--pair-style", f"pair_style mlff halo {halo}",
-           "--md-steps", str(md_steps)]
-    env = dict(lammps_env(), OMP_NUM_THREADS="1")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return dict(np.load(out)), read(structure)
+    return mpi_evaluate(atoms, str(model_file), ranks, tmp_path, ["Cu", "O"], f"pair_style mlff halo {halo}",
+                        md_steps=md_steps)
 
 
 def _tiny_cell():
