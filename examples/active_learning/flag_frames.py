@@ -6,6 +6,9 @@ write the frames on which they disagree, to be recomputed with DFT and added to 
         --structure start.extxyz --steps 2000 --temperature 900 --threshold 0.15 --out to_dft.extxyz
     python examples/active_learning/flag_frames.py --models a.pt b.pt c.pt \\
         --trajectory md.extxyz --threshold 0.15 --out to_dft.extxyz
+    # the frames a LAMMPS committee run dumped (examples/md/in.active_learning)
+    python examples/active_learning/flag_frames.py --models a.pt b.pt c.pt \\
+        --trajectory uncertain.dump --threshold 0.05 --out to_dft.extxyz
 
 A frame is flagged when the largest per-atom force spread of the committee (``max_forces_std``,
 eV/Å) exceeds ``--threshold``; flagged frames closer than ``--min-gap`` steps to the previous one
@@ -69,7 +72,8 @@ def main(argv=None):
 
     calc = MLFFCalculator(args.models)
     if args.trajectory:
-        frames = read(args.trajectory, ":")
+        lammps_dump = args.trajectory.endswith((".dump", ".lammpstrj"))  # `dump custom` with an element column
+        frames = read(args.trajectory, ":", format="lammps-dump-text" if lammps_dump else None)
     else:
         frames = md_frames(read(args.structure), calc, args.steps, args.temperature, args.interval)
     flagged = flag(frames, calc, args.threshold, args.min_gap)

@@ -9,6 +9,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML file of training options (see docs/training.md)")
     parser.add_argument("--output-dir", help="override output_dir of the config")
     parser.add_argument("--max-epochs", type=int, help="override max_epochs of the config")
+    parser.add_argument("--seed", type=int, help="override seed of the config (a committee: one run per seed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
         config.output_dir = args.output_dir
     if args.max_epochs:
         config.max_epochs = args.max_epochs
+    if args.seed is not None:
+        config.seed = args.seed
     try:
         result = train(config)
     except TrainingInterrupted as stop:  # checkpoint written; the message says how to resume

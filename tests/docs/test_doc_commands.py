@@ -30,6 +30,9 @@ SHORTER = {
     "examples/md/in.melt_quench": [("variable reps index 5", "variable reps index 3"),
                                    ("variable steps index 2000", "variable steps index 100")],
     "my_potential.yaml": [("max_epochs: 200", "max_epochs: 2")],
+    "examples/md/in.active_learning": [("variable reps index 3", "variable reps index 2"),
+                                       ("variable steps index 2000", "variable steps index 40")],
+    "runs/al/finetune1.yaml": [("max_epochs: 30", "max_epochs: 2")],
 }
 
 
@@ -122,6 +125,7 @@ def test_page_runs_verbatim(page, tmp_path):
     for b in page_blocks:                                   # files the page asks the reader to write
         first = b.text.splitlines()[0].strip() if b.text.strip() else ""
         if b.lang == "yaml" and first.startswith("# ") and first.endswith(".yaml"):
+            (root / first[2:]).parent.mkdir(parents=True, exist_ok=True)
             (root / first[2:]).write_text(b.text)
             _shorten(root, first[2:])
     for b in page_blocks:
