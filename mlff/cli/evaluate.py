@@ -29,6 +29,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "its spread against its error (active learning)")
 
 
+def seen_in_training(model_path: str, frames) -> dict | None:
+    """How many of ``frames`` the run that wrote ``model_path`` trained and validated on (from its
+    folder's split_fingerprints.json), or None when the run's split is unknown."""
+    from ..data.fingerprint import overlap, read_split
+
+    splits = read_split(model_path)
+    if splits is None:
+        return None
+    return overlap((f.atoms for f in frames), {k: v for k, v in splits.items() if k in ("train", "valid")})
+
+
+def seen_line(seen: dict, total: int) -> str:
+    train, valid = seen.get("train", 0), seen.get("valid", 0)
+    if train + valid == 0:
+        return f"held out: none of the {total} frames was a training or validation frame of the run"
+    return (f"warning: {train} of the {total} frames were training frames and {valid} validation frames of the run "
+            "that wrote this model: errors on them are not a test (score its test.extxyz, or data it never saw)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.readers import LabelKeys, read_frames
     from ..files import dumps_json, write_json
@@ -36,12 +55,15 @@ def run(args: argparse.Namespace) -> int:
                               parity_plots, predict_frames)
 
     frames = read_frames(args.data, LabelKeys(args.energy_key, args.forces_key, args.stress_key), args.reader)
+    seen = seen_in_training(args.model, frames)
     models = [args.model, *args.committee]
     predictions = predict_frames(models if args.committee else args.model, frames, args.device)
     metrics = error_metrics(frames, predictions)
     breakdown = error_breakdown(frames, predictions, args.tail)
     document = {"model": args.model, "frames": len(frames), **metrics,
                 **{key: value for key, value in breakdown.items() if key != "all"}}
+    if seen is not None:
+        document["seen_in_run"] = seen
     if "energy_mean_error" in breakdown["all"]:
         document["energy_mean_error"] = breakdown["all"]["energy_mean_error"]
     committee = None
@@ -54,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(metrics_table(metrics, len(frames)))
         print(breakdown_table(breakdown))
+        if seen is not None:
+            print(seen_line(seen, len(frames)))
         if committee is not None:
             correlation = committee.get("spread_error_rank_correlation")
             print(f"committee of {len(models)}: largest force spread per frame {committee['max_forces_std_mean']:.1f} "

@@ -25,6 +25,7 @@ class PreparedData:
     valid: List[dict]
     test: List[dict]  # held out: scored once, at the end
     test_frames: List[Frame]
+    split_atoms: Dict[str, List]  # "train"/"valid"/"test" -> ase.Atoms (for split_fingerprints.json)
     train_sizes: List[int]  # atoms per training frame (for batches by atom count)
     species: List[str]
     model_config: ModelConfig
@@ -128,6 +129,8 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     return PreparedData(train=to_atomic_data(train, species, model_config.r_cut),
                         valid=to_atomic_data(valid, species, model_config.r_cut),
                         test=to_atomic_data(test, species, model_config.r_cut), test_frames=test,
+                        split_atoms={name: [f.atoms for f in frames]
+                                     for name, frames in (("train", train), ("valid", valid), ("test", test))},
                         train_sizes=[len(f.atoms) for f in train], species=species, model_config=model_config,
                         shifts=shifts, scale=scale, summary=summary)
 

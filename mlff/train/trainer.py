@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..data.atomic_data import collate
 from ..data.dataset import epoch_batches
+from ..data.fingerprint import write_split
 from ..modelfile import deploy
 from ..files import write_json
 from ..model import build_model
@@ -67,6 +68,7 @@ class Trainer:
         self.data = prepare_data(c, pretrained, saved["model_config"] if saved else None, self.log)
         if self.dist.is_main:
             write_json(self.out / "dataset_summary.json", self.data.summary)
+            write_split(self.out, self.data.split_atoms)  # mlff evaluate: which scored frames were trained on
         self.model = starting_model(c, self.data, pretrained, self.log)
         self.model.to(self.device).train()
         self.eval_model = build_model(self.data.model_config, self.data.species).to(self.device).eval()

@@ -201,3 +201,8 @@ def test_a_test_split_is_held_out_and_scored(tmp_path, make_config, cu_files):
     assert scored["frames"] == 8
     for key in ("energy_mae", "forces_mae", "stress_mae"):
         assert scored[key] == pytest.approx(summary["test_metrics"][key], rel=1e-6), key
+    # evaluate knows the run's split: its test frames are held out, the training file is not
+    assert scored["seen_in_run"] == {"train": 0, "valid": 0}
+    files = [held.train_file] if isinstance(held.train_file, str) else held.train_file
+    assert mlff_main(["evaluate", str(result.model_path), *files, "--json", str(out), "--no-plots"]) == 0
+    assert json.loads(out.read_text())["seen_in_run"] == {"train": 24, "valid": 8}

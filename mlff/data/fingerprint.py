@@ -1,0 +1,60 @@
+"""Which frames a run trained on: a short fingerprint per structure, so that `mlff evaluate` can
+say how many of the frames it scores were training or validation frames of the run that wrote the
+model (a score on training frames is not a test).
+
+A fingerprint hashes the atomic numbers, the positions and the cell rounded to 1e-3 Å, and the
+periodic directions: the same structure read back from any file format (extxyz writes 8
+decimals) gives the same fingerprint; the labels are not part of it. The run folder keeps them in
+``split_fingerprints.json``: ``{"version": 1, "train": [...], "valid": [...], "test": [...]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+from ase import Atoms
+
+SPLIT_FILE = "split_fingerprints.json"
+VERSION = 1
+
+
+def fingerprint(atoms: Atoms) -> str:
+    """16 hex digits identifying the structure (not its labels)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    for values in (atoms.positions, atoms.cell.array):
+        digest.update(np.rint(np.asarray(values, dtype=np.float64) * 1000.0).astype(np.int64).tobytes())
+    digest.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
+    return digest.hexdigest()
+
+
+def write_split(folder: str | os.PathLike, splits: Dict[str, Iterable[Atoms]]) -> str:
+    """Write the fingerprints of each split (name -> structures) into ``folder``; returns the path."""
+    path = os.path.join(folder, SPLIT_FILE)
+    document = {"version": VERSION, **{name: [fingerprint(a) for a in frames] for name, frames in splits.items()}}
+    with open(path, "w") as handle:
+        json.dump(document, handle)
+    return path
+
+
+def read_split(model_path: str | os.PathLike) -> Optional[Dict[str, set]]:
+    """The splits of the run whose folder holds ``model_path``, or None when it has no split file
+    (a model copied elsewhere, or written by an mlff before the file existed)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), SPLIT_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        document = json.load(handle)
+    if document.get("version") != VERSION:
+        return None
+    return {name: set(values) for name, values in document.items() if name != "version"}
+
+
+def overlap(frames: Iterable[Atoms], splits: Dict[str, set]) -> Dict[str, int]:
+    """How many of ``frames`` are in each split."""
+    prints: List[str] = [fingerprint(a) for a in frames]
+    return {name: sum(p in members for p in prints) for name, members in splits.items()}
