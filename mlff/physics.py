@@ -51,29 +51,42 @@ def _strained(atoms: Atoms, calc, deformation: np.ndarray, relax: bool, fmax: fl
 
 
 def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, relax: bool = True,
-                      fmax: float = 1e-3, step: Callable[[str], None] = lambda what: None) -> Dict[str, object]:
+                      fmax: float = 1e-3, step: Callable[[str], None] = lambda what: None,
+                      recentre: int = 3) -> Dict[str, object]:
     """Energy per atom against volume per atom for uniform scalings of the cell by up to ``span``
     in volume, and the Birch-Murnaghan fit: ``volume`` (Å^3/atom), ``energy`` (eV/atom), ``bulk_modulus``
     (GPa) and ``lattice_constant`` (Å: the first cell vector's length scaled to the equilibrium, which
     is the lattice constant for a conventional cubic cell; for a primitive cell it is that cell's
-    vector, e.g. a/sqrt(2) for fcc and diamond)."""
+    vector, e.g. a/sqrt(2) for fcc and diamond). When the fitted minimum lies outside the scanned
+    volumes (a starting cell too far from this potential's equilibrium), the scan moves towards
+    it, by at most twice its width each time, up to ``recentre`` times."""
     from ase.eos import EquationOfState
 
     n = len(atoms)
-    volumes, energies = [], []
-    for scale in np.linspace(1.0 - span, 1.0 + span, points):
-        strained = _strained(atoms, calc, np.eye(3) * scale ** (1.0 / 3.0), relax, fmax)
-        volumes.append(strained.get_volume() / n)
-        energies.append(strained.get_potential_energy() / n)
-        step(f"volume {len(volumes)}/{points}")
-    eos = EquationOfState(volumes, energies, eos="birchmurnaghan")
-    v0, e0, b = eos.fit()
-    if not (min(volumes) <= v0 <= max(volumes)):
-        raise ValueError(f"the energy minimum lies outside the scanned volumes ({min(volumes):.3f}-"
-                         f"{max(volumes):.3f} Å^3/atom, fit {v0:.3f}): start nearer to equilibrium or widen span")
-    a0 = float(np.linalg.norm(atoms.cell.array[0])) * (v0 / (atoms.get_volume() / n)) ** (1.0 / 3.0)
-    return {"volume": float(v0), "energy": float(e0), "bulk_modulus": float(b / GPA), "lattice_constant": a0,
-            "curve": {"volume": [float(v) for v in volumes], "energy": [float(e) for e in energies]}}
+    start = atoms.get_volume() / n
+    centre = 1.0  # volume of the scan's middle, relative to the given cell
+    for attempt in range(recentre + 1):
+        volumes, energies = [], []
+        for scale in np.linspace(centre * (1.0 - span), centre * (1.0 + span), points):
+            strained = _strained(atoms, calc, np.eye(3) * scale ** (1.0 / 3.0), relax, fmax)
+            volumes.append(strained.get_volume() / n)
+            energies.append(strained.get_potential_energy() / n)
+            step(f"volume {len(volumes)}/{points}" + (f" (scan {attempt + 1})" if attempt else ""))
+        try:
+            v0, e0, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit(warn=False)  # checked below
+        except (RuntimeError, ValueError):  # no minimum to fit: move to the lowest point scanned
+            v0 = volumes[int(np.argmin(energies))]
+        else:
+            if min(volumes) <= v0 <= max(volumes):
+                a0 = float(np.linalg.norm(atoms.cell.array[0])) * (v0 / start) ** (1.0 / 3.0)
+                return {"volume": float(v0), "energy": float(e0), "bulk_modulus": float(b / GPA),
+                        "lattice_constant": a0,
+                        "curve": {"volume": [float(v) for v in volumes], "energy": [float(e) for e in energies]}}
+        target = min(max(v0 / start, centre * (1.0 - 2.0 * span)), centre * (1.0 + 2.0 * span))
+        centre = float(target)
+    raise ValueError(f"the energy minimum lies outside the scanned volumes ({min(volumes):.3f}-{max(volumes):.3f} "
+                     f"Å^3/atom, fit {v0:.3f}) after {recentre + 1} scans moving towards it: the potential has no "
+                     "minimum near this cell (check the structure, or that the potential was fitted to it)")
 
 
 def cubic_elastic_constants(atoms: Atoms, calc, strain: float = 0.005, relax: bool = True,

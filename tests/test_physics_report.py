@@ -31,6 +31,28 @@ def test_equation_of_state_and_elastic_constants_agree(emt_cu):
     assert again["lattice_constant"] == pytest.approx(emt_cu["lattice_constant"], abs=2e-3)
 
 
+def test_a_start_far_from_equilibrium_moves_the_scan(emt_cu):
+    """A cell 6 % off in the lattice constant (the scan spans +-1.3 %): the scan moves to the
+    minimum and fits the same lattice constant and bulk modulus as a start near it."""
+    from mlff.physics import equation_of_state
+
+    far = equation_of_state(bulk("Cu", "fcc", a=3.82, cubic=True), EMT(), relax=False)
+    assert far["lattice_constant"] == pytest.approx(emt_cu["lattice_constant"], abs=2e-3)
+    assert far["bulk_modulus"] == pytest.approx(emt_cu["bulk_modulus"], rel=0.01)
+    assert min(far["curve"]["volume"]) <= far["volume"] <= max(far["curve"]["volume"])
+
+
+def test_no_minimum_is_a_clear_error():
+    """A purely repulsive potential has no equilibrium: the scan stops with the reason."""
+    from ase.calculators.lj import LennardJones
+
+    from mlff.physics import equation_of_state
+
+    repulsive = LennardJones(sigma=3.0, epsilon=1.0, rc=6.0)  # fcc at a = 3.6: far inside the wall
+    with pytest.raises(ValueError, match="no minimum near this cell"):
+        equation_of_state(bulk("Cu", "fcc", a=3.0, cubic=True), repulsive, relax=False, recentre=1)
+
+
 def test_phonons_have_three_acoustic_zeros_at_gamma(emt_cu):
     gamma, x = emt_cu["phonons"]["G"], emt_cu["phonons"]["X"]
     assert len(gamma) == len(x) == 12  # 4 atoms x 3
