@@ -51,12 +51,6 @@ static void tune_allocator()
 #endif
 }
 
-static std::string first_line(const char *text)
-{
-  std::string s(text);
-  return s.substr(0, s.find('\n'));
-}
-
 PairMLFF::PairMLFF(LAMMPS *lmp) :
     Pair(lmp), device_request("cpu"), halo_request("auto"), exchange(false), r_cut(0.0), num_layers(0),
     min_distance(0.6), comm_width(0)
@@ -419,10 +413,11 @@ void PairMLFF::compute(int eflag, int vflag)
     timed_calls++;
   }
   if (exchange) {
-    if (update_owners())
-      for (auto *m : members())
-        m->senders = torch::tensor(std::vector<int64_t>(senders.begin(), senders.end()),
-                                   torch::TensorOptions().dtype(torch::kInt64)).to(m->device);
+    if (update_owners()) {
+      const torch::Tensor rows = torch::tensor(std::vector<int64_t>(senders.begin(), senders.end()),
+                                               torch::TensorOptions().dtype(torch::kInt64));
+      for (auto *m : members()) m->senders = rows.to(m->device);
+    }
     build_halo_graph(g);
   } else
     build_shell_graph(g);

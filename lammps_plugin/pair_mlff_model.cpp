@@ -37,8 +37,7 @@ void PairMLFF::evaluate(Model &model, Graph &g, Result &r)
     else
       evaluate_shell(model, g, r);
   } catch (const std::exception &e) {
-    const std::string what(e.what());
-    error->one(FLERR, "mlff model evaluation failed ({}): {}", model.path, what.substr(0, what.find('\n')));
+    error->one(FLERR, "mlff model evaluation failed ({}): {}", model.path, first_line(e.what()));
   }
 }
 

@@ -29,6 +29,13 @@ struct PairMLFF::Result {
   torch::Tensor energy, atomic_energy, forces, virial, atomic_virial;
 };
 
+/* The first line of an exception's message (libtorch appends a C++ stack trace). */
+inline std::string first_line(const char *text)
+{
+  const std::string s(text);
+  return s.substr(0, s.find('\n'));
+}
+
 }    // namespace LAMMPS_NS
 
 #endif

