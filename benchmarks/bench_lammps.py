@@ -1,5 +1,5 @@
-"""MD speed: LAMMPS (pair_style mlff, both halo modes, 1/2/4 MPI ranks) vs ASE MD vs the bare
-model call.
+"""MD speed: LAMMPS (pair_style mlff, both halo modes, the exchange's graph on the host or kept on
+the device, 1/2/4 MPI ranks) vs ASE MD vs the bare model call.
 
 The plugin's overhead is the ratio of LAMMPS time per step to the bare scripted-model call on the
 same structure (the model does the same work in both; LAMMPS adds ghost atoms, neighbour lists,
@@ -11,7 +11,8 @@ number of threads as one rank. Parallel efficiency: ``t(1 rank) / (ranks * t(ran
 against one model.
 
     python benchmarks/bench_lammps.py [--sizes 1000 8000 32000] [--ranks 1 2 4] [--steps 10]
-        [--modes exchange shell] [--model model.pt] [--committee 3 --committee-every 10]
+        [--modes exchange shell] [--graphs host device] [--model model.pt]
+        [--committee 3 --committee-every 10]
 """
 
 import argparse
@@ -109,6 +110,8 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--modes", nargs="+", default=["exchange", "shell"], choices=["exchange", "shell"])
+    parser.add_argument("--graphs", nargs="+", default=["host", "device"], choices=["host", "device"],
+                        help="where halo exchange builds its graph (pair_style mlff graph ...); shell: host")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="threads per rank (and for the bare model)")
     parser.add_argument("--no-ase", action="store_true", help="skip the ASE MD row")
@@ -147,7 +150,9 @@ def main():
                 rows.append(("ASE VelocityVerlet", ase_md(model_path, reps, args.steps, args.threads), None))
             for name, seconds, efficiency in rows:
                 print(f"{n:>6} {name:<26}{1e3 * seconds:>10.1f}{n / seconds:>14.0f}{seconds / bare:>15.2f}", flush=True)
-            for halo in args.modes:
+            variants = [f"exchange graph {g}" for g in args.graphs] if "exchange" in args.modes else []
+            variants += ["shell"] if "shell" in args.modes else []
+            for halo in variants:
                 one = None
                 for ranks in args.ranks:
                     try:
@@ -157,7 +162,7 @@ def main():
                         continue
                     one = seconds if ranks == 1 else one
                     efficiency = f"{one / (ranks * seconds):>17.2f}" if one is not None else f"{'-':>17}"
-                    name = f"LAMMPS {halo} {ranks} rank{'s' if ranks > 1 else ''}"
+                    name = f"LAMMPS {halo.replace('exchange graph ', 'exch. ')} {ranks} rank{'s' if ranks > 1 else ''}"
                     print(f"{n:>6} {name:<26}{1e3 * seconds:>10.1f}{n / seconds:>14.0f}{seconds / bare:>15.2f}"
                           f"{efficiency}", flush=True)
                     if len(members) > 1:

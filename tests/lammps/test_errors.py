@@ -141,6 +141,27 @@ def test_overlapping_atoms_stop_with_ids_and_step(plugin, model_file):
     _run(box + ["pair_style mlff min_distance 0.1", f"pair_coeff * * {model_file} Cu O", "run 0"])  # allowed
 
 
+def test_overlap_between_reneighbourings_is_found_by_either_graph(plugin, model_file):
+    """Two heavy atoms flying at each other with LAMMPS's lists never rebuilt: the graph kept on the
+    device checks the closest pair every step, as the host graph does; both stop at the same step."""
+    box = ["units metal", "region box block 0 8 0 8 0 8", "create_box 2 box", "create_atoms 1 single 1 1 1",
+           "create_atoms 2 single 2.5 1 1", "mass * 10000.0", "neigh_modify every 1000 delay 0 check no",
+           "velocity all set 0 0 0", "group one id 1", "group two id 2", "velocity one set 10 0 0",
+           "velocity two set -10 0 0", "fix integrate all nve", "timestep 0.001"]
+    messages = []
+    for graph in ("host", "device"):
+        with pytest.raises(Exception, match=r"atoms ID 1 and 2 are 0\.\d+ Å apart at step \d+") as error:
+            _run(box + [f"pair_style mlff graph {graph}", f"pair_coeff * * {model_file} Cu O", "run 100"])
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "at step 0 " not in messages[0]
+
+
+def test_graph_modes_are_checked(plugin, model_file):
+    _expect(_box() + ["pair_style mlff graph gpu"], "unknown graph mode 'gpu'")
+    _expect(_box() + ["pair_style mlff halo shell graph device", f"pair_coeff * * {model_file} Cu O", "run 0"],
+            "graph device needs halo exchange")
+
+
 def test_non_finite_output_stops_the_run(plugin, tmp_path):
     import mlff
     from mlff.testing import tiny_model

@@ -1,5 +1,7 @@
-"""pair_style mlff across MPI ranks, both halo modes: 1-4 ranks give the ASE calculator's energy,
-forces, virial, per-atom energies and per-atom virials (float64), also after atoms migrate."""
+"""pair_style mlff across MPI ranks, both halo modes and both places of the graph (graph host: built
+every step; graph device: candidates kept between re-neighbourings, edges selected each step): 1-4
+ranks give the ASE calculator's energy, forces, virial, per-atom energies and per-atom virials
+(float64), also after atoms migrate; the two graphs give the same trajectory."""
 
 import numpy as np
 import pytest
@@ -55,10 +57,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("graph", ["host", "device"])
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 @pytest.mark.parametrize("name", list(CASES))
-def test_exchange_matches_ase_on_any_number_of_ranks(plugin, model_file, tmp_path, name, ranks):
-    out, atoms = _mpi_run(CASES[name], model_file, tmp_path, ranks, "exchange")
+def test_exchange_matches_ase_on_any_number_of_ranks(plugin, model_file, tmp_path, name, ranks, graph):
+    out, atoms = _mpi_run(CASES[name], model_file, tmp_path, ranks, f"exchange graph {graph}")
     # extxyz keeps 8 decimals: compare with ASE on the structure LAMMPS actually read
     _assert_agree(out, _ase(atoms, model_file))
 
@@ -70,7 +73,7 @@ def test_shell_matches_ase(plugin, model_file, tmp_path, name, ranks):
     _assert_agree(out, _ase(atoms, model_file))
 
 
-@pytest.mark.parametrize("halo", ["exchange", "shell"])
+@pytest.mark.parametrize("halo", ["exchange graph host", "exchange graph device", "shell"])
 def test_exact_after_atoms_migrate(plugin, model_file, tmp_path, halo):
     """40 NVE steps on 3 ranks, 800 K plus a drift of 1.6 Å in all (atoms cross subdomain borders,
     neighbour lists are rebuilt), then the forces and virials at the final positions equal ASE's."""
@@ -81,3 +84,17 @@ def test_exact_after_atoms_migrate(plugin, model_file, tmp_path, halo):
     drift = (moved.get_scaled_positions() - start.get_scaled_positions() + 0.5) % 1.0 - 0.5
     assert (drift @ moved.cell.array)[:, 0].mean() > 1.0  # the atoms drifted along x
     _assert_agree(out, _ase(moved, model_file))
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_device_graph_follows_the_host_trajectory(plugin, model_file, tmp_path, ranks):
+    """40 NVE steps (800 K, drift): LAMMPS rebuilds its lists a few times, and in the steps between,
+    pairs enter and leave r_cut; the graph kept on the device must select them as the host does
+    every step, so the trajectories agree to round-off."""
+    atoms = triclinic_cell(10, repeat=(2, 1, 1))
+    (tmp_path / "host").mkdir()
+    (tmp_path / "device").mkdir()
+    host, _ = _mpi_run(atoms, model_file, tmp_path / "host", ranks, "exchange graph host", md_steps=40)
+    device, _ = _mpi_run(atoms, model_file, tmp_path / "device", ranks, "exchange graph device", md_steps=40)
+    np.testing.assert_allclose(device["positions"], host["positions"], rtol=0, atol=1e-10)
+    _assert_agree(device, host)
