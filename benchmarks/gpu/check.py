@@ -114,7 +114,7 @@ def summary(data: dict) -> str:
                          f"{row.get('peak_mb', row.get('note', ''))} |")
     phases = steps.get("profile", {}).get("rows", [])
     if phases:
-        lines += ["", "| calculator call, ms | atoms | edges | graph (CPU) | to device | model | to host | "
+        lines += ["", "| calculator call, ms | atoms | edges | graph | to device | model | to host | "
                   "model peak MB |", "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['model']} {r['dtype']} | {r['atoms']} | {r['edges']} | {r['graph_ms']} | {r['h2d_ms']} | "
                   f"{r['model_ms']} | {r['d2h_ms']} | {r.get('peak_mb', '')} |" for r in phases]
