@@ -11,6 +11,7 @@ import threading
 # command name -> module implementing add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "train": ("mlff.cli.train", "fit a potential to labelled data (YAML config); re-run to resume"),
+    "data": ("mlff.cli.data", "convert labelled files into one checked dataset (an ASE database)"),
     "evaluate": ("mlff.cli.evaluate", "errors of a model file on labelled data: table, JSON, parity plots"),
     "physics": ("mlff.cli.physics", "lattice constant, bulk modulus, elastic constants, phonons of a model "
                 "beside a reference"),

@@ -130,9 +130,14 @@ def frames_from_structures(structures: Iterable, keys: LabelKeys = LabelKeys(), 
 
 
 def read_frames(source, keys: LabelKeys = LabelKeys(), reader: str = "ase") -> list[Frame]:
-    """Frames from a path (``reader="ase"`` or ``"pymatgen"`` for vasprun.xml), a list of paths, or
-    a list of in-memory structures."""
+    """Frames from a path (``reader="ase"`` or ``"pymatgen"`` for vasprun.xml; a ``.db`` path is a
+    dataset of ``mlff data convert`` or another ASE database, see :mod:`mlff.data.store`), a list of
+    paths, or a list of in-memory structures."""
     if isinstance(source, (str, os.PathLike)):
+        if os.fspath(source).endswith(".db"):  # a converted dataset (mlff data convert) or any ASE database
+            from .store import read_store
+
+            return read_store(source, keys)
         if reader == "pymatgen":
             return read_vasprun_pymatgen(source, keys.energy_key)
         if reader != "ase":

@@ -1,0 +1,208 @@
+"""Converted datasets: labelled frames in one ASE database file (SQLite, ``.db``).
+
+``mlff data convert`` reads extxyz / OUTCAR / vasprun.xml / anything ASE reads once, one input file
+per worker process, validates every frame (:func:`~mlff.data.validate.validate_frames`: labels,
+NaN, shapes, overlapping atoms) and writes them to one database that other tools open too
+(``ase db train.db``, ``ase.db.connect``): each row is a structure with its labels as the standard
+calculator results (``energy``, ``forces``, ``stress`` in Voigt order, ``dipole``) and key-value
+pairs ``source`` (the input record, ``file:index``), ``config_type`` and ``charge`` where given.
+The database's metadata says it was written by mlff (``mlff_store``: the format's version), with
+the label keys it was read with, the inputs and the dataset summary.
+
+Reading (:func:`read_store`, and so ``read_frames`` / ``train_file`` / ``mlff evaluate`` with a
+``.db`` path) gives :class:`~mlff.data.readers.Frame` objects named ``train.db:12 (OUTCAR:3)``; a
+database of another tool is read with the caller's label keys (key-value pairs and data included);
+a store of a newer format than this mlff reads is refused with a message that says so.
+
+The file is written as ``OUTPUT.partial`` and renamed at the end: an interrupted conversion leaves
+no half-written dataset under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .readers import Frame, LabelKeys, describe, frame_from_atoms, read_frames
+
+STORE_VERSION = 1
+SUFFIX = ".db"
+
+
+def is_store(path) -> bool:
+    return isinstance(path, (str, os.PathLike)) and os.fspath(path).endswith(SUFFIX)
+
+
+def _read_and_check(path: str, keys: LabelKeys, reader: str, need_energy: bool, need_forces: bool,
+                    min_distance: float) -> tuple[list[Frame], dict]:
+    """One input file, read and validated (in a worker process)."""
+    from .validate import validate_frames
+
+    frames = read_frames(path, keys, reader)
+    if not frames:
+        raise ValueError(f"{path}: no frames")
+    validate_frames(frames, need_energy=need_energy, need_forces=need_forces, min_distance=min_distance)
+    summary = describe(frames)
+    summary["force_values"] = int(sum(f.forces.size for f in frames if f.forces is not None))
+    return frames, summary
+
+
+def merge_summaries(parts: Sequence[dict]) -> dict:
+    """:func:`~mlff.data.readers.describe` of all the frames, from the summaries of its parts."""
+    def span(key):
+        spans = [p[key] for p in parts if p[key] is not None]
+        return [min(s[0] for s in spans), max(s[1] for s in spans)] if spans else None
+
+    elements: dict = {}
+    for part in parts:
+        for element, count in part["elements"].items():
+            elements[element] = elements.get(element, 0) + count
+    values = sum(p["force_values"] for p in parts)
+    forces = [p for p in parts if p["max_abs_force_eV_per_A"] is not None]
+    return {
+        "frames": sum(p["frames"] for p in parts),
+        "atoms": sum(p["atoms"] for p in parts),
+        "atoms_per_frame": span("atoms_per_frame"),
+        "elements": dict(sorted(elements.items())),
+        "frames_with_stress": sum(p["frames_with_stress"] for p in parts),
+        "energy_per_atom_eV": span("energy_per_atom_eV"),
+        "max_abs_force_eV_per_A": max(p["max_abs_force_eV_per_A"] for p in forces) if forces else None,
+        "rms_force_eV_per_A": float(np.sqrt(sum(p["rms_force_eV_per_A"] ** 2 * p["force_values"] for p in forces)
+                                            / values)) if values else None,
+        "force_values": values,
+    }
+
+
+def _row(frame: Frame):
+    """``frame`` as the Atoms that ase.db stores, and its key-value pairs."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    atoms = frame.atoms.copy()
+    atoms.info.clear()
+    results = {}
+    if frame.energy is not None:
+        results["energy"] = frame.energy
+    if frame.forces is not None:
+        results["forces"] = frame.forces
+    if frame.stress is not None:
+        stress = np.asarray(frame.stress, dtype=np.float64)
+        if np.abs(stress - stress.T).max() > 1e-10 * max(np.abs(stress).max(), 1e-300):
+            raise ValueError(f"{frame.source}: the stress is not symmetric ({stress.tolist()}); fix the label")
+        results["stress"] = full_3x3_to_voigt_6_stress(stress)
+    if frame.dipole is not None:
+        results["dipole"] = frame.dipole
+    if results:
+        atoms.calc = SinglePointCalculator(atoms, **results)
+    pairs = {"source": frame.source}
+    if "config_type" in frame.atoms.info:
+        pairs["config_type"] = str(frame.atoms.info["config_type"])
+    if frame.charge:
+        pairs["charge"] = float(frame.charge)
+    return atoms, pairs
+
+
+def convert(inputs: Sequence[str], output: str, keys: LabelKeys = LabelKeys(), reader: str = "ase",
+            workers: int = 1, need_energy: bool = True, need_forces: bool = True, min_distance: float = 0.5,
+            overwrite: bool = False, progress: Optional[Callable[[int, int, int], None]] = None) -> dict:
+    """Read, check and write ``inputs`` (paths) into the database ``output``; returns its summary
+    (:func:`merge_summaries`). ``workers`` processes read the input files side by side (one file
+    each at a time); rows keep the inputs' order. ``progress(files_done, files, frames_written)``
+    is called after each file."""
+    from ase.db import connect
+
+    from .. import __version__
+
+    inputs = [os.fspath(p) for p in inputs]
+    output = os.fspath(output)
+    if not inputs:
+        raise ValueError("no input files to convert")
+    if not output.endswith(SUFFIX):
+        raise ValueError(f"the output {output!r} must end in {SUFFIX} (an ASE database)")
+    for path in inputs:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"data file {path!r} does not exist")
+    if os.path.exists(output) and not overwrite:
+        raise FileExistsError(f"{output} exists: pass --overwrite to replace it, or choose another name")
+    partial = output + ".partial"
+    if os.path.exists(partial):
+        os.remove(partial)
+    parts, written = [], 0
+    args = (keys, reader, need_energy, need_forces, min_distance)
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(inputs)))) as pool:
+            futures = [pool.submit(_read_and_check, path, *args) for path in inputs]
+            db = connect(partial, type="db", append=False)
+            for done, future in enumerate(futures, 1):
+                frames, summary = future.result()  # in order: rows follow the inputs
+                with db:  # one transaction per file
+                    for frame in frames:
+                        atoms, pairs = _row(frame)
+                        db.write(atoms, key_value_pairs=pairs)
+                written += len(frames)
+                parts.append(summary)
+                if progress is not None:
+                    progress(done, len(inputs), written)
+        summary = merge_summaries(parts)
+        db.metadata = {"mlff_store": STORE_VERSION, "written_by": f"mlff {__version__}", "inputs": inputs,
+                       "label_keys": vars(keys), "reader": reader, "summary": summary}
+        os.replace(partial, output)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return summary
+
+
+def store_metadata(path) -> dict:
+    """The database's metadata; ``{}`` for a database another tool wrote. Raises ``ValueError``
+    for a store of a newer format than this mlff reads."""
+    from ase.db import connect
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path!r} does not exist")
+    try:
+        metadata = connect(path, type="db").metadata
+    except Exception as error:
+        raise ValueError(f"could not open {path!r} as an ASE database ({error}); convert data with "
+                         f"`mlff data convert INPUT... -o {os.path.basename(path)}`") from error
+    version = metadata.get("mlff_store")
+    if version is not None and int(version) > STORE_VERSION:
+        from .. import __version__
+
+        raise ValueError(f"{path} was written by {metadata.get('written_by', 'a newer mlff')} in dataset format "
+                         f"{version}; mlff {__version__} reads format {STORE_VERSION}: upgrade mlff, or "
+                         "convert the original files again with this version")
+    return metadata
+
+
+def read_store(path, keys: LabelKeys = LabelKeys()) -> list[Frame]:
+    """The frames of a database (see the module docstring), named ``path:k (original source)``."""
+    from ase.db import connect
+
+    path = os.fspath(path)
+    metadata = store_metadata(path)
+    mine = "mlff_store" in metadata
+    frames = []
+    for k, row in enumerate(connect(path, type="db").select(sort="id")):
+        atoms = row.toatoms()
+        pairs = dict(row.key_value_pairs)
+        where = f"{path}:{k}" + (f" ({pairs['source']})" if "source" in pairs else "")
+        if not mine:  # another tool's labels may be key-value pairs or data
+            atoms.info.update(pairs)
+            for name, value in dict(row.data).items():
+                value = np.asarray(value)
+                if value.ndim >= 1 and value.shape[0] == len(atoms):
+                    atoms.arrays[name] = value
+                else:
+                    atoms.info[name] = value
+        frame = frame_from_atoms(atoms, keys if not mine else LabelKeys(), where)
+        if "config_type" in pairs:
+            frame.atoms.info["config_type"] = str(pairs["config_type"])
+        if mine and "charge" in pairs:
+            frame.charge = float(pairs["charge"])
+        frames.append(frame)
+    return frames

@@ -1,0 +1,28 @@
+"""train_file: a dataset of `mlff data convert` (an ASE database) trains exactly as the file it was
+converted from: the same frames in the same order, so the same split, statistics and losses."""
+
+import csv
+import subprocess
+import sys
+
+from mlff.data.store import convert
+
+
+def _losses(path):
+    with open(path) as handle:
+        return [{k: v for k, v in row.items() if "second" not in k and k != "lr_wall"} for row in csv.DictReader(handle)]
+
+
+def test_training_from_the_database_equals_training_from_the_file(tmp_path, cu_files, make_config, env):
+    train, _ = cu_files
+    convert([train], tmp_path / "train.db")
+    runs = {}
+    for name, train_file in (("file", train), ("db", tmp_path / "train.db")):
+        (tmp_path / name).mkdir()
+        config = make_config(tmp_path / name / "config.yaml", train_file=str(train_file), max_epochs=2,
+                             valid_file=None, valid_fraction=0.2, output_dir=str(tmp_path / name / "run"))
+        res = subprocess.run([sys.executable, "-m", "mlff.cli.main", "train", str(config)], capture_output=True,
+                             text=True, env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+        runs[name] = _losses(tmp_path / name / "run" / "metrics.csv")
+    assert len(runs["file"]) == 2 and runs["db"] == runs["file"]
