@@ -102,12 +102,13 @@ void PairMLFF::allocate()
 }
 
 static const char *USAGE = "pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell] "
-                            "[committee_every N] [relative L] [out_file FILE]";
+                            "[graph host|device|auto] [committee_every N] [relative L] [out_file FILE]";
 
 void PairMLFF::settings(int narg, char **arg)
 {
   device_request = "cpu";
   halo_request = "auto";
+  graph_request = "auto";
   min_distance = 0.6;
   committee_every = 1;
   relative_level = 1.0;
@@ -118,7 +119,7 @@ void PairMLFF::settings(int narg, char **arg)
   }
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
-    if (key != "device" && key != "min_distance" && key != "halo" && key != "committee_every" &&
+    if (key != "device" && key != "min_distance" && key != "halo" && key != "graph" && key != "committee_every" &&
         key != "relative" && key != "out_file")
       error->all(FLERR, "Unknown pair_style mlff keyword '{}': use {}", key, USAGE);
     if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: '{}' needs a value ({})", key, USAGE);
@@ -143,6 +144,14 @@ void PairMLFF::settings(int narg, char **arg)
                    "between layers) or 'halo shell' (ghosts recomputed)",
                    value);
       halo_request = value;
+    } else if (key == "graph") {
+      if (value != "host" && value != "device" && value != "auto")
+        error->all(FLERR,
+                   "pair_style mlff: unknown graph mode '{}': use 'graph device' (neighbour list kept on the "
+                   "model's device between re-neighbourings), 'graph host' (built on the host every step) "
+                   "or 'graph auto'",
+                   value);
+      graph_request = value;
     } else {
       device_request = value;
       if (device_request != "cpu" && device_request != "cuda" && device_request != "auto")
@@ -331,6 +340,12 @@ void PairMLFF::init_style()
     comm_width = std::max(comm_width, m->feature_dim);
   }
   exchange = all_halo && halo_request != "shell";
+  if (graph_request == "device" && !exchange)
+    error->all(FLERR, "pair_style mlff graph device needs halo exchange (the halo shell's graph is built on the "
+                      "host): use 'halo exchange' or 'graph host'");
+  resident = exchange && (graph_request == "device" || (graph_request == "auto" && model->device.is_cuda()));
+  kept.reset();    // a new run: the candidates are built anew at its first step
+  kept_step = -1;
   // the committee's forces on ghosts go home in one reverse comm: 3 values per member
   const int committee_width = committee.empty() ? 0 : 3 * (int) (committee.size() + 1);
   if (!out_path.empty() && !out_file && comm->me == 0) {
@@ -351,7 +366,8 @@ void PairMLFF::init_style()
     neighbor->add_request(this, NeighConst::REQ_FULL);
     if (comm->me == 0)
       utils::logmesg(lmp, "mlff: halo exchange: ghosts within {} Å, {} features per atom exchanged between "
-                     "layers\n", r_cut + neighbor->skin, model->feature_dim);
+                     "layers; graph built on the {}\n", r_cut + neighbor->skin, model->feature_dim,
+                     resident ? "device once per re-neighbouring" : "host every step");
     return;
   }
   ghostneigh = 1;
@@ -405,7 +421,8 @@ void PairMLFF::compute(int eflag, int vflag)
     return;
   }
 
-  Graph g;
+  Graph host_graph;
+  Graph &g = resident ? kept_graph : host_graph;
   Result r;
   if (timing) {
     synchronize_device();
@@ -418,7 +435,10 @@ void PairMLFF::compute(int eflag, int vflag)
                                                torch::TensorOptions().dtype(torch::kInt64));
       for (auto *m : members()) m->senders = rows.to(m->device);
     }
-    build_halo_graph(g);
+    if (resident)
+      build_resident_graph();
+    else
+      build_halo_graph(g);
   } else
     build_shell_graph(g);
   phase_end(GRAPH);

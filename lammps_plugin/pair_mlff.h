@@ -8,6 +8,11 @@
    - shell: ghosts within num_layers cutoffs, each rank recomputes them (the model's forward, the
      engine contract of docs/model-file.md); the reference, and the mode of older model files.
 
+   The graph of the halo exchange is built on the host every step (`graph host`) or kept on the model's
+   device (`graph device`, the default with `device cuda`): LAMMPS's neighbour list (r_cut + skin) goes
+   up once per re-neighbouring as candidate edges; each step only the positions go up and the edges
+   within r_cut are selected there.
+
    A committee (pair_coeff * * a.pt b.pt c.pt <elements>): the first model drives the dynamics; every
    `committee_every` steps the others run on the same graph and the spread of the models' forces
    and energies is published (per atom through extract_peratom for `fix pair`, globally through
@@ -63,6 +68,7 @@ class PairMLFF : public Pair {
   };
   struct Model;                     // libtorch state, kept out of this header
   struct Result;                    // the model's outputs (tensors)
+  struct Resident;                  // graph device: the candidate edges and this step's tensors
 
  private:
   std::unique_ptr<Model> model;                    // drives the dynamics
@@ -70,6 +76,11 @@ class PairMLFF : public Pair {
   std::string device_request;       // "cpu", "cuda" or "auto"
   std::string halo_request;         // "exchange", "shell" or "auto" (exchange if the model has it)
   bool exchange;                    // the mode in use (set by init_style)
+  std::string graph_request;        // "host", "device" or "auto" (device when the model runs on a GPU)
+  bool resident = false;            // graph device in use (set by init_style; halo exchange only)
+  std::unique_ptr<Resident> kept;   // graph device: built at owners_step, refreshed every step
+  Graph kept_graph;                 // graph device: its host side (nodes, candidate edges, positions)
+  bigint kept_step = -1;            // the owners_step the candidates were built at
   std::vector<int> type_to_species; // LAMMPS type (1..ntypes) -> model species index
   double r_cut;
   int num_layers;
@@ -103,7 +114,8 @@ class PairMLFF : public Pair {
 
   void allocate();
   void build_shell_graph(Graph &);
-  void build_halo_graph(Graph &);
+  void build_halo_graph(Graph &, bool candidates = false);
+  void build_resident_graph();      // graph device (pair_mlff_model.cpp)
   void fill_positions(Graph &);
   // fn(begin, end) over [0, n) in chunks, on torch's intra-op threads (pair_mlff_model.cpp)
   static void parallel_over(int n, const std::function<void(int, int)> &fn);

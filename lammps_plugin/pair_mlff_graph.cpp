@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 using namespace LAMMPS_NS;
 
@@ -62,13 +63,16 @@ static void for_each_edge(const NeighList *list, double **x, int i, double rcsq,
 
 /* halo exchange: the local atoms (nodes 0..nlocal-1) and the ghosts within r_cut of them, numbered
    in order of first appearance; the edges of the local centers only, sorted by center. The scan
-   of LAMMPS's neighbour list (r_cut + skin) runs on torch's threads: count, then fill. */
-void PairMLFF::build_halo_graph(Graph &g)
+   of LAMMPS's neighbour list (r_cut + skin) runs on torch's threads: count, then fill. With
+   `candidates` (graph device) every pair of the list is kept, whatever its distance now: the pairs
+   that can come within r_cut before LAMMPS rebuilds its lists, and the ghosts they reach; the
+   closest pair is then checked on the device each step. */
+void PairMLFF::build_halo_graph(Graph &g, bool candidates)
 {
   double **x = atom->x;
   const int nlocal = atom->nlocal;
   const int ntotal = nlocal + atom->nghost;
-  const double rcsq = r_cut * r_cut;
+  const double rcsq = candidates ? std::numeric_limits<double>::infinity() : r_cut * r_cut;
 
   // pass 1: edges per center, and each center's closest neighbour
   std::vector<int64_t> offset(nlocal + 1, 0);
@@ -93,7 +97,7 @@ void PairMLFF::build_halo_graph(Graph &g)
     offset[i + 1] += offset[i];
     if (closest_j[i] >= 0 && (worst < 0 || closest[i] < closest[worst])) worst = i;
   }
-  if (worst >= 0) check_closest_pair(worst, closest_j[worst], closest[worst]);
+  if (worst >= 0 && !candidates) check_closest_pair(worst, closest_j[worst], closest[worst]);
   g.nedges = offset[nlocal];
 
   // pass 2: the neighbours' LAMMPS indices, in place

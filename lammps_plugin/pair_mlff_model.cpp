@@ -29,6 +29,52 @@ void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
   at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) { fn((int) begin, (int) end); });
 }
 
+/* graph device: at the first step after LAMMPS rebuilt its lists, the candidate graph (every pair of
+   the list) and its node lists go up; every step, the nodes' positions and species go up and the
+   edges within r_cut are selected on the device, in the candidates' order (the host graph's order:
+   same edges, same sums). One synchronisation: the number of edges kept (and, with min_distance,
+   the closest pair, read in the same copy). */
+void PairMLFF::build_resident_graph()
+{
+  Graph &g = kept_graph;
+  const torch::Device device = model->device;
+  auto up = [&](std::vector<int64_t> &v) {
+    return torch::from_blob(v.data(), {(int64_t) v.size()}, i64).to(device, /*non_blocking=*/false, /*copy=*/true);
+  };
+  if (!kept || kept_step != owners_step) {
+    build_halo_graph(g, /*candidates=*/true);
+    kept = std::make_unique<Resident>();
+    kept->device = device;
+    const torch::Tensor pairs = torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device, false, true);
+    kept->center = pairs[0];
+    kept->neighbour = pairs[1];
+    kept->self_nodes = up(g.self_nodes);
+    kept->self_owner = up(g.self_owner);
+    kept->remote_nodes = up(g.remote_nodes);
+    kept_step = owners_step;
+  } else
+    fill_positions(g);
+  const int64_t natoms = (int64_t) g.atoms.size();
+  kept->positions = torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device, false, true);
+  kept->species = up(g.species);
+
+  torch::NoGradGuard no_grad;
+  const torch::Tensor vec = kept->positions.index_select(0, kept->neighbour) - kept->positions.index_select(0, kept->center);
+  const torch::Tensor rsq = (vec * vec).sum(1);
+  const torch::Tensor keep = torch::nonzero(rsq < r_cut * r_cut).flatten();
+  kept->edges = torch::stack({kept->center.index_select(0, keep), kept->neighbour.index_select(0, keep)});
+  if (min_distance <= 0.0 || keep.size(0) == 0) return;
+  const torch::Tensor kept_rsq = rsq.index_select(0, keep);
+  const torch::Tensor k = kept_rsq.argmin();
+  const torch::Tensor closest = torch::stack({kept_rsq.index_select(0, k.unsqueeze(0)).squeeze(0),
+                                              keep.index_select(0, k.unsqueeze(0)).squeeze(0).to(torch::kFloat64)})
+                                    .cpu();
+  const double closest_rsq = closest[0].item<double>();
+  if (closest_rsq >= min_distance * min_distance) return;
+  const int64_t e = (int64_t) closest[1].item<double>(), ncandidates = kept->center.size(0);
+  check_closest_pair(g.atoms[g.edges[e]], g.atoms[g.edges[ncandidates + e]], closest_rsq);
+}
+
 void PairMLFF::evaluate(Model &model, Graph &g, Result &r)
 {
   try {
@@ -79,14 +125,18 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
   torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
   torch::AutoGradMode grad_mode(true);
 
-  const torch::Tensor positions = torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device);
-  const torch::Tensor edges = torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device);
-  const torch::Tensor species = torch::from_blob(g.species.data(), {natoms}, i64).to(device);
   auto index = [&](std::vector<int64_t> &v) {
     return torch::from_blob(v.data(), {(int64_t) v.size()}, i64).to(device, /*non_blocking=*/false, /*copy=*/true);
   };
-  const torch::Tensor self_nodes = index(g.self_nodes), self_owner = index(g.self_owner);
-  const torch::Tensor remote_nodes = index(g.remote_nodes);
+  // graph device: already there (a copy only for a committee member on another device)
+  const torch::Tensor positions = resident ? kept->positions.to(device)
+                                           : torch::from_blob(g.positions.data(), {natoms, 3}, f64).to(device);
+  const torch::Tensor edges = resident ? kept->edges.to(device)
+                                       : torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device);
+  const torch::Tensor species = resident ? kept->species.to(device) : index(g.species);
+  const torch::Tensor self_nodes = resident ? kept->self_nodes.to(device) : index(g.self_nodes);
+  const torch::Tensor self_owner = resident ? kept->self_owner.to(device) : index(g.self_owner);
+  const torch::Tensor remote_nodes = resident ? kept->remote_nodes.to(device) : index(g.remote_nodes);
   const bool remote = comm->nprocs > 1;    // collective: every rank takes part in the comm
   phase_end(UPLOAD);
 

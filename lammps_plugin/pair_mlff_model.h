@@ -23,6 +23,16 @@ struct PairMLFF::Model {
   torch::Tensor senders;     // PairMLFF::senders on the device: the rows the exchanges move
 };
 
+/* graph device: LAMMPS's neighbour list (cutoff r_cut + skin) of the local atoms as candidate edges
+   on the model's device, with the halo exchange's node lists, uploaded when LAMMPS rebuilds its
+   lists; the positions, species and the edges within r_cut (selected there) are this step's. */
+struct PairMLFF::Resident {
+  torch::Device device{torch::kCPU};
+  torch::Tensor center, neighbour;                    // (ncandidates,) node indices, sorted by center
+  torch::Tensor self_nodes, self_owner, remote_nodes; // as in Graph
+  torch::Tensor positions, species, edges;            // (natoms, 3) float64, (natoms,), (2, nedges)
+};
+
 /* float64 on the CPU, contiguous: energy (), atomic_energy (nlocal), forces (natoms, 3) on the
    graph's nodes, virial (3, 3), atomic_virial (natoms, 3, 3). */
 struct PairMLFF::Result {
