@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -32,6 +33,50 @@ def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float
         data[keys.HAS_DIPOLE_KEY] = torch.tensor([1.0 if has_dipole else 0.0], dtype=torch.float64)
         out.append(data)
     return out
+
+
+class LazyAtomicData(Sequence):
+    """:func:`to_atomic_data` of each frame when it is indexed (``preload: false``): memory holds the
+    frames (or, for a :class:`~mlff.data.store.StoreFrames`, only their row ids), not their
+    neighbour lists. Slices are lists."""
+
+    def __init__(self, frames: Sequence[Frame], species: Sequence[str], r_cut: float):
+        self.frames, self.species, self.r_cut = frames, list(species), float(r_cut)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return to_atomic_data([self.frames[int(index)]], self.species, self.r_cut)[0]
+
+
+class Prefetcher:
+    """The items of ``batches[k]`` from ``data``, with batch ``k + 1`` built in a background thread
+    while batch ``k`` trains (the neighbour search releases the GIL). The same items, in the same
+    order, as indexing ``data`` directly: a resumed epoch draws the same batches."""
+
+    def __init__(self, data: Sequence[AtomicData], batches: Sequence[np.ndarray]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.data, self.batches = data, batches
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlff-prefetch")
+        self.pending: dict = {}
+
+    def _build(self, k: int):
+        return [self.data[i] for i in self.batches[k]]
+
+    def take(self, k: int) -> List[AtomicData]:
+        future = self.pending.pop(k, None)
+        items = future.result() if future is not None else self._build(k)
+        self.pending = {}  # a skipped batch (resume) is never waited for
+        if k + 1 < len(self.batches):
+            self.pending[k + 1] = self.pool.submit(self._build, k + 1)
+        return items
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def split_indices(n: int, valid_fraction: float, seed: int,

@@ -21,8 +21,10 @@ no half-written dataset under the final name.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -179,30 +181,81 @@ def store_metadata(path) -> dict:
     return metadata
 
 
+def _frame(row, k: int, path: str, keys: LabelKeys, mine: bool) -> Frame:
+    """Row ``k`` (from 0) of the database as a Frame (see the module docstring)."""
+    atoms = row.toatoms()
+    pairs = dict(row.key_value_pairs)
+    where = f"{path}:{k}" + (f" ({pairs['source']})" if "source" in pairs else "")
+    if not mine:  # another tool's labels may be key-value pairs or data
+        atoms.info.update(pairs)
+        for name, value in dict(row.data).items():
+            value = np.asarray(value)
+            if value.ndim >= 1 and value.shape[0] == len(atoms):
+                atoms.arrays[name] = value
+            else:
+                atoms.info[name] = value
+    frame = frame_from_atoms(atoms, keys if not mine else LabelKeys(), where)
+    if "config_type" in pairs:
+        frame.atoms.info["config_type"] = str(pairs["config_type"])
+    if mine and "charge" in pairs:
+        frame.charge = float(pairs["charge"])
+    return frame
+
+
+class StoreFrames(Sequence):
+    """The frames of a database, read from disk when indexed (``preload: false`` in training): a
+    sequence of row ids and a connection per process (DataLoader workers, threads of one process
+    share it under a lock). ``subset(indices)`` is a view of some of the rows."""
+
+    def __init__(self, path, keys: LabelKeys = LabelKeys(), ids=None):
+        import sqlite3
+
+        self.path = os.fspath(path)
+        self.keys = keys
+        self.mine = "mlff_store" in store_metadata(self.path)
+        if ids is None:
+            with sqlite3.connect(self.path) as connection:  # ase.db's table of structures
+                ids = [row[0] for row in connection.execute("SELECT id FROM systems ORDER BY id")]
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self._db, self._pid = None, None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.subset(np.arange(len(self))[index])
+        from ase.db import connect
+
+        row_id = int(self.ids[index])
+        with self._lock:
+            if self._pid != os.getpid():
+                self._db, self._pid = connect(self.path, type="db"), os.getpid()
+            row = self._db.get(id=row_id)
+        return _frame(row, row_id - 1, self.path, self.keys, self.mine)
+
+    def subset(self, indices) -> "StoreFrames":
+        view = StoreFrames.__new__(StoreFrames)
+        view.path, view.keys, view.mine = self.path, self.keys, self.mine
+        view.ids = self.ids[np.asarray(indices, dtype=np.int64)]
+        view._db, view._pid, view._lock = None, None, threading.Lock()
+        return view
+
+    def __getstate__(self):  # to worker processes: without the connection
+        state = dict(self.__dict__, _db=None, _pid=None)
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
 def read_store(path, keys: LabelKeys = LabelKeys()) -> list[Frame]:
     """The frames of a database (see the module docstring), named ``path:k (original source)``."""
     from ase.db import connect
 
     path = os.fspath(path)
-    metadata = store_metadata(path)
-    mine = "mlff_store" in metadata
-    frames = []
-    for k, row in enumerate(connect(path, type="db").select(sort="id")):
-        atoms = row.toatoms()
-        pairs = dict(row.key_value_pairs)
-        where = f"{path}:{k}" + (f" ({pairs['source']})" if "source" in pairs else "")
-        if not mine:  # another tool's labels may be key-value pairs or data
-            atoms.info.update(pairs)
-            for name, value in dict(row.data).items():
-                value = np.asarray(value)
-                if value.ndim >= 1 and value.shape[0] == len(atoms):
-                    atoms.arrays[name] = value
-                else:
-                    atoms.info[name] = value
-        frame = frame_from_atoms(atoms, keys if not mine else LabelKeys(), where)
-        if "config_type" in pairs:
-            frame.atoms.info["config_type"] = str(pairs["config_type"])
-        if mine and "charge" in pairs:
-            frame.charge = float(pairs["charge"])
-        frames.append(frame)
-    return frames
+    mine = "mlff_store" in store_metadata(path)
+    return [_frame(row, row.id - 1, path, keys, mine) for row in connect(path, type="db").select(sort="id")]

@@ -53,6 +53,9 @@ class TrainConfig:
     max_epochs: int = 100
     batch_size: int = 4
     batch_atoms: int = 0  # > 0: batches of up to this many atoms (mixed-size data) instead of batch_size
+    # False: each frame's neighbour list is built when its batch is drawn (in a background thread), and
+    # a .db train/valid/test file (mlff data convert) is read from disk then, not held in memory
+    preload: bool = True
     learning_rate: float = 5e-3
     optimizer: str = "adam"
     weight_decay: float = 0.0

@@ -6,12 +6,13 @@ training starts from."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..data.dataset import split_indices, to_atomic_data
+from ..data.dataset import LazyAtomicData, split_indices, to_atomic_data
 from ..data.readers import Frame, LabelKeys, describe, read_frames, summary_line
+from ..data.store import StoreFrames, is_store
 from ..data.stats import average_num_neighbors, energy_shifts, force_rms
 from ..data.validate import DataValidationError, validate_frames
 from ..model import ModelConfig, Potential, build_model
@@ -21,10 +22,10 @@ from .finetune import freeze, new_species_shifts, with_species
 
 @dataclass
 class PreparedData:
-    train: List[dict]  # AtomicData dicts (mlff.data.keys)
-    valid: List[dict]
-    test: List[dict]  # held out: scored once, at the end
-    test_frames: List[Frame]
+    train: Sequence[dict]  # AtomicData dicts (mlff.data.keys); a LazyAtomicData with preload: false
+    valid: Sequence[dict]
+    test: Sequence[dict]  # held out: scored once, at the end
+    test_frames: Sequence[Frame]
     split_atoms: Dict[str, List]  # "train"/"valid"/"test" -> ase.Atoms (for split_fingerprints.json)
     train_sizes: List[int]  # atoms per training frame (for batches by atom count)
     species: List[str]
@@ -40,20 +41,51 @@ def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame], List[F
     of what remains of the training file (the validation split is the same with or without it).
     Every element keeps a training frame."""
     label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key, config.dipole_key)
-    train = read_frames(config.train_file, label_keys, config.reader)
+
+    def read(source):
+        if not config.preload and is_store(source):  # read from disk when drawn
+            return StoreFrames(source, label_keys)
+        return read_frames(source, label_keys, config.reader)
+
+    train = read(config.train_file)
     elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
     if config.valid_file:
-        valid = read_frames(config.valid_file, label_keys, config.reader)
+        valid = read(config.valid_file)
     else:
         train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed, elements)
-        train, valid = [train[i] for i in train_idx], [train[i] for i in valid_idx]
+        train, valid = _take(train, train_idx), _take(train, valid_idx)
         elements = [elements[i] for i in train_idx]
     if config.test_file:
-        return train, valid, read_frames(config.test_file, label_keys, config.reader)
+        return train, valid, read(config.test_file)
     if config.test_fraction <= 0.0 or len(train) < 2:
         return train, valid, []
     train_idx, test_idx = split_indices(len(train), config.test_fraction, config.seed + 1, elements)
-    return [train[i] for i in train_idx], valid, [train[i] for i in test_idx]
+    return _take(train, train_idx), valid, _take(train, test_idx)
+
+
+def _take(frames, indices):
+    """``frames[indices]``: a view of a StoreFrames, else a list."""
+    return frames.subset(indices) if isinstance(frames, StoreFrames) else [frames[i] for i in indices]
+
+
+class _AtomsOf:
+    """The structures of some frames, read when iterated (split fingerprints of a lazy dataset)."""
+
+    def __init__(self, frames):
+        self.frames = frames
+
+    def __iter__(self):
+        return (frame.atoms for frame in self.frames)
+
+
+class _Chain:
+    """Two sequences of frames, iterated one after the other (without copying a lazy one)."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def __iter__(self):
+        return (frame for part in self.parts for frame in part)
 
 
 def training_species(train: List[Frame], held_out: List[Frame], listed: Optional[List[str]],
@@ -83,7 +115,7 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     ``saved_model_config``: the configuration of the run being resumed (it wins over a default that
     changed since, and the difference is logged)."""
     train, valid, test = load_datasets(c)
-    species = training_species(train, valid + test, c.species, pretrained.species if pretrained else [])
+    species = training_species(train, _Chain(valid, test), c.species, pretrained.species if pretrained else [])
     if pretrained is not None:  # its species keep their order; new ones come after
         old = list(pretrained.species)
         species = old + [s for s in species if s not in old]
@@ -126,10 +158,12 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
             model_config = saved
     summary["statistics"] = {"energy_shifts_eV": dict(zip(species, shifts.tolist())),
                              "force_rms_eV_per_A": scale, "avg_num_neighbors": model_config.avg_num_neighbors}
-    return PreparedData(train=to_atomic_data(train, species, model_config.r_cut),
-                        valid=to_atomic_data(valid, species, model_config.r_cut),
-                        test=to_atomic_data(test, species, model_config.r_cut), test_frames=test,
-                        split_atoms={name: [f.atoms for f in frames]
+    if c.preload:
+        convert = lambda frames: to_atomic_data(frames, species, model_config.r_cut)  # noqa: E731
+    else:
+        convert = lambda frames: LazyAtomicData(frames, species, model_config.r_cut)  # noqa: E731
+    return PreparedData(train=convert(train), valid=convert(valid), test=convert(test), test_frames=test,
+                        split_atoms={name: _AtomsOf(frames) if not c.preload else [f.atoms for f in frames]
                                      for name, frames in (("train", train), ("valid", valid), ("test", test))},
                         train_sizes=[len(f.atoms) for f in train], species=species, model_config=model_config,
                         shifts=shifts, scale=scale, summary=summary)

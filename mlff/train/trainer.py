@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.atomic_data import collate
-from ..data.dataset import epoch_batches
+from ..data.dataset import Prefetcher, epoch_batches
 from ..data.fingerprint import write_split
 from ..modelfile import deploy
 from ..files import write_json
@@ -104,8 +104,8 @@ class Trainer:
         return epoch_batches(len(self.data.train), self.config.batch_size, self.config.seed, self.state.epoch,
                              sizes=self.data.train_sizes, batch_atoms=self.config.batch_atoms)
 
-    def _train_step(self, batch_idx: np.ndarray) -> float:
-        items = [self.data.train[i] for i in batch_idx]
+    def _train_step(self, batch_idx: np.ndarray, items=None) -> float:
+        items = [self.data.train[i] for i in batch_idx] if items is None else items
         counts = batch_counts(items)
         mine = items[self.dist.rank::self.dist.world_size]
         loss_value = torch.zeros((), dtype=torch.float64)
@@ -131,6 +131,16 @@ class Trainer:
         batches = self._batches()
         bar = progress_bar(len(batches), s.step_in_epoch, f"epoch {s.epoch + 1}/{self.config.max_epochs}",
                            self.config.progress and self.dist.is_main)
+        # preload: false: the next batch's graphs are built while this one trains
+        prefetch = None if self.config.preload else Prefetcher(self.data.train, batches)
+        try:
+            return self._train_batches(batches, bar, prefetch)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+
+    def _train_batches(self, batches, bar, prefetch) -> float:
+        s = self.state
         while s.step_in_epoch < len(batches):
             if not self.compile_policy.decided:
                 steps_left = (self.config.max_epochs - s.epoch) * len(batches) - s.step_in_epoch
@@ -142,7 +152,8 @@ class Trainer:
             if self.stop_reason:
                 break
             start = time.perf_counter()
-            s.epoch_losses.append(self._train_step(batches[s.step_in_epoch]))
+            items = prefetch.take(s.step_in_epoch) if prefetch is not None else None
+            s.epoch_losses.append(self._train_step(batches[s.step_in_epoch], items))
             s.step_seconds = (s.step_seconds + [time.perf_counter() - start])[-10:]
             s.step_in_epoch += 1
             s.global_step += 1

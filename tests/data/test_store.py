@@ -120,3 +120,30 @@ def test_cli_converts_and_reports(tmp_path):
     again = subprocess.run([sys.executable, "-m", "mlff.cli.main", "data", "convert", str(inputs[0]), "-o", str(out)],
                            capture_output=True, text=True)
     assert again.returncode == 1 and "exists: pass --overwrite" in again.stderr
+
+
+def test_lazy_data_and_prefetcher_give_the_same_batches(tmp_path):
+    """preload: false: a StoreFrames view, graphs built when indexed, the next batch prefetched;
+    the same items as in-memory data, also when an epoch resumes in the middle."""
+    import torch
+
+    from mlff.data.dataset import LazyAtomicData, Prefetcher, epoch_batches, to_atomic_data
+    from mlff.data.store import StoreFrames
+
+    inputs = _slice(tmp_path)
+    convert(inputs[:1], tmp_path / "data.db")
+    frames = StoreFrames(tmp_path / "data.db").subset([5, 0, 3, 7, 2, 1])
+    eager = to_atomic_data(read_frames(str(tmp_path / "data.db")), ["Cu"], 4.0)
+    eager = [eager[i] for i in (5, 0, 3, 7, 2, 1)]
+    lazy = LazyAtomicData(frames, ["Cu"], 4.0)
+    batches = epoch_batches(len(lazy), 2, seed=0, epoch=1)
+    for start in (0, 2):  # a whole epoch, and one resumed at its second batch
+        prefetch = Prefetcher(lazy, batches)
+        try:
+            for k in range(start, len(batches)):
+                got, want = prefetch.take(k), [eager[i] for i in batches[k]]
+                assert len(got) == len(want)
+                for a, b in zip(got, want):
+                    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+        finally:
+            prefetch.close()

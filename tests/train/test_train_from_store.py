@@ -1,5 +1,6 @@
 """train_file: a dataset of `mlff data convert` (an ASE database) trains exactly as the file it was
-converted from: the same frames in the same order, so the same split, statistics and losses."""
+converted from: the same frames in the same order, so the same split, statistics and losses; also
+with `preload: false` (frames read from disk and graphs built when their batch is drawn)."""
 
 import csv
 import subprocess
@@ -17,12 +18,15 @@ def test_training_from_the_database_equals_training_from_the_file(tmp_path, cu_f
     train, _ = cu_files
     convert([train], tmp_path / "train.db")
     runs = {}
-    for name, train_file in (("file", train), ("db", tmp_path / "train.db")):
+    for name, train_file, preload in (("file", train, True), ("db", tmp_path / "train.db", True),
+                                      ("db_lazy", tmp_path / "train.db", False)):
         (tmp_path / name).mkdir()
         config = make_config(tmp_path / name / "config.yaml", train_file=str(train_file), max_epochs=2,
-                             valid_file=None, valid_fraction=0.2, output_dir=str(tmp_path / name / "run"))
+                             valid_file=None, valid_fraction=0.2, test_fraction=0.1, preload=preload,
+                             output_dir=str(tmp_path / name / "run"))
         res = subprocess.run([sys.executable, "-m", "mlff.cli.main", "train", str(config)], capture_output=True,
                              text=True, env=env)
         assert res.returncode == 0, res.stderr[-3000:]
         runs[name] = _losses(tmp_path / name / "run" / "metrics.csv")
     assert len(runs["file"]) == 2 and runs["db"] == runs["file"]
+    assert runs["db_lazy"] == runs["file"]  # read from disk and built when drawn: the same batches

@@ -1,0 +1,96 @@
+"""Training memory and throughput against the number of frames: in memory (``preload: true``) and
+from a converted dataset read when drawn (``preload: false``).
+
+Synthetic frames: 32-atom fcc Cu cells, rattled and strained, labelled with ASE's EMT (plumbing
+data: the figures are about memory and speed, not accuracy). For each size the frames are
+converted once (``mlff data convert``), then one epoch of the ``small`` preset runs in a fresh
+process per mode; the table gives the process's peak resident memory (ru_maxrss), the seconds
+before the first step (reading, checks, statistics) and training frames/s.
+
+    python benchmarks/bench_data.py [--sizes 1000 8000] [--threads 1]
+"""
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+RUN = """
+import csv, resource, sys, time, yaml
+start = time.perf_counter()
+from mlff.train import TrainConfig, train
+config = TrainConfig.from_dict(yaml.safe_load(open(sys.argv[1])))
+result = train(config)
+rows = list(csv.DictReader(open(config.output_dir + "/metrics.csv")))
+total = time.perf_counter() - start
+epoch = float(rows[-1]["seconds"]) if "seconds" in rows[-1] else float("nan")
+print("RESULT", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, total, epoch)
+"""
+
+
+def frames(n: int, seed: int = 0):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(seed)
+    base = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    for k in range(n):
+        atoms = base.copy()
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.02, (3, 3))), scale_atoms=True)
+        atoms.rattle(0.1, seed=k)
+        atoms.calc = EMT()
+        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
+        yield atoms
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    import yaml
+    from ase.io import write
+
+    from mlff.data.store import convert
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    print(f"{'frames':>8} {'mode':<22}{'peak RSS MB':>12}{'MB/1k frames':>14}{'s to 1st step':>15}"
+          f"{'train frames/s':>16}")
+    with tempfile.TemporaryDirectory(prefix="mlff-bench-data-") as tmp:
+        for size in args.sizes:
+            xyz, db = os.path.join(tmp, f"cu{size}.extxyz"), os.path.join(tmp, f"cu{size}.db")
+            write(xyz, list(frames(size)))
+            start = time.perf_counter()
+            convert([xyz], db, workers=1)
+            converted = time.perf_counter() - start
+            print(f"{size:>8} {'(convert)':<22}{'':>12}{'':>14}{converted:>15.1f}", flush=True)
+            for mode, preload in (("in memory", True), ("from .db, when drawn", False)):
+                out = os.path.join(tmp, f"run{size}{preload}")
+                config = {"train_file": db, "valid_fraction": 0.05, "test_fraction": 0.0,
+                          "model": {"preset": "small", "r_cut": 4.5, "dtype": "float32"}, "max_epochs": 1,
+                          "batch_size": 4, "preload": preload, "output_dir": out, "progress": False,
+                          "tensorboard": "off", "seed": 0}
+                path = os.path.join(tmp, f"config{size}{preload}.yaml")
+                with open(path, "w") as handle:
+                    yaml.safe_dump(config, handle)
+                res = subprocess.run([sys.executable, "-c", RUN, path], capture_output=True, text=True, env=env)
+                line = [row for row in res.stdout.splitlines() if row.startswith("RESULT")]
+                if res.returncode != 0 or not line:
+                    print(f"{size:>8} {mode:<22} failed: {res.stderr[-500:]}")
+                    continue
+                rss_kb, total, epoch = (float(v) for v in line[0].split()[1:])
+                train_frames = int(0.95 * size)
+                print(f"{size:>8} {mode:<22}{rss_kb / 1024:>12.0f}{rss_kb / 1024 / size * 1000:>14.1f}"
+                      f"{total - epoch:>15.1f}{train_frames / epoch:>16.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
