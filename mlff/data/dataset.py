@@ -51,21 +51,35 @@ class LazyAtomicData(Sequence):
             return [self[i] for i in range(*index.indices(len(self)))]
         return to_atomic_data([self.frames[int(index)]], self.species, self.r_cut)[0]
 
+    def labels(self, index: int) -> AtomicData:
+        """Only what :func:`~mlff.train.loss.batch_counts` reads (which labels a frame has), without
+        its neighbour list: a rank's view of the structures other ranks train on."""
+        frame = self.frames[int(index)]
+        forces = frame.forces if frame.forces is not None else np.full((len(frame.atoms), 3), np.nan)
+        return {keys.REF_FORCES_KEY: torch.as_tensor(np.asarray(forces, dtype=np.float64)),
+                keys.HAS_STRESS_KEY: torch.tensor([float(frame.stress is not None)], dtype=torch.float64),
+                keys.HAS_DIPOLE_KEY: torch.tensor([float(frame.dipole is not None)], dtype=torch.float64)}
+
 
 class Prefetcher:
     """The items of ``batches[k]`` from ``data``, with batch ``k + 1`` built in a background thread
     while batch ``k`` trains (the neighbour search releases the GIL). The same items, in the same
-    order, as indexing ``data`` directly: a resumed epoch draws the same batches."""
+    order, as indexing ``data`` directly: a resumed epoch draws the same batches. Each DDP rank
+    builds the graphs of its own part of the batch only."""
 
-    def __init__(self, data: Sequence[AtomicData], batches: Sequence[np.ndarray]):
+    def __init__(self, data: Sequence[AtomicData], batches: Sequence[np.ndarray], rank: int = 0, world: int = 1):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.data, self.batches = data, batches
+        self.data, self.batches, self.rank, self.world = data, batches, rank, world
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlff-prefetch")
         self.pending: dict = {}
 
     def _build(self, k: int):
-        return [self.data[i] for i in self.batches[k]]
+        """Batch ``k``: the structures of this rank (positions ``rank::world``, as the trainer splits
+        a batch) in full; with several ranks and a :class:`LazyAtomicData`, the others' labels only."""
+        lazy = isinstance(self.data, LazyAtomicData) and self.world > 1
+        return [self.data[i] if not lazy or j % self.world == self.rank else self.data.labels(i)
+                for j, i in enumerate(self.batches[k])]
 
     def take(self, k: int) -> List[AtomicData]:
         future = self.pending.pop(k, None)

@@ -132,7 +132,8 @@ class Trainer:
         bar = progress_bar(len(batches), s.step_in_epoch, f"epoch {s.epoch + 1}/{self.config.max_epochs}",
                            self.config.progress and self.dist.is_main)
         # preload: false: the next batch's graphs are built while this one trains
-        prefetch = None if self.config.preload else Prefetcher(self.data.train, batches)
+        prefetch = None if self.config.preload else Prefetcher(self.data.train, batches, self.dist.rank,
+                                                                 self.dist.world_size)
         try:
             return self._train_batches(batches, bar, prefetch)
         finally:

@@ -99,11 +99,20 @@ def test_resume_refuses_a_changed_config(tmp_path, make_config, cu_files, env):
     assert "learning_rate: 0.01 in the run, 0.5 now" in res.stderr
 
 
-def test_two_process_ddp_matches_one_process(tmp_path, make_config, cu_files, env):
+@pytest.mark.parametrize("preload", [True, False])
+def test_two_process_ddp_matches_one_process(tmp_path, make_config, cu_files, env, preload):
+    """Also from a converted dataset read when drawn (preload: false), where each rank builds the
+    graphs of its own structures only."""
+    from mlff.data.store import convert
+
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     one = make_config(tmp_path / "one" / "cu.yaml", max_epochs=2, batch_size=6)
-    two = make_config(tmp_path / "two" / "cu.yaml", max_epochs=2, batch_size=6)
+    extra = {}
+    if not preload:
+        convert([cu_files[0]], tmp_path / "train.db")
+        extra = {"train_file": str(tmp_path / "train.db"), "preload": False}
+    two = make_config(tmp_path / "two" / "cu.yaml", max_epochs=2, batch_size=6, **extra)
     _train(one, env)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "mlff.cli.train", str(two)]
