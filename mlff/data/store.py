@@ -235,6 +235,20 @@ class StoreFrames(Sequence):
             row = self._db.get(id=row_id)
         return _frame(row, row_id - 1, self.path, self.keys, self.mine)
 
+    def __iter__(self):
+        """In order; a view in ascending row order (the whole file, the training splits) streams
+        through one query, about twice as fast as reading row by row (the statistics' passes)."""
+        if len(self.ids) == 0 or np.any(np.diff(self.ids) <= 0):
+            yield from (self[k] for k in range(len(self)))
+            return
+        from ase.db import connect
+
+        wanted = set(self.ids.tolist()) if len(self.ids) < int(self.ids[-1] - self.ids[0] + 1) else None
+        query = f"id>={int(self.ids[0])},id<={int(self.ids[-1])}"
+        for row in connect(self.path, type="db").select(query, sort="id"):
+            if wanted is None or row.id in wanted:
+                yield _frame(row, row.id - 1, self.path, self.keys, self.mine)
+
     def subset(self, indices) -> "StoreFrames":
         view = StoreFrames.__new__(StoreFrames)
         view.path, view.keys, view.mine = self.path, self.keys, self.mine

@@ -147,3 +147,13 @@ def test_lazy_data_and_prefetcher_give_the_same_batches(tmp_path):
                     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
         finally:
             prefetch.close()
+
+
+def test_store_frames_iterate_as_they_index(tmp_path):
+    from mlff.data.store import StoreFrames
+
+    convert(_slice(tmp_path), tmp_path / "data.db")
+    frames = StoreFrames(tmp_path / "data.db")
+    for view in (frames, frames.subset([1, 4, 5, 11]), frames.subset([6, 2, 9]), frames[3:7]):
+        assert [f.source for f in view] == [view[k].source for k in range(len(view))]
+        _assert_same_frames(list(view), [view[k] for k in range(len(view))])
