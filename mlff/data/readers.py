@@ -171,22 +171,29 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Frame]) -> None:
 
 def describe(frames: Sequence[Frame]) -> dict:
     """A dataset summary: frames, atoms, elements, energy per atom and force ranges."""
-    natoms = np.array([len(f.atoms) for f in frames])
-    e_per_atom = np.array([f.energy / len(f.atoms) for f in frames if f.energy is not None])
-    forces = np.concatenate([np.abs(f.forces).ravel() for f in frames if f.forces is not None] or [np.zeros(0)])
-    elements: dict = {}
-    for f in frames:
+    natoms, e_per_atom, elements = [], [], {}
+    with_stress, force_values, force_squares, force_max = 0, 0, 0.0, 0.0
+    for f in frames:  # one pass, nothing kept per atom (a dataset read from disk stays on disk)
+        natoms.append(len(f.atoms))
+        if f.energy is not None:
+            e_per_atom.append(f.energy / len(f.atoms))
+        if f.forces is not None and f.forces.size:
+            force_values += f.forces.size
+            force_squares += float(np.sum(np.square(f.forces)))
+            force_max = max(force_max, float(np.abs(f.forces).max()))
+        with_stress += f.stress is not None
         for s in f.atoms.get_chemical_symbols():
             elements[s] = elements.get(s, 0) + 1
+    natoms = np.array(natoms)
     return {
-        "frames": len(frames),
+        "frames": len(natoms),
         "atoms": int(natoms.sum()),
         "atoms_per_frame": [int(natoms.min()), int(natoms.max())],
         "elements": dict(sorted(elements.items())),
-        "frames_with_stress": sum(f.stress is not None for f in frames),
-        "energy_per_atom_eV": [float(e_per_atom.min()), float(e_per_atom.max())] if len(e_per_atom) else None,
-        "max_abs_force_eV_per_A": float(forces.max()) if forces.size else None,
-        "rms_force_eV_per_A": float(np.sqrt(np.mean(forces**2))) if forces.size else None,
+        "frames_with_stress": with_stress,
+        "energy_per_atom_eV": [float(min(e_per_atom)), float(max(e_per_atom))] if e_per_atom else None,
+        "max_abs_force_eV_per_A": force_max if force_values else None,
+        "rms_force_eV_per_A": float(np.sqrt(force_squares / force_values)) if force_values else None,
     }
 
 

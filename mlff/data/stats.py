@@ -35,8 +35,15 @@ def energy_shifts(frames: Sequence[Frame], species: Sequence[str],
 
 
 def force_rms(frames: Sequence[Frame]) -> float:
-    forces = np.concatenate([f.forces.ravel() for f in frames if f.forces is not None] or [np.zeros(1)])
-    rms = float(np.sqrt(np.mean(forces**2)))
+    if isinstance(frames, list):  # in memory: one array (the sum's order, and so a run, unchanged)
+        forces = np.concatenate([f.forces.ravel() for f in frames if f.forces is not None] or [np.zeros(1)])
+        rms = float(np.sqrt(np.mean(forces**2)))
+    else:  # read from disk as iterated: running sums, nothing kept per atom
+        squares, values = 0.0, 0
+        for f in frames:
+            if f.forces is not None:
+                squares, values = squares + float(np.sum(np.square(f.forces))), values + f.forces.size
+        rms = float(np.sqrt(squares / values)) if values else 0.0
     return rms if rms > 1e-8 else 1.0
 
 

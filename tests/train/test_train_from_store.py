@@ -6,6 +6,8 @@ import csv
 import subprocess
 import sys
 
+import pytest
+
 from mlff.data.store import convert
 
 
@@ -29,4 +31,11 @@ def test_training_from_the_database_equals_training_from_the_file(tmp_path, cu_f
         assert res.returncode == 0, res.stderr[-3000:]
         runs[name] = _losses(tmp_path / name / "run" / "metrics.csv")
     assert len(runs["file"]) == 2 and runs["db"] == runs["file"]
-    assert runs["db_lazy"] == runs["file"]  # read from disk and built when drawn: the same batches
+    # read from disk and built when drawn: the same batches; the force scale is a running sum there
+    # (nothing kept per atom), so the numbers agree to round-off
+    lazy, file = runs["db_lazy"], runs["file"]
+    assert [row.keys() for row in lazy] == [row.keys() for row in file]
+    for a, b in zip(lazy, file):
+        for key in a:
+            if a[key] != b[key]:
+                assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-9), key
