@@ -15,7 +15,8 @@ machine can check the script itself). Steps, each timed and recorded even when i
    model, feature exchange, scatter-back; LAMMPS's own neighbour lists and comm);
 7. speed: atom-steps/s and peak GPU memory through ``MLFFCalculator`` for the shipped potential
    and the matched-size model (2 layers, 64 channels, l_max 2) in float32 and float64, from 1k
-   atoms up by powers of 8 until memory or time runs out; the same through LAMMPS;
+   atoms up (1k, 8k, 64k, then doubling to 512k on a GPU, to find the largest system that fits)
+   until memory or time runs out; the same through LAMMPS;
 8. peers: the same timings for MACE and NequIP at the matched size through their own ASE
    calculators (``peers.py``; NequIP compiled with AOTInductor here, for this device), when their
    wheels were prepared (``python benchmarks/gpu/peers.py prepare``) or ``--peer-python`` names
@@ -52,7 +53,7 @@ MATCHED = dict(num_layers=2, num_features=64, l_max=2, parity=False, r_cut=5.0, 
 # per mode: structure sizes (atoms) to try, LAMMPS sizes, NVE steps, seconds for each model and dtype
 # through the calculator (no larger size is started after it), seconds for all LAMMPS timings
 PLAN = {
-    "cuda": dict(sizes=[1000, 8000, 64000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
+    "cuda": dict(sizes=[1000, 8000, 64000, 128000, 256000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
                  speed_budget=25.0, lammps_budget=60.0, max_call=10.0, train_frames=64, train_epochs=3,
                  profile_sizes=[8000, 64000], phase_sizes=[8000, 64000], peer_budget=40.0, peer_timeout=200.0,
                  peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
