@@ -65,7 +65,9 @@ def _mace(args, workdir, epochs):
             "--work_dir", os.path.join(workdir, f"mace_{epochs}")]
 
 
-def _nequip(args, workdir, epochs, species):
+def _nequip(args, workdir, epochs, species, checkpoint_dir=None):
+    """``nequip-train`` at the matched size; ``checkpoint_dir``: also save the last epoch's
+    checkpoint there (benchmarks/gpu/peers.py packages it)."""
     loader = {"_target_": "torch.utils.data.DataLoader", "batch_size": args.batch_size}
     config = {
         "run": ["train"], "seed": 0, "cutoff_radius": 5.0, "model_type_names": species,
@@ -82,7 +84,7 @@ def _nequip(args, workdir, epochs, species):
             "train_dataloader": loader, "val_dataloader": loader,
         },
         "trainer": {"_target_": "lightning.Trainer", "max_epochs": epochs, "check_val_every_n_epoch": 1,
-                    "enable_progress_bar": False, "logger": False, "enable_checkpointing": False},
+                    "enable_progress_bar": False, "logger": False, "enable_checkpointing": checkpoint_dir is not None},
         "training_module": {
             "_target_": "nequip.train.EMALightningModule",
             "loss": {"_target_": "nequip.train.EnergyForceLoss", "per_atom_energy": True,
@@ -97,6 +99,9 @@ def _nequip(args, workdir, epochs, species):
                       "per_type_energy_shifts": 0.0, "per_type_energy_scales": 1.0},
         },
     }
+    if checkpoint_dir is not None:
+        config["trainer"]["callbacks"] = [{"_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                           "dirpath": str(checkpoint_dir), "filename": "last", "save_last": False}]
     directory = os.path.join(workdir, f"nequip_{epochs}")
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "config.yaml"), "w") as handle:

@@ -73,59 +73,29 @@ def download(tool: str, python: str, dest: Path) -> list:
     return sorted(dest.glob("*.whl"))
 
 
-NEQUIP_TRAIN = """
-import sys, yaml
-from ase.io import read, write
-work = sys.argv[1]
-frames = [f for f in read(sys.argv[2], ":") if len(f) == 32][:8]
-for i, f in enumerate(frames):
-    f.info["REF_energy"] = f.get_potential_energy(); f.arrays["REF_forces"] = f.get_forces()
-    f.calc = None
-write(work + "/train.extxyz", frames[:6]); write(work + "/valid.extxyz", frames[6:])
-species = ["Cu"]
-loader = {"_target_": "torch.utils.data.DataLoader", "batch_size": 2}
-mapper = {"_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper", "model_type_names": species,
-          "chemical_species_to_atom_type_map": {"Cu": "Cu"}}
-m = %(matched)r
-config = {
-    "run": ["train"], "seed": 0, "cutoff_radius": m["r_cut"], "model_type_names": species,
-    "data": {"_target_": "nequip.data.datamodule.ASEDataModule", "seed": 0,
-             "train_file_path": work + "/train.extxyz", "val_file_path": work + "/valid.extxyz",
-             "key_mapping": {"REF_energy": "total_energy", "REF_forces": "forces"},
-             "transforms": [mapper, {"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": m["r_cut"]}],
-             "train_dataloader": dict(loader, shuffle=True), "val_dataloader": loader,
-             "stats_manager": {"_target_": "nequip.data.CommonDataStatisticsManager", "type_names": species}},
-    "trainer": {"_target_": "lightning.Trainer", "max_epochs": 1, "enable_progress_bar": False,
-                "callbacks": [{"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": work,
-                               "filename": "last", "save_last": False}]},
-    "training_module": {
-        "_target_": "nequip.train.EMALightningModule",
-        "loss": {"_target_": "nequip.train.EnergyForceLoss", "per_atom_energy": True,
-                 "coeffs": {"total_energy": 1.0, "forces": 1.0}},
-        "val_metrics": {"_target_": "nequip.train.EnergyForceMetrics",
-                        "coeffs": {"total_energy_mae": 1.0, "forces_mae": 1.0}},
-        "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.01},
-        "model": {"_target_": "nequip.model.NequIPGNNModel", "seed": 0, "model_dtype": sys.argv[3],
-                  "type_names": species, "r_max": m["r_cut"], "l_max": m["l_max"], "parity": False,
-                  "num_layers": m["num_layers"], "num_features": m["num_features"], "radial_mlp_depth": 2,
-                  "radial_mlp_width": m["radial_width"], "num_bessels": m["num_bessel"],
-                  "polynomial_cutoff_p": m["cutoff_p"],
-                  "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
-                  "per_type_energy_shifts": "${training_data_stats:per_atom_energy_mean}",
-                  "per_type_energy_scales": "${training_data_stats:forces_rms}"}},
-}
-open(work + "/config.yaml", "w").write(yaml.safe_dump(config))
-"""
-
-
 def nequip_package(python: str, dest: Path, dtype: str) -> Path:
-    """NequIP's matched model, one epoch on 8 Cu EMT frames, as a package file (``dest``)."""
+    """NequIP's matched model (benchmarks/train_peers.py's configuration), one epoch on 8 Cu EMT
+    frames, as a package file (``dest``)."""
+    from types import SimpleNamespace
+
+    from ase.io import read, write
+
+    sys.path.insert(0, str(HERE.parent))
+    from train_peers import _nequip
+
     bindir = Path(python).parent
     with tempfile.TemporaryDirectory(prefix="nequip-prep-") as work:
-        subprocess.run([python, "-c", NEQUIP_TRAIN % {"matched": MATCHED}, work,
-                        str(ROOT / "datasets" / "cu_emt.extxyz"), dtype], check=True)
-        subprocess.run([str(bindir / "nequip-train"), "-cp", work, "-cn", "config", f"hydra.run.dir={work}/out"],
-                       check=True, capture_output=True, cwd=work, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        frames = [f for f in read(ROOT / "datasets" / "cu_emt.extxyz", ":") if len(f) == 32][:8]
+        for atoms in frames:  # labels under keys of their own (nequip maps them)
+            atoms.info["REF_energy"], atoms.arrays["REF_forces"] = atoms.get_potential_energy(), atoms.get_forces()
+            atoms.calc = None
+        write(Path(work) / "train.extxyz", frames[:6])
+        write(Path(work) / "valid.extxyz", frames[6:])
+        args = SimpleNamespace(train=str(Path(work) / "train.extxyz"), valid=str(Path(work) / "valid.extxyz"),
+                               energy_key="REF_energy", forces_key="REF_forces", batch_size=2, dtype=dtype,
+                               nequip=str(bindir / "nequip-train"))
+        subprocess.run(_nequip(args, work, 1, ["Cu"], checkpoint_dir=work), check=True, capture_output=True,
+                       cwd=work, env=dict(os.environ, PYTHONWARNINGS="ignore"))
         ckpt = next(Path(work).glob("*.ckpt"))
         dest.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(bindir / "nequip-package"), "build", str(ckpt), str(dest)], check=True,

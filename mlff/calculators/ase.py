@@ -113,22 +113,24 @@ class MLFFCalculator(Calculator):
             self.implemented_properties += ["energy_std", "forces_std", "max_forces_std"]
 
     def _build_graph(self, atoms) -> dict:
-        shortest = shortest_period(atoms.cell.array, atoms.pbc)
-        if shortest < self.min_distance:  # before listing what could be millions of images
-            raise CalculatorError(
-                f"{describe_pair(0, 0, shortest)}, closer than min_distance={self.min_distance} Å: overlapping "
-                "atoms; fix the structure (or pass a smaller min_distance to MLFFCalculator)")
+        self._check_distance(0, 0, shortest_period(atoms.cell.array, atoms.pbc))  # before listing millions of images
         if self.device_neighbors and len(atoms) and neighbors_torch.applies(atoms.cell.array, atoms.pbc, self.model.r_cut):
             return self._device_graph(atoms)
         data = from_ase(atoms, self.species_map, self.model.r_cut, edge_lengths=True)  # checks empty structures too
         graph = {name: data[name] for name in ("positions", "edge_index", "edge_shift", "species")}
         pair = closest_pair(graph["positions"].numpy(), graph["edge_index"].numpy(), graph["edge_shift"].numpy(),
                             lengths=data[keys.EDGE_LENGTH_KEY].numpy())
-        if pair is not None and pair[2] < self.min_distance:
-            raise CalculatorError(
-                f"{describe_pair(*pair)}, closer than min_distance={self.min_distance} Å: overlapping "
-                "atoms; fix the structure (or pass a smaller min_distance to MLFFCalculator)")
+        if pair is not None:
+            self._check_distance(*pair)
         return graph
+
+    def _check_distance(self, i: int, j: int, distance: float) -> None:
+        """Atoms ``i`` and ``j`` (``i == j``: an atom and its image) ``distance`` Å apart: an error
+        below ``min_distance``."""
+        if distance < self.min_distance:
+            raise CalculatorError(
+                f"{describe_pair(i, j, distance)}, closer than min_distance={self.min_distance} Å: overlapping "
+                "atoms; fix the structure (or pass a smaller min_distance to MLFFCalculator)")
 
     def _device_graph(self, atoms) -> dict:
         """The graph with the neighbour list made on the model's device (neighbors_torch): the
@@ -143,12 +145,8 @@ class MLFFCalculator(Calculator):
                  "species": torch.from_numpy(self.species_map(atoms.numbers)).to(device)}
         if lengths.numel():
             k = int(torch.argmin(lengths))
-            shortest = float(lengths[k])
-            if shortest < self.min_distance:
-                i, j = (int(v) for v in edge_index[:, k].tolist())
-                raise CalculatorError(
-                    f"{describe_pair(i, j, shortest)}, closer than min_distance={self.min_distance} Å: overlapping "
-                    "atoms; fix the structure (or pass a smaller min_distance to MLFFCalculator)")
+            i, j = (int(v) for v in edge_index[:, k].tolist())
+            self._check_distance(i, j, float(lengths[k]))
         return graph
 
     def get_property(self, name, atoms=None, allow_calculation=True):

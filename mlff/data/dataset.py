@@ -19,20 +19,26 @@ def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float
     out = []
     for frame in frames:
         data = from_ase(frame.atoms, species_map, r_cut, frame.charge)
-        n = len(frame.atoms)
-        data[keys.REF_ENERGY_KEY] = torch.tensor([np.nan if frame.energy is None else frame.energy], dtype=torch.float64)
-        forces = frame.forces if frame.forces is not None else np.full((n, 3), np.nan)
-        data[keys.REF_FORCES_KEY] = torch.as_tensor(np.array(forces, dtype=np.float64))
-        has_stress = frame.stress is not None
-        stress = frame.stress if has_stress else np.zeros((3, 3))
-        data[keys.REF_STRESS_KEY] = torch.as_tensor(np.array(stress, dtype=np.float64)).reshape(1, 3, 3)
-        data[keys.HAS_STRESS_KEY] = torch.tensor([1.0 if has_stress else 0.0], dtype=torch.float64)
-        has_dipole = frame.dipole is not None
-        dipole = frame.dipole if has_dipole else np.zeros(3)
-        data[keys.REF_DIPOLE_KEY] = torch.as_tensor(np.array(dipole, dtype=np.float64)).reshape(1, 3)
-        data[keys.HAS_DIPOLE_KEY] = torch.tensor([1.0 if has_dipole else 0.0], dtype=torch.float64)
+        data.update(label_tensors(frame))
         out.append(data)
     return out
+
+
+def label_tensors(frame: Frame) -> AtomicData:
+    """A frame's labels under the ``REF_*`` keys (NaN or zeros where missing, ``HAS_*`` flags)."""
+    n = len(frame.atoms)
+    forces = frame.forces if frame.forces is not None else np.full((n, 3), np.nan)
+    has_stress, has_dipole = frame.stress is not None, frame.dipole is not None
+    stress = frame.stress if has_stress else np.zeros((3, 3))
+    dipole = frame.dipole if has_dipole else np.zeros(3)
+    return {
+        keys.REF_ENERGY_KEY: torch.tensor([np.nan if frame.energy is None else frame.energy], dtype=torch.float64),
+        keys.REF_FORCES_KEY: torch.as_tensor(np.array(forces, dtype=np.float64)),
+        keys.REF_STRESS_KEY: torch.as_tensor(np.array(stress, dtype=np.float64)).reshape(1, 3, 3),
+        keys.HAS_STRESS_KEY: torch.tensor([1.0 if has_stress else 0.0], dtype=torch.float64),
+        keys.REF_DIPOLE_KEY: torch.as_tensor(np.array(dipole, dtype=np.float64)).reshape(1, 3),
+        keys.HAS_DIPOLE_KEY: torch.tensor([1.0 if has_dipole else 0.0], dtype=torch.float64),
+    }
 
 
 class LazyAtomicData(Sequence):
@@ -54,11 +60,7 @@ class LazyAtomicData(Sequence):
     def labels(self, index: int) -> AtomicData:
         """Only what :func:`~mlff.train.loss.batch_counts` reads (which labels a frame has), without
         its neighbour list: a rank's view of the structures other ranks train on."""
-        frame = self.frames[int(index)]
-        forces = frame.forces if frame.forces is not None else np.full((len(frame.atoms), 3), np.nan)
-        return {keys.REF_FORCES_KEY: torch.as_tensor(np.asarray(forces, dtype=np.float64)),
-                keys.HAS_STRESS_KEY: torch.tensor([float(frame.stress is not None)], dtype=torch.float64),
-                keys.HAS_DIPOLE_KEY: torch.tensor([float(frame.dipole is not None)], dtype=torch.float64)}
+        return label_tensors(self.frames[int(index)])
 
 
 class Prefetcher:
