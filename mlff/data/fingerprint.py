@@ -32,10 +32,11 @@ def fingerprint(atoms: Atoms) -> str:
     return digest.hexdigest()
 
 
-def write_split(folder: str | os.PathLike, splits: Dict[str, Iterable[Atoms]]) -> str:
-    """Write the fingerprints of each split (name -> structures) into ``folder``; returns the path."""
+def write_split(folder: str | os.PathLike, splits: Dict[str, Iterable[str]]) -> str:
+    """Write the fingerprints of each split (name -> :func:`fingerprint` of its structures) into
+    ``folder``; returns the path."""
     path = os.path.join(folder, SPLIT_FILE)
-    document = {"version": VERSION, **{name: [fingerprint(a) for a in frames] for name, frames in splits.items()}}
+    document = {"version": VERSION, **{name: list(prints) for name, prints in splits.items()}}
     with open(path, "w") as handle:
         json.dump(document, handle)
     return path

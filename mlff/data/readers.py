@@ -170,7 +170,13 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Frame]) -> None:
 
 
 def describe(frames: Sequence[Frame]) -> dict:
-    """A dataset summary: frames, atoms, elements, energy per atom and force ranges."""
+    """A dataset summary: frames, atoms, elements, energy per atom and force ranges (a converted
+    dataset's from its frame table)."""
+    from . import frame_table  # (it reads Frame from here)
+
+    table = frame_table.table_of(frames)
+    if table is not None:
+        return frame_table.describe(table)
     natoms, e_per_atom, elements = [], [], {}
     with_stress, force_values, force_squares, force_max = 0, 0, 0.0, 0.0
     for f in frames:  # one pass, nothing kept per atom (a dataset read from disk stays on disk)

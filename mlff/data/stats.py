@@ -1,5 +1,7 @@
 """Dataset statistics that set the model's normalisation: per-species energy shifts (least squares
-or given isolated-atom energies E0), force RMS scale and average neighbour count."""
+or given isolated-atom energies E0), force RMS scale and average neighbour count. A converted
+dataset's come from its stored frame table (:mod:`mlff.data.frame_table`), without a pass over
+its frames."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from . import frame_table
 from .neighbors import neighbor_list
 from .readers import Frame
 
@@ -28,14 +31,21 @@ def energy_shifts(frames: Sequence[Frame], species: Sequence[str],
         if missing:
             raise ValueError(f"E0 gives no isolated-atom energy for {missing}")
         return np.array([float(e0[s]) for s in species])
-    counts = species_counts(frames, species)
-    energies = np.array([f.energy for f in frames])
+    table = frame_table.table_of(frames)
+    if table is not None:
+        counts, energies = frame_table.element_counts(table, species), table.energy
+    else:
+        counts, energies = species_counts(frames, species), np.array([f.energy for f in frames])
     shifts, *_ = np.linalg.lstsq(counts, energies, rcond=None)
     return shifts
 
 
 def force_rms(frames: Sequence[Frame]) -> float:
-    if isinstance(frames, list):  # in memory: one array (the sum's order, and so a run, unchanged)
+    table = frame_table.table_of(frames)
+    if table is not None:
+        values = int(table.force_values.sum())
+        rms = float(np.sqrt(table.force_squares.sum() / values)) if values else 0.0
+    elif isinstance(frames, list):  # in memory: one array (the sum's order, and so a run, unchanged)
         forces = np.concatenate([f.forces.ravel() for f in frames if f.forces is not None] or [np.zeros(1)])
         rms = float(np.sqrt(np.mean(forces**2)))
     else:  # read from disk as iterated: running sums, nothing kept per atom
@@ -48,6 +58,10 @@ def force_rms(frames: Sequence[Frame]) -> float:
 
 
 def average_num_neighbors(frames: Sequence[Frame], r_cut: float) -> float:
+    table = frame_table.table_of(frames)
+    stored = frame_table.average_num_neighbors(table, r_cut) if table is not None else None
+    if stored is not None:
+        return stored
     edges = atoms = 0
     for frame in frames:
         a = frame.atoms

@@ -7,7 +7,10 @@ NaN, shapes, overlapping atoms) and writes them to one database that other tools
 calculator results (``energy``, ``forces``, ``stress`` in Voigt order, ``dipole``) and key-value
 pairs ``source`` (the input record, ``file:index``), ``config_type`` and ``charge`` where given.
 The database's metadata says it was written by mlff (``mlff_store``: the format's version), with
-the label keys it was read with, the inputs and the dataset summary.
+the label keys it was read with, the inputs and the dataset summary. A table of its own
+(``mlff_frame_table``, which ase.db ignores) holds the frame table of :mod:`mlff.data.frame_table`:
+each frame's elements, label summaries, neighbour counts and fingerprint, so that training takes
+its splits, checks and statistics from it instead of reading every frame before the first step.
 
 Reading (:func:`read_store`, and so ``read_frames`` / ``train_file`` / ``mlff evaluate`` with a
 ``.db`` path) gives :class:`~mlff.data.readers.Frame` objects named ``train.db:12 (OUTCAR:3)``; a
@@ -28,10 +31,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .readers import Frame, LabelKeys, describe, frame_from_atoms, read_frames
+from .frame_table import FrameTable, describe
+from .readers import Frame, LabelKeys, frame_from_atoms, read_frames
 
 STORE_VERSION = 1
 SUFFIX = ".db"
+TABLE = "mlff_frame_table"  # the frame table's SQLite table
 
 
 def is_store(path) -> bool:
@@ -39,43 +44,15 @@ def is_store(path) -> bool:
 
 
 def _read_and_check(path: str, keys: LabelKeys, reader: str, need_energy: bool, need_forces: bool,
-                    min_distance: float) -> tuple[list[Frame], dict]:
-    """One input file, read and validated (in a worker process)."""
+                    min_distance: float) -> tuple[list[Frame], FrameTable]:
+    """One input file, read and validated, and its frames' table (in a worker process)."""
     from .validate import validate_frames
 
     frames = read_frames(path, keys, reader)
     if not frames:
         raise ValueError(f"{path}: no frames")
     validate_frames(frames, need_energy=need_energy, need_forces=need_forces, min_distance=min_distance)
-    summary = describe(frames)
-    summary["force_values"] = int(sum(f.forces.size for f in frames if f.forces is not None))
-    return frames, summary
-
-
-def merge_summaries(parts: Sequence[dict]) -> dict:
-    """:func:`~mlff.data.readers.describe` of all the frames, from the summaries of its parts."""
-    def span(key):
-        spans = [p[key] for p in parts if p[key] is not None]
-        return [min(s[0] for s in spans), max(s[1] for s in spans)] if spans else None
-
-    elements: dict = {}
-    for part in parts:
-        for element, count in part["elements"].items():
-            elements[element] = elements.get(element, 0) + count
-    values = sum(p["force_values"] for p in parts)
-    forces = [p for p in parts if p["max_abs_force_eV_per_A"] is not None]
-    return {
-        "frames": sum(p["frames"] for p in parts),
-        "atoms": sum(p["atoms"] for p in parts),
-        "atoms_per_frame": span("atoms_per_frame"),
-        "elements": dict(sorted(elements.items())),
-        "frames_with_stress": sum(p["frames_with_stress"] for p in parts),
-        "energy_per_atom_eV": span("energy_per_atom_eV"),
-        "max_abs_force_eV_per_A": max(p["max_abs_force_eV_per_A"] for p in forces) if forces else None,
-        "rms_force_eV_per_A": float(np.sqrt(sum(p["rms_force_eV_per_A"] ** 2 * p["force_values"] for p in forces)
-                                            / values)) if values else None,
-        "force_values": values,
-    }
+    return frames, FrameTable.from_frames(frames)
 
 
 def _row(frame: Frame):
@@ -110,9 +87,10 @@ def _row(frame: Frame):
 def convert(inputs: Sequence[str], output: str, keys: LabelKeys = LabelKeys(), reader: str = "ase",
             workers: int = 1, need_energy: bool = True, need_forces: bool = True, min_distance: float = 0.5,
             overwrite: bool = False, progress: Optional[Callable[[int, int, int], None]] = None) -> dict:
-    """Read, check and write ``inputs`` (paths) into the database ``output``; returns its summary
-    (:func:`merge_summaries`). ``workers`` processes read the input files side by side (one file
-    each at a time); rows keep the inputs' order. ``progress(files_done, files, frames_written)``
+    """Read, check and write ``inputs`` (paths) into the database ``output`` with its frame table
+    (:mod:`mlff.data.frame_table`); returns its summary (:func:`~mlff.data.readers.describe`).
+    ``workers`` processes read the input files side by side (one file each at a time); rows keep
+    the inputs' order. ``progress(files_done, files, frames_written)``
     is called after each file."""
     from ase.db import connect
 
@@ -139,23 +117,53 @@ def convert(inputs: Sequence[str], output: str, keys: LabelKeys = LabelKeys(), r
             futures = [pool.submit(_read_and_check, path, *args) for path in inputs]
             db = connect(partial, type="db", append=False)
             for done, future in enumerate(futures, 1):
-                frames, summary = future.result()  # in order: rows follow the inputs
+                frames, table = future.result()  # in order: rows follow the inputs
                 with db:  # one transaction per file
                     for frame in frames:
                         atoms, pairs = _row(frame)
                         db.write(atoms, key_value_pairs=pairs)
                 written += len(frames)
-                parts.append(summary)
+                parts.append(table)
                 if progress is not None:
                     progress(done, len(inputs), written)
-        summary = merge_summaries(parts)
+        table = FrameTable.concatenate(parts)
+        summary = describe(table)
         db.metadata = {"mlff_store": STORE_VERSION, "written_by": f"mlff {__version__}", "inputs": inputs,
                        "label_keys": vars(keys), "reader": reader, "summary": summary}
+        _write_table(partial, table)
         os.replace(partial, output)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
     return summary
+
+
+def _write_table(path: str, table: FrameTable) -> None:
+    """The frame table, in a table of its own in the database file (ase.db ignores it)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (data BLOB)")
+        connection.execute(f"DELETE FROM {TABLE}")
+        connection.execute(f"INSERT INTO {TABLE} VALUES (?)", (sqlite3.Binary(table.to_bytes()),))
+    connection.close()
+
+
+def read_table(path) -> Optional[FrameTable]:
+    """The frame table of a dataset mlff converted, or None (another tool's database, one converted
+    before tables were stored, or one whose rows were added or removed since)."""
+    import sqlite3
+
+    connection = sqlite3.connect(os.fspath(path))
+    try:
+        if not connection.execute("SELECT name FROM sqlite_master WHERE type='table' AND name=?", (TABLE,)).fetchone():
+            return None
+        (data,), = connection.execute(f"SELECT data FROM {TABLE}").fetchall()
+        rows, last = connection.execute("SELECT COUNT(*), MAX(id) FROM systems").fetchone()
+    finally:
+        connection.close()
+    table = FrameTable.from_bytes(bytes(data))
+    return table if table is not None and len(table) == rows == (last or 0) else None
 
 
 def store_metadata(path) -> dict:
@@ -219,6 +227,7 @@ class StoreFrames(Sequence):
         self.ids = np.asarray(ids, dtype=np.int64)
         self._db, self._pid = None, None
         self._lock = threading.Lock()
+        self._table = False  # not read yet
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -254,10 +263,22 @@ class StoreFrames(Sequence):
         view.path, view.keys, view.mine = self.path, self.keys, self.mine
         view.ids = self.ids[np.asarray(indices, dtype=np.int64)]
         view._db, view._pid, view._lock = None, None, threading.Lock()
+        view._table = self._whole_table()  # one copy for all the views
         return view
 
+    def _whole_table(self) -> Optional[FrameTable]:
+        if self._table is False:
+            self._table = read_table(self.path) if self.mine else None
+        return self._table
+
+    def frame_table(self) -> Optional[FrameTable]:
+        """The stored frame table of these rows (:func:`read_table`), or None. Another tool's
+        database has none: its label keys are the caller's."""
+        table = self._whole_table()
+        return None if table is None else table.take(self.ids - 1)
+
     def __getstate__(self):  # to worker processes: without the connection
-        state = dict(self.__dict__, _db=None, _pid=None)
+        state = dict(self.__dict__, _db=None, _pid=None, _table=False)
         state.pop("_lock")
         return state
 

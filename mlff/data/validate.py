@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import frame_table
 from .neighbors import neighbor_list
 from .readers import Frame
 
@@ -54,9 +55,19 @@ def validate_frames(frames: Sequence[Frame], species: Sequence[str] | None = Non
                     need_energy: bool = True, need_forces: bool = True,
                     min_distance: float = 0.5) -> None:
     """Raise :class:`DataValidationError` at the first problem: missing labels, NaN/inf, wrong
-    shapes, atoms closer than ``min_distance`` Å, or elements outside ``species``."""
+    shapes, atoms closer than ``min_distance`` Å, or elements outside ``species``. A converted
+    dataset is checked on its frame table (the rest was checked when it was converted); only the
+    first frame with a problem is read, for the message."""
     if not frames:
         raise DataValidationError("the dataset is empty: check train_file / valid_file")
+    table = frame_table.table_of(frames)
+    if table is not None and min_distance <= frame_table.NEIGHBOR_CUTOFFS[-1]:
+        bad = frame_table.first_problem(table, species, need_energy, need_forces, min_distance)
+        if bad is not None:
+            validate_frames([frames[bad]], species, need_energy, need_forces, min_distance)
+            raise DataValidationError(f"{frames[bad].source}: its stored summary (the frame table) disagrees with the "
+                                      "frame: convert the data again with `mlff data convert`")
+        return
     known = set(species) if species is not None else None
     for frame in frames:
         where = frame.source

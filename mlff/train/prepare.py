@@ -11,6 +11,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..data.dataset import LazyAtomicData, split_indices, to_atomic_data
+from ..data.fingerprint import fingerprint
+from ..data.frame_table import table_of
 from ..data.readers import Frame, LabelKeys, describe, read_frames, summary_line
 from ..data.store import StoreFrames, is_store
 from ..data.stats import average_num_neighbors, energy_shifts, force_rms
@@ -26,7 +28,7 @@ class PreparedData:
     valid: Sequence[dict]
     test: Sequence[dict]  # held out: scored once, at the end
     test_frames: Sequence[Frame]
-    split_atoms: Dict[str, List]  # "train"/"valid"/"test" -> ase.Atoms (for split_fingerprints.json)
+    split_fingerprints: Dict[str, List[str]]  # "train"/"valid"/"test" -> structure fingerprints
     train_sizes: List[int]  # atoms per training frame (for batches by atom count)
     species: List[str]
     model_config: ModelConfig
@@ -48,7 +50,7 @@ def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame], List[F
         return read_frames(source, label_keys, config.reader)
 
     train = read(config.train_file)
-    elements = [set(frame.atoms.get_chemical_symbols()) for frame in train]
+    elements = element_sets(train)
     if config.valid_file:
         valid = read(config.valid_file)
     else:
@@ -68,44 +70,43 @@ def _take(frames, indices):
     return frames.subset(indices) if isinstance(frames, StoreFrames) else [frames[i] for i in indices]
 
 
-class _AtomsOf:
-    """The structures of some frames, read when iterated (split fingerprints of a lazy dataset)."""
-
-    def __init__(self, frames):
-        self.frames = frames
-
-    def __iter__(self):
-        return (frame.atoms for frame in self.frames)
+def element_sets(frames: Sequence[Frame]) -> List[set]:
+    """Each frame's elements (a converted dataset's from its frame table)."""
+    table = table_of(frames)
+    return table.element_sets() if table is not None else [set(f.atoms.get_chemical_symbols()) for f in frames]
 
 
-class _Chain:
-    """Two sequences of frames, iterated one after the other (without copying a lazy one)."""
-
-    def __init__(self, *parts):
-        self.parts = parts
-
-    def __iter__(self):
-        return (frame for part in self.parts for frame in part)
+def fingerprints(frames: Sequence[Frame]) -> List[str]:
+    """Each frame's structure fingerprint (split_fingerprints.json)."""
+    table = table_of(frames)
+    return table.fingerprint_strings() if table is not None else [fingerprint(f.atoms) for f in frames]
 
 
-def training_species(train: List[Frame], held_out: List[Frame], listed: Optional[List[str]],
+def atom_counts(frames: Sequence[Frame]) -> List[int]:
+    table = table_of(frames)
+    return table.atoms.tolist() if table is not None else [len(f.atoms) for f in frames]
+
+
+def training_species(train: Sequence[Frame], held_out: Sequence[Sequence[Frame]], listed: Optional[List[str]],
                      pretrained: List[str]) -> List[str]:
     """The model's species: ``listed`` (the `species` option) or the training frames' elements,
     sorted. Every species must occur in a training frame (or be known to the ``pretrained`` model):
     an element seen only in validation data would get untrained weights and a zero energy shift,
-    and the deployed model would accept it. Errors name the frame and the element."""
-    seen = {s for f in train for s in f.atoms.get_chemical_symbols()}
+    and the deployed model would accept it. Errors name the frame and the element. ``held_out``:
+    the validation and test frames."""
+    seen = set().union(*element_sets(train))
     species = list(listed) if listed else sorted(seen)
     untrained = [s for s in species if s not in seen and s not in pretrained]
     if untrained:
         raise DataValidationError(f"species {untrained} occur in no training frame, so their weights would stay "
                                   "untrained: add training frames with them or remove them from `species`")
-    for frame in held_out:
-        only = sorted(set(frame.atoms.get_chemical_symbols()) - seen - set(pretrained))
-        if only:
-            raise DataValidationError(f"{frame.source}: element(s) {only} occur only in the validation or test data; a "
-                                      "model cannot learn an element there: add training frames with them or drop "
-                                      "the frame")
+    for frames in held_out:
+        for k, elements in enumerate(element_sets(frames)):
+            only = sorted(elements - seen - set(pretrained))
+            if only:
+                raise DataValidationError(f"{frames[k].source}: element(s) {only} occur only in the validation or test "
+                                          "data; a model cannot learn an element there: add training frames with them "
+                                          "or drop the frame")
     return species
 
 
@@ -115,7 +116,7 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     ``saved_model_config``: the configuration of the run being resumed (it wins over a default that
     changed since, and the difference is logged)."""
     train, valid, test = load_datasets(c)
-    species = training_species(train, _Chain(valid, test), c.species, pretrained.species if pretrained else [])
+    species = training_species(train, (valid, test), c.species, pretrained.species if pretrained else [])
     if pretrained is not None:  # its species keep their order; new ones come after
         old = list(pretrained.species)
         species = old + [s for s in species if s not in old]
@@ -163,9 +164,9 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     else:
         convert = lambda frames: LazyAtomicData(frames, species, model_config.r_cut)  # noqa: E731
     return PreparedData(train=convert(train), valid=convert(valid), test=convert(test), test_frames=test,
-                        split_atoms={name: _AtomsOf(frames) if not c.preload else [f.atoms for f in frames]
-                                     for name, frames in (("train", train), ("valid", valid), ("test", test))},
-                        train_sizes=[len(f.atoms) for f in train], species=species, model_config=model_config,
+                        split_fingerprints={"train": fingerprints(train), "valid": fingerprints(valid),
+                                            "test": fingerprints(test)},
+                        train_sizes=atom_counts(train), species=species, model_config=model_config,
                         shifts=shifts, scale=scale, summary=summary)
 
 

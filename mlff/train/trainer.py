@@ -68,7 +68,7 @@ class Trainer:
         self.data = prepare_data(c, pretrained, saved["model_config"] if saved else None, self.log)
         if self.dist.is_main:
             write_json(self.out / "dataset_summary.json", self.data.summary)
-            write_split(self.out, self.data.split_atoms)  # mlff evaluate: which scored frames were trained on
+            write_split(self.out, self.data.split_fingerprints)  # mlff evaluate: which scored frames were trained on
         self.model = starting_model(c, self.data, pretrained, self.log)
         self.model.to(self.device).train()
         self.eval_model = build_model(self.data.model_config, self.data.species).to(self.device).eval()

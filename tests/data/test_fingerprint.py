@@ -33,7 +33,8 @@ def test_fingerprint_survives_a_file_and_tells_structures_apart(tmp_path):
 def test_split_file_beside_the_model(tmp_path):
     frames = _frames()
     assert read_split(tmp_path / "model.pt") is None  # no split file: the run's split is unknown
-    write_split(tmp_path, {"train": frames[:2], "valid": frames[2:3], "test": frames[3:]})
+    prints = [fingerprint(a) for a in frames]
+    write_split(tmp_path, {"train": prints[:2], "valid": prints[2:3], "test": prints[3:]})
     splits = read_split(tmp_path / "model.pt")
     seen = overlap(frames, {k: splits[k] for k in ("train", "valid")})
     assert seen == {"train": 2, "valid": 1}

@@ -1,0 +1,134 @@
+"""The frame table stored with a converted dataset gives what the passes over its frames give
+(summary, statistics, checks, splits' element sets, fingerprints, sizes), so that a run on a
+converted dataset reads no frame before its first step; a stale or missing table falls back to
+the passes."""
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.db import connect
+from ase.io import read, write
+
+from mlff.data import frame_table, stats
+from mlff.data.fingerprint import fingerprint
+from mlff.data.readers import describe, read_frames
+from mlff.data.store import StoreFrames, convert, read_table
+from mlff.data.validate import DataValidationError, validate_frames
+
+DATA = Path(__file__).resolve().parents[2] / "datasets"
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Cu EMT frames (periodic, with stress; one slab without) and ethanol molecules, two files."""
+    cu = read(DATA / "cu_emt.extxyz", ":")[::25]
+    ethanol = read(DATA / "ethanol_xtb.extxyz", ":")[:6]
+    write(tmp_path / "cu.extxyz", cu)
+    write(tmp_path / "ethanol.extxyz", ethanol)
+    convert([tmp_path / "cu.extxyz", tmp_path / "ethanol.extxyz"], tmp_path / "data.db", workers=2)
+    return tmp_path / "data.db"
+
+
+def _assert_same_summary(got, want):
+    assert got.keys() == want.keys()
+    for key in want:
+        if isinstance(want[key], float):
+            assert got[key] == pytest.approx(want[key], rel=1e-12)
+        else:
+            assert got[key] == want[key], key
+
+
+@pytest.mark.parametrize("view", ["all", "subset"])
+def test_table_gives_what_the_passes_give(store, view):
+    frames = StoreFrames(store)
+    if view == "subset":
+        frames = frames.subset([17, 2, 5, 14, 0, 9])
+    listed = list(frames)  # the same frames in memory: the passes
+    table = frames.frame_table()
+    assert table is not None and len(table) == len(listed)
+    _assert_same_summary(describe(frames), describe(listed))
+    species = sorted({s for f in listed for s in f.atoms.get_chemical_symbols()})
+    np.testing.assert_allclose(stats.energy_shifts(frames, species), stats.energy_shifts(listed, species),
+                               rtol=1e-12, atol=1e-9)
+    assert stats.force_rms(frames) == pytest.approx(stats.force_rms(listed), rel=1e-12)
+    for r_cut in (3.0, 4.0, 5.0, 6.25):  # on the stored grid
+        assert table.edges[:, list(frame_table.NEIGHBOR_CUTOFFS).index(r_cut)].sum() > 0
+        assert stats.average_num_neighbors(frames, r_cut) == stats.average_num_neighbors(listed, r_cut)
+    assert frame_table.average_num_neighbors(table, 4.1) is None  # off the grid: a pass
+    assert stats.average_num_neighbors(frames, 4.1) == stats.average_num_neighbors(listed, 4.1)
+    assert table.element_sets() == [set(f.atoms.get_chemical_symbols()) for f in listed]
+    assert table.fingerprint_strings() == [fingerprint(f.atoms) for f in listed]
+    assert table.atoms.tolist() == [len(f.atoms) for f in listed]
+
+
+def _message(frames, **options):
+    with pytest.raises(DataValidationError) as error:
+        validate_frames(frames, **options)
+    return str(error.value)
+
+
+def test_checks_on_the_table_stop_at_the_frame_the_pass_stops_at(store, tmp_path):
+    frames = StoreFrames(store)
+    listed = list(frames)
+    assert frames.frame_table() is not None
+    validate_frames(frames, ["C", "Cu", "H", "O"], min_distance=0.5)  # as converted: nothing to say
+    for options in (dict(species=["Cu"]),  # ethanol's elements are not the model's
+                    dict(species=["C", "Cu", "H", "O"], min_distance=2.0)):  # stricter than at conversion
+        message = _message(frames, **options)
+        assert message == _message(listed, **options)
+        assert "data.db:" in message and "(" in message  # names the record and its original source
+    # frames without forces, converted with --no-forces: a run that fits forces names the first
+    ethanol = read(DATA / "ethanol_xtb.extxyz", ":")[:4]
+    for k, atoms in enumerate(ethanol):
+        results = {"energy": atoms.get_potential_energy()}
+        if k != 2:
+            results["forces"] = atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, **results)
+    write(tmp_path / "some.extxyz", ethanol)
+    convert([tmp_path / "some.extxyz"], tmp_path / "some.db", need_forces=False)
+    some = StoreFrames(tmp_path / "some.db")
+    assert _message(some, need_forces=True) == _message(list(some), need_forces=True)
+    assert "some.db:2" in _message(some, need_forces=True)
+    validate_frames(some, need_forces=False)
+
+
+def test_stale_or_missing_table_falls_back_to_the_passes(store):
+    listed = list(StoreFrames(store))
+    with connect(store) as db:  # another tool adds a row: the table no longer describes the file
+        db.write(listed[0].atoms)
+    assert read_table(store) is None and StoreFrames(store).frame_table() is None
+    assert describe(StoreFrames(store))["frames"] == len(listed) + 1
+    connection = sqlite3.connect(store)
+    with connection:
+        connection.execute("DELETE FROM systems WHERE id = (SELECT MAX(id) FROM systems)")
+    connection.close()
+    assert read_table(store) is not None  # consistent again
+    connection = sqlite3.connect(store)
+    with connection:  # a dataset converted before tables were stored
+        connection.execute("DROP TABLE mlff_frame_table")
+    connection.close()
+    frames = StoreFrames(store)
+    assert frames.frame_table() is None
+    _assert_same_summary(describe(frames), describe(listed))
+    assert stats.average_num_neighbors(frames, 5.0) == stats.average_num_neighbors(listed, 5.0)
+
+
+def test_preparing_a_run_reads_no_frame(store, monkeypatch):
+    """preload: false on a converted dataset: splits, checks, statistics, sizes and fingerprints
+    all come from the table; the frames are read only when their batch is drawn."""
+    from mlff.train.config import TrainConfig
+    from mlff.train.prepare import prepare_data
+
+    reads = []
+    monkeypatch.setattr(StoreFrames, "__getitem__", lambda self, index: reads.append(index))
+    monkeypatch.setattr(StoreFrames, "__iter__", lambda self: reads.append("iter") or iter(()))
+    config = TrainConfig(train_file=str(store), preload=False, valid_fraction=0.2, test_fraction=0.2,
+                         model={"num_features": 8, "num_layers": 1, "r_cut": 4.0})
+    data = prepare_data(config, None, None, lambda message: None)
+    assert reads == []
+    assert data.summary["train"]["frames"] + data.summary["valid"]["frames"] + data.summary["test"]["frames"] == 18
+    assert len(data.split_fingerprints["train"]) == len(data.train_sizes) == data.summary["train"]["frames"]
+    assert data.model_config.avg_num_neighbors > 1.0 and data.scale > 0.1
