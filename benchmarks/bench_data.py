@@ -3,11 +3,15 @@ from a converted dataset read when drawn (``preload: false``).
 
 Synthetic frames: 32-atom fcc Cu cells, rattled and strained, labelled with ASE's EMT (plumbing
 data: the figures are about memory and speed, not accuracy). For each size the frames are
-converted once (``mlff data convert``), then one epoch of the ``small`` preset runs in a fresh
-process per mode; the table gives the process's peak resident memory (ru_maxrss), the seconds
-before the first step (reading, checks, statistics) and training frames/s.
+converted once (``mlff data convert``), then one epoch of the ``small`` preset (or ``--time-limit``
+of it) runs in a fresh process per mode: in memory, from the .db with a background thread, from
+the .db with one DataLoader worker process (``data_workers: 1``). The table gives the training
+process's peak resident memory (ru_maxrss), the worker's (pages it shares with the training
+process included), the seconds before the first step (reading, checks, statistics) and the
+training steps' frames/s (waits for data included).
 
-    python benchmarks/bench_data.py [--sizes 1000 8000] [--threads 1]
+    python benchmarks/bench_data.py [--sizes 1000 8000] [--threads 1] [--modes memory db db-worker]
+                                    [--time-limit 5m]
 """
 
 import argparse
@@ -21,16 +25,27 @@ import time
 import numpy as np
 
 RUN = """
-import csv, resource, sys, time, yaml
+import resource, sys, time, yaml
 start = time.perf_counter()
 from mlff.train import TrainConfig, train
-config = TrainConfig.from_dict(yaml.safe_load(open(sys.argv[1])))
-result = train(config)
-rows = list(csv.DictReader(open(config.output_dir + "/metrics.csv")))
-total = time.perf_counter() - start
-epoch = float(rows[-1]["seconds"]) if "seconds" in rows[-1] else float("nan")
-print("RESULT", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, total, epoch)
+from mlff.train.trainer import Trainer
+steps = {"first": None, "last": None, "frames": 0}
+step = Trainer._train_step
+def timed(self, batch, *args, **kwargs):  # the training steps' wall time, waits for data included
+    steps["first"] = steps["first"] or time.perf_counter()
+    loss = step(self, batch, *args, **kwargs)
+    steps["last"], steps["frames"] = time.perf_counter(), steps["frames"] + len(batch)
+    return loss
+Trainer._train_step = timed
+train(TrainConfig.from_dict(yaml.safe_load(open(sys.argv[1]))))
+print("RESULT", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, steps["first"] - start,
+      steps["frames"] / (steps["last"] - steps["first"]))
 """
+
+MODES = {"memory": ("in memory", {"preload": True}),
+         "db": ("from .db, thread", {"preload": False}),
+         "db-worker": ("from .db, 1 worker", {"preload": False, "data_workers": 1})}
 
 
 def frames(n: int, seed: int = 0):
@@ -54,6 +69,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--time-limit", default=None,
+                        help="stop each run after this long (e.g. 5m; frames/s over the steps it took) "
+                             "instead of after one epoch")
     args = parser.parse_args()
     import yaml
     from ase.io import write
@@ -61,7 +80,7 @@ def main() -> int:
     from mlff.data.store import convert
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    print(f"{'frames':>8} {'mode':<22}{'peak RSS MB':>12}{'MB/1k frames':>14}{'s to 1st step':>15}"
+    print(f"{'frames':>8} {'mode':<20}{'peak RSS MB':>12}{'MB/1k frames':>14}{'worker MB':>11}{'s to 1st step':>15}"
           f"{'train frames/s':>16}")
     with tempfile.TemporaryDirectory(prefix="mlff-bench-data-") as tmp:
         for size in args.sizes:
@@ -70,25 +89,29 @@ def main() -> int:
             start = time.perf_counter()
             convert([xyz], db, workers=1)
             converted = time.perf_counter() - start
-            print(f"{size:>8} {'(convert)':<22}{'':>12}{'':>14}{converted:>15.1f}", flush=True)
-            for mode, preload in (("in memory", True), ("from .db, when drawn", False)):
-                out = os.path.join(tmp, f"run{size}{preload}")
+            os.remove(xyz)
+            print(f"{size:>8} {'(convert)':<20}{'':>12}{'':>14}{'':>11}{converted:>15.1f}", flush=True)
+            for mode in args.modes:
+                label, options = MODES[mode]
+                out = os.path.join(tmp, f"run{size}{mode}")
                 config = {"train_file": db, "valid_fraction": 0.05, "test_fraction": 0.0,
                           "model": {"preset": "small", "r_cut": 4.5, "dtype": "float32"}, "max_epochs": 1,
-                          "batch_size": 4, "preload": preload, "output_dir": out, "progress": False,
-                          "tensorboard": "off", "seed": 0}
-                path = os.path.join(tmp, f"config{size}{preload}.yaml")
+                          "batch_size": 4, "output_dir": out, "progress": False, "tensorboard": "off", "seed": 0,
+                          **options}
+                if args.time_limit:
+                    config["time_limit"] = args.time_limit
+                path = os.path.join(tmp, f"config{size}{mode}.yaml")
                 with open(path, "w") as handle:
                     yaml.safe_dump(config, handle)
                 res = subprocess.run([sys.executable, "-c", RUN, path], capture_output=True, text=True, env=env)
                 line = [row for row in res.stdout.splitlines() if row.startswith("RESULT")]
                 if res.returncode != 0 or not line:
-                    print(f"{size:>8} {mode:<22} failed: {res.stderr[-500:]}")
+                    print(f"{size:>8} {label:<20} failed: {res.stderr[-500:]}")
                     continue
-                rss_kb, total, epoch = (float(v) for v in line[0].split()[1:])
-                train_frames = int(0.95 * size)
-                print(f"{size:>8} {mode:<22}{rss_kb / 1024:>12.0f}{rss_kb / 1024 / size * 1000:>14.1f}"
-                      f"{total - epoch:>15.1f}{train_frames / epoch:>16.1f}", flush=True)
+                rss_kb, child_kb, to_first, rate = (float(v) for v in line[0].split()[1:])
+                worker = f"{child_kb / 1024:.0f}" if options.get("data_workers") else "-"
+                print(f"{size:>8} {label:<20}{rss_kb / 1024:>12.0f}{rss_kb / 1024 / size * 1000:>14.1f}{worker:>11}"
+                      f"{to_first:>15.1f}{rate:>16.1f}", flush=True)
     return 0
 
 

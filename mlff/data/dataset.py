@@ -63,36 +63,69 @@ class LazyAtomicData(Sequence):
         return label_tensors(self.frames[int(index)])
 
 
-class Prefetcher:
-    """The items of ``batches[k]`` from ``data``, with batch ``k + 1`` built in a background thread
-    while batch ``k`` trains (the neighbour search releases the GIL). The same items, in the same
-    order, as indexing ``data`` directly: a resumed epoch draws the same batches. Each DDP rank
-    builds the graphs of its own part of the batch only."""
+class BatchItems:
+    """Batch ``k`` of ``batches`` as the list of its items from ``data``: the structures of this
+    rank (positions ``rank::world``, as the trainer splits a batch) in full; with several ranks and
+    a :class:`LazyAtomicData`, the others' labels only. Picklable (DataLoader workers)."""
 
     def __init__(self, data: Sequence[AtomicData], batches: Sequence[np.ndarray], rank: int = 0, world: int = 1):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.data, self.batches, self.rank, self.world = data, batches, rank, world
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlff-prefetch")
-        self.pending: dict = {}
 
-    def _build(self, k: int):
-        """Batch ``k``: the structures of this rank (positions ``rank::world``, as the trainer splits
-        a batch) in full; with several ranks and a :class:`LazyAtomicData`, the others' labels only."""
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> List[AtomicData]:
         lazy = isinstance(self.data, LazyAtomicData) and self.world > 1
         return [self.data[i] if not lazy or j % self.world == self.rank else self.data.labels(i)
                 for j, i in enumerate(self.batches[k])]
 
+
+def _as_is(items):
+    return items
+
+
+class Prefetcher:
+    """The items of ``batches[k]`` from ``data`` (:class:`BatchItems`), built ahead of the step
+    that trains them: with ``workers = 0`` batch ``k + 1`` in a background thread while batch ``k``
+    trains (the neighbour search releases the GIL); with ``workers > 0`` by that many DataLoader
+    worker processes (reading frames and building graphs off the training process), ``2 * workers``
+    batches ahead. The same items, in the same order, as indexing ``data`` directly: a resumed epoch
+    draws the same batches. Each DDP rank builds the graphs of its own part of the batch only."""
+
+    def __init__(self, data: Sequence[AtomicData], batches: Sequence[np.ndarray], rank: int = 0, world: int = 1,
+                 workers: int = 0):
+        self.items, self.workers = BatchItems(data, batches, rank, world), int(workers)
+        self.pool, self.pending = None, {}
+        self.loader, self.next = None, -1
+        if self.workers == 0:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlff-prefetch")
+
     def take(self, k: int) -> List[AtomicData]:
+        if self.workers > 0:
+            return self._from_workers(k)
         future = self.pending.pop(k, None)
-        items = future.result() if future is not None else self._build(k)
+        items = future.result() if future is not None else self.items[k]
         self.pending = {}  # a skipped batch (resume) is never waited for
-        if k + 1 < len(self.batches):
-            self.pending[k + 1] = self.pool.submit(self._build, k + 1)
+        if k + 1 < len(self.items):
+            self.pending[k + 1] = self.pool.submit(self.items.__getitem__, k + 1)
         return items
 
+    def _from_workers(self, k: int) -> List[AtomicData]:
+        from torch.utils.data import DataLoader
+
+        if self.loader is None or k != self.next:  # the first batch drawn, or a jump (resume)
+            self.close()
+            self.loader = iter(DataLoader(self.items, batch_size=None, sampler=range(k, len(self.items)),
+                                          num_workers=self.workers, collate_fn=_as_is, prefetch_factor=2))
+        self.next = k + 1
+        return next(self.loader)
+
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.loader = None  # its workers stop
 
 
 def split_indices(n: int, valid_fraction: float, seed: int,

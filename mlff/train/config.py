@@ -56,6 +56,9 @@ class TrainConfig:
     # False: each frame's neighbour list is built when its batch is drawn (in a background thread), and
     # a .db train/valid/test file (mlff data convert) is read from disk then, not held in memory
     preload: bool = True
+    # with preload: false, processes that read frames and build graphs ahead of the training step
+    # (DataLoader workers); 0: one background thread of the training process
+    data_workers: int = 0
     learning_rate: float = 5e-3
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -145,6 +148,12 @@ class TrainConfig:
                              "raise batch_size or set compile: false")
         if self.batch_atoms < 0:
             raise ValueError(f"batch_atoms must be >= 0 (0: batches of batch_size structures), got {self.batch_atoms}")
+        if self.data_workers < 0:
+            raise ValueError(f"data_workers must be >= 0 (0: a background thread), got {self.data_workers}")
+        if self.data_workers > 0 and self.preload:
+            raise ValueError("data_workers read frames and build their graphs when a batch is drawn, and with "
+                             "preload: true they are all in memory already: set preload: false (a .db train_file "
+                             "from `mlff data convert` is then read from disk) or remove data_workers")
         if not self.min_distance >= 0:
             raise ValueError(f"min_distance is a distance in Å and must be >= 0 (0 disables the check), "
                              f"got {self.min_distance}")

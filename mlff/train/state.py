@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint
 
 # options that may change between a run and its resumption
 RESUMABLE_CHANGES = {"max_epochs", "progress", "tensorboard", "early_stopping_patience", "checkpoint_every", "device",
-                     "time_limit", "compile"}
+                     "time_limit", "compile", "data_workers"}
 
 
 @dataclass

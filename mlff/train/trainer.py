@@ -131,9 +131,9 @@ class Trainer:
         batches = self._batches()
         bar = progress_bar(len(batches), s.step_in_epoch, f"epoch {s.epoch + 1}/{self.config.max_epochs}",
                            self.config.progress and self.dist.is_main)
-        # preload: false: the next batch's graphs are built while this one trains
+        # preload: false: the next batches' graphs are built while this one trains
         prefetch = None if self.config.preload else Prefetcher(self.data.train, batches, self.dist.rank,
-                                                                 self.dist.world_size)
+                                                                 self.dist.world_size, self.config.data_workers)
         try:
             return self._train_batches(batches, bar, prefetch)
         finally:

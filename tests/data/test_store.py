@@ -122,9 +122,11 @@ def test_cli_converts_and_reports(tmp_path):
     assert again.returncode == 1 and "exists: pass --overwrite" in again.stderr
 
 
-def test_lazy_data_and_prefetcher_give_the_same_batches(tmp_path):
-    """preload: false: a StoreFrames view, graphs built when indexed, the next batch prefetched;
-    the same items as in-memory data, also when an epoch resumes in the middle."""
+@pytest.mark.parametrize("workers", [0, 2])
+def test_lazy_data_and_prefetcher_give_the_same_batches(tmp_path, workers):
+    """preload: false: a StoreFrames view, graphs built when indexed, the next batches prefetched
+    (by a thread, or by DataLoader worker processes); the same items as in-memory data, also when
+    an epoch resumes in the middle or a batch is skipped."""
     import torch
 
     from mlff.data.dataset import LazyAtomicData, Prefetcher, epoch_batches, to_atomic_data
@@ -137,10 +139,11 @@ def test_lazy_data_and_prefetcher_give_the_same_batches(tmp_path):
     eager = [eager[i] for i in (5, 0, 3, 7, 2, 1)]
     lazy = LazyAtomicData(frames, ["Cu"], 4.0)
     batches = epoch_batches(len(lazy), 2, seed=0, epoch=1)
-    for start in (0, 2):  # a whole epoch, and one resumed at its second batch
-        prefetch = Prefetcher(lazy, batches)
+    assert len(batches) == 3
+    for steps in ([0, 1, 2], [1, 2], [0, 2]):  # a whole epoch, one resumed at its second batch, a jump
+        prefetch = Prefetcher(lazy, batches, workers=workers)
         try:
-            for k in range(start, len(batches)):
+            for k in steps:
                 got, want = prefetch.take(k), [eager[i] for i in batches[k]]
                 assert len(got) == len(want)
                 for a, b in zip(got, want):

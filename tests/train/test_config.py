@@ -78,3 +78,11 @@ def test_a_wrong_type_is_one_line_naming_the_option(tmp_path, line, message):
     with pytest.raises(ValueError, match=message) as error:
         load_config(path)
     assert "\n" not in str(error.value)
+
+
+def test_data_workers_need_frames_read_when_drawn():
+    with pytest.raises(ValueError, match="set preload: false"):
+        TrainConfig(train_file="a.db", data_workers=2)
+    with pytest.raises(ValueError, match="data_workers must be >= 0"):
+        TrainConfig(train_file="a.db", preload=False, data_workers=-1)
+    assert TrainConfig(train_file="a.db", preload=False, data_workers=2).data_workers == 2

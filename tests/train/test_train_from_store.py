@@ -1,6 +1,7 @@
 """train_file: a dataset of `mlff data convert` (an ASE database) trains exactly as the file it was
 converted from: the same frames in the same order, so the same split, statistics and losses; also
-with `preload: false` (frames read from disk and graphs built when their batch is drawn)."""
+with `preload: false` (frames read from disk and graphs built when their batch is drawn, in a
+background thread or in DataLoader worker processes)."""
 
 import csv
 import subprocess
@@ -20,11 +21,12 @@ def test_training_from_the_database_equals_training_from_the_file(tmp_path, cu_f
     train, _ = cu_files
     convert([train], tmp_path / "train.db")
     runs = {}
-    for name, train_file, preload in (("file", train, True), ("db", tmp_path / "train.db", True),
-                                      ("db_lazy", tmp_path / "train.db", False)):
+    for name, train_file, preload, workers in (("file", train, True, 0), ("db", tmp_path / "train.db", True, 0),
+                                               ("db_lazy", tmp_path / "train.db", False, 0),
+                                               ("db_workers", tmp_path / "train.db", False, 2)):
         (tmp_path / name).mkdir()
         config = make_config(tmp_path / name / "config.yaml", train_file=str(train_file), max_epochs=2,
-                             valid_file=None, valid_fraction=0.2, test_fraction=0.1, preload=preload,
+                             valid_file=None, valid_fraction=0.2, test_fraction=0.1, preload=preload, data_workers=workers,
                              output_dir=str(tmp_path / name / "run"))
         res = subprocess.run([sys.executable, "-m", "mlff.cli.main", "train", str(config)], capture_output=True,
                              text=True, env=env)
@@ -33,6 +35,7 @@ def test_training_from_the_database_equals_training_from_the_file(tmp_path, cu_f
     assert len(runs["file"]) == 2 and runs["db"] == runs["file"]
     # read from disk and built when drawn: the same batches; the force scale is a running sum there
     # (nothing kept per atom), so the numbers agree to round-off
+    assert runs["db_workers"] == runs["db_lazy"]  # DataLoader worker processes: the same batches
     lazy, file = runs["db_lazy"], runs["file"]
     assert [row.keys() for row in lazy] == [row.keys() for row in file]
     for a, b in zip(lazy, file):
