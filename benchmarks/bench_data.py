@@ -16,7 +16,6 @@ training steps' frames/s (waits for data included).
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ print("RESULT", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
 """
 
 MODES = {"memory": ("in memory", {"preload": True}),
-         "db": ("from .db, thread", {"preload": False}),
+         "db": ("from .db, thread", {"preload": False, "data_workers": 0}),
          "db-worker": ("from .db, 1 worker", {"preload": False, "data_workers": 1})}
 
 
@@ -69,6 +68,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--frames-per-file", type=int, default=10000)
+    parser.add_argument("--convert-workers", type=int, default=2)
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--time-limit", default=None,
                         help="stop each run after this long (e.g. 5m; frames/s over the steps it took) "
@@ -84,12 +85,15 @@ def main() -> int:
           f"{'train frames/s':>16}")
     with tempfile.TemporaryDirectory(prefix="mlff-bench-data-") as tmp:
         for size in args.sizes:
-            xyz, db = os.path.join(tmp, f"cu{size}.extxyz"), os.path.join(tmp, f"cu{size}.db")
-            write(xyz, list(frames(size)))
+            db, files, made = os.path.join(tmp, f"cu{size}.db"), [], frames(size)
+            for first in range(0, size, args.frames_per_file):  # files as an AIMD run writes them
+                files.append(os.path.join(tmp, f"cu{size}_{len(files)}.extxyz"))
+                write(files[-1], [next(made) for _ in range(min(args.frames_per_file, size - first))])
             start = time.perf_counter()
-            convert([xyz], db, workers=1)
+            convert(files, db, workers=args.convert_workers)
             converted = time.perf_counter() - start
-            os.remove(xyz)
+            for path in files:
+                os.remove(path)
             print(f"{size:>8} {'(convert)':<20}{'':>12}{'':>14}{'':>11}{converted:>15.1f}", flush=True)
             for mode in args.modes:
                 label, options = MODES[mode]

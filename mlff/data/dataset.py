@@ -80,6 +80,24 @@ class BatchItems:
                 for j, i in enumerate(self.batches[k])]
 
 
+class _Packed(BatchItems):
+    """A batch's items as one pickled blob of numpy arrays: a DataLoader worker then hands over one
+    buffer per batch, where tensors would each take a shared-memory segment (about 30 per
+    structure), or a ``torch.save`` each if pickled."""
+
+    def __getitem__(self, k: int) -> bytes:
+        import pickle
+
+        items = [{key: value.numpy() for key, value in item.items()} for item in super().__getitem__(k)]
+        return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(blob: bytes) -> List[AtomicData]:
+    import pickle
+
+    return [{key: torch.from_numpy(value) for key, value in item.items()} for item in pickle.loads(blob)]
+
+
 def _as_is(items):
     return items
 
@@ -117,10 +135,11 @@ class Prefetcher:
 
         if self.loader is None or k != self.next:  # the first batch drawn, or a jump (resume)
             self.close()
-            self.loader = iter(DataLoader(self.items, batch_size=None, sampler=range(k, len(self.items)),
+            packed = _Packed(self.items.data, self.items.batches, self.items.rank, self.items.world)
+            self.loader = iter(DataLoader(packed, batch_size=None, sampler=range(k, len(self.items)),
                                           num_workers=self.workers, collate_fn=_as_is, prefetch_factor=2))
         self.next = k + 1
-        return next(self.loader)
+        return _unpack(next(self.loader))
 
     def close(self) -> None:
         if self.pool is not None:
@@ -129,25 +148,41 @@ class Prefetcher:
 
 
 def split_indices(n: int, valid_fraction: float, seed: int,
-                  elements: Optional[Sequence[set]] = None) -> tuple[np.ndarray, np.ndarray]:
+                  elements=None) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split into (train, valid) indices; at least one frame in each. With each
-    frame's ``elements``, every element keeps a training frame: a validation frame with an element
-    the training frames lack moves to training (a model cannot learn an element from validation)."""
+    frame's ``elements`` (a set of symbols per frame, or a ``(frames, elements)`` boolean matrix),
+    every element keeps a training frame: a validation frame with an element the training frames
+    lack moves to training (a model cannot learn an element from validation)."""
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     if n < 2:
         raise ValueError(f"need at least 2 frames to split off a validation set, got {n}")
     order = np.random.default_rng(seed).permutation(n)
     n_valid = min(max(1, int(round(valid_fraction * n))), n - 1)
-    train, valid = list(order[n_valid:]), list(order[:n_valid])
+    train, valid = order[n_valid:], order[:n_valid]
     if elements is not None:
-        known = set().union(*(elements[i] for i in train))
-        for index in list(valid):
-            if not elements[index] <= known and len(valid) > 1:
-                valid.remove(index)
-                train.append(index)
-                known |= elements[index]
-    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(valid, dtype=np.int64))
+        present = _presence(elements)
+        known = present[train].any(axis=0)
+        moved: List[int] = []
+        for index in valid[(present[valid] & ~known).any(axis=1)]:  # candidates, in order
+            if (present[index] & ~known).any() and len(valid) - len(moved) > 1:
+                moved.append(int(index))
+                known |= present[index]
+        if moved:
+            train, valid = np.concatenate([train, moved]), valid[~np.isin(valid, moved)]
+    return np.sort(train.astype(np.int64)), np.sort(valid.astype(np.int64))
+
+
+def _presence(elements) -> np.ndarray:
+    """``(frames, elements)`` booleans from a set of symbols per frame (or such a matrix)."""
+    if isinstance(elements, np.ndarray):
+        return elements.astype(bool)
+    symbols = sorted(set().union(*elements)) if len(elements) else []
+    column = {s: k for k, s in enumerate(symbols)}
+    present = np.zeros((len(elements), len(symbols)), dtype=bool)
+    for row, frame_elements in enumerate(elements):
+        present[row, [column[s] for s in frame_elements]] = True
+    return present
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,

@@ -32,11 +32,12 @@ def fingerprint(atoms: Atoms) -> str:
     return digest.hexdigest()
 
 
-def write_split(folder: str | os.PathLike, splits: Dict[str, Iterable[str]]) -> str:
-    """Write the fingerprints of each split (name -> :func:`fingerprint` of its structures) into
-    ``folder``; returns the path."""
+def write_split(folder: str | os.PathLike, splits: Dict[str, Iterable]) -> str:
+    """Write the fingerprints of each split (name -> :func:`fingerprint` of its structures, as
+    strings or as their integer values) into ``folder``; returns the path."""
     path = os.path.join(folder, SPLIT_FILE)
-    document = {"version": VERSION, **{name: list(prints) for name, prints in splits.items()}}
+    document = {"version": VERSION, **{name: [p if isinstance(p, str) else f"{int(p):016x}" for p in prints]
+                                       for name, prints in splits.items()}}
     with open(path, "w") as handle:
         json.dump(document, handle)
     return path

@@ -28,14 +28,14 @@ TABLE_VERSION = 1
 @dataclass
 class FrameTable:
     symbols: List[str]  # the elements, in the order of ``counts``' columns
-    counts: np.ndarray  # (frames, elements) int64: atoms of each element
+    counts: np.ndarray  # (frames, elements) int32: atoms of each element
     energy: np.ndarray  # (frames,) float64, eV; NaN without an energy label
-    force_values: np.ndarray  # (frames,) int64: force components (0 without a forces label)
+    force_values: np.ndarray  # (frames,) int32: force components (0 without a forces label)
     force_squares: np.ndarray  # (frames,) float64: sum of the squared components, (eV/Å)^2
     force_max: np.ndarray  # (frames,) float64: the largest |component|, eV/Å (0 without forces)
     has_stress: np.ndarray  # (frames,) bool
     closest: np.ndarray  # (frames,) float64: the shortest distance between atoms or periodic images, Å; inf beyond 8 Å
-    edges: np.ndarray  # (frames, len(NEIGHBOR_CUTOFFS)) int64: directed edges within each cutoff
+    edges: np.ndarray  # (frames, len(NEIGHBOR_CUTOFFS)) int32: directed edges within each cutoff
     fingerprints: np.ndarray  # (frames,) uint64: :func:`mlff.data.fingerprint.fingerprint`
 
     @classmethod
@@ -44,9 +44,9 @@ class FrameTable:
         symbols = sorted({s for f in frames for s in f.atoms.get_chemical_symbols()})
         column = {s: k for k, s in enumerate(symbols)}
         n = len(frames)
-        table = cls(symbols, np.zeros((n, len(symbols)), dtype=np.int64), np.full(n, np.nan),
-                    np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool), np.full(n, np.inf),
-                    np.zeros((n, len(NEIGHBOR_CUTOFFS)), dtype=np.int64), np.zeros(n, dtype=np.uint64))
+        table = cls(symbols, np.zeros((n, len(symbols)), dtype=np.int32), np.full(n, np.nan),
+                    np.zeros(n, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool), np.full(n, np.inf),
+                    np.zeros((n, len(NEIGHBOR_CUTOFFS)), dtype=np.int32), np.zeros(n, dtype=np.uint64))
         for k, frame in enumerate(frames):
             atoms = frame.atoms
             for symbol in atoms.get_chemical_symbols():
@@ -71,8 +71,8 @@ class FrameTable:
 
     @property
     def atoms(self) -> np.ndarray:
-        """Atoms per frame."""
-        return self.counts.sum(axis=1)
+        """Atoms per frame (int64)."""
+        return self.counts.sum(axis=1, dtype=np.int64)
 
     def take(self, indices) -> "FrameTable":
         indices = np.asarray(indices, dtype=np.int64)
@@ -85,19 +85,12 @@ class FrameTable:
         symbols = sorted({s for t in tables for s in t.symbols})
         counts = []
         for t in tables:
-            full = np.zeros((len(t), len(symbols)), dtype=np.int64)
+            full = np.zeros((len(t), len(symbols)), dtype=np.int32)
             full[:, [symbols.index(s) for s in t.symbols]] = t.counts
             counts.append(full)
         columns = {f.name: np.concatenate([getattr(t, f.name) for t in tables])
                    for f in fields(cls) if f.name not in ("symbols", "counts")}
-        return cls(symbols, np.concatenate(counts) if counts else np.zeros((0, 0), dtype=np.int64), **columns)
-
-    def element_sets(self) -> List[set]:
-        """Each frame's elements."""
-        return [{self.symbols[k] for k in np.flatnonzero(row)} for row in self.counts]
-
-    def fingerprint_strings(self) -> List[str]:
-        return [f"{int(value):016x}" for value in self.fingerprints]
+        return cls(symbols, np.concatenate(counts) if counts else np.zeros((0, 0), dtype=np.int32), **columns)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

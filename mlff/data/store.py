@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Optional
@@ -113,17 +114,23 @@ def convert(inputs: Sequence[str], output: str, keys: LabelKeys = LabelKeys(), r
     parts, written = [], 0
     args = (keys, reader, need_energy, need_forces, min_distance)
     try:
-        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(inputs)))) as pool:
-            futures = [pool.submit(_read_and_check, path, *args) for path in inputs]
+        processes = max(1, min(workers, len(inputs)))
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            # a window of files read ahead (not all of them: their frames would pile up in memory
+            # while the database is written)
+            ahead = deque(pool.submit(_read_and_check, path, *args) for path in inputs[:2 * processes])
             db = connect(partial, type="db", append=False)
-            for done, future in enumerate(futures, 1):
-                frames, table = future.result()  # in order: rows follow the inputs
+            for done in range(1, len(inputs) + 1):
+                frames, table = ahead.popleft().result()  # in order: rows follow the inputs
+                if done - 1 + 2 * processes < len(inputs):
+                    ahead.append(pool.submit(_read_and_check, inputs[done - 1 + 2 * processes], *args))
                 with db:  # one transaction per file
                     for frame in frames:
                         atoms, pairs = _row(frame)
                         db.write(atoms, key_value_pairs=pairs)
                 written += len(frames)
                 parts.append(table)
+                del frames
                 if progress is not None:
                     progress(done, len(inputs), written)
         table = FrameTable.concatenate(parts)

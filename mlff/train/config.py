@@ -57,8 +57,9 @@ class TrainConfig:
     # a .db train/valid/test file (mlff data convert) is read from disk then, not held in memory
     preload: bool = True
     # with preload: false, processes that read frames and build graphs ahead of the training step
-    # (DataLoader workers); 0: one background thread of the training process
-    data_workers: int = 0
+    # (DataLoader workers); 0: one background thread of the training process; None: 1 where the
+    # machine has more than one core, else 0
+    data_workers: Optional[int] = None
     learning_rate: float = 5e-3
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -148,9 +149,9 @@ class TrainConfig:
                              "raise batch_size or set compile: false")
         if self.batch_atoms < 0:
             raise ValueError(f"batch_atoms must be >= 0 (0: batches of batch_size structures), got {self.batch_atoms}")
-        if self.data_workers < 0:
+        if self.data_workers is not None and self.data_workers < 0:
             raise ValueError(f"data_workers must be >= 0 (0: a background thread), got {self.data_workers}")
-        if self.data_workers > 0 and self.preload:
+        if self.data_workers and self.preload:
             raise ValueError("data_workers read frames and build their graphs when a batch is drawn, and with "
                              "preload: true they are all in memory already: set preload: false (a .db train_file "
                              "from `mlff data convert` is then read from disk) or remove data_workers")
@@ -201,6 +202,12 @@ class TrainConfig:
             raise ValueError(f"init_from takes the model's architecture from {self.init_from}; `model` may only "
                              f"set dtype or tp_backend, not {other}")
         return options
+
+    def loader_workers(self) -> int:
+        """DataLoader worker processes for ``preload: false`` (``data_workers``, or its default)."""
+        if self.data_workers is not None:
+            return self.data_workers
+        return 1 if (os.cpu_count() or 1) > 1 else 0
 
     def model_config(self, **defaults) -> ModelConfig:
         """The :class:`ModelConfig`: ``model.preset`` (if any) with the other ``model`` keys on top.

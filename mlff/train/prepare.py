@@ -28,8 +28,8 @@ class PreparedData:
     valid: Sequence[dict]
     test: Sequence[dict]  # held out: scored once, at the end
     test_frames: Sequence[Frame]
-    split_fingerprints: Dict[str, List[str]]  # "train"/"valid"/"test" -> structure fingerprints
-    train_sizes: List[int]  # atoms per training frame (for batches by atom count)
+    split_fingerprints: Dict[str, Sequence]  # "train"/"valid"/"test" -> structure fingerprints (fingerprints())
+    train_sizes: Sequence[int]  # atoms per training frame (for batches by atom count)
     species: List[str]
     model_config: ModelConfig
     shifts: np.ndarray  # energy shift per species (eV)
@@ -50,13 +50,13 @@ def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame], List[F
         return read_frames(source, label_keys, config.reader)
 
     train = read(config.train_file)
-    elements = element_sets(train)
+    _, elements = element_matrix(train)
     if config.valid_file:
         valid = read(config.valid_file)
     else:
         train_idx, valid_idx = split_indices(len(train), config.valid_fraction, config.seed, elements)
         train, valid = _take(train, train_idx), _take(train, valid_idx)
-        elements = [elements[i] for i in train_idx]
+        elements = elements[train_idx]
     if config.test_file:
         return train, valid, read(config.test_file)
     if config.test_fraction <= 0.0 or len(train) < 2:
@@ -70,21 +70,30 @@ def _take(frames, indices):
     return frames.subset(indices) if isinstance(frames, StoreFrames) else [frames[i] for i in indices]
 
 
-def element_sets(frames: Sequence[Frame]) -> List[set]:
-    """Each frame's elements (a converted dataset's from its frame table)."""
+def element_matrix(frames: Sequence[Frame]) -> tuple[List[str], np.ndarray]:
+    """The elements (sorted) and which of them each frame holds, ``(frames, elements)`` booleans
+    (a converted dataset's from its frame table)."""
     table = table_of(frames)
-    return table.element_sets() if table is not None else [set(f.atoms.get_chemical_symbols()) for f in frames]
+    if table is not None:
+        return list(table.symbols), table.counts > 0
+    sets = [set(f.atoms.get_chemical_symbols()) for f in frames]
+    symbols = sorted(set().union(*sets)) if sets else []
+    present = np.zeros((len(sets), len(symbols)), dtype=bool)
+    for row, elements in enumerate(sets):
+        present[row] = [s in elements for s in symbols]
+    return symbols, present
 
 
-def fingerprints(frames: Sequence[Frame]) -> List[str]:
-    """Each frame's structure fingerprint (split_fingerprints.json)."""
+def fingerprints(frames: Sequence[Frame]):
+    """Each frame's structure fingerprint (split_fingerprints.json): uint64 values from a frame
+    table, else 16-digit hex strings."""
     table = table_of(frames)
-    return table.fingerprint_strings() if table is not None else [fingerprint(f.atoms) for f in frames]
+    return table.fingerprints if table is not None else [fingerprint(f.atoms) for f in frames]
 
 
-def atom_counts(frames: Sequence[Frame]) -> List[int]:
+def atom_counts(frames: Sequence[Frame]):
     table = table_of(frames)
-    return table.atoms.tolist() if table is not None else [len(f.atoms) for f in frames]
+    return table.atoms if table is not None else [len(f.atoms) for f in frames]
 
 
 def training_species(train: Sequence[Frame], held_out: Sequence[Sequence[Frame]], listed: Optional[List[str]],
@@ -94,19 +103,22 @@ def training_species(train: Sequence[Frame], held_out: Sequence[Sequence[Frame]]
     an element seen only in validation data would get untrained weights and a zero energy shift,
     and the deployed model would accept it. Errors name the frame and the element. ``held_out``:
     the validation and test frames."""
-    seen = set().union(*element_sets(train))
+    symbols, present = element_matrix(train)
+    seen = {s for s, anywhere in zip(symbols, present.any(axis=0)) if anywhere}
     species = list(listed) if listed else sorted(seen)
     untrained = [s for s in species if s not in seen and s not in pretrained]
     if untrained:
         raise DataValidationError(f"species {untrained} occur in no training frame, so their weights would stay "
                                   "untrained: add training frames with them or remove them from `species`")
     for frames in held_out:
-        for k, elements in enumerate(element_sets(frames)):
-            only = sorted(elements - seen - set(pretrained))
-            if only:
-                raise DataValidationError(f"{frames[k].source}: element(s) {only} occur only in the validation or test "
-                                          "data; a model cannot learn an element there: add training frames with them "
-                                          "or drop the frame")
+        symbols, present = element_matrix(frames)
+        outside = [k for k, s in enumerate(symbols) if s not in seen and s not in pretrained]
+        bad = np.flatnonzero(present[:, outside].any(axis=1))
+        if len(bad):
+            only = sorted(symbols[k] for k in outside if present[bad[0], k])
+            raise DataValidationError(f"{frames[int(bad[0])].source}: element(s) {only} occur only in the validation "
+                                      "or test data; a model cannot learn an element there: add training frames with "
+                                      "them or drop the frame")
     return species
 
 

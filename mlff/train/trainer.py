@@ -133,7 +133,7 @@ class Trainer:
                            self.config.progress and self.dist.is_main)
         # preload: false: the next batches' graphs are built while this one trains
         prefetch = None if self.config.preload else Prefetcher(self.data.train, batches, self.dist.rank,
-                                                                 self.dist.world_size, self.config.data_workers)
+                                                                 self.dist.world_size, self.config.loader_workers())
         try:
             return self._train_batches(batches, bar, prefetch)
         finally:

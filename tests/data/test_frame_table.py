@@ -3,6 +3,7 @@
 converted dataset reads no frame before its first step; a stale or missing table falls back to
 the passes."""
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from ase.db import connect
 from ase.io import read, write
 
 from mlff.data import frame_table, stats
-from mlff.data.fingerprint import fingerprint
+from mlff.data.dataset import split_indices
+from mlff.data.fingerprint import SPLIT_FILE, fingerprint, write_split
 from mlff.data.readers import describe, read_frames
 from mlff.data.store import StoreFrames, convert, read_table
 from mlff.data.validate import DataValidationError, validate_frames
+from mlff.train.prepare import atom_counts, element_matrix, fingerprints
 
 DATA = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -42,7 +45,7 @@ def _assert_same_summary(got, want):
 
 
 @pytest.mark.parametrize("view", ["all", "subset"])
-def test_table_gives_what_the_passes_give(store, view):
+def test_table_gives_what_the_passes_give(store, view, tmp_path):
     frames = StoreFrames(store)
     if view == "subset":
         frames = frames.subset([17, 2, 5, 14, 0, 9])
@@ -59,9 +62,17 @@ def test_table_gives_what_the_passes_give(store, view):
         assert stats.average_num_neighbors(frames, r_cut) == stats.average_num_neighbors(listed, r_cut)
     assert frame_table.average_num_neighbors(table, 4.1) is None  # off the grid: a pass
     assert stats.average_num_neighbors(frames, 4.1) == stats.average_num_neighbors(listed, 4.1)
-    assert table.element_sets() == [set(f.atoms.get_chemical_symbols()) for f in listed]
-    assert table.fingerprint_strings() == [fingerprint(f.atoms) for f in listed]
-    assert table.atoms.tolist() == [len(f.atoms) for f in listed]
+    symbols, present = element_matrix(frames)
+    want_symbols, want_present = element_matrix(listed)
+    assert symbols == want_symbols and np.array_equal(present, want_present)
+    for seed in range(5):  # the same split from the table as from the frames
+        for a, b in zip(split_indices(len(listed), 0.3, seed, present), split_indices(len(listed), 0.3, seed,
+                        [set(f.atoms.get_chemical_symbols()) for f in listed])):
+            np.testing.assert_array_equal(a, b)
+    write_split(tmp_path, {"a": fingerprints(frames), "b": fingerprints(listed)})
+    written = json.loads((tmp_path / SPLIT_FILE).read_text())
+    assert written["a"] == written["b"] == [fingerprint(f.atoms) for f in listed]
+    assert atom_counts(frames).tolist() == atom_counts(listed) == [len(f.atoms) for f in listed]
 
 
 def _message(frames, **options):
@@ -132,3 +143,23 @@ def test_preparing_a_run_reads_no_frame(store, monkeypatch):
     assert data.summary["train"]["frames"] + data.summary["valid"]["frames"] + data.summary["test"]["frames"] == 18
     assert len(data.split_fingerprints["train"]) == len(data.train_sizes) == data.summary["train"]["frames"]
     assert data.model_config.avg_num_neighbors > 1.0 and data.scale > 0.1
+
+
+def test_an_element_only_in_held_out_frames_is_named_from_the_table(tmp_path):
+    from mlff.train.config import TrainConfig
+    from mlff.train.prepare import prepare_data
+
+    cu = read(DATA / "cu_emt.extxyz", ":")[:6]
+    mixed = read(DATA / "cu_emt.extxyz", ":")[6:9] + read(DATA / "ethanol_xtb.extxyz", ":")[:2]
+    write(tmp_path / "cu.extxyz", cu)
+    write(tmp_path / "mixed.extxyz", mixed)
+    convert([tmp_path / "cu.extxyz"], tmp_path / "train.db")
+    convert([tmp_path / "mixed.extxyz"], tmp_path / "valid.db")
+    messages = []
+    for preload in (True, False):  # the frames in memory (a pass), and the table
+        config = TrainConfig(train_file=str(tmp_path / "train.db"), valid_file=str(tmp_path / "valid.db"),
+                             preload=preload, test_fraction=0.0)
+        with pytest.raises(DataValidationError, match="occur only in the validation or test data") as error:
+            prepare_data(config, None, None, lambda message: None)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "valid.db:3" in messages[1] and "['C', 'H', 'O']" in messages[1]

@@ -160,3 +160,17 @@ def test_store_frames_iterate_as_they_index(tmp_path):
     for view in (frames, frames.subset([1, 4, 5, 11]), frames.subset([6, 2, 9]), frames[3:7]):
         assert [f.source for f in view] == [view[k].source for k in range(len(view))]
         _assert_same_frames(list(view), [view[k] for k in range(len(view))])
+
+
+def test_many_files_keep_their_order(tmp_path):
+    """More input files than the window read ahead (2 per worker): rows still follow the inputs."""
+    cu = read(DATA / "cu_emt.extxyz", ":")[:10]
+    inputs = []
+    for k in range(5):
+        inputs.append(tmp_path / f"part{k}.extxyz")
+        write(inputs[-1], cu[2 * k:2 * k + 2])
+    summary = convert(inputs, tmp_path / "data.db", workers=1)
+    got = read_frames(str(tmp_path / "data.db"))
+    assert summary["frames"] == 10
+    assert [f.source.split(" (")[1] for f in got] == [f"{p}:{i})" for p in inputs for i in (0, 1)]
+    _assert_same_frames(got, read_frames([str(p) for p in inputs]))
