@@ -8,10 +8,11 @@ of it) runs in a fresh process per mode: in memory, from the .db with a backgrou
 the .db with one DataLoader worker process (``data_workers: 1``). The table gives the training
 process's peak resident memory (ru_maxrss), the worker's (pages it shares with the training
 process included), the seconds before the first step (reading, checks, statistics) and the
-training steps' frames/s (waits for data included).
+training steps' frames/s (waits for data included). ``--repeat K`` trains on the converted rows
+copied K times by SQL (a dataset of K x size frames without the time to convert it).
 
     python benchmarks/bench_data.py [--sizes 1000 8000] [--threads 1] [--modes memory db db-worker]
-                                    [--time-limit 5m]
+                                    [--time-limit 5m] [--repeat 10]
 """
 
 import argparse
@@ -64,12 +65,41 @@ def frames(n: int, seed: int = 0):
         yield atoms
 
 
+def repeat_rows(db: str, times: int) -> None:
+    """The database's rows (and frame table) repeated ``times`` times, by SQL: a large dataset for
+    the training figures without converting it (the copies are the same structures, renamed)."""
+    import sqlite3
+
+    from mlff.data.frame_table import FrameTable
+    from mlff.data.store import read_table, write_table
+
+    table = read_table(db)
+    connection = sqlite3.connect(db)
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(systems)") if row[1] != "id"]
+    (rows,) = connection.execute("SELECT MAX(id) FROM systems").fetchone()
+    with connection:
+        for k in range(1, times):
+            values = ", ".join(f"unique_id || '-{k}'" if c == "unique_id" else c for c in columns)
+            connection.execute(f"INSERT INTO systems ({', '.join(columns)}) SELECT {values} FROM systems "
+                               "WHERE id <= ? ORDER BY id", (rows,))
+            for name, kept in (("species", "Z, n"), ("keys", "key"), ("text_key_values", "key, value"),
+                               ("number_key_values", "key, value")):
+                connection.execute(f"INSERT INTO {name} ({kept}, id) SELECT {kept}, id + ? FROM {name} WHERE id <= ?",
+                                   (k * rows, rows))
+    connection.close()
+    write_table(db, FrameTable.concatenate([table] * times))
+    assert read_table(db) is not None and len(read_table(db)) == rows * times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frames-per-file", type=int, default=10000)
     parser.add_argument("--convert-workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="train on the converted rows repeated this many times (SQL copies: sizes x repeat "
+                             "frames without converting them)")
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--time-limit", default=None,
                         help="stop each run after this long (e.g. 5m; frames/s over the steps it took) "
@@ -95,6 +125,10 @@ def main() -> int:
             for path in files:
                 os.remove(path)
             print(f"{size:>8} {'(convert)':<20}{'':>12}{'':>14}{'':>11}{converted:>15.1f}", flush=True)
+            if args.repeat > 1:
+                repeat_rows(db, args.repeat)
+                size *= args.repeat
+                print(f"{size:>8} {'(rows repeated)':<20}", flush=True)
             for mode in args.modes:
                 label, options = MODES[mode]
                 out = os.path.join(tmp, f"run{size}{mode}")

@@ -137,7 +137,7 @@ def convert(inputs: Sequence[str], output: str, keys: LabelKeys = LabelKeys(), r
         summary = describe(table)
         db.metadata = {"mlff_store": STORE_VERSION, "written_by": f"mlff {__version__}", "inputs": inputs,
                        "label_keys": vars(keys), "reader": reader, "summary": summary}
-        _write_table(partial, table)
+        write_table(partial, table)
         os.replace(partial, output)
     finally:
         if os.path.exists(partial):
@@ -145,7 +145,7 @@ def convert(inputs: Sequence[str], output: str, keys: LabelKeys = LabelKeys(), r
     return summary
 
 
-def _write_table(path: str, table: FrameTable) -> None:
+def write_table(path: str, table: FrameTable) -> None:
     """The frame table, in a table of its own in the database file (ase.db ignores it)."""
     import sqlite3
 
