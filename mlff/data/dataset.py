@@ -112,7 +112,8 @@ class Prefetcher:
 
     def __init__(self, data: Sequence[AtomicData], batches: Sequence[np.ndarray], rank: int = 0, world: int = 1,
                  workers: int = 0):
-        self.items, self.workers = BatchItems(data, batches, rank, world), int(workers)
+        self.workers = int(workers)
+        self.items = (_Packed if self.workers > 0 else BatchItems)(data, batches, rank, world)
         self.pool, self.pending = None, {}
         self.loader, self.next = None, -1
         if self.workers == 0:
@@ -135,8 +136,7 @@ class Prefetcher:
 
         if self.loader is None or k != self.next:  # the first batch drawn, or a jump (resume)
             self.close()
-            packed = _Packed(self.items.data, self.items.batches, self.items.rank, self.items.world)
-            self.loader = iter(DataLoader(packed, batch_size=None, sampler=range(k, len(self.items)),
+            self.loader = iter(DataLoader(self.items, batch_size=None, sampler=range(k, len(self.items)),
                                           num_workers=self.workers, collate_fn=_as_is, prefetch_factor=2))
         self.next = k + 1
         return _unpack(next(self.loader))
