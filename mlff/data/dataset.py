@@ -57,6 +57,25 @@ class LazyAtomicData(Sequence):
             return [self[i] for i in range(*index.indices(len(self)))]
         return to_atomic_data([self.frames[int(index)]], self.species, self.r_cut)[0]
 
+    def label_counts(self) -> dict:
+        """:func:`~mlff.train.loss.batch_counts` of all the frames, without their neighbour lists
+        (from a converted dataset's frame table, else one pass over their labels)."""
+        from .frame_table import table_of
+
+        table = table_of(self.frames)
+        if table is not None:
+            return {"graphs": float(len(table)), "force_components": float(table.force_values.sum()),
+                    "stress_components": 9.0 * float(table.has_stress.sum()),
+                    "dipole_components": 3.0 * float(table.has_dipole.sum())}
+        counts = dict.fromkeys(("graphs", "force_components", "stress_components", "dipole_components"), 0.0)
+        for frame in self.frames:
+            counts["graphs"] += 1.0
+            if frame.forces is not None:
+                counts["force_components"] += float(np.isfinite(frame.forces).sum())
+            counts["stress_components"] += 9.0 * (frame.stress is not None)
+            counts["dipole_components"] += 3.0 * (frame.dipole is not None)
+        return counts
+
     def labels(self, index: int) -> AtomicData:
         """Only what :func:`~mlff.train.loss.batch_counts` reads (which labels a frame has), without
         its neighbour list: a rank's view of the structures other ranks train on."""

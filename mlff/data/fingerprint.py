@@ -34,12 +34,24 @@ def fingerprint(atoms: Atoms) -> str:
 
 def write_split(folder: str | os.PathLike, splits: Dict[str, Iterable]) -> str:
     """Write the fingerprints of each split (name -> :func:`fingerprint` of its structures, as
-    strings or as their integer values) into ``folder``; returns the path."""
+    strings or as their integer values) into ``folder``; returns the path. Written as it goes: a
+    million frames' fingerprints are never a list of strings in memory."""
     path = os.path.join(folder, SPLIT_FILE)
-    document = {"version": VERSION, **{name: [p if isinstance(p, str) else f"{int(p):016x}" for p in prints]
-                                       for name, prints in splits.items()}}
     with open(path, "w") as handle:
-        json.dump(document, handle)
+        handle.write(f'{{"version": {VERSION}')
+        for name, prints in splits.items():
+            handle.write(f", {json.dumps(name)}: [")
+            chunk: List[str] = []
+            first = True
+            for value in prints:
+                chunk.append(value if isinstance(value, str) else f"{int(value):016x}")
+                if len(chunk) == 65536:
+                    handle.write(("" if first else ", ") + ", ".join(f'"{p}"' for p in chunk))
+                    chunk, first = [], False
+            if chunk:
+                handle.write(("" if first else ", ") + ", ".join(f'"{p}"' for p in chunk))
+            handle.write("]")
+        handle.write("}")
     return path
 
 

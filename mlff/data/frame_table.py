@@ -34,6 +34,7 @@ class FrameTable:
     force_squares: np.ndarray  # (frames,) float64: sum of the squared components, (eV/Å)^2
     force_max: np.ndarray  # (frames,) float64: the largest |component|, eV/Å (0 without forces)
     has_stress: np.ndarray  # (frames,) bool
+    has_dipole: np.ndarray  # (frames,) bool
     closest: np.ndarray  # (frames,) float64: the shortest distance between atoms or periodic images, Å; inf beyond 8 Å
     edges: np.ndarray  # (frames, len(NEIGHBOR_CUTOFFS)) int32: directed edges within each cutoff
     fingerprints: np.ndarray  # (frames,) uint64: :func:`mlff.data.fingerprint.fingerprint`
@@ -45,7 +46,8 @@ class FrameTable:
         column = {s: k for k, s in enumerate(symbols)}
         n = len(frames)
         table = cls(symbols, np.zeros((n, len(symbols)), dtype=np.int32), np.full(n, np.nan),
-                    np.zeros(n, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool), np.full(n, np.inf),
+                    np.zeros(n, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool),
+                    np.zeros(n, dtype=bool), np.full(n, np.inf),
                     np.zeros((n, len(NEIGHBOR_CUTOFFS)), dtype=np.int32), np.zeros(n, dtype=np.uint64))
         for k, frame in enumerate(frames):
             atoms = frame.atoms
@@ -58,6 +60,7 @@ class FrameTable:
                 table.force_squares[k] = float(np.sum(np.square(frame.forces)))
                 table.force_max[k] = float(np.abs(frame.forces).max())
             table.has_stress[k] = frame.stress is not None
+            table.has_dipole[k] = frame.dipole is not None
             *_, lengths = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, float(NEIGHBOR_CUTOFFS[-1]),
                                         with_lengths=True)
             if len(lengths):
@@ -103,7 +106,8 @@ class FrameTable:
         """The stored table, or None for one this mlff does not read (another version or cutoff grid:
         the statistics then come from a pass over the frames)."""
         with np.load(io.BytesIO(data)) as arrays:
-            if int(arrays["version"]) != TABLE_VERSION or not np.array_equal(arrays["cutoffs"], NEIGHBOR_CUTOFFS):
+            if (int(arrays["version"]) != TABLE_VERSION or not np.array_equal(arrays["cutoffs"], NEIGHBOR_CUTOFFS)
+                    or any(f.name not in arrays.files for f in fields(cls))):
                 return None
             return cls([str(s) for s in arrays["symbols"]],
                        **{f.name: arrays[f.name] for f in fields(cls) if f.name != "symbols"})

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
+import numpy as np
 import torch
 
 from ..data import keys
 from ..data.atomic_data import collate
+from ..data.dataset import LazyAtomicData, Prefetcher
 from ..data.readers import write_frames
 from .distributed import Distributed
 from .loss import batch_counts, loss_fn
@@ -64,18 +66,28 @@ def format_metrics(metrics: Dict[str, float]) -> str:
 
 
 def evaluate(model, data: List[dict], batch_size: int, weights: Dict[str, float], kind: str, delta: float,
-             dist, device) -> Tuple[float, Dict[str, float]]:
+             dist, device, workers: int = 0) -> Tuple[float, Dict[str, float]]:
     """Loss and metrics of ``model`` on ``data`` (AtomicData dicts), each rank taking every
-    ``world_size``-th structure; summed over ranks."""
+    ``world_size``-th structure; summed over ranks. Frames read when drawn (a
+    :class:`~mlff.data.dataset.LazyAtomicData`) are built ahead by ``workers`` processes (0: a
+    thread), and their label counts come without their graphs."""
     metrics = Metrics()
-    counts = batch_counts(data)
+    lazy = isinstance(data, LazyAtomicData)
+    counts = data.label_counts() if lazy else batch_counts(data)
     loss = torch.zeros((), dtype=torch.float64)
-    mine = list(range(dist.rank, len(data), dist.world_size))
-    for start in range(0, len(mine), batch_size):
-        batch = {k: v.to(device) for k, v in collate([data[i] for i in mine[start:start + batch_size]]).items()}
-        out = model(batch)
-        loss += loss_fn(out, batch, counts, weights, kind, delta).detach().cpu()
-        metrics.update(out, batch)
+    mine = np.arange(dist.rank, len(data), dist.world_size)
+    batches = [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
+    prefetch = Prefetcher(data, batches, workers=workers) if lazy else None
+    try:
+        for k, indices in enumerate(batches):
+            items = prefetch.take(k) if prefetch is not None else [data[i] for i in indices]
+            batch = {key: value.to(device) for key, value in collate(items).items()}
+            out = model(batch)
+            loss += loss_fn(out, batch, counts, weights, kind, delta).detach().cpu()
+            metrics.update(out, batch)
+    finally:
+        if prefetch is not None:
+            prefetch.close()
     dist.sum_(metrics.sums)
     return float(dist.sum_(loss)), metrics.compute()
 
@@ -87,7 +99,7 @@ def score_test(model, data, config, path, log) -> Dict[str, object]:
         return {}
     weights = {"energy": 1.0, "forces": 1.0, "stress": 1.0, "dipole": 0.0}  # the loss is not reported
     _, metrics = evaluate(model, data.test, config.batch_size, weights, config.loss, config.huber_delta,
-                          Distributed(), next(model.parameters()).device)
+                          Distributed(), next(model.parameters()).device, config.loader_workers())
     write_frames(path, data.test_frames)
     log(f"test ({len(data.test)} held-out frames, written to {path}): {format_metrics(metrics)}")
     return {"test_metrics": metrics, "test_frames": len(data.test)}

@@ -219,7 +219,7 @@ class Trainer:
         self.ema.copy_to(self.eval_model)
         c = self.config
         return evaluate(self.eval_model, self.data.valid, c.batch_size, self.weights, c.loss, c.huber_delta,
-                        self.dist, self.device)
+                        self.dist, self.device, c.loader_workers())
 
     # ---- the run -----------------------------------------------------------------------------------
     def run(self) -> TrainResult:

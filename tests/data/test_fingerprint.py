@@ -40,3 +40,14 @@ def test_split_file_beside_the_model(tmp_path):
     assert seen == {"train": 2, "valid": 1}
     assert seen_line(seen, 4).startswith("warning: 2 of the 4 frames were training frames and 1 validation")
     assert seen_line(overlap(frames[3:], splits), 1).startswith("held out: none of the 1 frames")
+
+
+def test_split_file_of_many_integer_fingerprints(tmp_path):
+    """A converted dataset's fingerprints come as uint64 values, written in chunks of 65536."""
+    import numpy as np
+
+    values = np.arange(70_000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15 % 2**63)
+    write_split(tmp_path, {"train": values, "valid": ["00000000000000ab"], "test": []})
+    splits = read_split(tmp_path / "model.pt")
+    assert splits["train"] == {f"{int(v):016x}" for v in values} and len(splits["train"]) == 70_000
+    assert splits["valid"] == {"00000000000000ab"} and splits["test"] == set()

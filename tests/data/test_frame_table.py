@@ -163,3 +163,17 @@ def test_an_element_only_in_held_out_frames_is_named_from_the_table(tmp_path):
             prepare_data(config, None, None, lambda message: None)
         messages.append(str(error.value))
     assert messages[0] == messages[1] and "valid.db:3" in messages[1] and "['C', 'H', 'O']" in messages[1]
+
+
+def test_label_counts_come_without_graphs(store):
+    """Validation's loss normalisers of frames read when drawn: from the table, or one pass over
+    the labels; the same as counting the built items."""
+    from mlff.data.dataset import LazyAtomicData
+    from mlff.train.loss import batch_counts
+
+    frames = StoreFrames(store)
+    lazy = LazyAtomicData(frames, ["C", "Cu", "H", "O"], 4.0)
+    want = batch_counts([lazy[i] for i in range(len(lazy))])
+    assert want["stress_components"] > 0 and want["dipole_components"] > 0 and want["force_components"] > 0
+    assert frames.frame_table() is not None and lazy.label_counts() == want
+    assert LazyAtomicData(list(frames), ["C", "Cu", "H", "O"], 4.0).label_counts() == want
