@@ -234,7 +234,8 @@ class StoreFrames(Sequence):
         self.ids = np.asarray(ids, dtype=np.int64)
         self._db, self._pid = None, None
         self._lock = threading.Lock()
-        self._table = False  # not read yet
+        self._table = False  # the whole file's frame table: not read yet
+        self._rows_table = None  # these rows' (cached: the statistics ask several times)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -271,6 +272,7 @@ class StoreFrames(Sequence):
         view.ids = self.ids[np.asarray(indices, dtype=np.int64)]
         view._db, view._pid, view._lock = None, None, threading.Lock()
         view._table = self._whole_table()  # one copy for all the views
+        view._rows_table = None
         return view
 
     def _whole_table(self) -> Optional[FrameTable]:
@@ -280,12 +282,19 @@ class StoreFrames(Sequence):
 
     def frame_table(self) -> Optional[FrameTable]:
         """The stored frame table of these rows (:func:`read_table`), or None. Another tool's
-        database has none: its label keys are the caller's."""
-        table = self._whole_table()
-        return None if table is None else table.take(self.ids - 1)
+        database has none: its label keys are the caller's. Taken from the whole file's once,
+        which the view then lets go of."""
+        if self._rows_table is None:
+            table = self._whole_table()
+            if table is None:
+                return None
+            whole = len(self.ids) == len(table) and np.array_equal(self.ids, np.arange(1, len(table) + 1))
+            self._rows_table = table if whole else table.take(self.ids - 1)
+            self._table = table if whole else False  # read again if a subset asks
+        return self._rows_table
 
     def __getstate__(self):  # to worker processes: without the connection
-        state = dict(self.__dict__, _db=None, _pid=None, _table=False)
+        state = dict(self.__dict__, _db=None, _pid=None, _table=False, _rows_table=None)
         state.pop("_lock")
         return state
 
