@@ -52,8 +52,8 @@ def test_force_rms_and_neighbours():
     assert average_num_neighbors([dimer], 3.0) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("name", ["cu_emt", "ethanol_xtb", "water_pyscf", "al_gpaw", "almgsi_gpaw", "almgsi_gpaw_k5",
-                                  "si_gpaw", "mgo_gpaw", "ethanol_pyscf"])
+@pytest.mark.parametrize("name", ["cu_emt", "ethanol_xtb", "water_pyscf", "al_gpaw", "al_gpaw_k5", "almgsi_gpaw",
+                                  "almgsi_gpaw_k5", "si_gpaw", "mgo_gpaw", "ethanol_pyscf"])
 def test_shipped_datasets_are_valid(name):
     """Every committed reference set reads with its labels and passes the training checks."""
     from pathlib import Path
@@ -65,7 +65,7 @@ def test_shipped_datasets_are_valid(name):
     species = sorted({s for f in frames for s in f.atoms.get_chemical_symbols()})
     validate_frames(frames, species, need_forces=True, min_distance=0.5)
     assert all(np.isfinite(f.energy) for f in frames)
-    if name == "al_gpaw":
+    if name.startswith("al_gpaw"):
         assert len(frames) == 336 and species == ["Al"]
         assert all(f.stress is not None for f in frames)  # periodic in all directions, slabs included
     if name.startswith("almgsi_gpaw"):
@@ -118,13 +118,14 @@ def test_stored_dft_references_are_consistent(name, tolerance):
     assert min(curve["volume"]) < reference["volume"] < max(curve["volume"])
 
 
-@pytest.mark.parametrize("name, generator", [("al_gpaw", "al_gpaw"), ("almgsi_gpaw", "almgsi_gpaw"),
+@pytest.mark.parametrize("name, generator", [("al_gpaw", "al_gpaw"), ("al_gpaw_k5", "al_gpaw"),
+                                             ("almgsi_gpaw", "almgsi_gpaw"),
                                              ("almgsi_gpaw_k5", "almgsi_gpaw"), ("si_gpaw", "si_gpaw"),
                                              ("mgo_gpaw", "mgo_gpaw")])
 def test_dft_generators_build_the_committed_structures(name, generator, monkeypatch):
     """datasets/generate_<generator>.py is the script that made the file: frame i's structure is
-    structure(i) (labelling needs GPAW and is not rerun here; the two Al-Mg-Si files are the same
-    structures labelled with k-point densities of 2.5 and 5)."""
+    structure(i) (labelling needs GPAW and is not rerun here; the two Al and the two Al-Mg-Si
+    files are the same structures labelled with k-point densities of 2.5 and 5)."""
     import importlib
     from pathlib import Path
 
