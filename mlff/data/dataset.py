@@ -180,7 +180,7 @@ def split_indices(n: int, valid_fraction: float, seed: int,
     n_valid = min(max(1, int(round(valid_fraction * n))), n - 1)
     train, valid = order[n_valid:], order[:n_valid]
     if elements is not None:
-        present = _presence(elements)
+        present = elements.astype(bool) if isinstance(elements, np.ndarray) else element_presence(elements)[1]
         known = present[train].any(axis=0)
         moved: List[int] = []
         for index in valid[(present[valid] & ~known).any(axis=1)]:  # candidates, in order
@@ -192,16 +192,15 @@ def split_indices(n: int, valid_fraction: float, seed: int,
     return np.sort(train.astype(np.int64)), np.sort(valid.astype(np.int64))
 
 
-def _presence(elements) -> np.ndarray:
-    """``(frames, elements)`` booleans from a set of symbols per frame (or such a matrix)."""
-    if isinstance(elements, np.ndarray):
-        return elements.astype(bool)
+def element_presence(elements: Sequence[set]) -> tuple[List[str], np.ndarray]:
+    """The elements (sorted) of a set of symbols per frame, and which each frame holds:
+    ``(frames, elements)`` booleans."""
     symbols = sorted(set().union(*elements)) if len(elements) else []
     column = {s: k for k, s in enumerate(symbols)}
     present = np.zeros((len(elements), len(symbols)), dtype=bool)
     for row, frame_elements in enumerate(elements):
         present[row, [column[s] for s in frame_elements]] = True
-    return present
+    return symbols, present
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,

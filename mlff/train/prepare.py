@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..data.dataset import LazyAtomicData, split_indices, to_atomic_data
+from ..data.dataset import LazyAtomicData, element_presence, split_indices, to_atomic_data
 from ..data.fingerprint import fingerprint
 from ..data.frame_table import table_of
 from ..data.readers import Frame, LabelKeys, describe, read_frames, summary_line
@@ -76,12 +76,7 @@ def element_matrix(frames: Sequence[Frame]) -> tuple[List[str], np.ndarray]:
     table = table_of(frames)
     if table is not None:
         return list(table.symbols), table.counts > 0
-    sets = [set(f.atoms.get_chemical_symbols()) for f in frames]
-    symbols = sorted(set().union(*sets)) if sets else []
-    present = np.zeros((len(sets), len(symbols)), dtype=bool)
-    for row, elements in enumerate(sets):
-        present[row] = [s in elements for s in symbols]
-    return symbols, present
+    return element_presence([set(f.atoms.get_chemical_symbols()) for f in frames])
 
 
 def fingerprints(frames: Sequence[Frame]):
