@@ -7,7 +7,8 @@ the same wall time, then scored on the same held-out frames by the same code
         --mace $PEERS_ROOT/mace/bin/mace_run_train --nequip $PEERS_ROOT/nequip/bin/nequip-train
 
 Runs go ``--parallel`` at a time, each pinned to its own ``--threads`` cores with ``taskset`` (so
-two runs at once on two cores each get one core to themselves); peers left out are skipped.
+two runs at once on two cores each get one core to themselves; ``--cores`` names which cores);
+peers left out are skipped.
 ``--share`` starts every run at once, unpinned, on ``--threads`` threads each: the kernel shares
 the machine's cores among them (three runs on two cores get about two thirds of a core each), so
 three codes fit one budget's wall time, each slowed the same way.
@@ -256,6 +257,9 @@ def main():
     parser.add_argument("--nequip", help="NequIP's nequip-train in its own venv")
     parser.add_argument("--parallel", type=int, default=2, help="runs at the same time, each on its own cores")
     parser.add_argument("--threads", type=int, default=1, help="cores (and threads) of each run")
+    parser.add_argument("--cores", type=int, nargs="+",
+                        help="the cores to pin to (default the first --parallel x --threads), e.g. --cores 1 to "
+                             "race on core 1 while another benchmark has core 0")
     parser.add_argument("--share", action="store_true",
                         help="start every run at once, unpinned, sharing the machine's cores (ignores --parallel)")
     parser.add_argument("--startup", type=float, default=30.0, help="seconds added to MACE's timeout for start-up")
@@ -289,9 +293,13 @@ def main():
           f"each" if args.share else f"{args.parallel} at a time on {args.threads} pinned core(s) each") +
           f"; work in {work}", flush=True)
 
+    cores = args.cores or list(range(args.parallel * args.threads))
+    if not args.share and len(cores) < args.parallel * args.threads:
+        parser.error(f"--cores names {len(cores)} core(s); --parallel {args.parallel} x --threads {args.threads} "
+                     f"needs {args.parallel * args.threads}")
     free = queue.Queue()
     for k in range(len(tools) if args.share else args.parallel):
-        free.put(None if args.share else list(range(k * args.threads, (k + 1) * args.threads)))
+        free.put(None if args.share else cores[k * args.threads:(k + 1) * args.threads])
     results = {}
 
     def job(tool):

@@ -1,21 +1,20 @@
-"""Write datasets/al_gpaw_reference.json: the physical properties of fcc aluminium with the same
-DFT settings as datasets/al_gpaw.extxyz (GPAW, PBE, 300 eV, k-point density 2.5 per Å^-1), in the
-form `mlff physics --reference-values` reads:
+"""Write the physical properties of fcc aluminium with the DFT settings of one of the aluminium
+sets (GPAW, PBE, 300 eV), in the form `mlff physics --reference-values` reads:
 
-    mlff physics model.pt Al:fcc:4.04 --reference-values datasets/al_gpaw_reference.json
+    OMP_NUM_THREADS=1 /usr/bin/python3 datasets/reference_al_gpaw.py                    # al_gpaw_reference.json
+    OMP_NUM_THREADS=1 /usr/bin/python3 datasets/reference_al_gpaw.py --kpt-density 5    # al_gpaw_k5_reference.json
+    mlff physics model.pt Al:fcc:4.04 --reference-values datasets/al_gpaw_k5_reference.json
 
 The equation of state (lattice constant, energy per atom, bulk modulus) on the 1-atom primitive
 cell; C11, C12 and C44 with the ions relaxed at each strain (``mlff.physics``) on the 4-atom cubic
 cell at the fitted lattice constant; the equations of state of bcc and simple cubic Al (the
-relative phase energies). The labels' k-point density is coarse (datasets/README.md, *Label
-noise*), and so is this reference: its equations of state are what a fit to that set can
-reproduce, but at this density the stresses of 0.5 % strains are noise (it gave C11 = -7 GPa and
-C44 = -210 GPa), so the elastic constants are left out of the file. Records already in the file
-are kept. Runs with Debian's GPAW under the system Python:
-
-    OMP_NUM_THREADS=1 /usr/bin/python3 datasets/reference_al_gpaw.py
+relative phase energies). At the k-point density of ``al_gpaw.extxyz`` (2.5 per Å^-1) the stresses
+of 0.5 % strains are noise (it gave C11 = -7 GPa and C44 = -210 GPa), so that file has no elastic
+constants; ``--kpt-density 5`` (``al_gpaw_k5.extxyz``) keeps them. Records already in the file are
+kept, so an interrupted run resumes. Runs with Debian's GPAW under the system Python.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -27,12 +26,21 @@ from ase.build import bulk  # noqa: E402
 
 from gpaw_labels import write_reference  # noqa: E402
 
+NOISY_ELASTIC_BELOW = 5.0  # k-points per Å^-1
+
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kpt-density", type=float, default=2.5, help="k-points per Å^-1 (the data set's)")
+    parser.add_argument("--out", help="default: al_gpaw_reference.json at 2.5, al_gpaw_k<density>_reference.json otherwise")
+    args = parser.parse_args()
+    name = "al_gpaw" if args.kpt_density == 2.5 else f"al_gpaw_k{args.kpt_density:g}"
+    out = args.out or os.path.join(HERE, f"{name}_reference.json")
     phases = [bulk("Al", "bcc", a=3.24, cubic=True), bulk("Al", "sc", a=2.73)]  # Al2, Al: other cubic phases of the set
-    out = os.path.join(HERE, "al_gpaw_reference.json")
     write_reference(bulk("Al", "fcc", a=4.04), lambda a: bulk("Al", "fcc", a=a, cubic=True), 4, out,
-                    kpt_density=2.5, ecut=300.0, phases=phases)
+                    kpt_density=args.kpt_density, ecut=300.0, phases=phases)
+    if args.kpt_density >= NOISY_ELASTIC_BELOW:
+        return
     with open(out) as handle:
         data = json.load(handle)
     for record in data["crystals"]:
