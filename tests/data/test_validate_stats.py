@@ -95,8 +95,9 @@ def test_shipped_datasets_are_valid(name):
 # MgO's two bulk moduli differ by 7 % (155.5 and 145.2 GPa; Si's by 0.1 %). The likely cause: at
 # 600 eV the plane-wave basis is not complete for oxygen (the stress still moved by 30 meV/Å^3
 # from 600 to 750 eV), and the stresses (C11, C12) and the energy-volume curve (B) feel that
-# differently (the Pulay stress). A model fitted to both labels is compared with both.
-@pytest.mark.parametrize("name, tolerance", [("si_gpaw", 0.01), ("mgo_gpaw", 0.08)])
+# differently (the Pulay stress). A model fitted to both labels is compared with both. Al at
+# k-point density 5: 77.7 and 76.5 GPa (its 2.5 file has no elastic constants: noise there).
+@pytest.mark.parametrize("name, tolerance", [("si_gpaw", 0.01), ("mgo_gpaw", 0.08), ("al_gpaw_k5", 0.02)])
 def test_stored_dft_references_are_consistent(name, tolerance):
     """The physical reference stored beside a DFT set: the bulk modulus of its energy-volume fit
     equals (C11 + 2 C12) / 3 of its strained cells (two different calculations of one quantity),
@@ -105,7 +106,7 @@ def test_stored_dft_references_are_consistent(name, tolerance):
 
     from mlff.physics import read_reference
 
-    formula = {"si_gpaw": "Si8", "mgo_gpaw": "Mg4O4"}[name]
+    formula = {"si_gpaw": "Si8", "mgo_gpaw": "Mg4O4", "al_gpaw_k5": "Al4"}[name]
     path = Path(__file__).resolve().parents[2] / "datasets" / f"{name}_reference.json"
     reference = read_reference(str(path), formula)
     assert reference is not None, f"{path} has no record for {formula}"
