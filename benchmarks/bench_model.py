@@ -10,6 +10,7 @@ memory is that case's own.
         avg_num_neighbors=42 --sizes 1000 8000 32000 --paths raw        # the matched-size model
     python benchmarks/bench_model.py --model tp_backend=e3nn ...        # the reference convolution
     python benchmarks/bench_model.py --paths raw compiled ase ase-compiled ...  # + the compiled copy
+    python benchmarks/bench_model.py --paths ase ase-chunked --chunk-atoms 2048 ...  # bounded memory
 
 Paths: ``raw`` (the TorchScript model on a prebuilt neighbour list), ``compiled`` (the same call
 through the AOTInductor copy built here, ``mlff deploy --compile``), ``ase`` / ``ase+stress`` (the
@@ -95,12 +96,12 @@ def _case(args):
             else:
                 deployed(*inputs)
     else:
-        atoms.calc = mlff.MLFFCalculator(deployed)
+        atoms.calc = mlff.MLFFCalculator(deployed, chunk_atoms=args.chunk_atoms if args.path == "ase-chunked" else 0)
 
         def step():
             atoms.positions[0, 0] += 1e-6  # force a new neighbour list, as in MD
             atoms.get_forces()
-            if args.path in ("ase+stress", "ase-compiled"):
+            if args.path in ("ase+stress", "ase-compiled", "ase-chunked"):
                 atoms.get_stress()
 
     step()  # warm-up (TorchScript profiling runs)
@@ -127,6 +128,7 @@ def main():
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     parser.add_argument("--paths", nargs="+", default=["raw", "ase", "ase+stress"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--chunk-atoms", type=int, default=2048, help="atoms per chunk of the ase-chunked path")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--jit-optimize", action="store_true",
                         help="raw path: run TorchScript's optimising executor instead of the plain one")
@@ -161,7 +163,7 @@ def main():
             for path in args.paths:
                 cmd = [sys.executable, __file__, "--case", "--atoms", str(size), "--dtype", dtype,
                        "--path", path, "--preset", args.preset, "--threads", str(args.threads),
-                       "--seconds", str(args.seconds)]
+                       "--seconds", str(args.seconds), "--chunk-atoms", str(args.chunk_atoms)]
                 cmd += ["--l-max", str(args.l_max)] if args.l_max is not None else []
                 cmd += ["--r-cut", str(args.r_cut)] if args.r_cut is not None else []
                 cmd += ["--model", *args.model] if args.model else []

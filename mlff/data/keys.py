@@ -24,6 +24,9 @@ TOTAL_CHARGE_KEY: Final[str] = "total_charge"  # (G,) float | e; the charges of 
 DENSE_ROWS_KEY: Final[str] = "dense_rows"  # (R,) int64 | the atoms that centre at least one edge
 DENSE_SLOT_KEY: Final[str] = "dense_slot"  # (E,) int64 | row * K + position of each edge in its row
 DENSE_WIDTH_KEY: Final[str] = "dense_width"  # (K,) any | only its length K (most edges of one centre) is read
+# optional: evaluate the layers in chunks of this many atoms, recomputing each chunk's forward in the
+# backward (inference only): peak memory bounded by one chunk's graph instead of all layers' graphs
+CHUNK_ATOMS_KEY: Final[str] = "chunk_atoms"  # () int64 | atoms per chunk; 0 or absent: one pass
 
 # --- outputs -------------------------------------------------------------------------------------
 ENERGY_KEY: Final[str] = "energy"  # (G,) float64 | total energy of local atoms, eV

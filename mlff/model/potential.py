@@ -182,6 +182,16 @@ class Potential(nn.Module):
             is_local = torch.arange(num_atoms, device=pos.device) < data[keys.NUM_LOCAL_KEY]
             center_hops = self._center_hops(edge_index, is_local)
 
+        chunk_atoms = int(data[keys.CHUNK_ATOMS_KEY]) if keys.CHUNK_ATOMS_KEY in data else 0
+        if chunk_atoms > 0 and edge_index.shape[1] > 0:
+            if self.training:
+                raise RuntimeError("mlff: chunk_atoms is for inference (it recomputes layers in the backward); "
+                                   "train without it")
+            x, atomic_energy, energy, edge_grad = self._chunked(species, edge_index, edge_vec, edge_sh, edge_radial,
+                                                                is_local, center_hops, batch, num_graphs, chunk_atoms)
+            return self._outputs(data, x, atomic_energy, energy, edge_grad, edge_vec, edge_index, batch, is_local,
+                                 num_atoms, num_graphs)
+
         layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]] = None
         if keys.DENSE_ROWS_KEY in data and center_hops is None:  # edges given sorted, with their layout
             layout = (data[keys.DENSE_ROWS_KEY], data[keys.DENSE_SLOT_KEY], data[keys.DENSE_WIDTH_KEY].shape[0])
@@ -205,6 +215,15 @@ class Potential(nn.Module):
                 [energy.sum()], [edge_vec], create_graph=self.training, allow_unused=True
             )
             edge_grad = grads[0]
+        return self._outputs(data, x, atomic_energy, energy, edge_grad, edge_vec, edge_index, batch, is_local,
+                             num_atoms, num_graphs)
+
+    def _outputs(self, data: Dict[str, torch.Tensor], x: torch.Tensor, atomic_energy: torch.Tensor,
+                 energy: torch.Tensor, edge_grad: Optional[torch.Tensor], edge_vec: torch.Tensor,
+                 edge_index: torch.Tensor, batch: torch.Tensor, is_local: torch.Tensor, num_atoms: int,
+                 num_graphs: int) -> Dict[str, torch.Tensor]:
+        """The output dictionary from the last layer's features, the energies and dE/dr per edge."""
+        pos = data[keys.POSITIONS_KEY]
         if edge_grad is None:  # no edges, or no dependence on them
             edge_grad = torch.zeros_like(edge_vec)
         forces, virial, atomic_virial = edge_gradient_outputs(
@@ -230,6 +249,80 @@ class Potential(nn.Module):
                 out[keys.ATOMIC_PREFIX + name] = atomic
             out[name] = _graph_sum(atomic, batch, num_graphs)
         return out
+
+    def _chunked(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                 edge_sh: torch.Tensor, edge_radial: torch.Tensor, is_local: torch.Tensor,
+                 center_hops: Optional[torch.Tensor], batch: torch.Tensor, num_graphs: int, chunk_atoms: int):
+        """``forward``'s layers with bounded memory: each layer runs chunk by chunk of
+        ``chunk_atoms`` centre atoms with no autograd graph, keeping only its output features;
+        the backward then recomputes one layer's chunk at a time (:meth:`Interaction.chunked_backward`)
+        and accumulates dE/d(spherical harmonics, radial inputs) per edge, which one last gradient
+        through the edge embedding turns into dE/dr. The same sums as ``forward``, so the same
+        results to rounding; about one more forward pass of the layers in time.
+
+        Returns the last layer's features, the atomic energies, the energies per structure and dE/dr
+        per edge."""
+        num_atoms = species.shape[0]
+        attrs, x = self.embed(species)
+        sh, radial = edge_sh.detach(), edge_radial.detach()
+        # each layer's edges (with ghosts, layer k needs centres within num_layers - 1 - k hops)
+        selections: List[Optional[torch.Tensor]] = []
+        centers: List[torch.Tensor] = []
+        neighbours: List[torch.Tensor] = []
+        layer_sh: List[torch.Tensor] = []
+        layer_radial: List[torch.Tensor] = []
+        edge_bounds: List[List[int]] = []
+        bounds = list(range(0, num_atoms, chunk_atoms)) + [num_atoms]
+        marks = torch.tensor(bounds, dtype=edge_index.dtype, device=edge_index.device)
+        for index in range(self.num_layers):
+            selection: Optional[torch.Tensor] = None
+            if center_hops is not None:
+                selection = torch.nonzero(center_hops <= self.num_layers - 1 - index).squeeze(1)
+            selections.append(selection)
+            if selection is None:
+                centers.append(edge_index[0])
+                neighbours.append(edge_index[1])
+                layer_sh.append(sh)
+                layer_radial.append(radial)
+            else:
+                centers.append(edge_index[0].index_select(0, selection))
+                neighbours.append(edge_index[1].index_select(0, selection))
+                layer_sh.append(sh.index_select(0, selection))
+                layer_radial.append(radial.index_select(0, selection))
+            found: List[int] = torch.searchsorted(centers[index], marks).tolist()
+            edge_bounds.append(found)
+
+        inputs: List[torch.Tensor] = [x]
+        for index, layer in enumerate(self.layers):
+            inputs.append(layer.chunked_forward(inputs[index], attrs, layer_sh[index], layer_radial[index],
+                                                centers[index], neighbours[index], bounds, edge_bounds[index]))
+        last = inputs[self.num_layers].detach().requires_grad_(True)
+        atomic_energy = self.atomic_energy(last, species).to(edge_vec.dtype)
+        atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
+        grad = torch.autograd.grad([atomic_energy.sum()], [last], allow_unused=True)[0]
+        if grad is None:
+            grad = torch.zeros_like(last)
+        grad_sh = torch.zeros_like(sh)
+        grad_radial = torch.zeros_like(radial)
+        for index in range(self.num_layers - 1, -1, -1):
+            for i, block in enumerate(self.layers):
+                if i == index:
+                    grad_x, g_sh, g_radial = block.chunked_backward(
+                        inputs[index], attrs, layer_sh[index], layer_radial[index], centers[index],
+                        neighbours[index], bounds, edge_bounds[index], grad, index > 0)
+                    selection = selections[index]
+                    if selection is None:
+                        grad_sh += g_sh
+                        grad_radial += g_radial
+                    else:
+                        grad_sh.index_add_(0, selection, g_sh)
+                        grad_radial.index_add_(0, selection, g_radial)
+                    if grad_x is not None:
+                        grad = grad_x
+        seeds: List[Optional[torch.Tensor]] = [grad_sh, grad_radial]
+        edge_grad = torch.autograd.grad([edge_sh, edge_radial], [edge_vec], seeds, allow_unused=True)[0]
+        energy = _graph_sum(atomic_energy.detach().unsqueeze(-1), batch, num_graphs).squeeze(-1)
+        return inputs[self.num_layers], atomic_energy.detach(), energy, edge_grad
 
     # The steps of ``forward``, also called one by one by engines that exchange the features of
     # ghost atoms between layers (the LAMMPS plugin through the model file's halo_* methods (mlff.modelfile.halo)).

@@ -11,6 +11,9 @@ returning float64 ``energy`` (), ``atomic_energy`` (n,), ``forces`` (n, 3), ``vi
 ``outputs`` name with its per-atom ``atomic_<name>``). Metadata is stored as plain-text
 ``_extra_files`` entries.
 
+``forward_chunked(..., n_local, chunk_atoms, total_charge=0.0)`` returns the same with peak memory
+bounded by ``chunk_atoms`` atoms (each layer recomputed chunk by chunk for the forces).
+
 Engines that own only some atoms and exchange the features of ghost atoms between layers (the
 LAMMPS plugin across MPI ranks) call the ``halo_*`` methods instead, one layer at a time; see
 :mod:`mlff.modelfile.halo` for the protocol and a reference driver.
@@ -37,8 +40,9 @@ from .contract import check_engine_inputs
 
 FORMAT_VERSION = 1
 # what every file written by this version can run (the `capabilities` entry): the whole-structure
-# `forward` contract, and the layer-by-layer halo_* methods (mlff.modelfile.halo)
-CAPABILITIES = ("forward", "halo_exchange")
+# `forward` contract, the layer-by-layer halo_* methods (mlff.modelfile.halo), and
+# `forward_chunked` (forward with peak memory bounded by a chunk of atoms)
+CAPABILITIES = ("forward", "halo_exchange", "chunked")
 UNITS = {"energy_unit": "eV", "length_unit": "Angstrom"}
 
 
@@ -76,6 +80,36 @@ class DeployedPotential(nn.Module):
         n_local: int,
         total_charge: float = 0.0,
     ) -> Dict[str, torch.Tensor]:
+        return self.evaluate(positions, edge_index, edge_shift, species, n_local, total_charge, 0)
+
+    @torch.jit.export
+    def forward_chunked(
+        self,
+        positions: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_shift: torch.Tensor,
+        species: torch.Tensor,
+        n_local: int,
+        chunk_atoms: int,
+        total_charge: float = 0.0,
+    ) -> Dict[str, torch.Tensor]:
+        """``forward`` with peak memory bounded by ``chunk_atoms`` atoms' autograd graph: each
+        layer runs in chunks of atoms and is recomputed chunk by chunk for the forces (about one
+        more forward pass of the layers). The same outputs to rounding."""
+        if chunk_atoms < 1:
+            raise ValueError("mlff: chunk_atoms must be a positive number of atoms")
+        return self.evaluate(positions, edge_index, edge_shift, species, n_local, total_charge, chunk_atoms)
+
+    def evaluate(
+        self,
+        positions: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_shift: torch.Tensor,
+        species: torch.Tensor,
+        n_local: int,
+        total_charge: float,
+        chunk_atoms: int,
+    ) -> Dict[str, torch.Tensor]:
         n = positions.shape[0]
         check_engine_inputs(positions, edge_index, edge_shift, species, n_local, self.num_species)
         data = {
@@ -88,6 +122,8 @@ class DeployedPotential(nn.Module):
             keys.NUM_LOCAL_KEY: torch.tensor(n_local, dtype=torch.int64, device=positions.device),
             keys.TOTAL_CHARGE_KEY: torch.tensor([total_charge], dtype=torch.float64, device=positions.device),
         }
+        if chunk_atoms > 0:
+            data[keys.CHUNK_ATOMS_KEY] = torch.tensor(chunk_atoms, dtype=torch.int64)
         out = self.potential(data)
         result = {
             keys.ENERGY_KEY: out[keys.ENERGY_KEY][0].detach(),

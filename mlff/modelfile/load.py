@@ -145,19 +145,33 @@ class DeployedModel:
         species: torch.Tensor,
         n_local: Optional[int] = None,
         total_charge: float = 0.0,
+        chunk_atoms: int = 0,
     ) -> Dict[str, torch.Tensor]:
+        """``chunk_atoms > 0``: the file's ``forward_chunked`` (peak memory bounded by that many
+        atoms, about one more forward pass of the layers in time) instead of ``forward``."""
         n_local = positions.shape[0] if n_local is None else int(n_local)
-        if self.compiled is not None and n_local == positions.shape[0]:
+        if chunk_atoms:
+            self.check_chunked()
+        elif self.compiled is not None and n_local == positions.shape[0]:
             return self.compiled(positions, edge_index, edge_shift, species)
         d = self.device
         args = [positions.to(d, torch.float64), edge_index.to(d, torch.int64), edge_shift.to(d, torch.float64),
                 species.to(d, torch.int64), n_local]
+        if chunk_atoms:
+            args.append(int(chunk_atoms))
         if "dipole" in self.metadata.outputs:  # only a dipole head uses the total charge
             args.append(float(total_charge))
         # the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
         # more intermediates alive (peak memory +60 %) and is no faster (docs/benchmarks/2026-11_performance.md)
         with torch.jit.optimized_execution(False):
-            return self.module(*args)
+            return self.module.forward_chunked(*args) if chunk_atoms else self.module(*args)
+
+    def check_chunked(self) -> None:
+        """A ModelFileError unless the file can evaluate in chunks (``forward_chunked``)."""
+        if "chunked" not in self.metadata.capabilities or not hasattr(self.module, "forward_chunked"):
+            raise ModelFileError(f"this model file (mlff {self.metadata.mlff_version or 'unknown'}) cannot evaluate "
+                                 "in chunks of atoms (chunk_atoms): it was exported by an earlier mlff; re-export "
+                                 "it with this one: mlff deploy OLD.pt -o NEW.pt")
 
 
 def check_device(device: str) -> torch.device:

@@ -138,25 +138,109 @@ class Interaction(nn.Module):
         the only ones given (``edge_index[0] < n_out``); the others are neighbours only.
         ``layout``: the edges' dense per-centre layout ``(rows, slot, K)`` if known (else derived
         from ``edge_index``, see :func:`~mlff.nn.tensor_product.dense_rows`)."""
-        center, neighbour = edge_index[0], edge_index[1]
         if n_out < 0:
             n_out = x.shape[0]
-        weights = self.radial(edge_radial)
-        features = self.linear_in(x)
-        if self.fused:  # edges must be sorted by centre (Potential.forward sorts them)
-            if layout is None:
-                rows, slot, k_max = dense_rows(center, n_out)
-            else:
-                rows, slot, k_max = layout
-            aggregated = self.conv(features, edge_sh, weights, neighbour, rows, slot, k_max, n_out)
-        else:
-            messages = self.tp(features[neighbour], edge_sh, weights)
-            aggregated = _scatter_sum(messages, center, n_out)
-        aggregated = aggregated * self.inv_avg_num_neighbors
+        aggregated = self.aggregate(self.linear_in(x), edge_sh, edge_radial, edge_index[0], edge_index[1], 0,
+                                    n_out, layout)
         if n_out < x.shape[0]:
             x = x[:n_out]
             attrs = attrs[:n_out]
+        return self.update(aggregated, x, attrs)
+
+    def aggregate(
+        self,
+        features: torch.Tensor,  # [n, irreps_in]: linear_in of every atom's features
+        edge_sh: torch.Tensor,  # [E, irreps_sh]
+        edge_radial: torch.Tensor,  # [E, num_radial]
+        center: torch.Tensor,  # [E] in [first, first + count), sorted
+        neighbour: torch.Tensor,  # [E]
+        first: int,
+        count: int,
+        layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]] = None,
+    ) -> torch.Tensor:  # [count, irreps_mid]
+        """The neighbour sums of atoms ``first .. first + count - 1``, from their edges (all of
+        them, sorted by centre), divided by the average number of neighbours."""
+        weights = self.radial(edge_radial)
+        if first != 0:
+            center = center - first
+        if self.fused:  # edges must be sorted by centre (Potential.forward sorts them)
+            if layout is None:
+                rows, slot, k_max = dense_rows(center, count)
+            else:
+                rows, slot, k_max = layout
+            aggregated = self.conv(features, edge_sh, weights, neighbour, rows, slot, k_max, count)
+        else:
+            messages = self.tp(features[neighbour], edge_sh, weights)
+            aggregated = _scatter_sum(messages, center, count)
+        return aggregated * self.inv_avg_num_neighbors
+
+    def update(self, aggregated: torch.Tensor, x: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
+        """New features from the neighbour sums and the same atoms' old features and attributes."""
         out = self.gate(self.linear_out(aggregated) + self.self_connection(x, attrs))
         if self.residual:
             out = out + x
         return out
+
+    # ---- chunked evaluation: peak memory bounded by a chunk of atoms (Potential's chunk_atoms) -------
+    # ``bounds``: atom ranges [bounds[c], bounds[c + 1]); ``edge_bounds``: the ranges of their edges
+    # (sorted by centre). The forward keeps no graph; the backward recomputes one chunk at a time.
+
+    def chunked_forward(self, x: torch.Tensor, attrs: torch.Tensor, edge_sh: torch.Tensor,
+                        edge_radial: torch.Tensor, center: torch.Tensor, neighbour: torch.Tensor,
+                        bounds: List[int], edge_bounds: List[int]) -> torch.Tensor:
+        """This layer's new features of all atoms, chunk by chunk, with no autograd graph."""
+        with torch.no_grad():
+            features = self.linear_in(x)
+            out: List[torch.Tensor] = []
+            for c in range(len(bounds) - 1):
+                a0, a1, e0, e1 = bounds[c], bounds[c + 1], edge_bounds[c], edge_bounds[c + 1]
+                aggregated = self.aggregate(features, edge_sh[e0:e1], edge_radial[e0:e1], center[e0:e1],
+                                            neighbour[e0:e1], a0, a1 - a0)
+                out.append(self.update(aggregated, x[a0:a1], attrs[a0:a1]))
+            return torch.cat(out, dim=0)
+
+    def chunked_backward(self, x: torch.Tensor, attrs: torch.Tensor, edge_sh: torch.Tensor,
+                         edge_radial: torch.Tensor, center: torch.Tensor, neighbour: torch.Tensor,
+                         bounds: List[int], edge_bounds: List[int], grad_out: torch.Tensor,
+                         need_x: bool) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The gradients of ``sum(out * grad_out)`` with respect to ``x`` (if ``need_x``, else
+        None), ``edge_sh`` and ``edge_radial``, recomputing the layer one chunk at a time: only
+        one chunk's autograd graph is alive at once."""
+        grad_sh = torch.zeros_like(edge_sh)
+        grad_radial = torch.zeros_like(edge_radial)
+        x = x.detach()
+        x_in = x.requires_grad_(True) if need_x else x
+        features = self.linear_in(x_in)
+        feats = features.detach().requires_grad_(need_x)
+        grad_feats = torch.zeros_like(feats)
+        grad_x = torch.zeros_like(x)
+        for c in range(len(bounds) - 1):
+            a0, a1, e0, e1 = bounds[c], bounds[c + 1], edge_bounds[c], edge_bounds[c + 1]
+            if e1 == e0 and not need_x:  # no edges, no gradient wanted from the atoms
+                continue
+            sh = edge_sh[e0:e1].detach().requires_grad_(True)
+            radial = edge_radial[e0:e1].detach().requires_grad_(True)
+            rows = x[a0:a1].detach().requires_grad_(need_x)
+            out = self.update(self.aggregate(feats, sh, radial, center[e0:e1], neighbour[e0:e1], a0, a1 - a0),
+                              rows, attrs[a0:a1])
+            inputs = [sh, radial, feats, rows] if need_x else [sh, radial]
+            seed: List[Optional[torch.Tensor]] = [grad_out[a0:a1]]
+            grads = torch.autograd.grad([out], inputs, seed, allow_unused=True)
+            g_sh, g_radial = grads[0], grads[1]
+            if g_sh is not None:
+                grad_sh[e0:e1] = g_sh
+            if g_radial is not None:
+                grad_radial[e0:e1] = g_radial
+            if need_x:
+                g_feats, g_rows = grads[2], grads[3]
+                if g_feats is not None:
+                    grad_feats += g_feats
+                if g_rows is not None:
+                    grad_x[a0:a1] += g_rows
+        if not need_x:
+            return None, grad_sh, grad_radial
+        seed_x: List[Optional[torch.Tensor]] = [grad_feats]
+        through = torch.autograd.grad([features], [x_in], seed_x, allow_unused=True)[0]
+        if through is not None:
+            grad_x += through
+        return grad_x, grad_sh, grad_radial

@@ -1,0 +1,87 @@
+"""forward_chunked: the layers in chunks of atoms, recomputed for the forces (bounded memory),
+must give forward's outputs."""
+
+import numpy as np
+import pytest
+import torch
+
+import mlff
+from mlff.data import SpeciesMap, from_ase, keys
+from mlff.testing import ghost_representation, tiny_model, triclinic_cell
+
+OUTPUTS = ("energy", "atomic_energy", "forces", "virial", "atomic_virial")
+
+
+def _args(deployed, atoms):
+    data = from_ase(atoms, SpeciesMap(deployed.species), deployed.r_cut)
+    return data["positions"], data["edge_index"], data["edge_shift"], data["species"], len(atoms)
+
+
+def _assert_same(got, want, names, tol=1e-12):
+    for name in names:
+        scale = max(float(want[name].abs().max()), 1.0)
+        err = float((got[name] - want[name]).abs().max())
+        assert err <= tol * scale, f"{name}: {err:.3g}"
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tp_backend": "e3nn"}, {"dipole": True, "l_max": 1, "num_layers": 3}],
+                         ids=["fused", "e3nn", "dipole-3-layers"])
+def test_chunked_equals_forward(tmp_path, overrides):
+    """Chunks of 1 atom, of a size that does not divide the atoms, and one chunk for all: the
+    outputs of forward in float64, heads included; rows of every chunk get their own gradients."""
+    deployed = mlff.load(mlff.deploy(tiny_model(**overrides), tmp_path / "m.pt"), compiled=False)
+    atoms = triclinic_cell(3, repeat=(2, 1, 1))
+    args = _args(deployed, atoms)
+    want = deployed.module(*args)
+    assert float(want["forces"].abs().max()) > 1e-3  # forces that could be wrong
+    for chunk in (1, 5, 10_000):
+        got = deployed.module.forward_chunked(*args, chunk)
+        _assert_same(got, want, list(want))
+
+
+def test_chunked_with_ghosts(tmp_path):
+    """With ghost atoms (n_local < n) each layer keeps only the edges it needs, as forward does."""
+    deployed = mlff.load(mlff.deploy(tiny_model(), tmp_path / "m.pt"), compiled=False)
+    atoms = triclinic_cell(12)
+    positions, numbers, owner, n_local = ghost_representation(atoms, deployed.metadata.interaction_range)
+    edge_index, edge_shift = mlff.data.neighbor_list(positions, None, False, deployed.r_cut)
+    args = (torch.from_numpy(positions), torch.from_numpy(edge_index), torch.from_numpy(edge_shift),
+            torch.from_numpy(SpeciesMap(deployed.species)(numbers)), n_local)
+    want = deployed.module(*args)
+    for chunk in (3, 64):
+        _assert_same(deployed.module.forward_chunked(*args, chunk), want, OUTPUTS)
+
+
+def test_calculator_chunk_atoms(tmp_path):
+    """MLFFCalculator(chunk_atoms=N) gives the calculator's results (stress included); a bad
+    value and a file without the method are clear errors."""
+    from ase.build import bulk
+
+    path = mlff.deploy(tiny_model(species=("Cu",)), tmp_path / "m.pt")
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.05, seed=2)
+    results = []
+    for chunk in (0, 7):
+        copy = atoms.copy()
+        copy.calc = mlff.MLFFCalculator(path, chunk_atoms=chunk)
+        results.append((copy.get_potential_energy(), copy.get_forces(), copy.get_stress()))
+    for plain, chunked in zip(*results):
+        np.testing.assert_allclose(chunked, plain, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="chunk_atoms is a number of atoms"):
+        mlff.MLFFCalculator(path, chunk_atoms=-1)
+    deployed = mlff.load(path, compiled=False)
+    with pytest.raises(torch.jit.Error, match="positive number of atoms"):
+        deployed.module.forward_chunked(*_args(deployed, atoms), 0)
+    older = mlff.load(path, compiled=False)
+    object.__setattr__(older.metadata, "capabilities", ["forward", "halo_exchange"])  # as files before it
+    with pytest.raises(mlff.modelfile.ModelFileError, match="mlff deploy OLD.pt -o NEW.pt"):
+        mlff.MLFFCalculator(older, chunk_atoms=8)
+
+
+def test_chunked_refused_in_training():
+    """The chunked path recomputes layers without a graph for the weights: training must not use it."""
+    model = tiny_model().train()
+    data = from_ase(triclinic_cell(1), SpeciesMap(model.species), model.r_cut)
+    data[keys.CHUNK_ATOMS_KEY] = torch.tensor(4)
+    with pytest.raises(RuntimeError, match="chunk_atoms is for inference"):
+        model(data)
