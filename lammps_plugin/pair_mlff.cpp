@@ -102,7 +102,7 @@ void PairMLFF::allocate()
 }
 
 static const char *USAGE = "pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell] "
-                            "[graph host|device|auto] [committee_every N] [relative L] [out_file FILE]";
+                            "[graph host|device|auto] [chunk N] [committee_every N] [relative L] [out_file FILE]";
 
 void PairMLFF::settings(int narg, char **arg)
 {
@@ -111,6 +111,7 @@ void PairMLFF::settings(int narg, char **arg)
   graph_request = "auto";
   min_distance = 0.6;
   committee_every = 1;
+  chunk_atoms = 0;
   relative_level = 1.0;
   out_path.clear();
   if (out_file) {    // a new pair_style command: a new out_file (or none)
@@ -120,11 +121,15 @@ void PairMLFF::settings(int narg, char **arg)
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (key != "device" && key != "min_distance" && key != "halo" && key != "graph" && key != "committee_every" &&
-        key != "relative" && key != "out_file")
+        key != "relative" && key != "out_file" && key != "chunk")
       error->all(FLERR, "Unknown pair_style mlff keyword '{}': use {}", key, USAGE);
     if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: '{}' needs a value ({})", key, USAGE);
     const std::string value = arg[iarg + 1];
-    if (key == "committee_every") {
+    if (key == "chunk") {
+      chunk_atoms = utils::inumeric(FLERR, value, false, lmp);
+      if (chunk_atoms < 0)
+        error->all(FLERR, "pair_style mlff: chunk must be >= 0 (atoms per chunk; 0: whole layers)");
+    } else if (key == "committee_every") {
       committee_every = utils::inumeric(FLERR, value, false, lmp);
       if (committee_every < 1)
         error->all(FLERR, "pair_style mlff: committee_every must be >= 1 (steps between committee evaluations)");
@@ -258,7 +263,15 @@ std::unique_ptr<PairMLFF::Model> PairMLFF::load_model(const std::string &path)
   // declaration existed are probed for the halo methods instead
   if (!extra["capabilities"].empty()) {
     std::istringstream declared(extra["capabilities"]);
-    for (std::string c; declared >> c;) loaded->has_halo = loaded->has_halo || c == "halo_exchange";
+    for (std::string c; declared >> c;) {
+      loaded->has_halo = loaded->has_halo || c == "halo_exchange";
+      loaded->has_chunked = loaded->has_chunked || c == "chunked";
+    }
+    if (loaded->has_chunked && !loaded->module.find_method("halo_layer_grad").has_value())
+      error->all(FLERR,
+                 "'{}' declares the capability chunked but has no chunked methods: the file is corrupt; "
+                 "re-export it with `mlff deploy`",
+                 path);
     if (loaded->has_halo && !loaded->module.find_method("halo_layer").has_value())
       error->all(FLERR,
                  "'{}' declares the capability halo_exchange but has no halo methods: the file is corrupt; "
@@ -335,6 +348,11 @@ void PairMLFF::init_style()
                  "pair_style mlff halo exchange: '{}' cannot run layer by layer (its capabilities lack "
                  "halo_exchange: an older mlff wrote it); re-export it (mlff deploy {} -o new.pt) or use "
                  "'halo shell'",
+                 m->path, m->path);
+    if (chunk_atoms > 0 && !m->has_chunked)
+      error->all(FLERR,
+                 "pair_style mlff chunk: '{}' cannot evaluate in chunks of atoms (an older mlff wrote it); "
+                 "re-export it (mlff deploy {} -o new.pt) or remove 'chunk'",
                  m->path, m->path);
     all_halo = all_halo && m->has_halo;
     comm_width = std::max(comm_width, m->feature_dim);

@@ -85,6 +85,8 @@ class PairMLFF : public Pair {
   double r_cut;
   int num_layers;
   double min_distance;              // Å: closer pairs stop the run (overlapping atoms)
+  int chunk_atoms = 0;              // > 0: layers run on this many local atoms at a time, recomputed
+                                    // for the forces (bounded memory: the model's chunked methods)
 
   // committee (see pair_mlff_committee.cpp)
   enum Deviation { MAX_F, MIN_F, MEAN_F, ENERGY, MAX_F_RELATIVE, NDEVIATIONS };    // pvector slots

@@ -102,7 +102,9 @@ void PairMLFF::evaluate_shell(Model &model, Graph &g, Result &r)
   // run the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
   // more intermediates alive and is no faster for this model (see docs/benchmarks/2026-11_performance.md)
   torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
-  const auto out = model.module.forward(inputs).toGenericDict();
+  if (chunk_atoms > 0) inputs.insert(inputs.begin() + 5, (int64_t) chunk_atoms);    // before total_charge
+  const auto out = (chunk_atoms > 0 ? model.module.get_method("forward_chunked")(inputs) : model.module.forward(inputs))
+                       .toGenericDict();
   phase_end(MODEL);
   auto result = [&](const char *key) { return on_cpu(out.at(key).toTensor()); };
   r.energy = result("energy");
@@ -148,8 +150,14 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
   // forward: layer k's local rows, then its ghost rows from their owners
   std::vector<torch::Tensor> inputs{m.run_method("halo_embed", species).toTensor()}, outputs;
   std::vector<double> buffer;
+  // chunk: each layer without an autograd graph, chunk_atoms local atoms at a time; the backward
+  // recomputes it chunk by chunk (halo_layer_grad), so one chunk's graph is alive at a time
+  const bool chunked = chunk_atoms > 0;
+  const int64_t chunk = chunk_atoms;
   for (int64_t k = 0; k < num_layers; k++) {
-    const torch::Tensor y = m.run_method("halo_layer", k, inputs[k], species, edges, sh, radial, nlocal).toTensor();
+    const torch::Tensor y =
+        chunked ? m.run_method("halo_layer_chunked", k, inputs[k], species, edges, sh, radial, nlocal, chunk).toTensor()
+                : m.run_method("halo_layer", k, inputs[k], species, edges, sh, radial, nlocal).toTensor();
     outputs.push_back(y);
     if (k + 1 == num_layers) break;
     phase_end(MODEL);
@@ -166,14 +174,20 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
     phase_end(EXCHANGE);
     inputs.push_back(m.run_method("halo_join", y, ghost).toTensor());
   }
-  const torch::Tensor atomic_energy =
-      m.run_method("halo_energy", outputs.back(), species.narrow(0, 0, nlocal)).toTensor();
+  // chunked: the last layer's output as a leaf, for the readout's gradient
+  const torch::Tensor last =
+      chunked ? m.run_method("halo_join", outputs.back(), outputs.back().narrow(0, 0, 0)).toTensor() : outputs.back();
+  const torch::Tensor atomic_energy = m.run_method("halo_energy", last, species.narrow(0, 0, nlocal)).toTensor();
 
   // backward, layer by layer: the gradient on ghost features goes home before the layer below
   torch::Tensor output = atomic_energy, grad = torch::ones_like(atomic_energy);
   torch::Tensor grad_sh = torch::zeros_like(sh), grad_radial = torch::zeros_like(radial);
+  if (chunked) grad = m.run_method("halo_grad", atomic_energy, grad, last, true, sh, radial).toTuple()->elements()[0].toTensor();
   for (int64_t k = num_layers - 1; k >= 0; k--) {
-    const auto grads = m.run_method("halo_grad", output, grad, inputs[k], k > 0, sh, radial).toTuple();
+    const auto grads =
+        chunked ? m.run_method("halo_layer_grad", k, inputs[k], species, edges, sh, radial, nlocal, chunk, grad, k > 0)
+                      .toTuple()
+                : m.run_method("halo_grad", output, grad, inputs[k], k > 0, sh, radial).toTuple();
     const torch::Tensor grad_x = grads->elements()[0].toTensor();
     grad_sh = grad_sh + grads->elements()[1].toTensor();
     grad_radial = grad_radial + grads->elements()[2].toTensor();

@@ -17,6 +17,7 @@ struct PairMLFF::Model {
   std::vector<std::string> species;
   std::string path;
   bool has_halo = false;     // the file can run layer by layer (capability halo_exchange: halo_* methods)
+  bool has_chunked = false;  // capability chunked: forward_chunked, halo_layer_chunked, halo_layer_grad
   int feature_dim = 0;       // values per atom exchanged between layers
   int num_layers = 0;
   double r_cut = 0.0;        // Å

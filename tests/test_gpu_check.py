@@ -24,6 +24,7 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     speed = steps["speed"]["rows"]
     engines = {(row["engine"], row["model"], row["dtype"]) for row in speed if row.get("atom_steps_per_s", 0) > 0}
     assert ("MLFFCalculator", "matched 2x64 l2", "float64") in engines
+    assert ("MLFFCalculator chunk 16384", "matched 2x64 l2", "float32") in engines  # bounded memory
     assert ("LAMMPS 1 rank", "shipped Cu", "float32") in engines
     profile = steps["profile"]["rows"]
     assert len(profile) == 3 and all(r["model_ms"] > 0 and r["edges"] > 0 for r in profile)

@@ -43,6 +43,15 @@ def _derived(name: str) -> bool:
     return "._w3j_" in name or "._tensor_constant" in name
 
 
+def _chunk_bounds(center: torch.Tensor, num_rows: int, chunk_atoms: int) -> Tuple[List[int], List[int]]:
+    """Atom ranges ``[bounds[c], bounds[c + 1])`` of ``chunk_atoms`` atoms covering ``num_rows``,
+    and the ranges of their edges in ``center`` (sorted)."""
+    bounds = list(range(0, num_rows, chunk_atoms)) + [num_rows]
+    marks = torch.tensor(bounds, dtype=center.dtype, device=center.device)
+    edge_bounds: List[int] = torch.searchsorted(center.contiguous(), marks).tolist()
+    return bounds, edge_bounds
+
+
 def _graph_sum(values: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
     """Per-atom ``values`` ``[n, k]`` summed per structure ``[num_graphs, k]``; one structure is a
     plain sum (Inductor's CPU code generation fails on a scatter into a one-row buffer)."""
@@ -255,7 +264,7 @@ class Potential(nn.Module):
                  center_hops: Optional[torch.Tensor], batch: torch.Tensor, num_graphs: int, chunk_atoms: int):
         """``forward``'s layers with bounded memory: each layer runs chunk by chunk of
         ``chunk_atoms`` centre atoms with no autograd graph, keeping only its output features;
-        the backward then recomputes one layer's chunk at a time (:meth:`Interaction.chunked_backward`)
+        the backward then recomputes one layer's chunk at a time (:meth:`layer_backward_chunked`)
         and accumulates dE/d(spherical harmonics, radial inputs) per edge, which one last gradient
         through the edge embedding turns into dE/dr. The same sums as ``forward``, so the same
         results to rounding; about one more forward pass of the layers in time.
@@ -267,35 +276,27 @@ class Potential(nn.Module):
         sh, radial = edge_sh.detach(), edge_radial.detach()
         # each layer's edges (with ghosts, layer k needs centres within num_layers - 1 - k hops)
         selections: List[Optional[torch.Tensor]] = []
-        centers: List[torch.Tensor] = []
-        neighbours: List[torch.Tensor] = []
+        layer_edges: List[torch.Tensor] = []
         layer_sh: List[torch.Tensor] = []
         layer_radial: List[torch.Tensor] = []
-        edge_bounds: List[List[int]] = []
-        bounds = list(range(0, num_atoms, chunk_atoms)) + [num_atoms]
-        marks = torch.tensor(bounds, dtype=edge_index.dtype, device=edge_index.device)
         for index in range(self.num_layers):
             selection: Optional[torch.Tensor] = None
             if center_hops is not None:
                 selection = torch.nonzero(center_hops <= self.num_layers - 1 - index).squeeze(1)
             selections.append(selection)
             if selection is None:
-                centers.append(edge_index[0])
-                neighbours.append(edge_index[1])
+                layer_edges.append(edge_index)
                 layer_sh.append(sh)
                 layer_radial.append(radial)
             else:
-                centers.append(edge_index[0].index_select(0, selection))
-                neighbours.append(edge_index[1].index_select(0, selection))
+                layer_edges.append(edge_index.index_select(1, selection))
                 layer_sh.append(sh.index_select(0, selection))
                 layer_radial.append(radial.index_select(0, selection))
-            found: List[int] = torch.searchsorted(centers[index], marks).tolist()
-            edge_bounds.append(found)
 
         inputs: List[torch.Tensor] = [x]
-        for index, layer in enumerate(self.layers):
-            inputs.append(layer.chunked_forward(inputs[index], attrs, layer_sh[index], layer_radial[index],
-                                                centers[index], neighbours[index], bounds, edge_bounds[index]))
+        for index in range(self.num_layers):
+            inputs.append(self.layer_forward_chunked(index, inputs[index], attrs, layer_edges[index], layer_sh[index],
+                                                     layer_radial[index], num_atoms, chunk_atoms))
         last = inputs[self.num_layers].detach().requires_grad_(True)
         atomic_energy = self.atomic_energy(last, species).to(edge_vec.dtype)
         atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
@@ -305,24 +306,51 @@ class Potential(nn.Module):
         grad_sh = torch.zeros_like(sh)
         grad_radial = torch.zeros_like(radial)
         for index in range(self.num_layers - 1, -1, -1):
-            for i, block in enumerate(self.layers):
-                if i == index:
-                    grad_x, g_sh, g_radial = block.chunked_backward(
-                        inputs[index], attrs, layer_sh[index], layer_radial[index], centers[index],
-                        neighbours[index], bounds, edge_bounds[index], grad, index > 0)
-                    selection = selections[index]
-                    if selection is None:
-                        grad_sh += g_sh
-                        grad_radial += g_radial
-                    else:
-                        grad_sh.index_add_(0, selection, g_sh)
-                        grad_radial.index_add_(0, selection, g_radial)
-                    if grad_x is not None:
-                        grad = grad_x
+            grad_x, g_sh, g_radial = self.layer_backward_chunked(
+                index, inputs[index], attrs, layer_edges[index], layer_sh[index], layer_radial[index], num_atoms,
+                chunk_atoms, grad, index > 0)
+            selection = selections[index]
+            if selection is None:
+                grad_sh += g_sh
+                grad_radial += g_radial
+            else:
+                grad_sh.index_add_(0, selection, g_sh)
+                grad_radial.index_add_(0, selection, g_radial)
+            if grad_x is not None:
+                grad = grad_x
         seeds: List[Optional[torch.Tensor]] = [grad_sh, grad_radial]
         edge_grad = torch.autograd.grad([edge_sh, edge_radial], [edge_vec], seeds, allow_unused=True)[0]
         energy = _graph_sum(atomic_energy.detach().unsqueeze(-1), batch, num_graphs).squeeze(-1)
         return inputs[self.num_layers], atomic_energy.detach(), energy, edge_grad
+
+    def layer_forward_chunked(self, index: int, x: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
+                              edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_out: int,
+                              chunk_atoms: int) -> torch.Tensor:
+        """Layer ``index``'s new features of the first ``n_out`` atoms (their edges only, sorted
+        by centre), ``chunk_atoms`` centres at a time, with no autograd graph."""
+        bounds, edge_bounds = _chunk_bounds(edge_index[0], n_out, chunk_atoms)
+        out = x
+        for i, layer in enumerate(self.layers):
+            if i == index:
+                out = layer.chunked_forward(x, attrs, edge_sh.detach(), edge_radial.detach(), edge_index[0],
+                                            edge_index[1], bounds, edge_bounds)
+        return out
+
+    def layer_backward_chunked(self, index: int, x: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
+                               edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_out: int, chunk_atoms: int,
+                               grad_out: torch.Tensor, need_x: bool
+                               ) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The backward of :meth:`layer_forward_chunked` for the output gradient ``grad_out``
+        ``(n_out, F)``, recomputing one chunk at a time: gradients w.r.t. ``x`` (all atoms; None
+        unless ``need_x``), the edges' spherical harmonics and radial inputs."""
+        bounds, edge_bounds = _chunk_bounds(edge_index[0], n_out, chunk_atoms)
+        result: Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor] = (
+            None, torch.zeros_like(edge_sh), torch.zeros_like(edge_radial))
+        for i, layer in enumerate(self.layers):
+            if i == index:
+                result = layer.chunked_backward(x, attrs, edge_sh, edge_radial, edge_index[0], edge_index[1], bounds,
+                                                edge_bounds, grad_out, need_x)
+        return result
 
     # The steps of ``forward``, also called one by one by engines that exchange the features of
     # ghost atoms between layers (the LAMMPS plugin through the model file's halo_* methods (mlff.modelfile.halo)).

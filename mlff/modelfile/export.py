@@ -181,6 +181,35 @@ class DeployedPotential(nn.Module):
         return self.potential.interaction(index, x, attrs, edge_index, edge_sh, edge_radial, n_local)
 
     @torch.jit.export
+    def halo_layer_chunked(self, index: int, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                           edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_local: int,
+                           chunk_atoms: int) -> torch.Tensor:
+        """``halo_layer`` with no autograd graph, ``chunk_atoms`` local atoms at a time (bounded
+        memory); its backward is ``halo_layer_grad``."""
+        if chunk_atoms < 1:
+            raise ValueError("mlff: chunk_atoms must be a positive number of atoms")
+        attrs = self.potential.attributes(species)
+        return self.potential.layer_forward_chunked(index, x, attrs, edge_index, edge_sh, edge_radial, n_local,
+                                                    chunk_atoms)
+
+    @torch.jit.export
+    def halo_layer_grad(self, index: int, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                        edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_local: int, chunk_atoms: int,
+                        grad_output: torch.Tensor, need_x: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The backward of ``halo_layer_chunked`` for the gradient ``grad_output`` ``(n_local, F)``
+        of its output, recomputing one chunk at a time: gradients w.r.t. ``x`` (all atoms; zeros
+        unless ``need_x``) and the edge features, as ``halo_grad`` returns them."""
+        if chunk_atoms < 1:
+            raise ValueError("mlff: chunk_atoms must be a positive number of atoms")
+        attrs = self.potential.attributes(species)
+        grad_x, grad_sh, grad_radial = self.potential.layer_backward_chunked(
+            index, x, attrs, edge_index, edge_sh.detach(), edge_radial.detach(), n_local, chunk_atoms,
+            grad_output.to(x.dtype), need_x)
+        if grad_x is None:
+            grad_x = torch.zeros_like(x)
+        return grad_x, grad_sh, grad_radial
+
+    @torch.jit.export
     def halo_join(self, local: torch.Tensor, ghost: torch.Tensor) -> torch.Tensor:
         """Next layer's input: the local rows (cut from their graph) and the received ghost rows,
         as one leaf that collects the gradient to send back."""

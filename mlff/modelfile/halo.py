@@ -26,6 +26,18 @@ them in this order (``halo_evaluate`` below is the reference, the LAMMPS plugin 
         g = gx[:n_local] + reverse_exchange(gx[n_local:])  # gradient w.r.t. y[k - 1]
     forces, virial, atomic_virial = m.halo_outputs(vec, sh, radial, g_sh, g_rad, edge_index, n)
 
+With ``chunk_atoms`` (bounded memory, as ``forward_chunked``), each layer runs with no autograd
+graph, ``chunk_atoms`` local atoms at a time, and its backward recomputes it chunk by chunk::
+
+    y[k] = m.halo_layer_chunked(k, x_k, species, edge_index, sh, radial, n_local, chunk_atoms)
+    last = m.halo_join(y[L - 1], no rows)                  # a leaf for the readout's gradient
+    atomic_energy = m.halo_energy(last, species[:n_local])
+    g = m.halo_grad(atomic_energy, ones, last, True, sh, radial)[0]
+    for k = L-1 .. 0:
+        gx, g_sh, g_rad = m.halo_layer_grad(k, x_k, species, edge_index, sh, radial, n_local,
+                                            chunk_atoms, g, k > 0)
+        g = gx[:n_local] + reverse_exchange(gx[n_local:])
+
 Forces and per-atom virials come out for ghost atoms too: the engine adds them to the owners (as
 LAMMPS's ``newton on`` reverse communication does for any many-body potential).
 """
@@ -39,31 +51,42 @@ Exchange = Callable[[torch.Tensor], torch.Tensor]
 
 def halo_evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_index: torch.Tensor,
                   species: torch.Tensor, n_local: int, forward_exchange: Exchange,
-                  reverse_exchange: Exchange) -> Dict[str, torch.Tensor]:
+                  reverse_exchange: Exchange, chunk_atoms: int = 0) -> Dict[str, torch.Tensor]:
     """Run the halo protocol of a scripted model file on one domain.
 
     ``positions`` (n, 3) and ``species`` (n,) list the local atoms first; ``edge_index`` (2, E)
     holds the edges centred on local atoms, sorted by centre. ``forward_exchange(local_rows)``
     returns the ghost atoms' rows (n - n_local, F); ``reverse_exchange(ghost_rows)`` returns what
-    the ghost rows add to the local atoms (n_local, F). Returns float64 ``energy`` (this domain's
-    share), ``atomic_energy`` (n_local,), ``forces`` (n, 3), ``virial`` (3, 3) and
-    ``atomic_virial`` (n, 3, 3), the latter two including ghost rows.
+    the ghost rows add to the local atoms (n_local, F). ``chunk_atoms > 0``: the chunked variant
+    (bounded memory). Returns float64 ``energy`` (this domain's share), ``atomic_energy``
+    (n_local,), ``forces`` (n, 3), ``virial`` (3, 3) and ``atomic_virial`` (n, 3, 3), the latter
+    two including ghost rows.
     """
     num_layers = int(module.num_layers)
     vec, sh, radial = module.halo_edges(positions, edge_index, species, n_local)
     inputs = [module.halo_embed(species)]
     outputs = []
     for index in range(num_layers):
-        y = module.halo_layer(index, inputs[index], species, edge_index, sh, radial, n_local)
+        if chunk_atoms:
+            y = module.halo_layer_chunked(index, inputs[index], species, edge_index, sh, radial, n_local, chunk_atoms)
+        else:
+            y = module.halo_layer(index, inputs[index], species, edge_index, sh, radial, n_local)
         outputs.append(y)
         if index < num_layers - 1:
             inputs.append(module.halo_join(y, forward_exchange(y.detach())))
-    atomic_energy = module.halo_energy(outputs[-1], species[:n_local])
+    last = module.halo_join(outputs[-1], outputs[-1][:0]) if chunk_atoms else outputs[-1]
+    atomic_energy = module.halo_energy(last, species[:n_local])
 
     output, grad = atomic_energy, torch.ones_like(atomic_energy)
     grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
+    if chunk_atoms:  # the readout's gradient w.r.t. the last layer's output
+        grad = module.halo_grad(atomic_energy, grad, last, True, sh, radial)[0]
     for index in reversed(range(num_layers)):
-        grad_x, g_sh, g_radial = module.halo_grad(output, grad, inputs[index], index > 0, sh, radial)
+        if chunk_atoms:
+            grad_x, g_sh, g_radial = module.halo_layer_grad(index, inputs[index], species, edge_index, sh, radial,
+                                                            n_local, chunk_atoms, grad, index > 0)
+        else:
+            grad_x, g_sh, g_radial = module.halo_grad(output, grad, inputs[index], index > 0, sh, radial)
         grad_sh, grad_radial = grad_sh + g_sh, grad_radial + g_radial
         if index > 0:
             output = outputs[index - 1]

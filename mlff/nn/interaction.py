@@ -106,6 +106,7 @@ class Interaction(nn.Module):
             self.irreps_in, irreps_attrs, self.gate.irreps_in
         )
         self.residual = self.irreps_in == self.irreps_out
+        self.out_dim = self.irreps_out.dim
         self.inv_avg_num_neighbors = 1.0 / float(avg_num_neighbors)
 
     @torch.jit.unused
@@ -197,6 +198,8 @@ class Interaction(nn.Module):
                 aggregated = self.aggregate(features, edge_sh[e0:e1], edge_radial[e0:e1], center[e0:e1],
                                             neighbour[e0:e1], a0, a1 - a0)
                 out.append(self.update(aggregated, x[a0:a1], attrs[a0:a1]))
+            if len(out) == 0:  # no atoms to update
+                return x.new_zeros((0, self.out_dim))
             return torch.cat(out, dim=0)
 
     def chunked_backward(self, x: torch.Tensor, attrs: torch.Tensor, edge_sh: torch.Tensor,

@@ -59,6 +59,18 @@ def test_calculator_on_device(device, model_path):
     _assert_close(results[0], results[1], TOLERANCE[dtype])
 
 
+def test_chunked_calculator_on_device(device, model_path):
+    """chunk_atoms (layers in chunks, recomputed for the forces) on the device: the CPU's results."""
+    dtype = mlff.read_metadata(model_path).dtype
+    results = []
+    for dev, chunk in ((device, 5), ("cpu", 0)):
+        atoms = STRUCTURES["triclinic"].copy()
+        atoms.calc = mlff.MLFFCalculator(model_path, device=dev, chunk_atoms=chunk)
+        results.append({"energy": np.array(atoms.get_potential_energy()), "forces": atoms.get_forces(),
+                        "stress": atoms.get_stress()})
+    _assert_close(results[0], results[1], TOLERANCE[dtype])
+
+
 def test_equivariance_on_device(device, tmp_path):
     path = mlff.deploy(tiny_model(parity=True), tmp_path / "parity.pt")
     calc = mlff.MLFFCalculator(path, device=device)

@@ -127,6 +127,14 @@ def test_cuda_without_cuda_libtorch(plugin, model_file):
 def test_bad_pair_style_arguments(plugin):
     _expect(_box() + ["pair_style mlff device tpu"], "unknown device 'tpu'")
     _expect(_box() + ["pair_style mlff speed fast"], "Unknown pair_style mlff keyword 'speed'")
+    _expect(_box() + ["pair_style mlff chunk -4"], "chunk must be >= 0")
+
+
+def test_chunk_needs_the_capability(plugin, tmp_path, model_file):
+    """`chunk N` with a file written before the chunked methods: an error that says how to re-export."""
+    older = _with_capabilities(model_file, tmp_path / "older.pt", "forward halo_exchange")
+    _expect(_box() + ["pair_style mlff chunk 100", f"pair_coeff * * {older} Cu O", "run 0"],
+            "cannot evaluate in chunks of atoms .*re-export it")
 
 
 def test_pair_coeff_not_star_star(plugin, model_file):

@@ -16,10 +16,10 @@ def _domain(atoms, model):
     return image_halo(atoms, model.species, model.r_cut)
 
 
-def _halo(model, atoms):
+def _halo(model, atoms, chunk_atoms=0):
     positions, edge_index, species, owner, n = _domain(atoms, model)
     forward, reverse = image_exchange(owner, n)
-    out = halo_evaluate(model.module, positions, edge_index, species, n, forward, reverse)
+    out = halo_evaluate(model.module, positions, edge_index, species, n, forward, reverse, chunk_atoms)
     owner = owner.numpy()
     return {"energy": out["energy"].item(), "energies": out["atomic_energy"].numpy(),
             "forces": fold_ghosts(out["forces"].numpy(), owner, n),
@@ -61,12 +61,15 @@ def model_files(tmp_path_factory):
     return {name: mlff.deploy(tiny_model(**options), root / f"{name}.pt") for name, options in MODELS.items()}
 
 
+@pytest.mark.parametrize("chunk_atoms", [0, 3], ids=["whole-layers", "chunked"])
 @pytest.mark.parametrize("structure", list(STRUCTURES))
 @pytest.mark.parametrize("model_name", list(MODELS))
-def test_halo_protocol_equals_forward(model_files, model_name, structure):
+def test_halo_protocol_equals_forward(model_files, model_name, structure, chunk_atoms):
+    """Also the chunked variant (halo_layer_chunked / halo_layer_grad: bounded memory), here with
+    chunks of 3 local atoms."""
     model = mlff.load(model_files[model_name])
     atoms = STRUCTURES[structure]
-    halo, whole = _halo(model, atoms), _whole(model, atoms)
+    halo, whole = _halo(model, atoms, chunk_atoms), _whole(model, atoms)
     for key in whole:
         scale = max(np.abs(whole[key]).max(), 1e-6)
         np.testing.assert_allclose(halo[key], whole[key], rtol=0, atol=1e-12 * scale, err_msg=key)
