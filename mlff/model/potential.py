@@ -212,7 +212,7 @@ class Potential(nn.Module):
             if center_hops is None:
                 x = self.interaction(index, x, attrs, edge_index, edge_sh, edge_radial, layout=layout)
             else:  # with ghosts, layer k only needs edges centred within (num_layers - 1 - k) hops
-                keep = center_hops <= self.num_layers - 1 - index
+                keep = self._layer_edges(center_hops, index)
                 x = self.interaction(index, x, attrs, edge_index[:, keep], edge_sh[keep], edge_radial[keep])
         atomic_energy = self.atomic_energy(x, species).to(pos.dtype)
         atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
@@ -282,7 +282,7 @@ class Potential(nn.Module):
         for index in range(self.num_layers):
             selection: Optional[torch.Tensor] = None
             if center_hops is not None:
-                selection = torch.nonzero(center_hops <= self.num_layers - 1 - index).squeeze(1)
+                selection = torch.nonzero(self._layer_edges(center_hops, index)).squeeze(1)
             selections.append(selection)
             if selection is None:
                 layer_edges.append(edge_index)
@@ -392,6 +392,11 @@ class Potential(nn.Module):
     def atomic_energy(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Last-layer features ``(n, F)`` -> per-atom energies ``(n,)`` (eV, model dtype)."""
         return self.scale_shift(self.readout(x).squeeze(-1), species)
+
+    def _layer_edges(self, center_hops: torch.Tensor, index: int) -> torch.Tensor:
+        """The edges layer ``index`` needs when there are ghosts (bool per edge): those centred
+        within ``num_layers - 1 - index`` hops of a local atom (see :meth:`_center_hops`)."""
+        return center_hops <= self.num_layers - 1 - index
 
     def _center_hops(self, edge_index: torch.Tensor, is_local: torch.Tensor) -> Optional[torch.Tensor]:
         """Graph distance (hops) of each edge's center from the local atoms, or None without ghosts.
