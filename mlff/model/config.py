@@ -12,6 +12,7 @@ from ..nn.interaction import TP_BACKENDS
 from ..options import parse_fields, reject_unknown
 
 _DTYPES = ("float32", "float64")
+PAIR_REPULSIONS = ("zbl", "none")
 
 
 @dataclass
@@ -51,6 +52,11 @@ class ModelConfig:
         :mod:`mlff.nn.tensor_product`) or ``"e3nn"`` (e3nn's generic ``TensorProduct`` then a
         scatter; the reference). Both have the same parameters and agree to rounding, so a trained
         model can be exported with either.
+    pair_repulsion : ``"zbl"`` adds a fixed short-range repulsion to the learned energy: the ZBL
+        screened nuclear repulsion of each pair closer than the sum of its covalent radii, switched
+        off smoothly there (:mod:`mlff.nn.repulsion`). Where the data hold no pair that close, the
+        model then repels as physics does instead of extrapolating. ``"none"`` (the form of models
+        saved before this option): the learned energy only.
     outputs : extra per-atom outputs of any irreps, ``{name: irreps}``, e.g.
         ``{"chirality": "1x0o", "polarizability": "1x0e+1x2e"}``; each structure's value is the
         sum over its atoms. Components are in e3nn's basis (``1o`` is Cartesian x, y, z).
@@ -71,6 +77,7 @@ class ModelConfig:
     dtype: str = "float64"
     dipole: bool = False
     tp_backend: str = "fused"
+    pair_repulsion: str = "zbl"
     outputs: Dict[str, str] = field(default_factory=dict)
 
     PRESETS = {
@@ -91,6 +98,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.radial_layers must be >= 0, got {self.radial_layers!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if self.pair_repulsion not in PAIR_REPULSIONS:
+            raise ValueError(f"ModelConfig.pair_repulsion must be one of {PAIR_REPULSIONS}, got {self.pair_repulsion!r}")
         if self.tp_backend not in TP_BACKENDS:
             raise ValueError(f"ModelConfig.tp_backend must be one of {TP_BACKENDS}, got {self.tp_backend!r}")
         reserved = {"energy", "forces", "virial", "stress", "dipole", "charges"}
@@ -112,7 +121,7 @@ class ModelConfig:
 
     # options added after models were first saved, with the values that reproduce those models
     # (a saved config without the key was written before the option existed)
-    SAVED_BEFORE = {"radial_species": False}
+    SAVED_BEFORE = {"radial_species": False, "pair_repulsion": "none"}
 
     @classmethod
     def from_saved(cls, values: dict) -> "ModelConfig":

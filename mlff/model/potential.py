@@ -4,6 +4,7 @@ outputs) out."""
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from ase.data import atomic_numbers
 from e3nn import o3
 from e3nn.util.jit import compile_mode
 from torch import nn
@@ -11,6 +12,7 @@ from torch import nn
 from ..data import keys
 from ..nn import Interaction, RadialEmbedding, Readout, ScaleShift, SpeciesEmbedding
 from ..nn.grad import edge_gradient_outputs
+from ..nn.repulsion import ZBLRepulsion
 from ..nn.tensor_product import dense_rows
 from .config import ModelConfig
 
@@ -108,6 +110,9 @@ class Potential(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.readout = Readout(irreps, o3.Irreps(f"{config.readout_hidden}x0e"), o3.Irreps("1x0e"))
         self.scale_shift = ScaleShift(num_species)
+        # the fixed pair repulsion under the learned energy (its tables derive from the species)
+        self.pair_repulsion = config.pair_repulsion == "zbl"
+        self.repulsion = ZBLRepulsion([atomic_numbers[symbol] for symbol in self.species])
 
         readouts = {}
         available = {ir for _, ir in irreps}
@@ -215,6 +220,8 @@ class Potential(nn.Module):
                 keep = self._layer_edges(center_hops, index)
                 x = self.interaction(index, x, attrs, edge_index[:, keep], edge_sh[keep], edge_radial[keep])
         atomic_energy = self.atomic_energy(x, species).to(pos.dtype)
+        if self.pair_repulsion:
+            atomic_energy = atomic_energy + self.pair_energy(edge_vec, edge_index, species, num_atoms)
         atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
         energy = _graph_sum(atomic_energy.unsqueeze(-1), batch, num_graphs).squeeze(-1)
 
@@ -319,7 +326,14 @@ class Potential(nn.Module):
             if grad_x is not None:
                 grad = grad_x
         seeds: List[Optional[torch.Tensor]] = [grad_sh, grad_radial]
-        edge_grad = torch.autograd.grad([edge_sh, edge_radial], [edge_vec], seeds, allow_unused=True)[0]
+        edge_outputs = [edge_sh, edge_radial]
+        if self.pair_repulsion:  # its own gradient, straight from the edge vectors
+            pair = self.pair_energy(edge_vec, edge_index, species, num_atoms)
+            pair = torch.where(is_local, pair, torch.zeros_like(pair))
+            atomic_energy = atomic_energy.detach() + pair.detach()
+            edge_outputs.append(pair.sum())
+            seeds.append(torch.ones((), dtype=pair.dtype, device=pair.device))
+        edge_grad = torch.autograd.grad(edge_outputs, [edge_vec], seeds, allow_unused=True)[0]
         energy = _graph_sum(atomic_energy.detach().unsqueeze(-1), batch, num_graphs).squeeze(-1)
         return inputs[self.num_layers], atomic_energy.detach(), energy, edge_grad
 
@@ -392,6 +406,21 @@ class Potential(nn.Module):
     def atomic_energy(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Last-layer features ``(n, F)`` -> per-atom energies ``(n,)`` (eV, model dtype)."""
         return self.scale_shift(self.readout(x).squeeze(-1), species)
+
+    def pair_edge_energy(self, edge_vec: torch.Tensor, edge_index: torch.Tensor,
+                         species: torch.Tensor) -> torch.Tensor:
+        """Each edge's share of the fixed pair repulsion ``(E,)`` (eV, model dtype): half the
+        pair's ZBL energy, since a pair appears as two edges, one centred on each atom."""
+        length = torch.linalg.norm(edge_vec.to(self.scale_shift.shift.dtype), dim=1)
+        return 0.5 * self.repulsion(length, species[edge_index[0]], species[edge_index[1]])
+
+    def pair_energy(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
+                    num_atoms: int) -> torch.Tensor:
+        """Per-atom energies ``(num_atoms,)`` of the fixed pair repulsion (eV, the dtype of
+        ``edge_vec``): the shares of the edges centred on each atom."""
+        shares = self.pair_edge_energy(edge_vec, edge_index, species)
+        total = torch.zeros(num_atoms, dtype=shares.dtype, device=shares.device)
+        return total.index_add(0, edge_index[0], shares).to(edge_vec.dtype)
 
     def _layer_edges(self, center_hops: torch.Tensor, index: int) -> torch.Tensor:
         """The edges layer ``index`` needs when there are ghosts (bool per edge): those centred

@@ -70,6 +70,12 @@ class DeployedPotential(nn.Module):
         self.num_layers = int(potential.num_layers)
         # width of the features exchanged between layers (the outputs of all but the last layer)
         self.feature_dim = max([layer.irreps_out.dim for layer in potential.layers][:-1], default=0)
+        # with the fixed pair repulsion, the halo protocol carries it inside the tensors the engine
+        # already passes around: one more column of the edges' radial input (each edge's share of
+        # the pair energy) and one more column of the last layer's output (each atom's sum), which
+        # halo_energy adds to the learned energy; the engine sees only wider tensors
+        self.pair_repulsion = bool(potential.pair_repulsion)
+        self.last_dim = int(potential.layers[-1].irreps_out.dim)
 
     def forward(
         self,
@@ -166,7 +172,25 @@ class DeployedPotential(nn.Module):
         positions = positions.to(torch.float64)
         vec = (positions[edge_index[1]] - positions[center]).detach().requires_grad_(True)
         edge_sh, edge_radial = self.potential.edge_embedding(vec, edge_index, species)
+        if self.pair_repulsion:
+            pair = self.potential.pair_edge_energy(vec, edge_index, species).to(edge_radial.dtype)
+            edge_radial = torch.cat([edge_radial, pair.unsqueeze(-1)], dim=1)
         return vec, edge_sh, edge_radial
+
+    def _layer_radial(self, edge_radial: torch.Tensor) -> torch.Tensor:
+        """The layers' part of ``halo_edges``' radial input (without the pair-energy column)."""
+        if self.pair_repulsion:
+            return edge_radial[:, :-1]
+        return edge_radial
+
+    def _with_pair(self, index: int, y: torch.Tensor, edge_index: torch.Tensor, edge_radial: torch.Tensor,
+                   n_local: int) -> torch.Tensor:
+        """The last layer's local rows with each atom's pair energy as one more column."""
+        if not self.pair_repulsion or index != self.num_layers - 1:
+            return y
+        pair = torch.zeros(n_local, dtype=edge_radial.dtype, device=edge_radial.device)
+        pair = pair.index_add(0, edge_index[0], edge_radial[:, -1])
+        return torch.cat([y, pair.to(y.dtype).unsqueeze(-1)], dim=1)
 
     @torch.jit.export
     def halo_embed(self, species: torch.Tensor) -> torch.Tensor:
@@ -178,7 +202,8 @@ class DeployedPotential(nn.Module):
                    edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_local: int) -> torch.Tensor:
         """Layer ``index`` on the features ``x`` of all atoms -> new features of the local ones."""
         attrs = self.potential.attributes(species)
-        return self.potential.interaction(index, x, attrs, edge_index, edge_sh, edge_radial, n_local)
+        y = self.potential.interaction(index, x, attrs, edge_index, edge_sh, self._layer_radial(edge_radial), n_local)
+        return self._with_pair(index, y, edge_index, edge_radial, n_local)
 
     @torch.jit.export
     def halo_layer_chunked(self, index: int, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
@@ -189,8 +214,9 @@ class DeployedPotential(nn.Module):
         if chunk_atoms < 1:
             raise ValueError("mlff: chunk_atoms must be a positive number of atoms")
         attrs = self.potential.attributes(species)
-        return self.potential.layer_forward_chunked(index, x, attrs, edge_index, edge_sh, edge_radial, n_local,
-                                                    chunk_atoms)
+        y = self.potential.layer_forward_chunked(index, x, attrs, edge_index, edge_sh,
+                                                 self._layer_radial(edge_radial), n_local, chunk_atoms)
+        return self._with_pair(index, y, edge_index, edge_radial.detach(), n_local)
 
     @torch.jit.export
     def halo_layer_grad(self, index: int, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
@@ -202,11 +228,19 @@ class DeployedPotential(nn.Module):
         if chunk_atoms < 1:
             raise ValueError("mlff: chunk_atoms must be a positive number of atoms")
         attrs = self.potential.attributes(species)
+        grad_layer = grad_output.to(x.dtype)
+        if self.pair_repulsion and index == self.num_layers - 1:
+            grad_layer = grad_layer[:, :self.last_dim]
         grad_x, grad_sh, grad_radial = self.potential.layer_backward_chunked(
-            index, x, attrs, edge_index, edge_sh.detach(), edge_radial.detach(), n_local, chunk_atoms,
-            grad_output.to(x.dtype), need_x)
+            index, x, attrs, edge_index, edge_sh.detach(), self._layer_radial(edge_radial.detach()), n_local,
+            chunk_atoms, grad_layer, need_x)
         if grad_x is None:
             grad_x = torch.zeros_like(x)
+        if self.pair_repulsion:  # the pair column: each edge gets its centre's gradient
+            grad_pair = torch.zeros(edge_radial.shape[0], 1, dtype=grad_radial.dtype, device=grad_radial.device)
+            if index == self.num_layers - 1:
+                grad_pair = grad_output[:, self.last_dim:].to(grad_radial.dtype).index_select(0, edge_index[0])
+            grad_radial = torch.cat([grad_radial, grad_pair], dim=1)
         return grad_x, grad_sh, grad_radial
 
     @torch.jit.export
@@ -219,6 +253,9 @@ class DeployedPotential(nn.Module):
     @torch.jit.export
     def halo_energy(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Last layer's local features -> per-atom energies (n_local,), float64."""
+        if self.pair_repulsion:  # the learned energy plus the pair column halo_layer appended
+            learned = self.potential.atomic_energy(x[:, :self.last_dim], species)
+            return (learned + x[:, self.last_dim]).to(torch.float64)
         return self.potential.atomic_energy(x, species).to(torch.float64)
 
     @torch.jit.export
