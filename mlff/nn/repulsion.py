@@ -14,7 +14,7 @@ Per pair ``i, j`` of atomic numbers ``Z_i, Z_j`` at distance ``r``:
 with ``phi`` ZBL's four-exponential screening function (Ziegler, Biersack and Littmark, *The
 Stopping and Range of Ions in Solids*, 1985), ``r_max`` the sum of the two covalent radii
 (Cordero et al. 2008, as in :data:`ase.data.covalent_radii`) and ``u`` the polynomial envelope of
-:class:`~mlff.nn.radial.PolynomialCutoff` (``p`` = 6): 1 at ``r = 0``, 0 with six continuous
+:class:`~mlff.nn.radial.PolynomialCutoff` with ``p`` = 6: 1 at ``r = 0``, 0 with six continuous
 derivatives at ``r_max``. MACE's ``ZBL`` pair term has the same form.
 """
 
@@ -35,35 +35,34 @@ class ZBLRepulsion(nn.Module):
     """Per-edge ZBL energies for the species' atomic numbers; ``forward(length, center, neighbour)``
     takes edge lengths ``(E,)`` (Å) and the species indices of each edge's two atoms and returns
     the pair energy of each edge ``(E,)`` (eV, the whole pair's: an atom's share is half of each
-    of its edges). The tables are constants derived from the species (not saved in a state dict)."""
+    of its edges). The tables are constants derived from the species (not saved in a state dict).
 
-    def __init__(self, atomic_numbers: List[int], p: int = 6):
+    Written without branches: beyond ``r_max`` the distance is clamped to ``r_max``, where the
+    envelope is exactly 0 with zero slope, so the energy and its derivatives vanish there."""
+
+    def __init__(self, atomic_numbers: List[int]):
         super().__init__()
         z = torch.tensor([float(n) for n in atomic_numbers], dtype=torch.float64)
         radii = torch.tensor([float(covalent_radii[n]) for n in atomic_numbers], dtype=torch.float64)
         zp = z.pow(0.23)
-        self.register_buffer("charge_product", COULOMB_EV_ANGSTROM * z[:, None] * z[None, :], persistent=False)
-        self.register_buffer("screening_length", ZBL_LENGTH / (zp[:, None] + zp[None, :]), persistent=False)
-        self.register_buffer("r_max", radii[:, None] + radii[None, :], persistent=False)
+        # per species pair (row centre * S + neighbour): 1 / r_max, 1 / screening length, k_e Z_i Z_j
+        table = torch.stack([1.0 / (radii[:, None] + radii[None, :]), (zp[:, None] + zp[None, :]) / ZBL_LENGTH,
+                             COULOMB_EV_ANGSTROM * z[:, None] * z[None, :]], dim=-1)
+        self.register_buffer("table", table.reshape(-1, 3), persistent=False)
         screening = torch.tensor(ZBL_SCREENING, dtype=torch.float64)
         self.register_buffer("screening_coefficients", screening[:, 0].clone(), persistent=False)
         self.register_buffer("screening_exponents", screening[:, 1].clone(), persistent=False)
-        self.p = float(p)
+        self.num_species = len(atomic_numbers)
 
     def forward(self, length: torch.Tensor, center: torch.Tensor, neighbour: torch.Tensor) -> torch.Tensor:
-        num_species = self.r_max.shape[0]
-        pair = center * num_species + neighbour
-        r_max = self.r_max.flatten().index_select(0, pair).to(length.dtype)
-        x = length / r_max
-        inside = x < 1.0
-        # outside r_max the energy is 0; clamp there so that no branch sees a huge exponent or 1/0
-        r = torch.where(inside, length, r_max)
-        scaled = r / self.screening_length.flatten().index_select(0, pair).to(length.dtype)
-        exponents = self.screening_exponents.to(length.dtype)
-        phi = (self.screening_coefficients.to(length.dtype) * torch.exp(-exponents * scaled.unsqueeze(-1))).sum(-1)
-        p = self.p
-        xs = torch.where(inside, x, torch.zeros_like(x))
-        envelope = (1.0 - (p + 1.0) * (p + 2.0) / 2.0 * torch.pow(xs, p) + p * (p + 2.0) * torch.pow(xs, p + 1.0)
-                    - p * (p + 1.0) / 2.0 * torch.pow(xs, p + 2.0))
-        energy = self.charge_product.flatten().index_select(0, pair).to(length.dtype) / r * phi * envelope
-        return torch.where(inside, energy, torch.zeros_like(energy))
+        table = self.table.index_select(0, center * self.num_species + neighbour).to(length.dtype)
+        inverse_r_max = table[:, 0]
+        x = torch.clamp(length * inverse_r_max, max=1.0)
+        r = x / inverse_r_max  # min(length, r_max)
+        scaled = (r * table[:, 1]).unsqueeze(-1)
+        phi = (self.screening_coefficients.to(length.dtype)
+               * torch.exp(-self.screening_exponents.to(length.dtype) * scaled)).sum(-1)
+        # the polynomial envelope with p = 6: 1 - 28 x^6 + 48 x^7 - 21 x^8, exactly 0 at x = 1
+        x2 = x * x
+        envelope = 1.0 + x2 * x2 * x2 * (-28.0 + x * (48.0 - 21.0 * x))
+        return table[:, 2] / r * phi * envelope

@@ -33,8 +33,17 @@ def _tiny_cell():
     return atoms
 
 
+def _compressed():
+    """Pairs closer than their covalent-radius sums, where the ZBL pair repulsion acts."""
+    atoms = bulk("Cu", "fcc", a=3.1, cubic=True).repeat((2, 1, 1))
+    atoms.numbers[[1, 6]] = 8
+    atoms.rattle(0.15, seed=7)
+    return atoms
+
+
 CASES = {
     "molecule": small_molecule(3),
+    "compressed_pair_repulsion": _compressed(),
     "orthogonal": _orthogonal(),
     "triclinic": triclinic_cell(9),
     "cell_smaller_than_ghost_shell": _tiny_cell(),
@@ -47,6 +56,18 @@ def test_lammps_matches_ase(plugin, model_file, name, halo):
     atoms = CASES[name]
     out = lammps_evaluate(atoms, str(model_file), ["Cu", "O"], pair_style=f"pair_style mlff halo {halo}")
     _assert_agree(out, _ase(atoms, model_file))
+
+
+def test_compressed_case_reaches_the_pair_repulsion(model_file):
+    """The compressed case has pairs inside the covalent-radius sums, and the model file has the
+    term: the agreement above covers it."""
+    from ase.data import covalent_radii
+
+    atoms = CASES["compressed_pair_repulsion"]
+    i, j = np.triu_indices(len(atoms), 1)
+    distances = atoms.get_all_distances(mic=True)[i, j]
+    assert (distances < covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]]).sum() >= 4
+    assert mlff.load(model_file, compiled=False).metadata.config["pair_repulsion"] == "zbl"
 
 
 def test_per_atom_sums(plugin, model_file):
