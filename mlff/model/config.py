@@ -56,7 +56,9 @@ class ModelConfig:
         screened nuclear repulsion of each pair closer than the sum of its covalent radii, switched
         off smoothly there (:mod:`mlff.nn.repulsion`). Where the data hold no pair that close, the
         model then repels as physics does instead of extrapolating. ``"none"`` (the form of models
-        saved before this option): the learned energy only.
+        saved before this option): the learned energy only; better for molecules with covalent
+        bonds, whose bond lengths are the covalent-radius sums (ethanol's forces 1.6x worse with
+        the term, Si, MgO and Al-Mg-Si better: docs/benchmarks/2026-12-05_pair_repulsion.md).
     outputs : extra per-atom outputs of any irreps, ``{name: irreps}``, e.g.
         ``{"chirality": "1x0o", "polarizability": "1x0e+1x2e"}``; each structure's value is the
         sum over its atoms. Components are in e3nn's basis (``1o`` is Cartesian x, y, z).
