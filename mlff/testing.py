@@ -23,11 +23,11 @@ Evaluator = Callable[[Atoms], Dict[str, np.ndarray]]
 
 def tiny_model(species: Sequence[str] = ("Cu", "O"), dtype: str = "float64", seed: int = 0,
                **overrides) -> Potential:
-    """A small, randomly initialised model for fast tests (2 layers, 8 features, l_max 2).
+    """A small, randomly initialised model for fast tests (2 layers, 8 features, l_max 2, both parities).
 
     The per-species shifts are set to non-trivial values so that they are exercised too.
     """
-    options = dict(r_cut=3.5, num_layers=2, num_features=8, l_max=2, radial_hidden=16,
+    options = dict(r_cut=3.5, num_layers=2, num_features=8, l_max=2, parity=True, radial_hidden=16,
                    readout_hidden=8, avg_num_neighbors=8.0, dtype=dtype)
     options.update(overrides)
     model = build_model(ModelConfig(**options), species, seed=seed)

@@ -26,10 +26,15 @@ class ModelConfig:
     num_layers : number of interaction (message-passing) layers.
     num_features : channels per irrep in the hidden features.
     l_max : highest rotation order of the edge spherical harmonics and hidden features; ``0`` gives
-        the invariant, distance-only model.
+        the invariant, distance-only model. 3 (the default) is the least that tells fcc from hcp:
+        their nearest-neighbour shells have the same distances and the same l = 1 and l = 2
+        moments (zero), so a model with ``l_max <= 2`` sees both as one crystal except through
+        far neighbours at its cutoff (fitted to aluminium it put hcp 1 meV/atom above fcc
+        against DFT's 33, docs/benchmarks/2026-12-05_close_packed.md).
     parity : ``True`` keeps hidden features of both parities (full O(3): pseudo-scalars and
-        pseudo-vectors such as cross products are available); ``False`` keeps only the
-        natural-parity irreps ``0e, 1o, 2e, ...`` (smaller; the model is then blind to chirality).
+        pseudo-vectors such as cross products are available); ``False`` (the default) keeps only
+        the natural-parity irreps ``0e, 1o, 2e, 3o, ...`` (with ``l_max = 3``, 1.2x the step time
+        of ``l_max = 2`` with both parities, where both parities at ``l_max = 3`` cost 1.85x).
         The energy is invariant under rotations *and* reflections in both cases.
     num_basis : number of Bessel radial basis functions.
     cutoff_p : exponent of the polynomial cutoff envelope (smoothness at ``r_cut``).
@@ -67,8 +72,8 @@ class ModelConfig:
     r_cut: float = 5.0
     num_layers: int = 3
     num_features: int = 32
-    l_max: int = 2
-    parity: bool = True
+    l_max: int = 3
+    parity: bool = False
     num_basis: int = 8
     cutoff_p: int = 6
     radial_hidden: int = 64
@@ -83,9 +88,9 @@ class ModelConfig:
     outputs: Dict[str, str] = field(default_factory=dict)
 
     PRESETS = {
-        "small": dict(num_layers=2, num_features=16, l_max=1, radial_hidden=32),
-        "medium": dict(num_layers=3, num_features=32, l_max=2, radial_hidden=64),
-        "large": dict(num_layers=4, num_features=64, l_max=3, radial_hidden=64),
+        "small": dict(num_layers=2, num_features=16, l_max=1, parity=True, radial_hidden=32),
+        "medium": dict(num_layers=3, num_features=32, l_max=3, parity=False, radial_hidden=64),
+        "large": dict(num_layers=4, num_features=64, l_max=3, parity=True, radial_hidden=64),
     }
 
     def __post_init__(self):

@@ -80,3 +80,42 @@ def test_distance_only_radial_inputs_when_off():
     vec = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
     _, radial = model.edge_embedding(vec, torch.tensor([[0], [1]]), torch.tensor([0, 1]))
     torch.testing.assert_close(radial, model.radial(torch.tensor([2.0], dtype=torch.float64)), rtol=1e-12, atol=0)
+
+
+def _close_packed(kind: str, nearest: float = 2.86):
+    """Ideal fcc (1 atom) or hcp (2 atoms, c/a = sqrt(8/3)) Al with the same nearest-neighbour distance."""
+    if kind == "fcc":
+        return bulk("Al", "fcc", a=nearest * 2 ** 0.5)
+    return bulk("Al", "hcp", a=nearest, c=nearest * (8 / 3) ** 0.5)
+
+
+@pytest.mark.parametrize("l_max, parity, tells_apart", [(1, True, False), (2, True, False), (2, False, False),
+                                                         (3, False, True), (3, True, True)])
+def test_fcc_and_hcp_need_l3(l_max, parity, tells_apart):
+    """fcc and ideal hcp have the same 12 nearest neighbours at the same distance, and the l = 1 and
+    l = 2 moments of both shells vanish: within a cutoff that holds only that shell, a model with
+    l_max <= 2 gives both the same energy per atom, whatever its weights and depth (its l > 0
+    features stay zero layer after layer). The l = 3 moment differs (0 in fcc, not in hcp), so
+    l_max = 3 tells them apart: the stacking-fault physics of close-packed metals."""
+    model = tiny_model(("Al",), l_max=l_max, parity=parity, r_cut=3.5, num_layers=3, seed=3)
+    fcc = evaluate(model, _close_packed("fcc"))["energy"]
+    hcp = evaluate(model, _close_packed("hcp"))["energy"] / 2
+    difference = abs(hcp - fcc)
+    if tells_apart:  # random weights: a small difference, yet 1e5 times the rounding of the equal case
+        assert difference > 1e-7, difference
+    else:
+        assert difference < 1e-11, difference
+
+
+def test_default_training_model_tells_fcc_from_hcp():
+    """The model `mlff train` builds without a `model` key has the l = 3 features of the test above."""
+    from mlff import build_model
+    from mlff.train import TrainConfig
+
+    config = TrainConfig(train_file="x.extxyz").model_config()
+    config = type(config).from_dict({**config.to_dict(), "r_cut": 3.5, "dtype": "float64"})
+    model = build_model(config, ["Al"], seed=3).eval()
+    model.scale_shift.set(2.0, [-3.0])
+    fcc = evaluate(model, _close_packed("fcc"))["energy"]
+    hcp = evaluate(model, _close_packed("hcp"))["energy"] / 2
+    assert abs(hcp - fcc) > 1e-7

@@ -158,8 +158,8 @@ def test_deployed_model_with_no_edges(model_file):
 
 def test_three_layer_model_file_rebuilds(tmp_path):
     """A middle layer's tensor product (e3nn generated code) saves `_tensor_constantN` attributes
-    in the file; they are rebuilt, not refused (the `medium` preset has three layers)."""
-    model = mlff.build_model(mlff.ModelConfig(num_layers=3, l_max=2, num_features=8, r_cut=4.0, dtype="float64"),
+    in the file (here with both parities); they are rebuilt, not refused (the `medium` preset has three layers)."""
+    model = mlff.build_model(mlff.ModelConfig(num_layers=3, l_max=2, parity=True, num_features=8, r_cut=4.0, dtype="float64"),
                              ["Cu", "O"], seed=0)
     path = mlff.deploy(model, tmp_path / "m.pt")
     assert any("_tensor_constant" in k for k in torch.jit.load(str(path)).state_dict())

@@ -41,8 +41,8 @@ def test_default_model_is_the_medium_preset_in_float32():
     fixed wall time, docs/benchmarks/2026-11_training_experiments.md); a `model` mapping replaces it as a whole."""
     model = TrainConfig(train_file="x.extxyz").model_config()
     medium = ModelConfig.preset("medium")
-    assert (model.num_layers, model.num_features, model.l_max, model.radial_hidden) == (
-        medium.num_layers, medium.num_features, medium.l_max, medium.radial_hidden)
+    assert (model.num_layers, model.num_features, model.l_max, model.parity, model.radial_hidden) == (
+        medium.num_layers, medium.num_features, medium.l_max, medium.parity, medium.radial_hidden) == (3, 32, 3, False, 64)
     assert model.dtype == "float32"
     assert TrainConfig(train_file="x.extxyz", model={"preset": "small"}).model_config().dtype == "float64"
 
