@@ -33,8 +33,9 @@ class ModelConfig:
         against DFT's 33, docs/benchmarks/2026-12-05_close_packed.md).
     parity : ``True`` keeps hidden features of both parities (full O(3): pseudo-scalars and
         pseudo-vectors such as cross products are available); ``False`` (the default) keeps only
-        the natural-parity irreps ``0e, 1o, 2e, 3o, ...`` (with ``l_max = 3``, 1.2x the step time
-        of ``l_max = 2`` with both parities, where both parities at ``l_max = 3`` cost 1.85x).
+        the natural-parity irreps ``0e, 1o, 2e, 3o, ...`` (with ``l_max = 3``, 1.17x the eager
+        training step of ``l_max = 2`` with both parities, where both parities at ``l_max = 3``
+        cost 1.85x); pseudo-scalar outputs such as chirality (``0o``) then need ``True``.
         The energy is invariant under rotations *and* reflections in both cases.
     num_basis : number of Bessel radial basis functions.
     cutoff_p : exponent of the polynomial cutoff envelope (smoothness at ``r_cut``).

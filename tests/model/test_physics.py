@@ -82,11 +82,11 @@ def test_distance_only_radial_inputs_when_off():
     torch.testing.assert_close(radial, model.radial(torch.tensor([2.0], dtype=torch.float64)), rtol=1e-12, atol=0)
 
 
-def _close_packed(kind: str, nearest: float = 2.86):
-    """Ideal fcc (1 atom) or hcp (2 atoms, c/a = sqrt(8/3)) Al with the same nearest-neighbour distance."""
-    if kind == "fcc":
-        return bulk("Al", "fcc", a=nearest * 2 ** 0.5)
-    return bulk("Al", "hcp", a=nearest, c=nearest * (8 / 3) ** 0.5)
+def _hcp_minus_fcc(model, nearest: float = 2.86) -> float:
+    """Energy per atom of ideal hcp (c/a = sqrt(8/3)) minus fcc Al with the same nearest-neighbour distance."""
+    fcc = evaluate(model, bulk("Al", "fcc", a=nearest * 2 ** 0.5))["energy"]
+    hcp = evaluate(model, bulk("Al", "hcp", a=nearest, c=nearest * (8 / 3) ** 0.5))["energy"] / 2
+    return float(hcp - fcc)
 
 
 @pytest.mark.parametrize("l_max, parity, tells_apart", [(1, True, False), (2, True, False), (2, False, False),
@@ -98,9 +98,7 @@ def test_fcc_and_hcp_need_l3(l_max, parity, tells_apart):
     features stay zero layer after layer). The l = 3 moment differs (0 in fcc, not in hcp), so
     l_max = 3 tells them apart: the stacking-fault physics of close-packed metals."""
     model = tiny_model(("Al",), l_max=l_max, parity=parity, r_cut=3.5, num_layers=3, seed=3)
-    fcc = evaluate(model, _close_packed("fcc"))["energy"]
-    hcp = evaluate(model, _close_packed("hcp"))["energy"] / 2
-    difference = abs(hcp - fcc)
+    difference = abs(_hcp_minus_fcc(model))
     if tells_apart:  # random weights: a small difference, yet 1e5 times the rounding of the equal case
         assert difference > 1e-7, difference
     else:
@@ -109,13 +107,11 @@ def test_fcc_and_hcp_need_l3(l_max, parity, tells_apart):
 
 def test_default_training_model_tells_fcc_from_hcp():
     """The model `mlff train` builds without a `model` key has the l = 3 features of the test above."""
-    from mlff import build_model
+    from mlff import ModelConfig, build_model
     from mlff.train import TrainConfig
 
     config = TrainConfig(train_file="x.extxyz").model_config()
-    config = type(config).from_dict({**config.to_dict(), "r_cut": 3.5, "dtype": "float64"})
+    config = ModelConfig.from_dict({**config.to_dict(), "r_cut": 3.5, "dtype": "float64"})
     model = build_model(config, ["Al"], seed=3).eval()
     model.scale_shift.set(2.0, [-3.0])
-    fcc = evaluate(model, _close_packed("fcc"))["energy"]
-    hcp = evaluate(model, _close_packed("hcp"))["energy"] / 2
-    assert abs(hcp - fcc) > 1e-7
+    assert abs(_hcp_minus_fcc(model)) > 1e-7
