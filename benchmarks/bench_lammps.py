@@ -8,11 +8,13 @@ use the 2 cores of this machine; 4 ranks oversubscribe them); the bare model and
 number of threads as one rank. Parallel efficiency: ``t(1 rank) / (ranks * t(ranks))``, per mode.
 ``--committee 3 --committee-every 10`` adds, for each LAMMPS row, the same run with a committee of
 3 models (the others: the same architecture, other seeds) evaluated every 10 steps, and its cost
-against one model.
+against one model. ``--compiled`` builds the model's compiled layers (``mlff lammps compile``) and
+adds, for each halo-exchange row, the same run with ``compiled yes`` and its speed against the
+TorchScript row (``compiled no``) measured just before it.
 
     python benchmarks/bench_lammps.py [--sizes 1000 8000 32000] [--ranks 1 2 4] [--steps 10]
         [--modes exchange shell] [--graphs host device] [--model model.pt]
-        [--committee 3 --committee-every 10]
+        [--committee 3 --committee-every 10] [--compiled]
 """
 
 import argparse
@@ -118,6 +120,8 @@ def main():
     parser.add_argument("--model", help="model file (default: a fresh `small` Cu model, r_cut 4.5, float32)")
     parser.add_argument("--committee", type=int, default=1, help="> 1: also time a committee of this many models")
     parser.add_argument("--committee-every", type=int, default=10, help="steps between committee evaluations")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time each halo-exchange row with the compiled layers (compiled yes)")
     args = parser.parse_args()
     if args.committee > 1 and args.model:
         parser.error("--committee builds its members from the default model's config: leave out --model")
@@ -133,6 +137,10 @@ def main():
         for seed in range(1, args.committee):
             other = mlff.build_model(mlff.ModelConfig.preset("small", r_cut=4.5, dtype="float32"), ["Cu"], seed=seed)
             members.append(mlff.deploy(other, os.path.join(workdir, f"member{seed}.pt")))
+        if args.compiled:
+            from mlff.modelfile.compiled_layers import compile_layers
+
+            compile_layers(model_path)
         meta = mlff.read_metadata(model_path)
         print(f"model: {model_path} ({meta.config.get('num_layers')} layers, {meta.config.get('num_features')} "
               f"features, l_max {meta.config.get('l_max')}, r_cut {meta.r_cut} Å, {meta.dtype}); "
@@ -156,7 +164,8 @@ def main():
                 one = None
                 for ranks in args.ranks:
                     try:
-                        seconds = lammps_md(model_path, reps, args.steps, ranks, args.threads, workdir, halo)
+                        seconds = lammps_md(model_path, reps, args.steps, ranks, args.threads, workdir, halo,
+                                            " compiled no")
                     except RuntimeError as error:
                         print(f"{n:>6} LAMMPS {halo} {ranks} rank(s): failed: {str(error)[-300:]}", flush=True)
                         continue
@@ -165,6 +174,12 @@ def main():
                     name = f"LAMMPS {halo.replace('exchange graph ', 'exch. ')} {ranks} rank{'s' if ranks > 1 else ''}"
                     print(f"{n:>6} {name:<26}{1e3 * seconds:>10.1f}{n / seconds:>14.0f}{seconds / bare:>15.2f}"
                           f"{efficiency}", flush=True)
+                    if args.compiled and halo.startswith("exchange"):
+                        fast = lammps_md(model_path, reps, args.steps, ranks, args.threads, workdir, halo,
+                                         " compiled yes")
+                        name = "+ compiled layers"
+                        print(f"{n:>6} {name:<26}{1e3 * fast:>10.1f}{n / fast:>14.0f}{fast / bare:>15.2f}"
+                              f"   {seconds / fast:.2f}x TorchScript's speed", flush=True)
                     if len(members) > 1:
                         with_committee = lammps_md(" ".join(members), reps, args.steps, ranks, args.threads, workdir,
                                                    halo, f" committee_every {args.committee_every}")

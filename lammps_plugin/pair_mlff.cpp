@@ -102,7 +102,7 @@ void PairMLFF::allocate()
 }
 
 static const char *USAGE = "pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell] "
-                            "[graph host|device|auto] [chunk N] [committee_every N] [relative L] [out_file FILE]";
+                            "[graph host|device|auto] [compiled yes|no|auto] [chunk N] [committee_every N] [relative L] [out_file FILE]";
 
 void PairMLFF::settings(int narg, char **arg)
 {
@@ -112,6 +112,7 @@ void PairMLFF::settings(int narg, char **arg)
   min_distance = 0.6;
   committee_every = 1;
   chunk_atoms = 0;
+  compiled_request = "auto";
   relative_level = 1.0;
   out_path.clear();
   if (out_file) {    // a new pair_style command: a new out_file (or none)
@@ -121,11 +122,18 @@ void PairMLFF::settings(int narg, char **arg)
   for (int iarg = 0; iarg < narg; iarg += 2) {
     const std::string key = arg[iarg];
     if (key != "device" && key != "min_distance" && key != "halo" && key != "graph" && key != "committee_every" &&
-        key != "relative" && key != "out_file" && key != "chunk")
+        key != "relative" && key != "out_file" && key != "chunk" && key != "compiled")
       error->all(FLERR, "Unknown pair_style mlff keyword '{}': use {}", key, USAGE);
     if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: '{}' needs a value ({})", key, USAGE);
     const std::string value = arg[iarg + 1];
-    if (key == "chunk") {
+    if (key == "compiled") {
+      if (value != "yes" && value != "no" && value != "auto")
+        error->all(FLERR,
+                   "pair_style mlff: compiled must be yes (the layers `mlff lammps compile model.pt` built on "
+                   "this machine), no (TorchScript) or auto (compiled where built), not '{}'",
+                   value);
+      compiled_request = value;
+    } else if (key == "chunk") {
       chunk_atoms = utils::inumeric(FLERR, value, false, lmp);
       if (chunk_atoms < 0)
         error->all(FLERR, "pair_style mlff: chunk must be >= 0 (atoms per chunk; 0: whole layers)");
@@ -289,6 +297,7 @@ std::unique_ptr<PairMLFF::Model> PairMLFF::load_model(const std::string &path)
   if (comm->me == 0)
     utils::logmesg(lmp, "mlff: loaded {} (mlff {}, {} internally, r_cut {} Å, {} layers) on {}\n", path,
                    extra["mlff_version"], extra["dtype"], loaded->r_cut, loaded->num_layers, device.str());
+  if (loaded->has_halo) load_compiled(*loaded);
   return loaded;
 }
 
@@ -362,6 +371,23 @@ void PairMLFF::init_style()
     error->all(FLERR, "pair_style mlff graph device needs halo exchange (the halo shell's graph is built on the "
                       "host): use 'halo exchange' or 'graph host'");
   resident = exchange && (graph_request == "device" || (graph_request == "auto" && model->device.is_cuda()));
+  if (compiled_request == "yes") {
+    if (!exchange)
+      error->all(FLERR, "pair_style mlff compiled yes: the compiled layers run in the halo exchange; remove 'halo "
+                        "shell' or use 'compiled no'");
+    if (chunk_atoms > 0)
+      error->all(FLERR, "pair_style mlff compiled yes runs whole layers and chunk N bounds memory by splitting "
+                        "them: use one of the two");
+    for (const auto *m : members())
+      if (m->layer_forward.empty())
+        error->all(FLERR,
+                   "pair_style mlff compiled yes: this machine has no compiled layers of '{}' for {}: run `mlff "
+                   "lammps compile {} --device {}` first (minutes, once), or use 'compiled auto' or 'compiled no'",
+                   m->path, m->device.is_cuda() ? "cuda" : "cpu", m->path, m->device.is_cuda() ? "cuda" : "cpu");
+  }
+  use_compiled = false;    // where some model has compiled layers loaded (load_compiled)
+  for (const auto *m : members()) use_compiled = use_compiled || !m->layer_forward.empty();
+  use_compiled = use_compiled && compiled_request != "no" && exchange && chunk_atoms == 0;
   kept.reset();    // a new run: the candidates are built anew at its first step
   kept_step = -1;
   // the committee's forces on ghosts go home in one reverse comm: 3 values per member
@@ -483,6 +509,16 @@ void PairMLFF::phase_end(Phase phase)
 /* MLFF_TIMING=1: ms per step in each phase, the mean and the maximum over ranks; then reset. */
 void PairMLFF::finish()
 {
+  if (use_compiled) {    // collective, as the timing's reductions: every rank, idle ones too
+    long counts[2] = {compiled_calls, halo_calls}, total[2] = {0, 0};
+    MPI_Allreduce(counts, total, 2, MPI_LONG, MPI_SUM, world);
+    if (comm->me == 0 && total[1] > 0)
+      utils::logmesg(lmp, "mlff: compiled layers ran {} of {} model evaluations (all ranks){}\n", total[0], total[1],
+                     total[0] < total[1] ? "; the others ran TorchScript (fewer than 2 local atoms, edges or "
+                                           "neighbours per atom, or no compiled layers for that model)"
+                                         : "");
+    compiled_calls = halo_calls = 0;
+  }
   if (!timing) return;    // every rank takes part in the reductions, idle ones too
   static const char *names[NPHASES] = {"graph", "upload", "model", "exchange", "download", "scatter"};
   double mean[NPHASES], most[NPHASES];

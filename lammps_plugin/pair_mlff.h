@@ -8,6 +8,13 @@
    - shell: ghosts within num_layers cutoffs, each rank recomputes them (the model's forward, the
      engine contract of docs/model-file.md); the reference, and the mode of older model files.
 
+   With `compiled yes|auto` (auto is the default), the halo exchange runs the layers that `mlff lammps
+   compile model.pt` built on this machine (AOTInductor, per device, cached per user; never taken from
+   a model file): each layer's forward, which also returns its neighbour sums, and its backward from
+   them (the per-edge terms recomputed, not the convolution).
+   TorchScript runs the rest (edges, readout, forces) and any call whose sizes the compiled layers
+   do not take (fewer than 2 local atoms, edges or neighbours).
+
    The graph of the halo exchange is built on the host every step (`graph host`) or kept on the model's
    device (`graph device`, the default with `device cuda`): LAMMPS's neighbour list (r_cut + skin) goes
    up once per re-neighbouring as candidate edges; each step only the positions go up and the edges
@@ -87,6 +94,10 @@ class PairMLFF : public Pair {
   double min_distance;              // Å: closer pairs stop the run (overlapping atoms)
   int chunk_atoms = 0;              // > 0: layers run on this many local atoms at a time, recomputed
                                     // for the forces (bounded memory: the model's chunked methods)
+  bool use_compiled = false;         // set by init_style: compiled layers wherever a model has them
+  long compiled_calls = 0, halo_calls = 0;    // this run's evaluations in halo exchange: compiled / all
+  std::string compiled_request = "auto";    // "yes", "no" or "auto": compiled layers where this machine
+                                    // has built them (mlff lammps compile), TorchScript otherwise
 
   // committee (see pair_mlff_committee.cpp)
   enum Deviation { MAX_F, MIN_F, MEAN_F, ENERGY, MAX_F_RELATIVE, NDEVIATIONS };    // pvector slots
@@ -127,6 +138,7 @@ class PairMLFF : public Pair {
   void reverse_gradients(const Graph &, const double *remote, int width, std::vector<double> &rows);
   void idle_exchanges(const Model &);
   std::unique_ptr<Model> load_model(const std::string &path);
+  void load_compiled(Model &);      // the model's compiled layers, if built here (pair_mlff_model.cpp)
   void check_member(const Model &member);
   void share_comm_sizes();
   void map_types(char **elements, int nelements);

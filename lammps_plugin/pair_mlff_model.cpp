@@ -3,12 +3,16 @@
 
 #include "pair_mlff_model.h"
 
+#include "compiled_cache.h"
+
 #include "atom.h"
 #include "comm.h"
 #include "error.h"
+#include "utils.h"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/headeronly/version.h>
 
 using namespace LAMMPS_NS;
 
@@ -23,6 +27,56 @@ torch::Tensor on_cpu(const torch::Tensor &t)
 }
 
 }    // namespace
+
+/* The model's compiled layers, where this machine built them for its device (`mlff lammps compile`;
+   the folder is found from the file's content, see compiled_cache.h). Absent: TorchScript runs. */
+void PairMLFF::load_compiled(Model &m)
+{
+  if (compiled_request == "no") return;
+  const std::string kind = m.device.is_cuda() ? "cuda" : "cpu";
+  const std::string torch_version = std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+      "." + std::to_string(TORCH_VERSION_PATCH);
+  const std::string folder = mlff_cache::compiled_folder(m.path, kind, torch_version);
+  const auto manifest = mlff_cache::read_manifest(folder);
+  if (manifest.empty()) {
+    if (comm->me == 0)
+      utils::logmesg(lmp, "mlff: {} runs its layers as TorchScript: `mlff lammps compile {}{}` builds compiled "
+                     "ones for this machine (once), which pair_style mlff then uses\n",
+                     m.path, m.path, kind == "cuda" ? " --device cuda" : "");
+    return;
+  }
+  auto entry = [&](const char *key) {
+    const auto it = manifest.find(key);
+    return it == manifest.end() ? std::string() : it->second;
+  };
+  if (entry("protocol") != std::to_string(mlff_cache::PROTOCOL) || entry("num_layers") != std::to_string(m.num_layers))
+    error->all(FLERR, "the compiled layers in {} do not match '{}' (protocol {}, {} layers): delete the folder and "
+               "run `mlff lammps compile {}` again", folder, m.path, entry("protocol"), entry("num_layers"), m.path);
+  if (compiled_request == "auto" && entry("faster") != "yes") {
+    if (comm->me == 0)
+      utils::logmesg(lmp, "mlff: {} runs its layers as TorchScript: its compiled layers ran at {}x TorchScript's "
+                     "speed when `mlff lammps compile` timed them here (atoms:ratio {}; 'compiled yes' runs them "
+                     "all the same)\n",
+                     m.path, entry("speedup"), entry("speedups"));
+    return;
+  }
+  try {
+    const c10::DeviceIndex index = m.device.is_cuda() ? m.device.index() : -1;
+    for (int k = 0; k < m.num_layers; k++) {
+      for (const char *pass : {"forward", "backward"}) {
+        const std::string package = folder + "/layer" + std::to_string(k) + "_" + pass + ".pt2";
+        auto loader = std::make_unique<Model::Compiled>(package, "model", false, 1, index);
+        (std::string(pass) == "forward" ? m.layer_forward : m.layer_backward).push_back(std::move(loader));
+      }
+    }
+  } catch (const std::exception &e) {
+    error->one(FLERR, "cannot load the compiled layers in {} ({}): delete the folder and run `mlff lammps compile "
+               "{}` again, or use 'compiled no'", folder, first_line(e.what()), m.path);
+  }
+  m.compiled_folder = folder;
+  if (comm->me == 0)
+    utils::logmesg(lmp, "mlff: {} runs the compiled layers built on this machine for {} ({})\n", m.path, kind, folder);
+}
 
 void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
 {
@@ -147,17 +201,52 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
   const torch::Tensor sh = edge_terms->elements()[1].toTensor();
   const torch::Tensor radial = edge_terms->elements()[2].toTensor();
 
+  // compiled layers: the edges' dense layout per centre (mlff.nn.tensor_product.dense_rows), passed
+  // in since a compiled graph takes its sizes from its inputs' shapes; every size must be >= 2
+  std::vector<torch::Tensor> layer_args;    // after x: species, edges, sh, radial, rows, slot, width, local
+  if (use_compiled && !model.layer_forward.empty() && nlocal >= 2 && edges.size(1) >= 2) {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor center = edges[0];
+    const torch::Tensor counts = torch::bincount(center, {}, nlocal);
+    const int64_t k_max = counts.max().item<int64_t>();
+    const torch::Tensor has_edges = counts > 0;
+    const torch::Tensor rows = torch::nonzero(has_edges).flatten();
+    const torch::Tensor row_of_node = has_edges.to(torch::kInt64).cumsum(0) - 1;
+    const torch::Tensor start = counts.cumsum(0) - counts;
+    const torch::Tensor position = torch::arange(center.size(0), center.options()) - start.index_select(0, center);
+    const torch::Tensor slot = row_of_node.index_select(0, center) * k_max + position;
+    if (k_max >= 2 && rows.size(0) >= 2)
+      layer_args = {species.contiguous(), edges.contiguous(), sh.detach().contiguous(), radial.detach().contiguous(),
+                    rows, slot, torch::empty({k_max}, center.options().dtype(torch::kInt8)),
+                    species.narrow(0, 0, nlocal).contiguous()};
+  }
+  const bool compiled = !layer_args.empty();
+  halo_calls++;
+  if (compiled) compiled_calls++;
+  auto with_x = [&](const torch::Tensor &x) {
+    std::vector<torch::Tensor> args{x.detach().contiguous()};
+    args.insert(args.end(), layer_args.begin(), layer_args.end());
+    return args;
+  };
+
   // forward: layer k's local rows, then its ghost rows from their owners
-  std::vector<torch::Tensor> inputs{m.run_method("halo_embed", species).toTensor()}, outputs;
+  std::vector<torch::Tensor> inputs{m.run_method("halo_embed", species).toTensor()}, outputs, sums;
   std::vector<double> buffer;
   // chunk: each layer without an autograd graph, chunk_atoms local atoms at a time; the backward
-  // recomputes it chunk by chunk (halo_layer_grad), so one chunk's graph is alive at a time
-  const bool chunked = chunk_atoms > 0;
+  // recomputes it chunk by chunk (halo_layer_grad), so one chunk's graph is alive at a time.
+  // compiled: whole layers without a graph, recomputed in the backward.
+  const bool chunked = chunk_atoms > 0 && !compiled;
+  const bool recompute = chunked || compiled;
   const int64_t chunk = chunk_atoms;
   for (int64_t k = 0; k < num_layers; k++) {
-    const torch::Tensor y =
-        chunked ? m.run_method("halo_layer_chunked", k, inputs[k], species, edges, sh, radial, nlocal, chunk).toTensor()
-                : m.run_method("halo_layer", k, inputs[k], species, edges, sh, radial, nlocal).toTensor();
+    torch::Tensor y;
+    if (compiled) {    // (y, the neighbour sums its backward starts from)
+      std::vector<torch::Tensor> out = model.layer_forward[k]->run(with_x(inputs[k]));
+      y = out[0];
+      sums.push_back(out[1]);
+    } else
+      y = chunked ? m.run_method("halo_layer_chunked", k, inputs[k], species, edges, sh, radial, nlocal, chunk).toTensor()
+                  : m.run_method("halo_layer", k, inputs[k], species, edges, sh, radial, nlocal).toTensor();
     outputs.push_back(y);
     if (k + 1 == num_layers) break;
     phase_end(MODEL);
@@ -174,23 +263,35 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
     phase_end(EXCHANGE);
     inputs.push_back(m.run_method("halo_join", y, ghost).toTensor());
   }
-  // chunked: the last layer's output as a leaf, for the readout's gradient
+  // chunked or compiled: the last layer's output as a leaf, for the readout's gradient
   const torch::Tensor last =
-      chunked ? m.run_method("halo_join", outputs.back(), outputs.back().narrow(0, 0, 0)).toTensor() : outputs.back();
+      recompute ? m.run_method("halo_join", outputs.back(), outputs.back().narrow(0, 0, 0)).toTensor() : outputs.back();
   const torch::Tensor atomic_energy = m.run_method("halo_energy", last, species.narrow(0, 0, nlocal)).toTensor();
 
   // backward, layer by layer: the gradient on ghost features goes home before the layer below
   torch::Tensor output = atomic_energy, grad = torch::ones_like(atomic_energy);
   torch::Tensor grad_sh = torch::zeros_like(sh), grad_radial = torch::zeros_like(radial);
-  if (chunked) grad = m.run_method("halo_grad", atomic_energy, grad, last, true, sh, radial).toTuple()->elements()[0].toTensor();
+  if (recompute) grad = m.run_method("halo_grad", atomic_energy, grad, last, true, sh, radial).toTuple()->elements()[0].toTensor();
   for (int64_t k = num_layers - 1; k >= 0; k--) {
-    const auto grads =
-        chunked ? m.run_method("halo_layer_grad", k, inputs[k], species, edges, sh, radial, nlocal, chunk, grad, k > 0)
-                      .toTuple()
-                : m.run_method("halo_grad", output, grad, inputs[k], k > 0, sh, radial).toTuple();
-    const torch::Tensor grad_x = grads->elements()[0].toTensor();
-    grad_sh = grad_sh + grads->elements()[1].toTensor();
-    grad_radial = grad_radial + grads->elements()[2].toTensor();
+    torch::Tensor grad_x;
+    if (compiled) {    // layer 0: (grad_sh, grad_radial); the others: (grad_x, grad_sh, grad_radial)
+      std::vector<torch::Tensor> args = with_x(inputs[k]);
+      args.push_back(sums[k]);
+      args.push_back(grad.to(inputs[k].scalar_type()).contiguous());
+      const std::vector<torch::Tensor> grads = model.layer_backward[k]->run(args);
+      const size_t first = k > 0 ? 1 : 0;
+      if (k > 0) grad_x = grads[0];
+      grad_sh = grad_sh + grads[first];
+      grad_radial = grad_radial + grads[first + 1];
+    } else {
+      const auto grads =
+          chunked ? m.run_method("halo_layer_grad", k, inputs[k], species, edges, sh, radial, nlocal, chunk, grad, k > 0)
+                        .toTuple()
+                  : m.run_method("halo_grad", output, grad, inputs[k], k > 0, sh, radial).toTuple();
+      grad_x = grads->elements()[0].toTensor();
+      grad_sh = grad_sh + grads->elements()[1].toTensor();
+      grad_radial = grad_radial + grads->elements()[2].toTensor();
+    }
     if (k == 0) break;
     phase_end(MODEL);
     const torch::Tensor grad_ghost = grad_x.narrow(0, nlocal, nghost);

@@ -4,8 +4,10 @@
 
 #include "pair_mlff.h"
 
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,11 @@ struct PairMLFF::Model {
   int num_layers = 0;
   double r_cut = 0.0;        // Å
   torch::Tensor senders;     // PairMLFF::senders on the device: the rows the exchanges move
+  // compiled layers (`mlff lammps compile`, mlff/modelfile/compiled_layers.py), or none: per layer
+  // its forward on the local atoms and its backward (recomputing it), built on this machine
+  using Compiled = torch::inductor::AOTIModelPackageLoader;
+  std::vector<std::unique_ptr<Compiled>> layer_forward, layer_backward;
+  std::string compiled_folder;
 };
 
 /* graph device: LAMMPS's neighbour list (cutoff r_cut + skin) of the local atoms as candidate edges

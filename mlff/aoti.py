@@ -1,9 +1,10 @@
 """AOTInductor on this machine: the one pipeline that turns a model function into native code, and
 where the results are kept.
 
-Used by the compiled copy of a model file (:mod:`mlff.modelfile.compiled_copy`) and the compiled
-training step (:mod:`mlff.train.compiled_step`); each supplies a function of flat tensors and an
-example, this module does the rest:
+Used by the compiled copy of a model file (:mod:`mlff.modelfile.compiled_copy`), the compiled
+layers the LAMMPS plugin runs (:mod:`mlff.modelfile.compiled_layers`) and the compiled training
+step (:mod:`mlff.train.compiled_step`); each supplies a function of flat tensors and an example,
+this module does the rest:
 
 1. :func:`compile_package`: ``make_fx`` traces the function on symbolic shapes (it unfolds
    ``autograd.grad``, so forces and the gradients of a loss become plain operations),
@@ -130,10 +131,16 @@ def compile_package(fn: Callable, trace_inputs: Sequence[torch.Tensor], example:
         if log is not None:
             log(f"  {text} ({time.perf_counter() - start:.0f} s)")
 
+    def as_tuple(*args):
+        # a graph whose output is a bare tensor came back wrong from the package here (torch 2.13:
+        # only its first row right); a tuple of outputs does not
+        out = fn(*args)
+        return out if isinstance(out, tuple) else (out,)
+
     with tracing_settings():
         try:
             stage("tracing the graph")
-            graph = make_fx(fn, tracing_mode="symbolic", _allow_non_fake_inputs=True,
+            graph = make_fx(as_tuple, tracing_mode="symbolic", _allow_non_fake_inputs=True,
                             _error_on_data_dependent_ops=True)(*trace_inputs)
             stage("exporting it with dynamic sizes")
             with torch.no_grad():

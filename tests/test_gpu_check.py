@@ -17,7 +17,8 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     steps = report["steps"]
-    assert list(steps) == ["versions", "build", "tests", "lammps_nve", "profile", "lammps_phases", "speed", "train"]
+    assert list(steps) == ["versions", "build", "tests", "lammps_nve", "profile", "lammps_phases", "speed", "compiled_layers",
+                          "train"]
     assert all(step["status"] == "ok" for step in steps.values()), steps
     assert " passed" in steps["tests"]["result"] and "skipped" not in steps["tests"]["result"]
     assert abs(steps["lammps_nve"]["drift_ev_per_atom_ps"]) < 1e-3
@@ -32,6 +33,9 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     phases = steps["lammps_phases"]["rows"]
     assert len(phases) == 3 and all(r["phases"]["model"] > 0 and r["phases"]["graph"] > 0 for r in phases)
     assert all(sum(r["phases"][k] for k in ("graph", "model", "exchange", "scatter")) <= 1.2 * r["ms"] for r in phases)
+    compiled = steps["compiled_layers"]
+    assert compiled["compile_s"] > 0 and compiled["speedup_at_compile"] > 0 and len(compiled["rows"]) == 1
+    assert all(r[k] > 0 for r in compiled["rows"] for k in ("ms_torchscript", "ms_compiled", "model_ms_compiled"))
     assert len(steps["train"]["rows"]) == 4 and all(r["frames_per_s"] > 0 for r in steps["train"]["rows"])
     summary = (tmp_path / "gpu_check.md").read_text()
     assert "| MLFFCalculator | matched 2x64 l2 | float64 |" in summary and "| training |" in summary

@@ -17,11 +17,14 @@ machine can check the script itself). Steps, each timed and recorded even when i
    and the matched-size model (2 layers, 64 channels, l_max 2) in float32 and float64, from 1k
    atoms up (1k, 8k, 64k, then doubling to 512k on a GPU, to find the largest system that fits)
    until memory or time runs out; the same through LAMMPS;
-8. peers: the same timings for MACE and NequIP at the matched size through their own ASE
+8. compiled_layers: ``mlff lammps compile`` of the shipped potential for this device (its time
+   and the speed-up it measured), then a LAMMPS step with ``compiled no`` against ``compiled yes``
+   (``MLFF_TIMING=1``: the model phase) at the lammps_phases sizes;
+9. peers: the same timings for MACE and NequIP at the matched size through their own ASE
    calculators (``peers.py``; NequIP compiled with AOTInductor here, for this device), when their
    wheels were prepared (``python benchmarks/gpu/peers.py prepare``) or ``--peer-python`` names
    their environments;
-9. train: training frames/s.
+10. train: training frames/s.
 
 Writes ``gpu_check.json`` (everything) and ``gpu_check.md`` (the summary tables) to ``--out``
 after every step, so a run cut short still reports what it measured.
@@ -271,7 +274,7 @@ region box block 0 {a} 0 {b} 0 {c}
 create_box 1 box
 create_atoms 1 box
 mass 1 63.546
-pair_style mlff device {device}
+pair_style mlff device {device}{pair_options}
 pair_coeff * * {model} Cu
 velocity all create {temperature} 12345 mom yes rot yes
 fix integrate all nve
@@ -284,13 +287,14 @@ run {steps}
 
 
 def run_lammps(workdir: Path, model, device: str, reps, steps: int, warmup: int = 3, thermo: int = 0,
-               temperature: float = 300.0, timestep: float = 0.002, ranks: int = 1, extra_env=None) -> str:
+               temperature: float = 300.0, timestep: float = 0.002, ranks: int = 1, extra_env=None,
+               pair_options: str = "") -> str:
     from mlff.lammps.mpi import lammps_env
 
     deck = workdir / "in.check"
     deck.write_text(LAMMPS_DECK.format(a=reps[0], b=reps[1], c=reps[2], device=device, model=model,
                                        steps=steps, warmup=warmup, thermo=thermo or steps,
-                                       temperature=temperature, timestep=timestep))
+                                       temperature=temperature, timestep=timestep, pair_options=pair_options))
     bindir = Path(sys.executable).parent
     cmd = [str(bindir / "lmp"), "-in", str(deck), "-log", "none"]
     if ranks > 1:
@@ -320,6 +324,28 @@ def lammps_phases(log: str, steps: int) -> dict:
 def lammps_ms_per_step(log: str) -> float:
     seconds, steps = re.findall(r"Loop time of ([\d.eE+-]+) on \d+ procs for (\d+) steps", log)[-1]
     return 1e3 * float(seconds) / int(steps)
+
+
+def compiled_layer_rows(workdir: Path, model, device: str, sizes, report) -> dict:
+    """`mlff lammps compile` for this device (its time and the speed-up it measured), then LAMMPS on
+    one rank with `compiled no` and `compiled yes` at each size: ms per step and the model phase."""
+    from mlff.modelfile.compiled_layers import compile_layers, read_manifest
+
+    start = time.perf_counter()
+    folder = compile_layers(str(model), device)
+    out = {"compile_s": round(time.perf_counter() - start, 1),
+           "speedup_at_compile": float(read_manifest(folder)["speedup"]), "rows": []}
+    for size in sizes:
+        _, reps = fcc_cu(size)
+        row = {"atoms": 4 * reps[0] * reps[1] * reps[2]}
+        out["rows"].append(row)
+        for mode, name in (("no", "torchscript"), ("yes", "compiled")):
+            log = run_lammps(workdir, model, device, reps, steps=10, extra_env={"MLFF_TIMING": "1"},
+                             pair_options=f" compiled {mode}")
+            row[f"ms_{name}"] = round(lammps_ms_per_step(log), 2)
+            row[f"model_ms_{name}"] = lammps_phases(log, 10).get("model")
+        report.write()
+    return out
 
 
 def nve_drift(workdir: Path, device: str, steps: int) -> dict:
@@ -370,7 +396,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
-    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, peers, train)")
+    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, compiled, peers, train)")
     parser.add_argument("--max-atoms", type=int, default=None, help="largest structure of the speed step")
     parser.add_argument("--peer-python", nargs="*", default=[], metavar="TOOL=PYTHON",
                         help="time a peer with a python of its own (e.g. mace=/venvs/mace/bin/python) instead of "
@@ -495,6 +521,17 @@ def main() -> int:
                         report.write()
                 best = [r for r in rows if "atom_steps_per_s" in r]
                 record["result"] = f"{len(best)} timings; see the table"
+
+        if "compiled" not in args.skip:
+            with report.step("compiled_layers") as record:
+                record.update(compiled_layer_rows(workdir, files["shipped Cu"]["float32"], device, plan["phase_sizes"],
+                                                  report))
+                record["result"] = (f"shipped Cu float32: built in {record['compile_s']} s ("
+                                    f"{record['speedup_at_compile']}x TorchScript when timed there); LAMMPS ms/step "
+                                    "TorchScript -> compiled: " + "; ".join(
+                                        f"{r['atoms']} atoms {r['ms_torchscript']} -> {r['ms_compiled']} (model "
+                                        f"{r['model_ms_torchscript']} -> {r['model_ms_compiled']})"
+                                        for r in record["rows"]))
 
         tools = peers_available(peer_python)
         if "peers" not in args.skip and tools:

@@ -1,4 +1,4 @@
-"""``mlff lammps build|doctor``."""
+"""``mlff lammps build|compile|doctor|path``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print torch/LAMMPS/MPI/compiler versions and check that LAMMPS loads the plugin",
         description="Check the LAMMPS integration; every failure comes with its fix.",
     )
+    compile_ = sub.add_parser(
+        "compile",
+        help="build a model's compiled layers for this machine (pair_style mlff then runs them)",
+        description="AOT-compile the model file's interaction layers (each layer's forward and backward) "
+        "for this machine's CPU or GPU into the per-user cache (~/.cache/mlff), where pair_style mlff "
+        "finds them ('compiled auto', the default, or 'compiled yes'). Minutes, once per model, machine "
+        "type and torch version; needs g++. The model file itself never carries native code.",
+    )
+    compile_.add_argument("model", help="the model file (.pt) named in pair_coeff")
+    compile_.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                          help="the device pair_style mlff runs on (default cpu)")
+    compile_.add_argument("--force", action="store_true", help="build again even if this machine has them")
     sub.add_parser("path", help="print the folder of the built plugin (for `plugin load`)")
 
 
@@ -36,6 +48,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"mlff lammps build failed: {error}", file=sys.stderr)
             return 1
         print(f"pair_style mlff plugin: {path}")
+        return 0
+    if args.action == "compile":
+        from ..aoti import CompileError
+        from ..modelfile import ModelFileError
+        from ..modelfile.compiled_layers import compile_layers
+
+        try:
+            folder = compile_layers(args.model, args.device, force=args.force)
+        except (CompileError, ModelFileError, OSError) as error:
+            print(f"mlff lammps compile failed: {error}", file=sys.stderr)
+            return 1
+        print(f"compiled layers of {args.model} for {args.device}: {folder}")
         return 0
     if args.action == "doctor":
         from ..lammps.doctor import report

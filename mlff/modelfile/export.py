@@ -201,8 +201,17 @@ class DeployedPotential(nn.Module):
     def halo_layer(self, index: int, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                    edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_local: int) -> torch.Tensor:
         """Layer ``index`` on the features ``x`` of all atoms -> new features of the local ones."""
+        return self.layer_local(index, x, species, edge_index, edge_sh, edge_radial, n_local, None)
+
+    def layer_local(self, index: int, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                    edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_local: int,
+                    layout: Optional[Tuple[torch.Tensor, torch.Tensor, int]]) -> torch.Tensor:
+        """``halo_layer`` with the edges' dense layout given (``(rows, slot, K)``, see
+        :func:`~mlff.nn.tensor_product.dense_rows`) or derived (None): what a compiled layer traces
+        (:mod:`mlff.modelfile.compiled_layers`), since a compiled graph cannot derive shapes from values."""
         attrs = self.potential.attributes(species)
-        y = self.potential.interaction(index, x, attrs, edge_index, edge_sh, self._layer_radial(edge_radial), n_local)
+        y = self.potential.interaction(index, x, attrs, edge_index, edge_sh, self._layer_radial(edge_radial), n_local,
+                                       layout)
         return self._with_pair(index, y, edge_index, edge_radial, n_local)
 
     @torch.jit.export

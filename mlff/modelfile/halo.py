@@ -51,38 +51,54 @@ Exchange = Callable[[torch.Tensor], torch.Tensor]
 
 def halo_evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_index: torch.Tensor,
                   species: torch.Tensor, n_local: int, forward_exchange: Exchange,
-                  reverse_exchange: Exchange, chunk_atoms: int = 0) -> Dict[str, torch.Tensor]:
+                  reverse_exchange: Exchange, chunk_atoms: int = 0, compiled=None) -> Dict[str, torch.Tensor]:
     """Run the halo protocol of a scripted model file on one domain.
 
     ``positions`` (n, 3) and ``species`` (n,) list the local atoms first; ``edge_index`` (2, E)
     holds the edges centred on local atoms, sorted by centre. ``forward_exchange(local_rows)``
     returns the ghost atoms' rows (n - n_local, F); ``reverse_exchange(ghost_rows)`` returns what
     the ghost rows add to the local atoms (n_local, F). ``chunk_atoms > 0``: the chunked variant
-    (bounded memory). Returns float64 ``energy`` (this domain's share), ``atomic_energy``
+    (bounded memory). ``compiled``: the model's :class:`~mlff.modelfile.compiled_layers.CompiledLayers`,
+    run in the chunked order with whole layers where the call's sizes allow (the plugin's ``compiled``
+    path). Returns float64 ``energy`` (this domain's share), ``atomic_energy``
     (n_local,), ``forces`` (n, 3), ``virial`` (3, 3) and ``atomic_virial`` (n, 3, 3), the latter
     two including ghost rows.
     """
     num_layers = int(module.num_layers)
     vec, sh, radial = module.halo_edges(positions, edge_index, species, n_local)
+    layer_inputs = None  # compiled: the layers' inputs after x
+    if compiled is not None and not chunk_atoms:
+        from .compiled_layers import dense_layout, usable
+
+        rows, slot, width = dense_layout(edge_index, n_local)
+        if usable(n_local, edge_index.shape[1], rows, width):
+            layer_inputs = [species, edge_index, sh, radial, rows, slot, width, species[:n_local]]
+    recompute = bool(chunk_atoms) or layer_inputs is not None  # no graph kept between forward and backward
     inputs = [module.halo_embed(species)]
-    outputs = []
+    outputs, sums = [], []  # sums: the compiled layers' neighbour sums, for their backward
     for index in range(num_layers):
-        if chunk_atoms:
+        if layer_inputs is not None:
+            y, aggregated = compiled.forward(index, [inputs[index]] + layer_inputs)
+            sums.append(aggregated)
+        elif chunk_atoms:
             y = module.halo_layer_chunked(index, inputs[index], species, edge_index, sh, radial, n_local, chunk_atoms)
         else:
             y = module.halo_layer(index, inputs[index], species, edge_index, sh, radial, n_local)
         outputs.append(y)
         if index < num_layers - 1:
             inputs.append(module.halo_join(y, forward_exchange(y.detach())))
-    last = module.halo_join(outputs[-1], outputs[-1][:0]) if chunk_atoms else outputs[-1]
+    last = module.halo_join(outputs[-1], outputs[-1][:0]) if recompute else outputs[-1]
     atomic_energy = module.halo_energy(last, species[:n_local])
 
     output, grad = atomic_energy, torch.ones_like(atomic_energy)
     grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
-    if chunk_atoms:  # the readout's gradient w.r.t. the last layer's output
+    if recompute:  # the readout's gradient w.r.t. the last layer's output
         grad = module.halo_grad(atomic_energy, grad, last, True, sh, radial)[0]
     for index in reversed(range(num_layers)):
-        if chunk_atoms:
+        if layer_inputs is not None:
+            grad_x, g_sh, g_radial = compiled.backward(index, [inputs[index]] + layer_inputs, sums[index],
+                                                       grad.to(inputs[index].dtype))
+        elif chunk_atoms:
             grad_x, g_sh, g_radial = module.halo_layer_grad(index, inputs[index], species, edge_index, sh, radial,
                                                             n_local, chunk_atoms, grad, index > 0)
         else:

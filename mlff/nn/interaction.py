@@ -143,10 +143,8 @@ class Interaction(nn.Module):
             n_out = x.shape[0]
         aggregated = self.aggregate(self.linear_in(x), edge_sh, edge_radial, edge_index[0], edge_index[1], 0,
                                     n_out, layout)
-        if n_out < x.shape[0]:
-            x = x[:n_out]
-            attrs = attrs[:n_out]
-        return self.update(aggregated, x, attrs)
+        # sliced even when n_out covers every atom: a compiled graph then holds no guard on the sizes
+        return self.update(aggregated, x[:n_out], attrs[:n_out])
 
     def aggregate(
         self,

@@ -1,0 +1,367 @@
+"""Compiled (AOTInductor) layers of the halo protocol: what ``pair_style mlff`` runs instead of the
+TorchScript layers when this machine has built them (``mlff lammps compile model.pt``).
+
+The halo protocol (:mod:`mlff.modelfile.halo`) calls each interaction layer on the local atoms,
+exchanges the ghost atoms' features, and runs the layers' backward passes in reverse order. Here
+each layer ``k`` becomes two compiled functions, traced from the same model code as the file's
+``halo_layer`` (:meth:`~mlff.modelfile.export.DeployedPotential.layer_local`):
+
+* ``layer<k>_forward(x, species, edge_index, edge_sh, edge_radial, rows, slot, width, local) ->
+  (y, aggregated)``: the new features ``(n_local, F)`` of the local atoms and their neighbour sums
+  (the convolution's output, ``(n_local, M)``), which the engine keeps for the backward;
+* ``layer<k>_backward(..., local, aggregated, grad_y) -> (grad_x, grad_sh, grad_radial)`` (layer 0:
+  without ``grad_x``): the gradients, with no autograd graph alive between the forward and the
+  backward (the chunked protocol's order, with whole layers). The backward recomputes the per-edge
+  terms the convolution's gradient needs, but not the convolution itself (the largest product):
+  its output is the saved ``aggregated``.
+
+``rows, slot, width`` are the edges' dense per-centre layout (:func:`dense_layout`) and ``local``
+any tensor of ``n_local`` rows (``species[:n_local]``): a compiled graph takes sizes from its
+inputs' shapes, never from values. Every size must be at least 2 (a compiled graph specialises 0
+and 1): :func:`usable` says when; smaller calls run the TorchScript layers (same numbers).
+
+A compiled package is native code, so it is never taken from a model file (docs/trust.md): it is
+built from the file's portable weights on the machine that runs it, for one device, and kept in the
+per-user cache of :mod:`mlff.aoti`, in the folder :func:`package_dir` names. The LAMMPS plugin
+finds the folder from the same parts, computed the same way: SHA-256 of the model file's bytes, the
+device (``cpu`` or ``cuda``), the torch version (without its local tag), the CPU's instruction set
+(:func:`mlff.aoti.machine`) and :data:`PROTOCOL`. ``manifest.txt`` is written last: a folder without
+one is incomplete and is built again. It records how much faster the compiled layers ran than
+TorchScript on two test cells here (``speedups``; ``speedup`` the smaller, ``faster``):
+``pair_style mlff`` (``compiled auto``) runs them only where they were faster at both sizes. Compiled layers recompute each layer in the backward pass,
+so they win where TorchScript's per-operation overhead dominates (small, light models) and lose
+on the CPU where the tensor products do (see docs/lammps.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import aoti
+from ..aoti import CompileError
+from ..nn.tensor_product import dense_rows
+
+PROTOCOL = 2  # the compiled functions' signatures; the plugin reads folders of this version only
+MANIFEST = "manifest.txt"
+
+
+# ---- the traced functions -------------------------------------------------------------------------
+# A layer is its neighbour sums (``aggregated``: the convolution, the expensive part) followed by a
+# per-atom update; these are the same calls, in the same order, as the file's ``halo_layer``
+# (DeployedPotential.layer_local), against which each compiled package is checked.
+def _aggregate(deployed: nn.Module, index: int, x, edge_index, edge_sh, edge_radial, n_local, layout):
+    layer = deployed.potential.layers[index]
+    return layer.aggregate(layer.linear_in(x), edge_sh, deployed._layer_radial(edge_radial), edge_index[0],
+                           edge_index[1], 0, n_local, layout)
+
+
+def _update(deployed: nn.Module, index: int, aggregated, x, species, edge_index, edge_radial, n_local):
+    attrs = deployed.potential.attributes(species)
+    y = deployed.potential.layers[index].update(aggregated, x[:n_local], attrs[:n_local])
+    return deployed._with_pair(index, y, edge_index, edge_radial, n_local)
+
+
+class LayerForward(nn.Module):
+    """Layer ``index`` of a :class:`~mlff.modelfile.export.DeployedPotential` (eager) on the local
+    atoms: its output ``y`` and its neighbour sums (kept for the backward)."""
+
+    def __init__(self, deployed: nn.Module, index: int):
+        super().__init__()
+        self.deployed, self.index = deployed, int(index)
+
+    def forward(self, x, species, edge_index, edge_sh, edge_radial, rows, slot, width, local):
+        n_local = local.shape[0]
+        aggregated = _aggregate(self.deployed, self.index, x, edge_index, edge_sh, edge_radial, n_local,
+                                (rows, slot, width.shape[0]))
+        return _update(self.deployed, self.index, aggregated, x, species, edge_index, edge_radial, n_local), aggregated
+
+
+class LayerBackward(nn.Module):
+    """The gradients of ``sum(layer(x) * grad_y)`` w.r.t. ``x`` (layers after the first), the edges'
+    spherical harmonics and their radial input, from the forward's neighbour sums: the update is
+    differentiated at them, and the convolution's gradient is taken without its output (the
+    compiled graph recomputes the per-edge terms the gradient needs, not the sums)."""
+
+    def __init__(self, deployed: nn.Module, index: int):
+        super().__init__()
+        self.deployed, self.index = deployed, int(index)
+        self.need_x = int(index) > 0  # layer 0's input (the species embedding) is fixed
+
+    def forward(self, x, species, edge_index, edge_sh, edge_radial, rows, slot, width, local, aggregated, grad_y):
+        n_local = local.shape[0]
+        x = x.detach().requires_grad_(self.need_x)
+        sh = edge_sh.detach().requires_grad_(True)
+        radial = edge_radial.detach().requires_grad_(True)
+        sums = aggregated.detach().requires_grad_(True)
+        y = _update(self.deployed, self.index, sums, x, species, edge_index, radial, n_local)
+        inputs = [sums, radial, x] if self.need_x else [sums, radial]
+        from_update = torch.autograd.grad([y], inputs, [grad_y.to(y.dtype)], allow_unused=True)
+        conv = _aggregate(self.deployed, self.index, x, edge_index, sh, radial, n_local, (rows, slot, width.shape[0]))
+        inputs = [sh, radial, x] if self.need_x else [sh, radial]
+        from_conv = torch.autograd.grad([conv], inputs, [from_update[0]], allow_unused=True)
+
+        def total(*grads, like):
+            present = [g for g in grads if g is not None]
+            return sum(present[1:], present[0]) if present else torch.zeros_like(like)
+
+        grad_sh = total(from_conv[0], like=sh)
+        grad_radial = total(from_update[1], from_conv[1], like=radial)
+        if not self.need_x:
+            return grad_sh, grad_radial
+        return total(from_update[2], from_conv[2], like=x), grad_sh, grad_radial
+
+
+def _reference_layer(deployed: nn.Module, index: int, example: Sequence[torch.Tensor]) -> torch.Tensor:
+    x, species, edge_index, sh, radial, rows, slot, width, local = example
+    return deployed.layer_local(index, x, species, edge_index, sh, radial, local.shape[0], None)
+
+
+def _reference_grads(deployed: nn.Module, index: int, example: Sequence[torch.Tensor], grad_y: torch.Tensor):
+    """What :class:`LayerBackward` returns, by autograd through the whole layer."""
+    x, species, edge_index, sh, radial, rows, slot, width, local = example
+    need_x = index > 0
+    x, sh, radial = x.detach().requires_grad_(need_x), sh.detach().requires_grad_(True), radial.detach().requires_grad_(True)
+    y = _reference_layer(deployed, index, [x, species, edge_index, sh, radial, rows, slot, width, local])
+    inputs = [x, sh, radial] if need_x else [sh, radial]
+    grads = torch.autograd.grad([y], inputs, [grad_y], allow_unused=True)
+    return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs))
+
+
+def dense_layout(edge_index: torch.Tensor, n_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``rows, slot, width`` of edges sorted by centre (all centres local): ``width`` is an empty
+    int8 tensor whose length is the largest number of edges of one centre."""
+    rows, slot, k_max = dense_rows(edge_index[0], n_local)
+    return rows, slot, torch.empty(k_max, dtype=torch.int8, device=edge_index.device)
+
+
+def usable(n_local: int, num_edges: int, rows: torch.Tensor, width: torch.Tensor) -> bool:
+    """Whether a call's sizes are within what the compiled graphs accept (each at least 2)."""
+    return min(n_local, num_edges, rows.shape[0], width.shape[0]) >= 2
+
+
+# ---- where the packages live ------------------------------------------------------------------------
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def key_text(model_path: str, device: str) -> str:
+    """The text whose SHA-256 names a model's folder (the plugin builds the same text)."""
+    return "|".join([_file_digest(model_path), device, torch.__version__.split("+")[0], aoti.machine()["flags"],
+                     str(PROTOCOL)])
+
+
+def package_dir(model_path: str, device: str = "cpu") -> str:
+    """The folder of ``model_path``'s compiled layers for ``device`` (``cpu`` or ``cuda``) on this machine."""
+    key = hashlib.sha256(key_text(os.fspath(model_path), _device_type(device)).encode()).hexdigest()[:24]
+    return os.path.join(aoti.cache_dir(), f"lammps-{key}")
+
+
+def _device_type(device: str) -> str:
+    kind = torch.device(device).type
+    if kind not in ("cpu", "cuda"):
+        raise CompileError(f"compiled layers are built for cpu or cuda, not {device!r}")
+    return kind
+
+
+def read_manifest(folder: str) -> Optional[Dict[str, str]]:
+    """The manifest of a complete folder (``key value`` lines), or None."""
+    try:
+        with open(os.path.join(folder, MANIFEST)) as handle:
+            return dict(line.rstrip("\n").split(" ", 1) for line in handle if " " in line)
+    except OSError:
+        return None
+
+
+# ---- building -----------------------------------------------------------------------------------------
+def _example(potential, device: torch.device) -> Tuple[List[torch.Tensor], int]:
+    """A jittered cubic grid of all the model's species, its first atoms local and the rest ghosts,
+    with the edges centred on the local atoms: (positions, edge_index, species), n_local."""
+    r_cut = float(potential.r_cut)
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    positions = grid * (0.45 * r_cut) + rng.normal(0.0, 0.05 * r_cut, size=grid.shape)
+    n, n_local = positions.shape[0], 11
+    dist = np.linalg.norm(positions[None, :, :] - positions[:, None, :], axis=-1)
+    center, neighbour = np.nonzero((dist < r_cut) & ~np.eye(n, dtype=bool) & (np.arange(n) < n_local)[:, None])
+    tensors = [torch.tensor(positions, dtype=torch.float64), torch.tensor(np.stack([center, neighbour])),
+               torch.tensor(np.arange(n) % len(potential.species))]
+    return [t.to(device) for t in tensors], n_local
+
+
+def _say(message: str) -> None:
+    print(f"mlff: {message}", file=sys.stderr, flush=True)
+
+
+def compile_layers(model_path: str, device: str = "cpu", force: bool = False,
+                   log: Callable[[str], None] = _say) -> str:
+    """Build the compiled layers of the model file ``model_path`` for ``device`` (``cpu`` or
+    ``cuda``) into :func:`package_dir` and return that folder; nothing to do when it is complete
+    (unless ``force``). Each package is checked against the model code on an example before the
+    folder is complete. Needs a C++ compiler (g++); about half a minute per package on a small
+    model, minutes on a large one."""
+    from .export import DeployedPotential
+    from .load import model_from_file
+
+    model_path = os.fspath(model_path)
+    kind = _device_type(device)
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CompileError("--device cuda: this torch sees no GPU; build on the machine (and torch) that runs LAMMPS")
+    folder = package_dir(model_path, kind)
+    if not force and read_manifest(folder) is not None:
+        return folder
+    fix = "run pair_style mlff with 'compiled no' (TorchScript)"
+    potential = model_from_file(model_path, tp_backend="fused")
+    for parameter in potential.parameters():
+        parameter.requires_grad_(False)
+    target = torch.device(kind)
+    deployed = DeployedPotential(potential).eval().to(target)
+    (positions, edge_index, species), n_local = _example(potential, target)
+    vec = positions[edge_index[1]] - positions[edge_index[0]]
+    with torch.no_grad():
+        sh, radial = potential.edge_embedding(vec, edge_index, species)
+        if deployed.pair_repulsion:
+            pair = potential.pair_edge_energy(vec, edge_index, species).to(radial.dtype)
+            radial = torch.cat([radial, pair.unsqueeze(-1)], dim=1)
+    rows, slot, width = dense_layout(edge_index, n_local)
+    local = species[:n_local]
+    d = aoti.dynamic_dims("num_atoms", "num_local", "num_edges", "num_rows", "max_neighbours")
+    shapes = ({0: d["num_atoms"]}, {0: d["num_atoms"]}, {1: d["num_edges"]}, {0: d["num_edges"]},
+              {0: d["num_edges"]}, {0: d["num_rows"]}, {0: d["num_edges"]}, {0: d["max_neighbours"]},
+              {0: d["num_local"]})
+    dtype = radial.dtype
+    generator = torch.Generator().manual_seed(0)
+    x = potential.embed(species)[1]
+
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, mode=0o700)
+    start = time.perf_counter()
+    log(f"compiling the {deployed.num_layers} layers of {os.path.basename(model_path)} for this machine's "
+        f"{kind.upper()} (once; cached in {folder})")
+    for index in range(deployed.num_layers):
+        example = [x, species, edge_index, sh, radial, rows, slot, width, local]
+        forward, backward = LayerForward(deployed, index), LayerBackward(deployed, index)
+        y, aggregated = forward(*example)
+        grad_y = (torch.randn(y.shape, generator=generator, dtype=torch.float64) * 0.5).to(target, y.dtype)
+        # the references: the file's own layer (halo_layer) and its gradient by autograd through it
+        references = {"forward": (_reference_layer(deployed, index, example), aggregated),
+                      "backward": _reference_grads(deployed, index, example, grad_y)}
+        local_dims = ({0: d["num_local"]}, {0: d["num_local"]})
+        for name, module, inputs, dims in (("forward", forward, example, shapes),
+                                           ("backward", backward, example + [aggregated, grad_y], shapes + local_dims)):
+            path = os.path.join(folder, f"layer{index}_{name}.pt2")
+            log(f"layer {index} {name}:")
+            aoti.compile_package(module, inputs, inputs, dims, path, fix, log)
+            runner = aoti.load_package(path, f"compiled layer {index} {name}", f"delete {folder} to build it again")
+            with torch.no_grad():
+                got = runner(*inputs)
+            aoti.check_outputs([(f"layer {index} {name} output {i}", g, w)
+                                for i, (g, w) in enumerate(zip(got, references[name]))],
+                               dtype, f"compiled layer {index} {name}", fix)
+        # the next layer's input: these local rows, the ghost rows made up (any values are an example)
+        ghost = torch.randn((x.shape[0] - n_local, y.shape[1]), generator=generator, dtype=torch.float64)
+        x = torch.cat([y.detach(), ghost.to(target, y.dtype)])
+    log(f"compiled in {time.perf_counter() - start:.0f} s; timing them against TorchScript")
+    speedups = measure_speedup(model_path, CompiledLayers(folder, deployed.num_layers), kind)
+    speedup = min(speedups.values())  # faster only if faster at every size timed
+    said = ", ".join(f"{value:.2f}x at {atoms} atoms" for atoms, value in speedups.items())
+    log(f"compiled layers: {said} TorchScript's speed here; pair_style mlff (compiled auto) "
+        f"{'runs them' if speedup > 1.0 else 'keeps TorchScript (compiled yes runs them)'}")
+    _write_manifest(folder, {"protocol": str(PROTOCOL), "num_layers": str(deployed.num_layers), "device": kind,
+                             "dtype": str(dtype).replace("torch.", ""), "torch": torch.__version__,
+                             "model": os.path.abspath(model_path), "speedup": f"{speedup:.3f}",
+                             "speedups": " ".join(f"{atoms}:{value:.3f}" for atoms, value in speedups.items()),
+                             "faster": "yes" if speedup > 1.0 else "no"})
+    return folder
+
+
+def _timing_cell(species: str, r_cut: float, repeat: int):
+    """A rattled fcc cell whose first shell lies at half the cutoff (about 40 neighbours per atom)."""
+    from ase.build import bulk
+
+    atoms = bulk(species, "fcc", a=np.sqrt(2.0) * 0.5 * r_cut, cubic=True).repeat((repeat,) * 3)
+    atoms.rattle(0.02 * r_cut, seed=0)
+    return atoms
+
+
+def measure_speedup(model_path: str, layers: "CompiledLayers", device: str = "cpu",
+                    repeats: Sequence[int] = ()) -> Dict[int, float]:
+    """TorchScript's time over the compiled layers' for one halo-protocol evaluation (best of 2
+    after a warm-up, alternating) of periodic cells of the model's first species, by number of
+    atoms: 256 and 4000 on the CPU (``repeats`` 4 and 10), 4000 and 32000 on a GPU (10 and 20);
+    > 1 means the compiled layers are faster."""
+    from ..testing import image_halo
+    from .halo import halo_evaluate, image_exchange
+    from .load import load
+
+    model = load(model_path, device=device, compiled=False)
+    speedups = {}
+    for repeat in repeats or ((10, 20) if device == "cuda" else (4, 10)):
+        atoms = _timing_cell(model.species[0], model.r_cut, repeat)
+        positions, edge_index, species, owner, n = (t.to(device) if isinstance(t, torch.Tensor) else t
+                                                    for t in image_halo(atoms, model.species, model.r_cut))
+        exchange = image_exchange(owner, n)
+        best = {"torchscript": float("inf"), "compiled": float("inf")}
+        for attempt in range(3):
+            for name, compiled in (("torchscript", None), ("compiled", layers)):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                begin = time.perf_counter()
+                halo_evaluate(model.module, positions, edge_index, species, n, *exchange, compiled=compiled)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if attempt > 0:
+                    best[name] = min(best[name], time.perf_counter() - begin)
+        speedups[len(atoms)] = best["torchscript"] / best["compiled"]
+    return speedups
+
+
+def _write_manifest(folder: str, entries: Dict[str, str]) -> None:
+    partial = os.path.join(folder, MANIFEST + ".partial")
+    with open(partial, "w") as handle:
+        for key, value in entries.items():
+            handle.write(f"{key} {value}\n")
+    os.replace(partial, os.path.join(folder, MANIFEST))
+
+
+# ---- running them from Python (the reference of the plugin's C++ path) --------------------------------
+class CompiledLayers:
+    """The compiled layers of one model file, loaded: ``forward(k, ...)`` and ``backward(k, ...)``
+    with the signatures above. Built with :func:`compile_layers` first."""
+
+    def __init__(self, folder: str, num_layers: Optional[int] = None):
+        if num_layers is None:  # a complete folder (given: one being built, before its manifest)
+            manifest = read_manifest(folder)
+            if manifest is None or manifest.get("protocol") != str(PROTOCOL):
+                raise CompileError(f"{folder} holds no complete compiled layers of protocol {PROTOCOL}; build them "
+                                   f"with `mlff lammps compile MODEL`")
+            num_layers = int(manifest["num_layers"])
+        self.num_layers = int(num_layers)
+        fix = f"delete {folder} and build it again"
+        self._forward = [aoti.load_package(os.path.join(folder, f"layer{k}_forward.pt2"), "a compiled layer", fix)
+                         for k in range(self.num_layers)]
+        self._backward = [aoti.load_package(os.path.join(folder, f"layer{k}_backward.pt2"), "a compiled layer", fix)
+                          for k in range(self.num_layers)]
+
+    def forward(self, index: int, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(y, aggregated)``: the layer's output and its neighbour sums (for ``backward``)."""
+        y, aggregated = self._forward[index](*[t.detach().contiguous() for t in inputs])
+        return y, aggregated
+
+    def backward(self, index: int, inputs: Sequence[torch.Tensor], aggregated: torch.Tensor, grad_y: torch.Tensor
+                 ) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """``(grad_x or None for layer 0, grad_sh, grad_radial)``."""
+        out = self._backward[index](*[t.detach().contiguous() for t in list(inputs) + [aggregated, grad_y]])
+        return (None, out[0], out[1]) if index == 0 else (out[0], out[1], out[2])

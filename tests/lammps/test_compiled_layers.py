@@ -1,0 +1,167 @@
+"""Compiled layers in LAMMPS (`mlff lammps compile`, mlff.modelfile.compiled_layers; `pair_style mlff
+compiled yes|no|auto`): built on this machine from the model file, found by the plugin from the
+file's content, and exact: the same energies, forces and virials as ASE (float64, 1e-10) on 1-3
+ranks, on cells smaller than the cutoff and with empty subdomains (those calls run TorchScript).
+The model here is its own file (not the session's), so the other LAMMPS tests keep running
+TorchScript."""
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import mlff
+from mlff.cli.main import main as cli
+from mlff.lammps.mpi import lammps_env
+from mlff.lammps.single_point import mpi_evaluate
+from mlff.modelfile.compiled_layers import MANIFEST, CompiledLayers, package_dir, read_manifest
+from mlff.modelfile.halo import halo_evaluate, image_exchange
+from mlff.testing import assert_results_close, calculator_results, image_halo, small_molecule, tiny_model
+from test_halo_exchange import CASES
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                reason="AOTInductor needs a C++ compiler (g++); none on PATH")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A float64 model file and its compiled layers, built through the CLI; what it printed."""
+    path = mlff.deploy(tiny_model(seed=7), tmp_path_factory.mktemp("compiled_layers") / "model.pt")
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
+        assert cli(["lammps", "compile", str(path)]) == 0
+    return path, said.getvalue()
+
+
+def test_compile_reports_its_stages_and_is_cached(compiled):
+    path, said = compiled
+    folder = package_dir(path)
+    stages = ["compiling the 2 layers of model.pt", "layer 0 forward", "layer 0 backward", "layer 1 forward",
+              "layer 1 backward", "compiled in", "TorchScript's speed here", f"for cpu: {folder}"]
+    positions = [said.find(stage) for stage in stages]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), said
+    manifest = read_manifest(folder)
+    assert manifest["num_layers"] == "2" and manifest["dtype"] == "float64" and manifest["device"] == "cpu"
+    assert manifest["faster"] == ("yes" if float(manifest["speedup"]) > 1.0 else "no")
+    again = io.StringIO()
+    with contextlib.redirect_stderr(again), contextlib.redirect_stdout(again):
+        assert cli(["lammps", "compile", str(path)]) == 0
+    assert "compiling" not in again.getvalue() and folder in again.getvalue()
+
+
+def test_another_model_file_has_another_folder(compiled, tmp_path):
+    other = mlff.deploy(tiny_model(seed=8), tmp_path / "model.pt")
+    assert package_dir(other) != package_dir(compiled[0])
+    assert read_manifest(package_dir(other)) is None
+
+
+@pytest.mark.parametrize("structure", ["triclinic_supercell", "cell_smaller_than_cutoff", "molecule"])
+def test_compiled_halo_protocol_equals_torchscript(compiled, structure):
+    """The Python reference of the plugin's path (halo_evaluate with the compiled layers); the
+    molecule has no ghost atoms at all."""
+    atoms = small_molecule(3) if structure == "molecule" else CASES[structure]
+    model = mlff.load(compiled[0], compiled=False)
+    positions, edge_index, species, owner, n = image_halo(atoms, model.species, model.r_cut)
+    exchange = image_exchange(owner, n)
+    plain = halo_evaluate(model.module, positions, edge_index, species, n, *exchange)
+    layers = CompiledLayers(package_dir(compiled[0]))
+    fast = halo_evaluate(model.module, positions, edge_index, species, n, *exchange, compiled=layers)
+    for key, want in plain.items():
+        scale = max(float(want.abs().max()), 1e-6)
+        torch.testing.assert_close(fast[key], want, rtol=0, atol=1e-12 * scale, msg=key)
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+@pytest.mark.parametrize("name", ["triclinic_supercell", "cell_smaller_than_cutoff", "vacuum_slab"])
+def test_lammps_compiled_matches_ase(plugin, compiled, tmp_path, name, ranks):
+    """`compiled yes` stops the run unless the plugin finds the layers `mlff lammps compile` built."""
+    out, atoms = mpi_evaluate(CASES[name], str(compiled[0]), ranks, tmp_path, ["Cu", "O"],
+                              "pair_style mlff compiled yes")
+    assert_results_close(out, calculator_results(atoms, compiled[0]), 1e-10)
+
+
+DECK = """units metal
+atom_style atomic
+processors 1 1 {ranks}
+lattice fcc 3.61
+region box block 0 3 0 3 0 6
+region filled block 0 3 0 3 0 3
+create_box 2 box
+create_atoms 1 region filled
+set type 1 type/fraction 2 0.25 7
+mass 1 63.546
+mass 2 15.999
+pair_style mlff {options}
+pair_coeff * * {model} Cu O
+velocity all create 300 1 mom yes rot yes
+fix integrate all nve
+thermo 5
+run 5
+"""
+
+
+def _lmp(model, tmp_path, options, ranks=1):
+    deck = tmp_path / "in.compiled"
+    deck.write_text(DECK.format(ranks=ranks, model=model, options=options))
+    bindir = os.path.dirname(sys.executable)
+    cmd = [os.path.join(bindir, "mpiexec"), "-np", str(ranks), os.path.join(bindir, "lmp"), "-in", str(deck),
+           "-log", "none"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"),
+                         cwd=tmp_path, timeout=300)
+    return res.returncode, res.stdout + res.stderr
+
+
+def _energies(text):
+    return np.array([float(line.split()[2]) for line in text.splitlines() if re.match(r"^\s+\d+\s+[\d.]+\s+-?\d", line)])
+
+
+def test_compiled_runs_every_call_it_can_and_says_so(plugin, compiled, tmp_path):
+    """3 ranks along z, atoms in the lower half (an empty rank evaluates nothing)."""
+    code, text = _lmp(compiled[0], tmp_path, "compiled yes", ranks=3)
+    assert code == 0, text[-3000:]
+    assert "runs the compiled layers built on this machine for cpu" in text
+    ran = re.search(r"compiled layers ran (\d+) of (\d+) model evaluations", text)
+    assert ran and 0 < int(ran.group(1)) == int(ran.group(2)), text[-2000:]
+    code, plain = _lmp(compiled[0], tmp_path, "compiled no", ranks=3)
+    assert code == 0 and "compiled layers" not in plain
+    np.testing.assert_allclose(_energies(text), _energies(plain), rtol=1e-12)
+
+
+def test_auto_follows_the_measured_speed(plugin, compiled, tmp_path):
+    """`compiled auto` (the default) runs the compiled layers only where `mlff lammps compile` found
+    them faster than TorchScript on this machine."""
+    manifest = os.path.join(package_dir(compiled[0]), MANIFEST)
+    with open(manifest) as handle:
+        original = handle.read()
+    try:
+        for faster, expected in (("yes", "runs the compiled layers"), ("no", "runs its layers as TorchScript")):
+            text = re.sub(r"(?m)^faster .*$", f"faster {faster}", original)
+            with open(manifest, "w") as handle:
+                handle.write(re.sub(r"(?m)^speedup .*$", "speedup 0.500" if faster == "no" else "speedup 2.000", text))
+            code, said = _lmp(compiled[0], tmp_path, "", ranks=1)
+            assert code == 0 and expected in said, said[-3000:]
+            assert bool(re.search(r"compiled layers ran \d+ of", said)) == (faster == "yes")
+        assert "0.500x TorchScript's speed" in said
+    finally:
+        with open(manifest, "w") as handle:
+            handle.write(original)
+
+
+@pytest.mark.parametrize("options, message", [
+    ("compiled yes", "run `mlff lammps compile"),
+    ("compiled yes chunk 4", "use one of the two"),
+    ("compiled yes halo shell", "remove 'halo shell'"),
+    ("compiled maybe", "compiled must be yes"),
+])
+def test_clear_errors(plugin, model_file, compiled, tmp_path, options, message):
+    """The session's model has no compiled layers: `compiled yes` says how to build them."""
+    model = compiled[0] if "chunk" in options or "shell" in options else model_file
+    code, text = _lmp(model, tmp_path, options)
+    assert code != 0 and message in text, text[-3000:]
