@@ -299,7 +299,8 @@ def _timing_cell(species: str, r_cut: float, repeat: int):
 def measure_speedup(model_path: str, layers: "CompiledLayers", device: str = "cpu",
                     repeats: Sequence[int] = ()) -> Dict[int, float]:
     """TorchScript's time over the compiled layers' for one halo-protocol evaluation (best of 2
-    after a warm-up, alternating) of periodic cells of the model's first species, by number of
+    after a warm-up, alternating; TorchScript without its optimising executor, as the plugin runs
+    it) of periodic cells of the model's first species, by number of
     atoms: 256 and 4000 on the CPU (``repeats`` 4 and 10), 4000 and 32000 on a GPU (10 and 20);
     > 1 means the compiled layers are faster."""
     from ..testing import image_halo
@@ -319,7 +320,8 @@ def measure_speedup(model_path: str, layers: "CompiledLayers", device: str = "cp
                 if device == "cuda":
                     torch.cuda.synchronize()
                 begin = time.perf_counter()
-                halo_evaluate(model.module, positions, edge_index, species, n, *exchange, compiled=compiled)
+                with torch.jit.optimized_execution(False):  # the plugin's plain executor
+                    halo_evaluate(model.module, positions, edge_index, species, n, *exchange, compiled=compiled)
                 if device == "cuda":
                     torch.cuda.synchronize()
                 if attempt > 0:
