@@ -378,9 +378,9 @@ void PairMLFF::init_style()
     if (chunk_atoms > 0)
       error->all(FLERR, "pair_style mlff compiled yes runs whole layers and chunk N bounds memory by splitting "
                         "them: use one of the two");
-    for (const auto *m : members())
+    for (const auto *m : members())    // per rank: each rank reads its own cache (error->one)
       if (m->layer_forward.empty())
-        error->all(FLERR,
+        error->one(FLERR,
                    "pair_style mlff compiled yes: this machine has no compiled layers of '{}' for {}: run `mlff "
                    "lammps compile {} --device {}` first (minutes, once), or use 'compiled auto' or 'compiled no'",
                    m->path, m->device.is_cuda() ? "cuda" : "cpu", m->path, m->device.is_cuda() ? "cuda" : "cpu");

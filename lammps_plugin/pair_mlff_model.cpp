@@ -50,7 +50,7 @@ void PairMLFF::load_compiled(Model &m)
     return it == manifest.end() ? std::string() : it->second;
   };
   if (entry("protocol") != std::to_string(mlff_cache::PROTOCOL) || entry("num_layers") != std::to_string(m.num_layers))
-    error->all(FLERR, "the compiled layers in {} do not match '{}' (protocol {}, {} layers): delete the folder and "
+    error->one(FLERR, "the compiled layers in {} do not match '{}' (protocol {}, {} layers): delete the folder and "
                "run `mlff lammps compile {}` again", folder, m.path, entry("protocol"), entry("num_layers"), m.path);
   if (compiled_request == "auto" && entry("faster") != "yes") {
     if (comm->me == 0)
