@@ -234,7 +234,7 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
   std::vector<double> buffer;
   // chunk: each layer without an autograd graph, chunk_atoms local atoms at a time; the backward
   // recomputes it chunk by chunk (halo_layer_grad), so one chunk's graph is alive at a time.
-  // compiled: whole layers without a graph, recomputed in the backward.
+  // compiled: whole layers without a graph; each backward starts from the layer's saved neighbour sums.
   const bool chunked = chunk_atoms > 0 && !compiled;
   const bool recompute = chunked || compiled;
   const int64_t chunk = chunk_atoms;
