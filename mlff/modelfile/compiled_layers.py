@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -49,6 +48,7 @@ from torch import nn
 from .. import aoti
 from ..aoti import CompileError
 from ..nn.tensor_product import dense_rows
+from .compiled_copy import _say  # progress lines on stderr, as `mlff deploy --compile` prints them
 
 PROTOCOL = 2  # the compiled functions' signatures; the plugin reads folders of this version only
 MANIFEST = "manifest.txt"
@@ -199,10 +199,6 @@ def _example(potential, device: torch.device) -> Tuple[List[torch.Tensor], int]:
     tensors = [torch.tensor(positions, dtype=torch.float64), torch.tensor(np.stack([center, neighbour])),
                torch.tensor(np.arange(n) % len(potential.species))]
     return [t.to(device) for t in tensors], n_local
-
-
-def _say(message: str) -> None:
-    print(f"mlff: {message}", file=sys.stderr, flush=True)
 
 
 def compile_layers(model_path: str, device: str = "cpu", force: bool = False,

