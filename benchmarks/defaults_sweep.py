@@ -70,7 +70,7 @@ def physics_scores(model_path, crystals, phases=()):
     relative, energy, tables, records = [], [], {}, []
     for (text, reference_file), elastic in [(c, True) for c in crystals] + [(p, False) for p in phases]:
         atoms = parse_crystal(text)
-        reference = read_reference(str(DATA / reference_file), atoms.get_chemical_formula())
+        reference = read_reference(str(DATA / reference_file), atoms.get_chemical_formula(), text)
         try:
             ours = crystal_properties(atoms, calc, elastic=elastic)
         except ValueError as error:  # e.g. no energy minimum near the reference's volume

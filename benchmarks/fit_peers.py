@@ -119,7 +119,7 @@ def physics_row(records, reference_path):
         if "error" in ours:
             row[text] = ours["error"]
             continue
-        theirs = read_reference(reference_path, ours["formula"])
+        theirs = read_reference(reference_path, ours["formula"], text)
         if theirs is None:
             continue
         comparison = compare(ours, theirs)

@@ -121,13 +121,15 @@ def calculator(atoms, setups=None, kpt_density=5.0, ecut=300.0, slab=False):
                 symmetry={"point_group": False, "time_reversal": True}, txt=None, **extra)
 
 
-def write_reference(primitive, cubic, cubic_atoms, out, setups=None, kpt_density=5.0, ecut=300.0, phases=()):
+def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kpt_density=5.0, ecut=300.0, phases=None):
     """The physical reference of a cubic crystal in the form ``mlff physics --reference-values``
     reads: the equation of state on ``primitive`` (lattice constant of the cubic cell, energy per
     atom, bulk modulus), then C11, C12, C44 with the ions relaxed on ``cubic(a0)`` (a function of
-    the lattice constant) with ``cubic_atoms`` atoms. ``phases``: other cubic cells of the same
-    element(s) near their equilibrium, whose equations of state are added (for the relative phase
-    energies). Records already in ``out`` are kept, so an interrupted run resumes."""
+    the lattice constant) with ``cubic_atoms`` atoms. ``crystal`` names it (``Al:fcc``; each record
+    is named ``NAME:STRUCTURE:A``, which ``mlff physics`` matches by structure). ``phases``: other
+    cubic cells of the same element(s) near their equilibrium by name (``{"Al:bcc": atoms}``),
+    whose equations of state are added (for the relative phase energies). Records already in
+    ``out`` are kept, so an interrupted run resumes."""
     import json
 
     from mlff.physics import cubic_elastic_constants, equation_of_state
@@ -138,7 +140,7 @@ def write_reference(primitive, cubic, cubic_atoms, out, setups=None, kpt_density
     if os.path.exists(out):
         with open(out) as handle:
             records = json.load(handle)["crystals"]
-    known = {record["formula"] for record in records}
+    known = {record.get("crystal", "").rsplit(":", 1)[0] or record["formula"] for record in records}
 
     def save():
         with open(out, "w") as handle:
@@ -146,7 +148,7 @@ def write_reference(primitive, cubic, cubic_atoms, out, setups=None, kpt_density
             handle.write("\n")
 
     formula = cubic(1.0).get_chemical_formula()
-    if formula not in known:
+    if crystal not in known and formula not in known:
         eos = equation_of_state(primitive, calculator(primitive, setups, kpt_density, ecut), relax=False)
         eos["lattice_constant"] = (cubic_atoms * eos["volume"]) ** (1.0 / 3.0)
         print(f"{formula}: a0 {eos['lattice_constant']:.4f} Å, E0 {eos['energy']:.4f} eV/atom, "
@@ -154,15 +156,17 @@ def write_reference(primitive, cubic, cubic_atoms, out, setups=None, kpt_density
         cell = cubic(eos["lattice_constant"])
         elastic = cubic_elastic_constants(cell, calculator(cell, setups, kpt_density, ecut), relax=True, fmax=0.005)
         print(", ".join(f"{k} {v:.1f} GPa" for k, v in elastic.items()), flush=True)
-        records.append({"formula": formula, "reference": {**eos, **elastic, "formula": formula,
+        records.append({"crystal": f"{crystal}:{eos['lattice_constant']:.4g}", "formula": formula,
+                        "reference": {**eos, **elastic, "formula": formula,
                                                           "method": method + "; relaxed-ion elastic constants"}})
         save()
-    for atoms in phases:
+    for name, atoms in (phases or {}).items():
         formula = atoms.get_chemical_formula()
-        if formula in known:
+        if name in known or formula in known:
             continue
         eos = equation_of_state(atoms, calculator(atoms, setups, kpt_density, ecut), relax=False)
         print(f"{formula}: a0 {eos['lattice_constant']:.4f} Å, E0 {eos['energy']:.4f} eV/atom, "
               f"B {eos['bulk_modulus']:.1f} GPa", flush=True)
-        records.append({"formula": formula, "reference": {**eos, "formula": formula, "method": method}})
+        records.append({"crystal": f"{name}:{eos['lattice_constant']:.4g}", "formula": formula,
+                        "reference": {**eos, "formula": formula, "method": method}})
         save()

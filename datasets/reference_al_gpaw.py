@@ -36,8 +36,8 @@ def main():
     args = parser.parse_args()
     name = "al_gpaw" if args.kpt_density == 2.5 else f"al_gpaw_k{args.kpt_density:g}"
     out = args.out or os.path.join(HERE, f"{name}_reference.json")
-    phases = [bulk("Al", "bcc", a=3.24, cubic=True), bulk("Al", "sc", a=2.73)]  # Al2, Al: other cubic phases of the set
-    write_reference(bulk("Al", "fcc", a=4.04), lambda a: bulk("Al", "fcc", a=a, cubic=True), 4, out,
+    phases = {"Al:bcc": bulk("Al", "bcc", a=3.24, cubic=True), "Al:sc": bulk("Al", "sc", a=2.73)}  # other cubic phases
+    write_reference("Al:fcc", bulk("Al", "fcc", a=4.04), lambda a: bulk("Al", "fcc", a=a, cubic=True), 4, out,
                     kpt_density=args.kpt_density, ecut=300.0, phases=phases)
     if args.kpt_density >= NOISY_ELASTIC_BELOW:
         return

@@ -23,7 +23,7 @@ from gpaw_labels import write_reference  # noqa: E402
 
 
 def main():
-    write_reference(bulk("MgO", "rocksalt", a=A_ROCKSALT), lambda a: bulk("MgO", "rocksalt", a=a, cubic=True), 8,
+    write_reference("MgO:rocksalt", bulk("MgO", "rocksalt", a=A_ROCKSALT), lambda a: bulk("MgO", "rocksalt", a=a, cubic=True), 8,
                     os.path.join(HERE, "mgo_gpaw_reference.json"), **SETTINGS)
 
 

@@ -25,9 +25,9 @@ from gpaw_labels import write_reference  # noqa: E402
 
 
 def main():
-    phases = [bulk("Si", "fcc", a=3.87, cubic=True), bulk("Si", "bcc", a=3.08, cubic=True),
-              bulk("Si", "sc", a=2.53)]  # Si4, Si2, Si: the other cubic phases of the data set
-    write_reference(bulk("Si", "diamond", a=5.47), lambda a: bulk("Si", "diamond", a=a, cubic=True), 8,
+    phases = {"Si:fcc": bulk("Si", "fcc", a=3.87, cubic=True), "Si:bcc": bulk("Si", "bcc", a=3.08, cubic=True),
+              "Si:sc": bulk("Si", "sc", a=2.53)}  # the other cubic phases of the data set
+    write_reference("Si:diamond", bulk("Si", "diamond", a=5.47), lambda a: bulk("Si", "diamond", a=a, cubic=True), 8,
                     os.path.join(HERE, "si_gpaw_reference.json"), kpt_density=5.0, ecut=300.0, phases=phases)
 
 

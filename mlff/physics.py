@@ -7,9 +7,12 @@ calculator (an mlff model, EMT, a DFT code):
 - the energy-volume curve (cell scaled uniformly, ions relaxed where the structure has free
   coordinates), fitted by a Birch-Murnaghan equation of state: equilibrium volume, lattice
   constant, energy per atom and bulk modulus;
-- for cubic crystals, the elastic constants C11, C12 and C44 from stresses at +-``strain``
-  (central differences) with the ions relaxed at each strain (the relaxed-ion constants DFT
-  codes report);
+- for cubic crystals, the elastic constants C11, C12 and C44, and for hexagonal ones (hcp,
+  wurtzite) C11, C12, C13, C33 and C44, from stresses at +-``strain`` (central differences) with
+  the ions relaxed at each strain (the relaxed-ion constants DFT codes report);
+- for cells that are not cubic, the shape is relaxed at each volume too (c/a of hexagonal
+  crystals, reported as ``c_over_a``), so that phases compare at their own equilibria (hcp
+  against fcc);
 - optionally, phonon frequencies at high-symmetry points (finite displacements in a supercell,
   ASE's ``Phonons``).
 
@@ -32,31 +35,56 @@ GPA = units.GPa  # eV/Å^3 per GPa
 SPECIAL_POINTS = {"G": (0.0, 0.0, 0.0), "X": (0.5, 0.0, 0.0), "M": (0.5, 0.5, 0.0), "R": (0.5, 0.5, 0.5)}
 
 
-def _relax_ions(atoms: Atoms, fmax: float, steps: int) -> None:
-    """Relax the ions at a fixed cell (nothing to do when no force is above ``fmax``)."""
+def lattice_kind(atoms: Atoms) -> str:
+    """``cubic`` (the cell is a * identity), ``hexagonal`` (a1 along x, a2 of the same length at
+    120 degrees in the xy plane, c along z: ASE's hcp and wurtzite cells, the orientation the
+    hexagonal elastic constants assume) or ``other``."""
+    cell = atoms.cell.array
+    a = float(np.linalg.norm(cell[0]))
+    tol = 1e-6 * a
+    if np.allclose(cell, np.eye(3) * cell[0, 0], atol=tol):
+        return "cubic"
+    along_x = abs(cell[0, 1]) < tol and abs(cell[0, 2]) < tol
+    along_z = abs(cell[2, 0]) < tol and abs(cell[2, 1]) < tol
+    in_plane = abs(cell[1, 2]) < tol and abs(np.linalg.norm(cell[1]) - a) < tol
+    if along_x and along_z and in_plane and abs(float(cell[0] @ cell[1]) + 0.5 * a * a) < tol * a:
+        return "hexagonal"
+    return "other"
+
+
+def _relax(atoms: Atoms, fmax: float, steps: int, shape: bool = False) -> None:
+    """Relax the ions at a fixed cell, and with ``shape`` the cell's shape at a fixed volume too
+    (nothing to do when no force, nor stress times volume per atom, is above ``fmax``)."""
     from ase.optimize import BFGS
 
-    if np.abs(atoms.get_forces()).max() <= fmax:
+    target = atoms
+    if shape:
+        from ase.filters import FrechetCellFilter
+
+        target = FrechetCellFilter(atoms, constant_volume=True)
+    if np.abs(target.get_forces()).max() <= fmax:
         return
-    BFGS(atoms, logfile=None).run(fmax=fmax, steps=steps)
+    BFGS(target, logfile=None).run(fmax=fmax, steps=steps)
 
 
-def _strained(atoms: Atoms, calc, deformation: np.ndarray, relax: bool, fmax: float) -> Atoms:
+def _strained(atoms: Atoms, calc, deformation: np.ndarray, relax: bool, fmax: float, shape: bool = False) -> Atoms:
     strained = atoms.copy()
     strained.set_cell(atoms.cell.array @ deformation.T, scale_atoms=True)
     strained.calc = calc
     if relax:
-        _relax_ions(strained, fmax, 200)
+        _relax(strained, fmax, 200, shape)
     return strained
 
 
 def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, relax: bool = True,
                       fmax: float = 1e-3, step: Callable[[str], None] = lambda what: None,
-                      recentre: int = 3) -> Dict[str, object]:
+                      recentre: int = 3, shape: bool = False) -> Dict[str, object]:
     """Energy per atom against volume per atom for uniform scalings of the cell by up to ``span``
-    in volume, and the Birch-Murnaghan fit: ``volume`` (Å^3/atom), ``energy`` (eV/atom), ``bulk_modulus``
-    (GPa) and ``lattice_constant`` (Å: the first cell vector's length scaled to the equilibrium, which
-    is the lattice constant for a conventional cubic cell; for a primitive cell it is that cell's
+    in volume (with ``shape``, each cell's shape then relaxed at its volume, with the ions), and
+    the Birch-Murnaghan fit: ``volume`` (Å^3/atom), ``energy`` (eV/atom), ``bulk_modulus`` (GPa),
+    ``cell`` (Å, 3x3: the scanned cell nearest the equilibrium, scaled to its volume) and
+    ``lattice_constant`` (Å: that cell's first vector, which is the lattice constant for a
+    conventional cubic cell or a hexagonal one; for a primitive cubic cell it is that cell's
     vector, e.g. a/sqrt(2) for fcc and diamond). When the fitted minimum lies outside the scanned
     volumes (a starting cell too far from this potential's equilibrium), the scan moves towards
     it, by at most twice its width each time, up to ``recentre`` times."""
@@ -66,11 +94,12 @@ def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, r
     start = atoms.get_volume() / n
     centre = 1.0  # volume of the scan's middle, relative to the given cell
     for attempt in range(recentre + 1):
-        volumes, energies = [], []
+        volumes, energies, cells = [], [], []
         for scale in np.linspace(centre * (1.0 - span), centre * (1.0 + span), points):
-            strained = _strained(atoms, calc, np.eye(3) * scale ** (1.0 / 3.0), relax, fmax)
+            strained = _strained(atoms, calc, np.eye(3) * scale ** (1.0 / 3.0), relax, fmax, shape and relax)
             volumes.append(strained.get_volume() / n)
             energies.append(strained.get_potential_energy() / n)
+            cells.append(strained.cell.array.copy())
             step(f"volume {len(volumes)}/{points}" + (f" (scan {attempt + 1})" if attempt else ""))
         try:
             v0, e0, b = EquationOfState(volumes, energies, eos="birchmurnaghan").fit(warn=False)  # checked below
@@ -78,9 +107,10 @@ def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, r
             v0 = volumes[int(np.argmin(energies))]
         else:
             if min(volumes) <= v0 <= max(volumes):
-                a0 = float(np.linalg.norm(atoms.cell.array[0])) * (v0 / start) ** (1.0 / 3.0)
+                nearest = int(np.argmin(np.abs(np.asarray(volumes) - v0)))
+                cell = cells[nearest] * (v0 / volumes[nearest]) ** (1.0 / 3.0)
                 return {"volume": float(v0), "energy": float(e0), "bulk_modulus": float(b / GPA),
-                        "lattice_constant": a0,
+                        "lattice_constant": float(np.linalg.norm(cell[0])), "cell": cell.tolist(),
                         "curve": {"volume": [float(v) for v in volumes], "energy": [float(e) for e in energies]}}
         target = min(max(v0 / start, centre * (1.0 - 2.0 * span)), centre * (1.0 + 2.0 * span))
         centre = float(target)
@@ -89,28 +119,48 @@ def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, r
                      "minimum near this cell (check the structure, or that the potential was fitted to it)")
 
 
+def _stress_derivatives(atoms: Atoms, calc, components: Sequence[str], strain: float, relax: bool, fmax: float,
+                        step: Callable[[str], None]) -> Dict[str, np.ndarray]:
+    """d(stress)/d(strain) (3x3, GPa) for each strain component (``xx``, ``zz``, ``yz``, ...) by
+    central differences at +-``strain`` (shear as a symmetric engineering strain of 2 * strain),
+    with the ions relaxed at each strain."""
+    axes = {"x": 0, "y": 1, "z": 2}
+    out = {}
+    for name in components:
+        i, j = axes[name[0]], axes[name[1]]
+        stresses = []
+        for sign in (1.0, -1.0):
+            deformation = np.eye(3)
+            deformation[i, j] += sign * strain
+            if i != j:
+                deformation[j, i] += sign * strain
+            stresses.append(_strained(atoms, calc, deformation, relax, fmax).get_stress(voigt=False))
+            step(f"strain {'+' if sign > 0 else '-'}{name}")
+        # ASE's stress is +dE/dstrain / V: positive under tension, so sigma = C epsilon
+        out[name] = (stresses[0] - stresses[1]) / (2.0 * strain * (1.0 if i == j else 2.0)) / GPA
+    return out
+
+
 def cubic_elastic_constants(atoms: Atoms, calc, strain: float = 0.005, relax: bool = True,
                             fmax: float = 1e-3, step: Callable[[str], None] = lambda what: None) -> Dict[str, float]:
     """C11, C12, C44 (GPa) of a cubic crystal at its given cell, from central differences of the
     stress under +-``strain`` (xx for C11 and C12, yz for C44), ions relaxed at each strain."""
-    stresses = {}
-    for name, component in (("xx", (0, 0)), ("yz", (1, 2))):
-        for sign in (1.0, -1.0):
-            deformation = np.eye(3)
-            i, j = component
-            if i == j:
-                deformation[i, i] += sign * strain
-            else:  # a symmetric shear: engineering strain 2 * strain
-                deformation[i, j] += sign * strain
-                deformation[j, i] += sign * strain
-            strained = _strained(atoms, calc, deformation, relax, fmax)
-            stresses[name, sign] = strained.get_stress(voigt=False)
-            step(f"strain {'+' if sign > 0 else '-'}{name}")
-    d_xx = (stresses["xx", 1.0] - stresses["xx", -1.0]) / (2.0 * strain)
-    d_yz = (stresses["yz", 1.0] - stresses["yz", -1.0]) / (2.0 * 2.0 * strain)
-    # ASE's stress is +dE/dstrain / V: positive under tension, so sigma = C epsilon
-    return {"C11": float(d_xx[0, 0] / GPA), "C12": float(0.5 * (d_xx[1, 1] + d_xx[2, 2]) / GPA),
-            "C44": float(d_yz[1, 2] / GPA)}
+    d = _stress_derivatives(atoms, calc, ("xx", "yz"), strain, relax, fmax, step)
+    return {"C11": float(d["xx"][0, 0]), "C12": float(0.5 * (d["xx"][1, 1] + d["xx"][2, 2])),
+            "C44": float(d["yz"][1, 2])}
+
+
+def hexagonal_elastic_constants(atoms: Atoms, calc, strain: float = 0.005, relax: bool = True,
+                                fmax: float = 1e-3, step: Callable[[str], None] = lambda what: None
+                                ) -> Dict[str, float]:
+    """C11, C12, C13, C33, C44 (GPa) of a hexagonal crystal (c along z, :func:`lattice_kind`) at
+    its given cell, from the stresses under +-``strain`` along xx (C11, C12, C13), zz (C33, C13:
+    the two C13 are averaged) and yz (C44), ions relaxed at each strain (hcp's two atoms move
+    under some of them)."""
+    d = _stress_derivatives(atoms, calc, ("xx", "zz", "yz"), strain, relax, fmax, step)
+    return {"C11": float(d["xx"][0, 0]), "C12": float(d["xx"][1, 1]),
+            "C13": float(0.5 * (d["xx"][2, 2] + 0.5 * (d["zz"][0, 0] + d["zz"][1, 1]))),
+            "C33": float(d["zz"][2, 2]), "C44": float(d["yz"][1, 2])}
 
 
 def phonon_frequencies(atoms: Atoms, calc, points: Sequence[str] = ("G", "X"), supercell=(2, 2, 2),
@@ -140,14 +190,16 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
                        relax: bool = True,
                        progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, object]:
     """The properties of the module docstring for one crystal (its cell near equilibrium): the
-    equation of state, and at the fitted equilibrium the elastic constants (cubic cells) and
-    the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``). ``progress(done, total, what)``
-    is called after each of its relaxations and calculations (a progress bar's hook)."""
+    equation of state (with ``relax``, ions relaxed, and the shape too where the cell is not
+    cubic), and at the fitted equilibrium the elastic constants (cubic and hexagonal cells) and
+    the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells). ``progress(done,
+    total, what)`` is called after each of its relaxations and calculations (a progress bar's hook)."""
     atoms = atoms.copy()
-    cell = atoms.cell.array
-    cubic = bool(np.allclose(cell, np.eye(3) * cell[0, 0], atol=1e-6 * cell[0, 0]))
+    kind = lattice_kind(atoms)
+    shape = relax and kind != "cubic"
     points = 9
-    total = points + int(relax) + 4 * int(elastic and cubic) + int(bool(phonons))
+    strains = {"cubic": 4, "hexagonal": 6}.get(kind, 0) if elastic else 0
+    total = points + int(relax) + strains + int(bool(phonons))
     done = [0]
 
     def step(what: str) -> None:
@@ -155,27 +207,32 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
         if progress is not None:
             progress(done[0], total, what)
 
-    eos = equation_of_state(atoms, calc, points=points, relax=relax, step=step)
-    scale = (eos["volume"] * len(atoms) / atoms.get_volume()) ** (1.0 / 3.0)
-    atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
+    if phonons and kind != "cubic":
+        raise ValueError("phonons at high-symmetry points need the conventional cubic cell")
+    eos = equation_of_state(atoms, calc, points=points, relax=relax, step=step, shape=shape)
+    atoms.set_cell(np.asarray(eos["cell"]), scale_atoms=True)
     atoms.calc = calc
     if relax:
-        _relax_ions(atoms, 1e-3, 200)
+        _relax(atoms, 1e-3, 200, shape)
         step("relaxed at the equilibrium volume")
+        eos.update(cell=atoms.cell.array.tolist(), lattice_constant=float(np.linalg.norm(atoms.cell.array[0])))
     out: Dict[str, object] = {"formula": atoms.get_chemical_formula(), "atoms": len(atoms), **eos}
-    if elastic and cubic:
+    if kind == "hexagonal":
+        out["c_over_a"] = float(np.linalg.norm(atoms.cell.array[2]) / np.linalg.norm(atoms.cell.array[0]))
+    if strains and kind == "cubic":
         out.update(cubic_elastic_constants(atoms, calc, relax=relax, step=step))
+    elif strains:
+        out.update(hexagonal_elastic_constants(atoms, calc, relax=relax, step=step))
     if phonons:
-        if not cubic:
-            raise ValueError("phonons at high-symmetry points need the conventional cubic cell")
         out["phonons"] = phonon_frequencies(atoms, calc, phonons)
         step("phonons")
     return out
 
 
-SCALARS = ("lattice_constant", "energy", "bulk_modulus", "C11", "C12", "C44")
-UNITS = {"lattice_constant": "Å", "energy": "eV/atom", "bulk_modulus": "GPa", "C11": "GPa", "C12": "GPa",
-         "C44": "GPa", "volume": "Å^3/atom"}
+ELASTIC = ("C11", "C12", "C13", "C33", "C44")
+SCALARS = ("lattice_constant", "c_over_a", "energy", "bulk_modulus") + ELASTIC
+UNITS = {"lattice_constant": "Å", "c_over_a": "", "energy": "eV/atom", "bulk_modulus": "GPa", "volume": "Å^3/atom",
+         **{name: "GPa" for name in ELASTIC}}
 
 
 def compare(model: Dict[str, object], reference: Dict[str, object]) -> Dict[str, Dict[str, float]]:
@@ -270,7 +327,7 @@ def plot_report(records: Sequence[Dict[str, object]], out_dir: str | os.PathLike
         left.set_xlabel("volume (Å$^3$/atom)")
         left.set_ylabel("energy (eV/atom)")
         left.legend()
-        names = [k for k in ("bulk_modulus", "C11", "C12", "C44") if k in model]
+        names = [k for k in ("bulk_modulus",) + ELASTIC if k in model]
         x = np.arange(len(names))
         right.bar(x - 0.2, [model[k] for k in names], 0.4, label="model")
         if reference:
@@ -304,9 +361,14 @@ def reference_calculator(name: str, device: str = "cpu"):
                      "with --reference-values")
 
 
+HEXAGONAL = ("hcp", "wurtzite")  # ASE's bulk structures with no cubic cell: NAME:STRUCTURE:A[:C]
+
+
 def parse_crystal(text: str) -> Atoms:
     """``Cu:fcc:3.61``, ``Si:diamond:5.47``, ``NaCl:rocksalt:5.64``: the conventional cubic cell
-    (ASE's ``bulk(..., cubic=True)``), or any file ASE reads."""
+    (ASE's ``bulk(..., cubic=True)``); ``Mg:hcp:3.21`` or ``Mg:hcp:3.21:5.21`` (a, then c; ideal
+    c/a = sqrt(8/3) when left out), ``ZnO:wurtzite:3.25:5.21``: the hexagonal cell; or any file
+    ASE reads."""
     from ase.build import bulk
 
     if os.path.isfile(text):
@@ -314,24 +376,43 @@ def parse_crystal(text: str) -> Atoms:
 
         return read(text)
     parts = text.split(":")
-    if len(parts) != 3:
-        raise ValueError(f"crystal {text!r}: write NAME:STRUCTURE:A, e.g. Cu:fcc:3.61 or Si:diamond:5.47, "
-                         "or give a structure file")
+    hexagonal = len(parts) in (3, 4) and parts[1] in HEXAGONAL
+    if len(parts) != 3 and not hexagonal:
+        raise ValueError(f"crystal {text!r}: write NAME:STRUCTURE:A, e.g. Cu:fcc:3.61 or Si:diamond:5.47 "
+                         "(hexagonal: NAME:STRUCTURE:A[:C], e.g. Mg:hcp:3.21:5.21), or give a structure file")
     try:
-        return bulk(parts[0], parts[1], a=float(parts[2]), cubic=True)
+        lengths = [float(p) for p in parts[2:]]
+        if hexagonal:
+            return bulk(parts[0], parts[1], a=lengths[0], c=lengths[1] if len(lengths) > 1 else None)
+        return bulk(parts[0], parts[1], a=lengths[0], cubic=True)
     except (ValueError, KeyError, RuntimeError) as error:
         raise ValueError(f"crystal {text!r}: {error}") from None
 
 
-def read_reference(path: str, formula: str) -> Optional[Dict[str, object]]:
+def structure_name(crystal: str) -> Optional[str]:
+    """``NAME:STRUCTURE`` of a crystal written ``NAME:STRUCTURE:A[:C]`` (None for a file)."""
+    parts = str(crystal).split(":")
+    return ":".join(parts[:2]) if len(parts) >= 3 and not os.path.isfile(str(crystal)) else None
+
+
+def read_reference(path: str, formula: str, crystal: Optional[str] = None) -> Optional[Dict[str, object]]:
     """The reference properties of ``formula`` from a JSON file written by ``mlff physics --json``
-    (``{"crystals": [{"formula": ..., ...}, ...]}``) or a list of such records."""
+    (``{"crystals": [{"crystal": ..., "formula": ..., ...}, ...]}``) or a list of such records.
+
+    With ``crystal`` (``Al:hcp:2.86``), a record that names its crystal must name the same element
+    and structure (its lattice constant may differ): bcc and hcp cells both hold two atoms, and one
+    must not be compared with the other. A record without a name matches by formula alone; its
+    properties then come back with ``"matched_by": "formula"``, for the caller to say so."""
     import json
 
     with open(path) as handle:
         document = json.load(handle)
     records = document.get("crystals", []) if isinstance(document, dict) else document
+    wanted = structure_name(crystal) if crystal is not None else None
     for record in records:
-        if record.get("formula") == formula:
-            return record.get("reference", record)
+        named = structure_name(record.get("crystal") or (record.get("reference") or {}).get("crystal") or "")
+        if record.get("formula") != formula or (wanted and named and named != wanted):
+            continue
+        found = record.get("reference", record)
+        return dict(found, matched_by="formula") if wanted and not named else found
     return None

@@ -122,6 +122,10 @@ def test_bad_crystals_are_clear_errors():
         parse_crystal("Cu-fcc")
     with pytest.raises(ValueError, match="crystal 'Cu:zincblende:3.6'"):
         parse_crystal("Cu:zincblende:3.6")
+    with pytest.raises(ValueError, match="write NAME:STRUCTURE:A"):
+        parse_crystal("Cu:fcc:3.6:3.6")  # c only for hexagonal structures
+    with pytest.raises(ValueError, match="crystal 'Mg:hcp:3.2:x'"):
+        parse_crystal("Mg:hcp:3.2:x")
 
 
 def test_phase_energies_rank_crystals_of_one_composition():
@@ -149,3 +153,60 @@ def test_physics_figures_are_written(tmp_path):
     assert mlff_main(["physics", SHIPPED_CU, "Cu:fcc:3.6", "--reference", "emt", "--plot", str(out)]) == 0
     figures = sorted(p.name for p in out.iterdir())
     assert figures == ["physics_Cu_fcc_3.6.png"] and (out / figures[0]).stat().st_size > 10_000
+
+
+def test_hexagonal_crystals_relax_c_over_a_and_get_five_elastic_constants():
+    """hcp (EMT Cu) started at c/a 1.57 and at 1.69 relaxes to one c/a, lattice constant and energy;
+    its five elastic constants agree with two independent routes: the bulk modulus of the
+    energy-volume fit (shape relaxed at each volume) is the Reuss bound
+    ((C11 + C12) C33 - 2 C13^2) / (C11 + C12 + 2 C33 - 4 C13), and an xy shear gives C66 =
+    (C11 - C12) / 2 (isotropy in the basal plane, so the cell's axes are where the code assumes)."""
+    from mlff.physics import _stress_derivatives, lattice_kind
+
+    low, high = (crystal_properties(parse_crystal(text), EMT()) for text in ("Cu:hcp:2.55:4.0", "Cu:hcp:2.55:4.3"))
+    assert high["c_over_a"] == pytest.approx(low["c_over_a"], abs=1e-3)
+    assert 1.5 < low["c_over_a"] < 1.75 and abs(low["c_over_a"] - 4.0 / 2.55) > 0.03  # it moved
+    assert high["lattice_constant"] == pytest.approx(low["lattice_constant"], abs=1e-3)
+    assert high["energy"] == pytest.approx(low["energy"], abs=2e-5)
+    c11, c12, c13, c33 = (low[k] for k in ("C11", "C12", "C13", "C33"))
+    reuss = ((c11 + c12) * c33 - 2 * c13 ** 2) / (c11 + c12 + 2 * c33 - 4 * c13)
+    assert low["bulk_modulus"] == pytest.approx(reuss, rel=5e-3) and low["C44"] > 0
+    atoms = parse_crystal("Cu:hcp:2.55:4.0")
+    atoms.set_cell(np.asarray(low["cell"]), scale_atoms=True)
+    assert lattice_kind(atoms) == "hexagonal"
+    c66 = _stress_derivatives(atoms, EMT(), ("xy",), 0.005, True, 1e-3, lambda what: None)["xy"][0, 1]
+    assert c66 == pytest.approx((c11 - c12) / 2, rel=1e-2)
+    # with the shape held (no relaxation) the bad start stays where it was, higher in energy
+    fixed = crystal_properties(parse_crystal("Cu:hcp:2.55:4.0"), EMT(), elastic=False, relax=False)
+    assert fixed["c_over_a"] == pytest.approx(4.0 / 2.55, abs=1e-9) and fixed["energy"] > low["energy"] + 1e-3
+
+
+def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp_path, capsys):
+    """`mlff physics` with fcc and hcp Cu against EMT: hcp gets c/a and its elastic constants and a
+    row in the phase table. Stored reference values match by structure: a bcc record (Cu2, like
+    hcp) is not hcp's reference, and the message says so."""
+    out = tmp_path / "cu.json"
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:fcc:3.6", "Cu:hcp:2.55", "--reference", "emt",
+                      "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "c_over_a" in printed and "C33" in printed and "Cu:hcp:2.55" in printed.split("energy above the lowest")[1]
+    document = json.loads(out.read_text())
+    hcp = document["crystals"][1]["comparison"]
+    for key in ("c_over_a", "C11", "C12", "C13", "C33", "C44"):
+        assert abs(hcp[key]["relative"]) < 0.1, (key, hcp[key])
+    assert abs(document["phases"]["Cu"]["Cu:hcp:2.55"]["difference"]) < 5.0  # meV/atom
+    # a stored bcc reference (two atoms, as hcp) must not be taken for hcp's
+    bcc = crystal_properties(parse_crystal("Cu:bcc:2.87"), EMT(), elastic=False)
+    stored = tmp_path / "reference.json"
+    stored.write_text(json.dumps({"crystals": [{"crystal": "Cu:bcc:2.87", "formula": "Cu2", "reference": bcc}]}))
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "--reference-values", str(stored)]) == 0
+    assert "no reference for Cu2 of this structure" in capsys.readouterr().out
+    from mlff.physics import read_reference
+
+    assert read_reference(str(stored), "Cu2", "Cu:bcc:2.9")["volume"] == bcc["volume"]
+    assert read_reference(str(stored), "Cu2", "Cu:hcp:2.55") is None
+    unnamed = tmp_path / "unnamed.json"  # a record without a name matches by formula, and the report says so
+    unnamed.write_text(json.dumps({"crystals": [{"formula": "Cu2", "reference": bcc}]}))
+    assert read_reference(str(unnamed), "Cu2", "Cu:hcp:2.55")["matched_by"] == "formula"
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "--reference-values", str(unnamed)]) == 0
+    assert "names no crystal, so it was matched by formula alone" in capsys.readouterr().out

@@ -10,8 +10,9 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file written by mlff deploy / mlff train")
     parser.add_argument("crystals", nargs="+", metavar="CRYSTAL",
-                        help="NAME:STRUCTURE:A near equilibrium (Cu:fcc:3.61, Si:diamond:5.47) or a structure "
-                             "file; conventional cubic cells get elastic constants")
+                        help="NAME:STRUCTURE:A near equilibrium (Cu:fcc:3.61, Si:diamond:5.47; hexagonal "
+                             "NAME:STRUCTURE:A[:C], Mg:hcp:3.21:5.21) or a structure file; cubic and "
+                             "hexagonal cells get elastic constants")
     parser.add_argument("--reference", metavar="CALC",
                         help="compute the same properties with 'emt' or another model file")
     parser.add_argument("--reference-values", metavar="JSON",
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "through mlff.physics.crystal_properties, or an earlier --json output)")
     parser.add_argument("--phonons", nargs="*", metavar="POINT", default=None,
                         help="also phonon frequencies at these high-symmetry points (default G X)")
-    parser.add_argument("--no-relax", action="store_true", help="keep the ions fixed under strain")
+    parser.add_argument("--no-relax", action="store_true", help="keep the ions (and the cell's shape) fixed under strain")
     parser.add_argument("--json", metavar="FILE", help="write the properties and the comparison as JSON")
     parser.add_argument("--plot", metavar="DIR", help="write a figure per crystal (E-V curve, elastic constants)")
     parser.add_argument("--device", default="cpu")
@@ -49,7 +50,7 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import compare, comparison_table, crystal_properties, parse_crystal, phase_energies, phase_table, \
+    from ..physics import ELASTIC, compare, comparison_table, crystal_properties, parse_crystal, phase_energies, phase_table, \
         plot_report, read_reference, reference_calculator
 
     if args.reference and args.reference_values:
@@ -68,17 +69,21 @@ def run(args: argparse.Namespace) -> int:
             theirs = crystal_properties(atoms, reference, phonons=phonons, relax=not args.no_relax,
                                         progress=_bar(f"{text}, reference"))
         elif args.reference_values:
-            theirs = read_reference(args.reference_values, ours["formula"])
+            theirs = read_reference(args.reference_values, ours["formula"], text)
             if theirs is None:
-                print(f"{text}: no reference for {ours['formula']} in {args.reference_values}")
+                print(f"{text}: no reference for {ours['formula']} of this structure in {args.reference_values}")
+            elif theirs.get("matched_by") == "formula":
+                print(f"{text}: the reference record for {ours['formula']} names no crystal, so it was matched by "
+                      f"formula alone; add \"crystal\": \"{text}\" to it if it is this structure")
         if theirs is not None:
             record["reference"] = theirs
             record["comparison"] = compare(ours, theirs)
             print(comparison_table(record["comparison"], f"{text} ({ours['formula']})"))
         else:
-            print(f"{text} ({ours['formula']}): a0 {ours['lattice_constant']:.4f} Å, E0 {ours['energy']:.4f} eV/atom, "
-                  f"B {ours['bulk_modulus']:.1f} GPa"
-                  + "".join(f", {k} {ours[k]:.1f} GPa" for k in ("C11", "C12", "C44") if k in ours))
+            print(f"{text} ({ours['formula']}): a0 {ours['lattice_constant']:.4f} Å"
+                  + (f", c/a {ours['c_over_a']:.4f}" if "c_over_a" in ours else "")
+                  + f", E0 {ours['energy']:.4f} eV/atom, B {ours['bulk_modulus']:.1f} GPa"
+                  + "".join(f", {k} {ours[k]:.1f} GPa" for k in ELASTIC if k in ours))
         records.append(record)
     phases = phase_energies(records)
     if phases:
