@@ -127,12 +127,13 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     atom, bulk modulus), then C11, C12, C44 with the ions relaxed on ``cubic(a0)`` (a function of
     the lattice constant) with ``cubic_atoms`` atoms. ``crystal`` names it (``Al:fcc``; each record
     is named ``NAME:STRUCTURE:A``, which ``mlff physics`` matches by structure). ``phases``: other
-    cubic cells of the same element(s) near their equilibrium by name (``{"Al:bcc": atoms}``),
-    whose equations of state are added (for the relative phase energies). Records already in
+    cells of the same element(s) near their equilibrium by name (``{"Al:bcc": atoms}``), whose
+    equations of state are added (for the relative phase energies; cells that are not cubic, such
+    as hcp, with their shape relaxed at each volume). Records already in
     ``out`` are kept, so an interrupted run resumes."""
     import json
 
-    from mlff.physics import cubic_elastic_constants, equation_of_state
+    from mlff.physics import cubic_elastic_constants, equation_of_state, lattice_kind
 
     method = (f"GPAW PBE, PW {ecut:g} eV, k-point density {kpt_density:g}/Å^-1, Fermi-Dirac 0.1 eV"
               f"{', setups ' + str(setups) if setups else ''}")
@@ -164,9 +165,20 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
         formula = atoms.get_chemical_formula()
         if name in known or formula in known:
             continue
-        eos = equation_of_state(atoms, calculator(atoms, setups, kpt_density, ecut), relax=False)
+        kind = lattice_kind(atoms)
+        extra = ""
+        if kind == "cubic":
+            eos = equation_of_state(atoms, calculator(atoms, setups, kpt_density, ecut), relax=False)
+        else:  # hcp: the shape (c/a) relaxed at each volume, to DFT's stress noise (0.005 eV per atom)
+            eos = equation_of_state(atoms, calculator(atoms, setups, kpt_density, ecut), relax=True, shape=True,
+                                    fmax=0.005)
+            extra = "; cell shape and ions relaxed at each volume"
+            if kind == "hexagonal":
+                cell = np.asarray(eos["cell"])
+                eos["c_over_a"] = float(np.linalg.norm(cell[2]) / np.linalg.norm(cell[0]))
         print(f"{formula}: a0 {eos['lattice_constant']:.4f} Å, E0 {eos['energy']:.4f} eV/atom, "
-              f"B {eos['bulk_modulus']:.1f} GPa", flush=True)
+              f"B {eos['bulk_modulus']:.1f} GPa" + (f", c/a {eos['c_over_a']:.4f}" if "c_over_a" in eos else ""),
+              flush=True)
         records.append({"crystal": f"{name}:{eos['lattice_constant']:.4g}", "formula": formula,
-                        "reference": {**eos, "formula": formula, "method": method}})
+                        "reference": {**eos, "formula": formula, "method": method + extra}})
         save()

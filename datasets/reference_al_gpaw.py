@@ -7,8 +7,8 @@ sets (GPAW, PBE, 300 eV), in the form `mlff physics --reference-values` reads:
 
 The equation of state (lattice constant, energy per atom, bulk modulus) on the 1-atom primitive
 cell; C11, C12 and C44 with the ions relaxed at each strain (``mlff.physics``) on the 4-atom cubic
-cell at the fitted lattice constant; the equations of state of bcc and simple cubic Al (the
-relative phase energies). At the k-point density of ``al_gpaw.extxyz`` (2.5 per Å^-1) the stresses
+cell at the fitted lattice constant; the equations of state of bcc, simple cubic and hcp Al (the
+relative phase energies; hcp with its c/a relaxed at each volume). At the k-point density of ``al_gpaw.extxyz`` (2.5 per Å^-1) the stresses
 of 0.5 % strains are noise (it gave C11 = -7 GPa and C44 = -210 GPa), so that file has no elastic
 constants; ``--kpt-density 5`` (``al_gpaw_k5.extxyz``) keeps them. Records already in the file are
 kept, so an interrupted run resumes. Runs with Debian's GPAW under the system Python.
@@ -36,7 +36,9 @@ def main():
     args = parser.parse_args()
     name = "al_gpaw" if args.kpt_density == 2.5 else f"al_gpaw_k{args.kpt_density:g}"
     out = args.out or os.path.join(HERE, f"{name}_reference.json")
-    phases = {"Al:bcc": bulk("Al", "bcc", a=3.24, cubic=True), "Al:sc": bulk("Al", "sc", a=2.73)}  # other cubic phases
+    # the other phases of the set: cubic, and hcp with its c/a relaxed (fcc against hcp: stacking)
+    phases = {"Al:bcc": bulk("Al", "bcc", a=3.24, cubic=True), "Al:sc": bulk("Al", "sc", a=2.73),
+              "Al:hcp": bulk("Al", "hcp", a=2.86)}
     write_reference("Al:fcc", bulk("Al", "fcc", a=4.04), lambda a: bulk("Al", "fcc", a=a, cubic=True), 4, out,
                     kpt_density=args.kpt_density, ecut=300.0, phases=phases)
     if args.kpt_density >= NOISY_ELASTIC_BELOW:

@@ -59,9 +59,12 @@ def _relax(atoms: Atoms, fmax: float, steps: int, shape: bool = False) -> None:
 
     target = atoms
     if shape:
-        from ase.filters import FrechetCellFilter
+        try:
+            from ase.filters import FrechetCellFilter as CellFilter
+        except ImportError:  # ASE < 3.23 (Debian's, under which the DFT references in datasets/ run)
+            from ase.constraints import ExpCellFilter as CellFilter
 
-        target = FrechetCellFilter(atoms, constant_volume=True)
+        target = CellFilter(atoms, constant_volume=True)
     if np.abs(target.get_forces()).max() <= fmax:
         return
     BFGS(target, logfile=None).run(fmax=fmax, steps=steps)

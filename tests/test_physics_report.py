@@ -184,7 +184,7 @@ def test_hexagonal_crystals_relax_c_over_a_and_get_five_elastic_constants():
 def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp_path, capsys):
     """`mlff physics` with fcc and hcp Cu against EMT: hcp gets c/a and its elastic constants and a
     row in the phase table. Stored reference values match by structure: a bcc record (Cu2, like
-    hcp) is not hcp's reference, and the message says so."""
+    hcp) is not hcp's reference, and the message says so. Phonons are skipped for hcp, with a note."""
     out = tmp_path / "cu.json"
     assert mlff_main(["physics", SHIPPED_CU, "Cu:fcc:3.6", "Cu:hcp:2.55", "--reference", "emt",
                       "--json", str(out)]) == 0
@@ -199,8 +199,10 @@ def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp
     bcc = crystal_properties(parse_crystal("Cu:bcc:2.87"), EMT(), elastic=False)
     stored = tmp_path / "reference.json"
     stored.write_text(json.dumps({"crystals": [{"crystal": "Cu:bcc:2.87", "formula": "Cu2", "reference": bcc}]}))
-    assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "--reference-values", str(stored)]) == 0
-    assert "no reference for Cu2 of this structure" in capsys.readouterr().out
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "--reference-values", str(stored), "--phonons"]) == 0
+    printed = capsys.readouterr().out
+    assert "no reference for Cu2 of this structure" in printed
+    assert "Cu:hcp:2.55: no phonons" in printed  # the cubic high-symmetry points: said, not an error
     from mlff.physics import read_reference
 
     assert read_reference(str(stored), "Cu2", "Cu:bcc:2.9")["volume"] == bcc["volume"]

@@ -50,8 +50,8 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import ELASTIC, compare, comparison_table, crystal_properties, parse_crystal, phase_energies, phase_table, \
-        plot_report, read_reference, reference_calculator
+    from ..physics import ELASTIC, compare, comparison_table, crystal_properties, lattice_kind, parse_crystal, \
+        phase_energies, phase_table, plot_report, read_reference, reference_calculator
 
     if args.reference and args.reference_values:
         raise ValueError("give either --reference or --reference-values, not both")
@@ -61,12 +61,15 @@ def run(args: argparse.Namespace) -> int:
     records = []
     for text in args.crystals:
         atoms = parse_crystal(text)
-        ours = crystal_properties(atoms, calc, phonons=phonons, relax=not args.no_relax,
+        here = phonons if lattice_kind(atoms) == "cubic" else ()
+        if phonons and not here:
+            print(f"{text}: no phonons (the high-symmetry points are those of a conventional cubic cell)")
+        ours = crystal_properties(atoms, calc, phonons=here, relax=not args.no_relax,
                                   progress=_bar(f"{text}, model"))
         record = {"crystal": text, "formula": ours["formula"], "model": ours}
         theirs = None
         if reference is not None:
-            theirs = crystal_properties(atoms, reference, phonons=phonons, relax=not args.no_relax,
+            theirs = crystal_properties(atoms, reference, phonons=here, relax=not args.no_relax,
                                         progress=_bar(f"{text}, reference"))
         elif args.reference_values:
             theirs = read_reference(args.reference_values, ours["formula"], text)
