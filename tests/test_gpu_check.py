@@ -27,6 +27,7 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     assert ("MLFFCalculator", "matched 2x64 l2", "float64") in engines
     assert ("MLFFCalculator chunk 16384", "matched 2x64 l2", "float32") in engines  # bounded memory
     assert ("LAMMPS 1 rank", "shipped Cu", "float32") in engines
+    assert ("LAMMPS 2 ranks", "shipped Cu", "float32") in engines  # sharing the device, at the largest size
     profile = steps["profile"]["rows"]
     assert len(profile) == 3 and all(r["model_ms"] > 0 and r["edges"] > 0 for r in profile)
     assert (tmp_path / "profile.txt").read_text().count("## ") == 3
