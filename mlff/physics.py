@@ -14,11 +14,11 @@ calculator (an mlff model, EMT, a DFT code):
   crystals, reported as ``c_over_a``), so that phases compare at their own equilibria (hcp
   against fcc);
 - optionally, phonon frequencies at high-symmetry points (finite displacements in a supercell,
-  ASE's ``Phonons``).
+  ASE's ``Phonons``), and for fcc elements the intrinsic stacking fault energy.
 
 :func:`compare` sets a model's numbers beside a reference's (computed with the reference
 calculator, or read from a JSON file of an earlier :func:`crystal_properties` run with DFT) and
-gives each property's error. Units: Å, eV/atom, GPa, THz.
+gives each property's error. Units: Å, eV/atom, GPa, THz, mJ/m^2.
 """
 
 from __future__ import annotations
@@ -189,20 +189,60 @@ def phonon_frequencies(atoms: Atoms, calc, points: Sequence[str] = ("G", "X"), s
     return out
 
 
+MJ_PER_M2 = units._e * 1e20 * 1e3  # eV/Å^2 -> mJ/m^2
+
+
+def is_fcc_element(atoms: Atoms) -> bool:
+    """Whether ``atoms`` is the conventional cubic cell of an fcc element (4 atoms of one species)."""
+    if len(atoms) != 4 or len(set(atoms.get_chemical_symbols())) != 1 or lattice_kind(atoms) != "cubic":
+        return False
+    scaled = np.round(np.mod(atoms.get_scaled_positions() - atoms.get_scaled_positions()[0], 1.0), 6) % 1.0
+    return sorted(map(tuple, scaled)) == [(0.0, 0.0, 0.0), (0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 0.0)]
+
+
+def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: int = 12, relax: bool = True,
+                          fmax: float = 1e-3) -> float:
+    """The intrinsic stacking fault energy (mJ/m^2) of an fcc element at ``lattice_constant``: a
+    periodic column of ``layers`` (111) planes (a multiple of 3; 12 puts the faults 12 planes
+    apart) against the same column whose third cell vector is shifted by a partial Burgers
+    vector (a/6 <112>), which leaves one fault (...ABCBCA...: two planes in hcp stacking) per
+    cell; ions relaxed at the fixed cells. The stacking fault energy is what sets dislocation
+    splitting and twinning in fcc metals; a fit that misses hcp against fcc misses it too."""
+    from ase.build import fcc111
+
+    if layers % 3:
+        raise ValueError(f"layers must be a multiple of 3 (fcc's ABC stacking), not {layers}")
+    perfect = fcc111(symbol, size=(1, 1, layers), a=lattice_constant, vacuum=None, periodic=True)
+    faulted = perfect.copy()
+    cell = faulted.cell.array.copy()
+    cell[2] += (cell[0] + cell[1]) / 3.0  # the partial Burgers vector across the periodic boundary
+    faulted.set_cell(cell, scale_atoms=False)
+    energies = []
+    for column in (perfect, faulted):
+        column.calc = calc
+        if relax:
+            _relax(column, fmax, 200)
+        energies.append(column.get_potential_energy())
+    area = float(np.linalg.norm(np.cross(cell[0], cell[1])))
+    return float((energies[1] - energies[0]) / area * MJ_PER_M2)
+
+
 def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequence[str] = (),
-                       relax: bool = True,
+                       relax: bool = True, stacking_fault: bool = False,
                        progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, object]:
     """The properties of the module docstring for one crystal (its cell near equilibrium): the
     equation of state (with ``relax``, ions relaxed, and the shape too where the cell is not
-    cubic), and at the fitted equilibrium the elastic constants (cubic and hexagonal cells) and
-    the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells). ``progress(done,
-    total, what)`` is called after each of its relaxations and calculations (a progress bar's hook)."""
+    cubic), and at the fitted equilibrium the elastic constants (cubic and hexagonal cells), the
+    phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells) and with
+    ``stacking_fault`` the intrinsic stacking fault energy (``stacking_fault``, mJ/m^2; fcc
+    elements). ``progress(done, total, what)`` is called after each of its relaxations and
+    calculations (a progress bar's hook)."""
     atoms = atoms.copy()
     kind = lattice_kind(atoms)
     shape = relax and kind != "cubic"
     points = 9
     strains = {"cubic": 4, "hexagonal": 6}.get(kind, 0) if elastic else 0
-    total = points + int(relax) + strains + int(bool(phonons))
+    total = points + int(relax) + strains + int(bool(phonons)) + int(stacking_fault)
     done = [0]
 
     def step(what: str) -> None:
@@ -212,6 +252,8 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
 
     if phonons and kind != "cubic":
         raise ValueError("phonons at high-symmetry points need the conventional cubic cell")
+    if stacking_fault and not is_fcc_element(atoms):
+        raise ValueError("the stacking fault energy is computed for fcc elements (their conventional cubic cell)")
     eos = equation_of_state(atoms, calc, points=points, relax=relax, step=step, shape=shape)
     atoms.set_cell(np.asarray(eos["cell"]), scale_atoms=True)
     atoms.calc = calc
@@ -229,13 +271,17 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     if phonons:
         out["phonons"] = phonon_frequencies(atoms, calc, phonons)
         step("phonons")
+    if stacking_fault:
+        out["stacking_fault"] = stacking_fault_energy(atoms.get_chemical_symbols()[0], eos["lattice_constant"], calc,
+                                                      relax=relax)
+        step("stacking fault")
     return out
 
 
 ELASTIC = ("C11", "C12", "C13", "C33", "C44")
-SCALARS = ("lattice_constant", "c_over_a", "energy", "bulk_modulus") + ELASTIC
+SCALARS = ("lattice_constant", "c_over_a", "energy", "bulk_modulus") + ELASTIC + ("stacking_fault",)
 UNITS = {"lattice_constant": "Å", "c_over_a": "", "energy": "eV/atom", "bulk_modulus": "GPa", "volume": "Å^3/atom",
-         **{name: "GPa" for name in ELASTIC}}
+         "stacking_fault": "mJ/m^2", **{name: "GPa" for name in ELASTIC}}
 
 
 def compare(model: Dict[str, object], reference: Dict[str, object]) -> Dict[str, Dict[str, float]]:

@@ -187,10 +187,14 @@ def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp
     hcp) is not hcp's reference, and the message says so. Phonons are skipped for hcp, with a note."""
     out = tmp_path / "cu.json"
     assert mlff_main(["physics", SHIPPED_CU, "Cu:fcc:3.6", "Cu:hcp:2.55", "--reference", "emt",
-                      "--json", str(out)]) == 0
+                      "--stacking-fault", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "c_over_a" in printed and "C33" in printed and "Cu:hcp:2.55" in printed.split("energy above the lowest")[1]
+    assert "Cu:hcp:2.55: no stacking fault energy" in printed  # fcc only, said
     document = json.loads(out.read_text())
+    fcc = document["crystals"][0]["comparison"]["stacking_fault"]
+    assert fcc["reference"] == pytest.approx(-5.39, abs=0.05)  # EMT's (see the test above)
+    assert abs(fcc["difference"]) < 10.0  # mJ/m^2: the shipped potential (l_max 1) was fitted to EMT
     hcp = document["crystals"][1]["comparison"]
     for key in ("c_over_a", "C11", "C12", "C13", "C33", "C44"):
         assert abs(hcp[key]["relative"]) < 0.1, (key, hcp[key])
@@ -212,3 +216,26 @@ def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp
     assert read_reference(str(unnamed), "Cu2", "Cu:hcp:2.55")["matched_by"] == "formula"
     assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "--reference-values", str(unnamed)]) == 0
     assert "names no crystal, so it was matched by formula alone" in capsys.readouterr().out
+
+
+def test_stacking_fault_energy_of_a_periodic_column_is_the_hcp_estimate():
+    """The intrinsic stacking fault (two planes in hcp stacking) costs twice hcp's energy above
+    fcc per (111) area when planes interact only with near neighbours (ANNNI's first term), which
+    holds for EMT copper: the faulted column's energy against that estimate from the two bulk
+    crystals, computed independently. A twin (one hcp plane) would give half. 12 and 24 planes
+    agree (the faults do not see each other)."""
+    from mlff.physics import is_fcc_element, stacking_fault_energy
+
+    fcc = crystal_properties(parse_crystal("Cu:fcc:3.6"), EMT(), elastic=False)
+    hcp = crystal_properties(parse_crystal("Cu:hcp:2.54"), EMT(), elastic=False)
+    a0 = fcc["lattice_constant"]
+    estimate = 2 * (hcp["energy"] - fcc["energy"]) / (np.sqrt(3) / 4 * a0 ** 2) * 16021.766
+    column = stacking_fault_energy("Cu", a0, EMT())
+    assert abs(estimate) > 2.0 and column == pytest.approx(estimate, rel=0.02)
+    assert stacking_fault_energy("Cu", a0, EMT(), layers=24) == pytest.approx(column, abs=0.05)
+    with pytest.raises(ValueError, match="multiple of 3"):
+        stacking_fault_energy("Cu", a0, EMT(), layers=10)
+    assert is_fcc_element(parse_crystal("Cu:fcc:3.6")) and not is_fcc_element(parse_crystal("Cu:bcc:2.87"))
+    assert not is_fcc_element(parse_crystal("NaCl:rocksalt:5.64")) and not is_fcc_element(parse_crystal("Cu:hcp:2.54"))
+    with pytest.raises(ValueError, match="fcc elements"):
+        crystal_properties(parse_crystal("Cu:bcc:2.87"), EMT(), stacking_fault=True)

@@ -1,5 +1,5 @@
 """``mlff physics MODEL CRYSTAL... [--reference emt|model.pt] [--reference-values ref.json]``:
-lattice constant, energy, bulk modulus, elastic constants (and phonons) of a fitted potential
+lattice constant, energy, bulk modulus, elastic constants (phonons, stacking faults) of a fitted potential
 beside a reference; the energies of crystals of one composition relative to the lowest; figures."""
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "through mlff.physics.crystal_properties, or an earlier --json output)")
     parser.add_argument("--phonons", nargs="*", metavar="POINT", default=None,
                         help="also phonon frequencies at these high-symmetry points (default G X)")
+    parser.add_argument("--stacking-fault", action="store_true",
+                        help="also the intrinsic stacking fault energy of fcc elements (mJ/m^2)")
     parser.add_argument("--no-relax", action="store_true", help="keep the ions (and the cell's shape) fixed under strain")
     parser.add_argument("--json", metavar="FILE", help="write the properties and the comparison as JSON")
     parser.add_argument("--plot", metavar="DIR", help="write a figure per crystal (E-V curve, elastic constants)")
@@ -50,8 +52,8 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import ELASTIC, compare, comparison_table, crystal_properties, lattice_kind, parse_crystal, \
-        phase_energies, phase_table, plot_report, read_reference, reference_calculator
+    from ..physics import ELASTIC, compare, comparison_table, crystal_properties, is_fcc_element, lattice_kind, \
+        parse_crystal, phase_energies, phase_table, plot_report, read_reference, reference_calculator
 
     if args.reference and args.reference_values:
         raise ValueError("give either --reference or --reference-values, not both")
@@ -64,13 +66,15 @@ def run(args: argparse.Namespace) -> int:
         here = phonons if lattice_kind(atoms) == "cubic" else ()
         if phonons and not here:
             print(f"{text}: no phonons (the high-symmetry points are those of a conventional cubic cell)")
-        ours = crystal_properties(atoms, calc, phonons=here, relax=not args.no_relax,
-                                  progress=_bar(f"{text}, model"))
+        fault = args.stacking_fault and is_fcc_element(atoms)
+        if args.stacking_fault and not fault:
+            print(f"{text}: no stacking fault energy (computed for fcc elements)")
+        options = dict(phonons=here, relax=not args.no_relax, stacking_fault=fault)
+        ours = crystal_properties(atoms, calc, progress=_bar(f"{text}, model"), **options)
         record = {"crystal": text, "formula": ours["formula"], "model": ours}
         theirs = None
         if reference is not None:
-            theirs = crystal_properties(atoms, reference, phonons=here, relax=not args.no_relax,
-                                        progress=_bar(f"{text}, reference"))
+            theirs = crystal_properties(atoms, reference, progress=_bar(f"{text}, reference"), **options)
         elif args.reference_values:
             theirs = read_reference(args.reference_values, ours["formula"], text)
             if theirs is None:
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{text} ({ours['formula']}): a0 {ours['lattice_constant']:.4f} Å"
                   + (f", c/a {ours['c_over_a']:.4f}" if "c_over_a" in ours else "")
                   + f", E0 {ours['energy']:.4f} eV/atom, B {ours['bulk_modulus']:.1f} GPa"
-                  + "".join(f", {k} {ours[k]:.1f} GPa" for k in ELASTIC if k in ours))
+                  + "".join(f", {k} {ours[k]:.1f} GPa" for k in ELASTIC if k in ours)
+                  + (f", stacking fault {ours['stacking_fault']:.1f} mJ/m^2" if "stacking_fault" in ours else ""))
         records.append(record)
     phases = phase_energies(records)
     if phases:
