@@ -121,7 +121,8 @@ def calculator(atoms, setups=None, kpt_density=5.0, ecut=300.0, slab=False):
                 symmetry={"point_group": False, "time_reversal": True}, txt=None, **extra)
 
 
-def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kpt_density=5.0, ecut=300.0, phases=None):
+def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kpt_density=5.0, ecut=300.0, phases=None,
+                    stacking_fault=False):
     """The physical reference of a cubic crystal in the form ``mlff physics --reference-values``
     reads: the equation of state on ``primitive`` (lattice constant of the cubic cell, energy per
     atom, bulk modulus), then C11, C12, C44 with the ions relaxed on ``cubic(a0)`` (a function of
@@ -129,11 +130,12 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     is named ``NAME:STRUCTURE:A``, which ``mlff physics`` matches by structure). ``phases``: other
     cells of the same element(s) near their equilibrium by name (``{"Al:bcc": atoms}``), whose
     equations of state are added (for the relative phase energies; cells that are not cubic, such
-    as hcp, with their shape relaxed at each volume). Records already in
-    ``out`` are kept, so an interrupted run resumes."""
+    as hcp, with their shape relaxed at each volume). ``stacking_fault``: also the intrinsic
+    stacking fault energy of the (fcc) crystal, on a 12-plane (111) column with one fault. Records
+    already in ``out`` are kept, so an interrupted run resumes."""
     import json
 
-    from mlff.physics import cubic_elastic_constants, equation_of_state, lattice_kind
+    from mlff.physics import cubic_elastic_constants, equation_of_state, lattice_kind, stacking_fault_energy
 
     method = (f"GPAW PBE, PW {ecut:g} eV, k-point density {kpt_density:g}/Å^-1, Fermi-Dirac 0.1 eV"
               f"{', setups ' + str(setups) if setups else ''}")
@@ -160,6 +162,17 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
         records.append({"crystal": f"{crystal}:{eos['lattice_constant']:.4g}", "formula": formula,
                         "reference": {**eos, **elastic, "formula": formula,
                                                           "method": method + "; relaxed-ion elastic constants"}})
+        save()
+    main = [r for r in records if r.get("crystal", "").rsplit(":", 1)[0] == crystal or r["formula"] == formula][0]
+    if stacking_fault and "stacking_fault" not in main["reference"]:
+        from ase.build import fcc111
+
+        symbol, a0 = crystal.split(":")[0], main["reference"]["lattice_constant"]
+        column = fcc111(symbol, size=(1, 1, 12), a=a0, vacuum=None, periodic=True)
+        main["reference"]["stacking_fault"] = stacking_fault_energy(
+            symbol, a0, calculator(column, setups, kpt_density, ecut), fmax=0.01)
+        main["reference"]["method"] += "; stacking fault on a 12-plane (111) column, ions relaxed"
+        print(f"{crystal}: stacking fault {main['reference']['stacking_fault']:.1f} mJ/m^2", flush=True)
         save()
     for name, atoms in (phases or {}).items():
         formula = atoms.get_chemical_formula()
