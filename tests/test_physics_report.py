@@ -215,7 +215,9 @@ def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp
     unnamed.write_text(json.dumps({"crystals": [{"formula": "Cu2", "reference": bcc}]}))
     assert read_reference(str(unnamed), "Cu2", "Cu:hcp:2.55")["matched_by"] == "formula"
     assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "--reference-values", str(unnamed)]) == 0
-    assert "names no crystal, so it was matched by formula alone" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "names no crystal, so it was matched by formula alone" in printed
+    assert "no reference value for: c_over_a" in printed and " C33 " in printed  # computed, not dropped
 
 
 def test_stacking_fault_energy_of_a_periodic_column_is_the_hcp_estimate():

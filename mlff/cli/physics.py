@@ -52,7 +52,7 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import ELASTIC, compare, comparison_table, crystal_properties, is_fcc_element, lattice_kind, \
+    from ..physics import ELASTIC, SCALARS, UNITS, compare, comparison_table, crystal_properties, is_fcc_element, lattice_kind, \
         parse_crystal, phase_energies, phase_table, plot_report, read_reference, reference_calculator
 
     if args.reference and args.reference_values:
@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
             record["reference"] = theirs
             record["comparison"] = compare(ours, theirs)
             print(comparison_table(record["comparison"], f"{text} ({ours['formula']})"))
+            alone = [key for key in SCALARS if key in ours and key not in record["comparison"]]
+            if alone:  # computed here, but the reference has no value to set beside them
+                print("  no reference value for: " + ", ".join(f"{key} {ours[key]:.4g} {UNITS.get(key, '')}".rstrip()
+                                                             for key in alone))
         else:
             print(f"{text} ({ours['formula']}): a0 {ours['lattice_constant']:.4f} Å"
                   + (f", c/a {ours['c_over_a']:.4f}" if "c_over_a" in ours else "")
