@@ -506,9 +506,11 @@ def main() -> int:
                     torch.cuda.empty_cache()
                 deadline = time.perf_counter() + plan["lammps_budget"]
                 lammps_models = [("shipped Cu", "float32"), ("matched 2x64 l2", "float32"), ("matched 2x64 l2", "float64")]
-                # 1 rank at every size; then 2 ranks sharing the device at the largest (float32 models)
-                runs = [(name, dtype, size, 1) for name, dtype in lammps_models for size in plan["lammps_sizes"]]
+                # 1 rank at every size for the float32 models, then 2 ranks sharing the device at the
+                # largest size, then float64 (the last to go when the budget runs out)
+                runs = [(name, dtype, size, 1) for name, dtype in lammps_models[:2] for size in plan["lammps_sizes"]]
                 runs += [(name, dtype, plan["lammps_sizes"][-1], 2) for name, dtype in lammps_models[:2]]
+                runs += [(name, dtype, size, 1) for name, dtype in lammps_models[2:] for size in plan["lammps_sizes"]]
                 failed = set()
                 for name, dtype, size, ranks in runs:
                     if time.perf_counter() > deadline:
