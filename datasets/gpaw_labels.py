@@ -135,7 +135,8 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     already in ``out`` are kept, so an interrupted run resumes."""
     import json
 
-    from mlff.physics import cubic_elastic_constants, equation_of_state, lattice_kind, stacking_fault_energy
+    from mlff.physics import (cubic_elastic_constants, equation_of_state, lattice_kind, stacking_fault_energy,
+                              structure_name)
 
     method = (f"GPAW PBE, PW {ecut:g} eV, k-point density {kpt_density:g}/Å^-1, Fermi-Dirac 0.1 eV"
               f"{', setups ' + str(setups) if setups else ''}")
@@ -143,7 +144,7 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     if os.path.exists(out):
         with open(out) as handle:
             records = json.load(handle)["crystals"]
-    known = {record.get("crystal", "").rsplit(":", 1)[0] or record["formula"] for record in records}
+    known = {structure_name(record.get("crystal", "")) or record["formula"] for record in records}
 
     def save():
         with open(out, "w") as handle:
@@ -163,7 +164,7 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
                         "reference": {**eos, **elastic, "formula": formula,
                                                           "method": method + "; relaxed-ion elastic constants"}})
         save()
-    main = [r for r in records if r.get("crystal", "").rsplit(":", 1)[0] == crystal or r["formula"] == formula][0]
+    main = [r for r in records if structure_name(r.get("crystal", "")) == crystal or r["formula"] == formula][0]
     if stacking_fault and "stacking_fault" not in main["reference"]:
         from ase.build import fcc111
 
@@ -191,9 +192,6 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
             eos = equation_of_state(atoms, calculator(atoms, setups, kpt_density, ecut), relax=True, shape=True,
                                     fmax=0.005)
             extra = "; cell shape and ions relaxed at each volume"
-            if kind == "hexagonal":
-                cell = np.asarray(eos["cell"])
-                eos["c_over_a"] = float(np.linalg.norm(cell[2]) / np.linalg.norm(cell[0]))
         print(f"{formula}: a0 {eos['lattice_constant']:.4f} Å, E0 {eos['energy']:.4f} eV/atom, "
               f"B {eos['bulk_modulus']:.1f} GPa" + (f", c/a {eos['c_over_a']:.4f}" if "c_over_a" in eos else ""),
               flush=True)

@@ -52,6 +52,16 @@ def lattice_kind(atoms: Atoms) -> str:
     return "other"
 
 
+def _cell_values(cell: np.ndarray, hexagonal: bool) -> Dict[str, object]:
+    """``cell`` (3x3 list), ``lattice_constant`` (its first vector's length) and, for a hexagonal
+    cell (the kind of the crystal given, which relaxation keeps to round-off), ``c_over_a``."""
+    cell = np.asarray(cell)
+    out: Dict[str, object] = {"lattice_constant": float(np.linalg.norm(cell[0])), "cell": cell.tolist()}
+    if hexagonal:
+        out["c_over_a"] = float(np.linalg.norm(cell[2]) / np.linalg.norm(cell[0]))
+    return out
+
+
 def _relax(atoms: Atoms, fmax: float, steps: int, shape: bool = False) -> None:
     """Relax the ions at a fixed cell, and with ``shape`` the cell's shape at a fixed volume too
     (nothing to do when no force, nor stress times volume per atom, is above ``fmax``)."""
@@ -85,8 +95,8 @@ def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, r
     """Energy per atom against volume per atom for uniform scalings of the cell by up to ``span``
     in volume (with ``shape``, each cell's shape then relaxed at its volume, with the ions), and
     the Birch-Murnaghan fit: ``volume`` (Å^3/atom), ``energy`` (eV/atom), ``bulk_modulus`` (GPa),
-    ``cell`` (Å, 3x3: the scanned cell nearest the equilibrium, scaled to its volume) and
-    ``lattice_constant`` (Å: that cell's first vector, which is the lattice constant for a
+    ``cell`` (Å, 3x3: the scanned cell nearest the equilibrium, scaled to its volume), its
+    ``c_over_a`` when it is hexagonal, and ``lattice_constant`` (Å: that cell's first vector, which is the lattice constant for a
     conventional cubic cell or a hexagonal one; for a primitive cubic cell it is that cell's
     vector, e.g. a/sqrt(2) for fcc and diamond). When the fitted minimum lies outside the scanned
     volumes (a starting cell too far from this potential's equilibrium), the scan moves towards
@@ -113,7 +123,7 @@ def equation_of_state(atoms: Atoms, calc, span: float = 0.04, points: int = 9, r
                 nearest = int(np.argmin(np.abs(np.asarray(volumes) - v0)))
                 cell = cells[nearest] * (v0 / volumes[nearest]) ** (1.0 / 3.0)
                 return {"volume": float(v0), "energy": float(e0), "bulk_modulus": float(b / GPA),
-                        "lattice_constant": float(np.linalg.norm(cell[0])), "cell": cell.tolist(),
+                        **_cell_values(cell, lattice_kind(atoms) == "hexagonal"),
                         "curve": {"volume": [float(v) for v in volumes], "energy": [float(e) for e in energies]}}
         target = min(max(v0 / start, centre * (1.0 - 2.0 * span)), centre * (1.0 + 2.0 * span))
         centre = float(target)
@@ -260,10 +270,8 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     if relax:
         _relax(atoms, 1e-3, 200, shape)
         step("relaxed at the equilibrium volume")
-        eos.update(cell=atoms.cell.array.tolist(), lattice_constant=float(np.linalg.norm(atoms.cell.array[0])))
+        eos.update(_cell_values(atoms.cell.array, kind == "hexagonal"))
     out: Dict[str, object] = {"formula": atoms.get_chemical_formula(), "atoms": len(atoms), **eos}
-    if kind == "hexagonal":
-        out["c_over_a"] = float(np.linalg.norm(atoms.cell.array[2]) / np.linalg.norm(atoms.cell.array[0]))
     if strains and kind == "cubic":
         out.update(cubic_elastic_constants(atoms, calc, relax=relax, step=step))
     elif strains:
