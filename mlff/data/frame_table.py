@@ -38,6 +38,10 @@ class FrameTable:
     closest: np.ndarray  # (frames,) float64: the shortest distance between atoms or periodic images, Å; inf beyond 8 Å
     edges: np.ndarray  # (frames, len(NEIGHBOR_CUTOFFS)) int32: directed edges within each cutoff
     fingerprints: np.ndarray  # (frames,) uint64: :func:`mlff.data.fingerprint.fingerprint`
+    # (frames, pairs) float64: the shortest distance between two atoms of each element pair of
+    # ``symbols`` (in the order of :func:`pair_names`), Å; inf beyond 8 Å, NaN in tables stored
+    # before the column existed
+    pair_closest: np.ndarray
 
     @classmethod
     def from_frames(cls, frames: Sequence[Frame]) -> "FrameTable":
@@ -48,7 +52,9 @@ class FrameTable:
         table = cls(symbols, np.zeros((n, len(symbols)), dtype=np.int32), np.full(n, np.nan),
                     np.zeros(n, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n, dtype=bool),
                     np.zeros(n, dtype=bool), np.full(n, np.inf),
-                    np.zeros((n, len(NEIGHBOR_CUTOFFS)), dtype=np.int32), np.zeros(n, dtype=np.uint64))
+                    np.zeros((n, len(NEIGHBOR_CUTOFFS)), dtype=np.int32), np.zeros(n, dtype=np.uint64),
+                    np.full((n, len(pair_names(symbols))), np.inf))
+        pair_column = {name: k for k, name in enumerate(pair_names(symbols))}
         for k, frame in enumerate(frames):
             atoms = frame.atoms
             for symbol in atoms.get_chemical_symbols():
@@ -61,11 +67,13 @@ class FrameTable:
                 table.force_max[k] = float(np.abs(frame.forces).max())
             table.has_stress[k] = frame.stress is not None
             table.has_dipole[k] = frame.dipole is not None
-            *_, lengths = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, float(NEIGHBOR_CUTOFFS[-1]),
-                                        with_lengths=True)
+            edge_index, _, lengths = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc,
+                                                   float(NEIGHBOR_CUTOFFS[-1]), with_lengths=True)
             if len(lengths):
                 table.closest[k] = float(lengths.min())
                 table.edges[k] = np.searchsorted(np.sort(lengths), NEIGHBOR_CUTOFFS, side="left")
+                for name, distance in pair_minima(atoms.get_chemical_symbols(), edge_index, lengths).items():
+                    table.pair_closest[k, pair_column[name]] = distance
             table.fingerprints[k] = np.uint64(int(fingerprint(atoms), 16))
         return table
 
@@ -91,9 +99,16 @@ class FrameTable:
             full = np.zeros((len(t), len(symbols)), dtype=np.int32)
             full[:, [symbols.index(s) for s in t.symbols]] = t.counts
             counts.append(full)
+        names = pair_names(symbols)
+        pairs = []
+        for t in tables:
+            full = np.full((len(t), len(names)), np.inf)
+            full[:, [names.index(p) for p in pair_names(t.symbols)]] = t.pair_closest
+            pairs.append(full)
         columns = {f.name: np.concatenate([getattr(t, f.name) for t in tables])
-                   for f in fields(cls) if f.name not in ("symbols", "counts")}
-        return cls(symbols, np.concatenate(counts) if counts else np.zeros((0, 0), dtype=np.int32), **columns)
+                   for f in fields(cls) if f.name not in ("symbols", "counts", "pair_closest")}
+        return cls(symbols, np.concatenate(counts) if counts else np.zeros((0, 0), dtype=np.int32), **columns,
+                   pair_closest=np.concatenate(pairs) if pairs else np.zeros((0, 0)))
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -106,11 +121,44 @@ class FrameTable:
         """The stored table, or None for one this mlff does not read (another version or cutoff grid:
         the statistics then come from a pass over the frames)."""
         with np.load(io.BytesIO(data)) as arrays:
+            # tables stored before the pair column: it is unknown (NaN), the rest is read
+            optional = {"pair_closest"}
             if (int(arrays["version"]) != TABLE_VERSION or not np.array_equal(arrays["cutoffs"], NEIGHBOR_CUTOFFS)
-                    or any(f.name not in arrays.files for f in fields(cls))):
+                    or any(f.name not in arrays.files for f in fields(cls) if f.name not in optional)):
                 return None
-            return cls([str(s) for s in arrays["symbols"]],
-                       **{f.name: arrays[f.name] for f in fields(cls) if f.name != "symbols"})
+            symbols = [str(s) for s in arrays["symbols"]]
+            columns = {f.name: arrays[f.name] for f in fields(cls) if f.name != "symbols" and f.name in arrays.files}
+            if "pair_closest" not in columns:
+                columns["pair_closest"] = np.full((len(columns["energy"]), len(pair_names(symbols))), np.nan)
+            return cls(symbols, **columns)
+
+
+def pair_names(symbols: Sequence[str]) -> List[str]:
+    """The element pairs of ``symbols`` (sorted), each once, as :func:`mlff.model.config.pair_key`
+    names them: the columns of :attr:`FrameTable.pair_closest`."""
+    return [f"{a}-{b}" for k, a in enumerate(symbols) for b in symbols[k:]]
+
+
+def pair_minima(symbols: Sequence[str], edge_index: np.ndarray, lengths: np.ndarray) -> dict:
+    """The shortest edge of each element pair, ``{"C-H": 0.99, ...}``, of a structure's neighbour
+    list (``edge_index`` (2, E), ``lengths`` (E,)); pairs without an edge are left out."""
+    names, index = np.unique(np.asarray(symbols), return_inverse=True)
+    if not len(lengths):
+        return {}
+    n = len(names)
+    low, high = np.minimum(index[edge_index[0]], index[edge_index[1]]), np.maximum(index[edge_index[0]], index[edge_index[1]])
+    shortest = np.full(n * n, np.inf)
+    np.minimum.at(shortest, low * n + high, lengths)
+    return {f"{names[c // n]}-{names[c % n]}": float(shortest[c]) for c in np.flatnonzero(np.isfinite(shortest))}
+
+
+def closest_pairs(table: FrameTable, cutoff: float) -> Optional[dict]:
+    """:func:`mlff.data.stats.closest_pairs` from the table, or None where the table predates the
+    pair column."""
+    if np.isnan(table.pair_closest).any() or cutoff > NEIGHBOR_CUTOFFS[-1]:
+        return None
+    shortest = table.pair_closest.min(axis=0) if len(table) else np.full(table.pair_closest.shape[1], np.inf)
+    return {name: float(d) for name, d in zip(pair_names(table.symbols), shortest) if d < cutoff}
 
 
 def table_of(frames) -> Optional[FrameTable]:

@@ -1,17 +1,21 @@
 """Dataset statistics that set the model's normalisation: per-species energy shifts (least squares
-or given isolated-atom energies E0), force RMS scale and average neighbour count. A converted
+or given isolated-atom energies E0), force RMS scale and average neighbour count, and where the
+pair repulsion switches off (the closest approach of each element pair). A converted
 dataset's come from its stored frame table (:mod:`mlff.data.frame_table`), without a pass over
 its frames."""
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+import math
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
+from ase.data import atomic_numbers, covalent_radii
 
 from . import frame_table
 from .neighbors import neighbor_list
 from .readers import Frame
+from ..model.config import pair_key
 
 
 def species_counts(frames: Sequence[Frame], species: Sequence[str]) -> np.ndarray:
@@ -68,3 +72,32 @@ def average_num_neighbors(frames: Sequence[Frame], r_cut: float) -> float:
         edges += neighbor_list(a.positions, a.cell.array, a.pbc, r_cut)[0].shape[1]
         atoms += len(a)
     return max(edges / max(atoms, 1), 1.0)
+
+
+def closest_pairs(frames: Sequence[Frame], cutoff: float) -> Dict[str, float]:
+    """The shortest distance (Å) between two atoms of each element pair in ``frames`` (periodic
+    images included), ``{"C-H": 0.99, ...}`` keyed as :func:`mlff.model.config.pair_key` writes
+    pairs; pairs never closer than ``cutoff`` are left out."""
+    table = frame_table.table_of(frames)
+    stored = frame_table.closest_pairs(table, cutoff) if table is not None else None
+    if stored is not None:
+        return stored
+    closest: Dict[str, float] = {}
+    for frame in frames:
+        a = frame.atoms
+        edge_index, _, lengths = neighbor_list(a.positions, a.cell.array, a.pbc, cutoff, with_lengths=True)
+        for key, distance in frame_table.pair_minima(a.get_chemical_symbols(), edge_index, lengths).items():
+            closest[key] = min(closest.get(key, np.inf), distance)
+    return dict(sorted(closest.items()))
+
+
+def repulsion_radii(frames: Sequence[Frame], species: Sequence[str]) -> Dict[str, float]:
+    """Where the pair repulsion of :mod:`mlff.nn.repulsion` switches off, from the training data:
+    for each element pair whose closest approach in ``frames`` is shorter than the sum of its
+    covalent radii, that distance (rounded down to 1 mÅ), so that the term acts only closer than
+    any pair of the data; the other pairs keep the covalent sum and are left out."""
+    covalent = {pair_key(a, b): float(covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]])
+                for a in species for b in species}
+    closest = closest_pairs(frames, max(covalent.values()))
+    return {key: math.floor(distance * 1000.0) / 1000.0 for key, distance in sorted(closest.items())
+            if key in covalent and distance < covalent[key]}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Dict
+from typing import Dict, Union
 
+from ase.data import chemical_symbols
 from e3nn import o3
 
 from ..nn.interaction import TP_BACKENDS
@@ -13,6 +14,34 @@ from ..options import parse_fields, reject_unknown
 
 _DTYPES = ("float32", "float64")
 PAIR_REPULSIONS = ("zbl", "none")
+RADII_FROM_DATA = "data"  # ModelConfig.pair_repulsion_radii: training sets them from its frames
+
+
+def pair_key(a: str, b: str) -> str:
+    """The name of an element pair in :attr:`ModelConfig.pair_repulsion_radii`: ``"C-H"`` (the two
+    symbols in alphabetical order)."""
+    return "-".join(sorted((a, b)))
+
+
+def canonical_pair_radii(radii: Dict[str, float]) -> Dict[str, float]:
+    """``radii`` with each key written as :func:`pair_key` writes it (``"H-C"`` becomes ``"C-H"``),
+    or a ``ValueError`` naming a key that is not two element symbols, a radius that is not a
+    positive distance, or a pair given twice."""
+    if not isinstance(radii, dict):
+        raise ValueError(f"ModelConfig.pair_repulsion_radii: {radii!r} is neither a mapping such as {{'C-H': 0.98}} "
+                         f"nor {RADII_FROM_DATA!r}")
+    out: Dict[str, float] = {}
+    for key, radius in radii.items():
+        parts = str(key).split("-")
+        if len(parts) != 2 or any(p not in chemical_symbols[1:] for p in parts):
+            raise ValueError(f"ModelConfig.pair_repulsion_radii: {key!r} is not an element pair such as 'C-H'")
+        if not (isinstance(radius, (int, float)) and not isinstance(radius, bool) and 0 < radius < float("inf")):
+            raise ValueError(f"ModelConfig.pair_repulsion_radii[{key!r}]: {radius!r} is not a positive distance in Å")
+        name = pair_key(*parts)
+        if name in out and out[name] != float(radius):
+            raise ValueError(f"ModelConfig.pair_repulsion_radii gives the pair {name} twice")
+        out[name] = float(radius)
+    return dict(sorted(out.items()))
 
 
 @dataclass
@@ -62,9 +91,19 @@ class ModelConfig:
         screened nuclear repulsion of each pair closer than the sum of its covalent radii, switched
         off smoothly there (:mod:`mlff.nn.repulsion`). Where the data hold no pair that close, the
         model then repels as physics does instead of extrapolating. ``"none"`` (the form of models
-        saved before this option): the learned energy only; better for molecules with covalent
-        bonds, whose bond lengths are the covalent-radius sums (ethanol's forces 1.6x worse with
-        the term, Si, MgO and Al-Mg-Si better: docs/benchmarks/2026-12-05_pair_repulsion.md).
+        saved before this option): the learned energy only. Molecules with covalent bonds, whose
+        bond lengths are the covalent-radius sums, fit worse with the covalent switch-off
+        (ethanol's forces 1.6-1.8x worse; Si, MgO and Al-Mg-Si better:
+        docs/benchmarks/2026-12-05_pair_repulsion.md): give them ``pair_repulsion_radii: data``.
+    pair_repulsion_radii : where the pair repulsion switches off for some element pairs,
+        ``{"C-H": 0.98}`` (Å); the pairs not listed (all of them with ``{}``, the default) switch
+        off at the sum of their covalent radii. ``"data"``: training sets each pair's radius to
+        its closest approach in the training frames where that is shorter than the covalent sum,
+        so that the term is zero on every training frame and acts only closer than any pair of
+        the data. For molecules: on ethanol it fits as well as ``pair_repulsion: none`` (test
+        forces 20.8 meV/Å, against 36.6 with the covalent sums) and still repels atoms pushed
+        closer than the data; the solids of the defaults suite fit better with the covalent sums
+        (MgO's forces 129 against 164), docs/benchmarks/2026-12-05_repulsion_radii.md.
     outputs : extra per-atom outputs of any irreps, ``{name: irreps}``, e.g.
         ``{"chirality": "1x0o", "polarizability": "1x0e+1x2e"}``; each structure's value is the
         sum over its atoms. Components are in e3nn's basis (``1o`` is Cartesian x, y, z).
@@ -86,6 +125,7 @@ class ModelConfig:
     dipole: bool = False
     tp_backend: str = "fused"
     pair_repulsion: str = "zbl"
+    pair_repulsion_radii: Union[Dict[str, float], str] = field(default_factory=dict)
     outputs: Dict[str, str] = field(default_factory=dict)
 
     PRESETS = {
@@ -108,6 +148,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
         if self.pair_repulsion not in PAIR_REPULSIONS:
             raise ValueError(f"ModelConfig.pair_repulsion must be one of {PAIR_REPULSIONS}, got {self.pair_repulsion!r}")
+        if self.pair_repulsion_radii != RADII_FROM_DATA:
+            self.pair_repulsion_radii = canonical_pair_radii(self.pair_repulsion_radii)
         if self.tp_backend not in TP_BACKENDS:
             raise ValueError(f"ModelConfig.tp_backend must be one of {TP_BACKENDS}, got {self.tp_backend!r}")
         reserved = {"energy", "forces", "virial", "stress", "dipole", "charges"}

@@ -12,7 +12,7 @@ from torch import nn
 from ..data import keys
 from ..nn import Interaction, RadialEmbedding, Readout, ScaleShift, SpeciesEmbedding
 from ..nn.grad import edge_gradient_outputs
-from ..nn.repulsion import ZBLRepulsion
+from ..nn.repulsion import ZBLRepulsion, switch_off_radii
 from ..nn.tensor_product import dense_rows
 from .config import ModelConfig
 
@@ -112,7 +112,12 @@ class Potential(nn.Module):
         self.scale_shift = ScaleShift(num_species)
         # the fixed pair repulsion under the learned energy (its tables derive from the species)
         self.pair_repulsion = config.pair_repulsion == "zbl"
-        self.repulsion = ZBLRepulsion([atomic_numbers[symbol] for symbol in self.species])
+        numbers = [atomic_numbers[symbol] for symbol in self.species]
+        if not isinstance(config.pair_repulsion_radii, dict):
+            raise ValueError(f"pair_repulsion_radii: {config.pair_repulsion_radii!r} is set by training from its "
+                             "frames; a model built outside training takes the radii as a mapping such as "
+                             "{'C-H': 0.98}, or {} for the covalent-radius sums")
+        self.repulsion = ZBLRepulsion(numbers, switch_off_radii(numbers, config.pair_repulsion_radii))
 
         readouts = {}
         available = {ir for _, ir in irreps}

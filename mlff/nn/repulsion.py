@@ -13,21 +13,31 @@ Per pair ``i, j`` of atomic numbers ``Z_i, Z_j`` at distance ``r``:
 
 with ``phi`` ZBL's four-exponential screening function (Ziegler, Biersack and Littmark, *The
 Stopping and Range of Ions in Solids*, 1985), ``r_max`` the sum of the two covalent radii
-(Cordero et al. 2008, as in :data:`ase.data.covalent_radii`) and ``u`` the polynomial envelope of
+(Cordero et al. 2008, as in :data:`ase.data.covalent_radii`) or a shorter radius given for the
+pair (training takes it from the data, :func:`mlff.data.stats.repulsion_radii`) and ``u`` the polynomial envelope of
 :class:`~mlff.nn.radial.PolynomialCutoff` with ``p`` = 6: 1 at ``r = 0``, 0 with six continuous
 derivatives at ``r_max``. MACE's ``ZBL`` pair term has the same form.
 """
 
-from typing import List
+from typing import Dict, List, Optional
 
 import torch
-from ase.data import covalent_radii
+from ase.data import chemical_symbols, covalent_radii
 from e3nn.util.jit import compile_mode
 from torch import nn
 
 COULOMB_EV_ANGSTROM = 14.399645  # e^2 / (4 pi eps0) in eV Å
 ZBL_SCREENING = ((0.18175, 3.19980), (0.50986, 0.94229), (0.28022, 0.40290), (0.02817, 0.20162))
 ZBL_LENGTH = 0.46850  # Å (0.8854 Bohr)
+
+
+def switch_off_radii(atomic_numbers: List[int], radii: Dict[str, float]) -> List[List[float]]:
+    """``r_max`` of every pair of the species ``(S, S)`` (Å): the radius ``radii`` gives for the
+    element pair (keyed as ``"C-H"``, symbols in alphabetical order), else the covalent-radius
+    sum."""
+    symbols = [chemical_symbols[n] for n in atomic_numbers]
+    return [[float(radii.get("-".join(sorted((a, b))), covalent_radii[za] + covalent_radii[zb]))
+             for b, zb in zip(symbols, atomic_numbers)] for a, za in zip(symbols, atomic_numbers)]
 
 
 @compile_mode("script")
@@ -40,13 +50,15 @@ class ZBLRepulsion(nn.Module):
     Written without branches: beyond ``r_max`` the distance is clamped to ``r_max``, where the
     envelope is exactly 0 with zero slope, so the energy and its derivatives vanish there."""
 
-    def __init__(self, atomic_numbers: List[int]):
+    def __init__(self, atomic_numbers: List[int], r_max: Optional[List[List[float]]] = None):
         super().__init__()
         z = torch.tensor([float(n) for n in atomic_numbers], dtype=torch.float64)
-        radii = torch.tensor([float(covalent_radii[n]) for n in atomic_numbers], dtype=torch.float64)
+        if r_max is None:
+            r_max = switch_off_radii(atomic_numbers, {})
+        switch = torch.tensor(r_max, dtype=torch.float64).reshape(len(atomic_numbers), len(atomic_numbers))
         zp = z.pow(0.23)
         # per species pair (row centre * S + neighbour): 1 / r_max, 1 / screening length, k_e Z_i Z_j
-        table = torch.stack([1.0 / (radii[:, None] + radii[None, :]), (zp[:, None] + zp[None, :]) / ZBL_LENGTH,
+        table = torch.stack([1.0 / switch, (zp[:, None] + zp[None, :]) / ZBL_LENGTH,
                              COULOMB_EV_ANGSTROM * z[:, None] * z[None, :]], dim=-1)
         self.register_buffer("table", table.reshape(-1, 3), persistent=False)
         screening = torch.tensor(ZBL_SCREENING, dtype=torch.float64)

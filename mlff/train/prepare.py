@@ -5,19 +5,23 @@ training starts from."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+from ase.data import atomic_numbers
 
 from ..data.dataset import LazyAtomicData, element_presence, split_indices, to_atomic_data
 from ..data.fingerprint import fingerprint
 from ..data.frame_table import table_of
 from ..data.readers import Frame, LabelKeys, describe, read_frames, summary_line
 from ..data.store import StoreFrames, is_store
-from ..data.stats import average_num_neighbors, energy_shifts, force_rms
+from ..data.stats import average_num_neighbors, energy_shifts, force_rms, repulsion_radii
 from ..data.validate import DataValidationError, validate_frames
 from ..model import ModelConfig, Potential, build_model
+from ..model.config import RADII_FROM_DATA, pair_key
+from ..nn.repulsion import switch_off_radii
 from .config import TrainConfig
 from .finetune import freeze, new_species_shifts, with_species
 
@@ -117,6 +121,16 @@ def training_species(train: Sequence[Frame], held_out: Sequence[Sequence[Frame]]
     return species
 
 
+def describe_repulsion(radii: dict, species) -> str:
+    """One log line: where the pair repulsion switches off."""
+    if not radii:
+        return "pair repulsion: switched off at the covalent-radius sum of every pair"
+    numbers = [atomic_numbers[s] for s in species]
+    sums = {pair_key(a, b): r for a, row in zip(species, switch_off_radii(numbers, {})) for b, r in zip(species, row)}
+    shown = ", ".join(f"{k} {r:.3f} Å" + (f" (covalent {sums[k]:.2f})" if k in sums else "") for k, r in radii.items())
+    return f"pair repulsion: switched off at {shown}; the other pairs at the covalent-radius sum"
+
+
 def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_config: Optional[dict],
                  log: Callable[[str], None]) -> PreparedData:
     """Read, check and convert the data and derive the model's configuration and statistics.
@@ -156,6 +170,9 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
             model_config = c.model_config(avg_num_neighbors=average_num_neighbors(train, model_config.r_cut))
         shifts = energy_shifts(train, species, c.E0)
         scale = force_rms(train)
+    if model_config.pair_repulsion_radii == RADII_FROM_DATA:
+        radii = repulsion_radii(train, species) if model_config.pair_repulsion == "zbl" else {}
+        model_config = dataclasses.replace(model_config, pair_repulsion_radii=radii)
     if saved_model_config is not None:  # resuming: the run's architecture, even if a default changed since
         saved = ModelConfig.from_saved(saved_model_config)
         changed = sorted(k for k, v in saved.to_dict().items() if getattr(model_config, k) != v)
@@ -166,6 +183,9 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
             model_config = saved
     summary["statistics"] = {"energy_shifts_eV": dict(zip(species, shifts.tolist())),
                              "force_rms_eV_per_A": scale, "avg_num_neighbors": model_config.avg_num_neighbors}
+    if model_config.pair_repulsion == "zbl":
+        summary["statistics"]["pair_repulsion_radii"] = model_config.pair_repulsion_radii
+        log(describe_repulsion(model_config.pair_repulsion_radii, species))
     if c.preload:
         convert = lambda frames: to_atomic_data(frames, species, model_config.r_cut)  # noqa: E731
     else:

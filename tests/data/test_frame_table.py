@@ -3,6 +3,7 @@
 converted dataset reads no frame before its first step; a stale or missing table falls back to
 the passes."""
 
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -16,7 +17,7 @@ from ase.io import read, write
 from mlff.data import frame_table, stats
 from mlff.data.dataset import split_indices
 from mlff.data.fingerprint import SPLIT_FILE, fingerprint, write_split
-from mlff.data.readers import describe, read_frames
+from mlff.data.readers import Frame, describe, read_frames
 from mlff.data.store import StoreFrames, convert, read_table
 from mlff.data.validate import DataValidationError, validate_frames
 from mlff.train.prepare import atom_counts, element_matrix, fingerprints
@@ -61,6 +62,9 @@ def test_table_gives_what_the_passes_give(store, view, tmp_path):
         assert table.edges[:, list(frame_table.NEIGHBOR_CUTOFFS).index(r_cut)].sum() > 0
         assert stats.average_num_neighbors(frames, r_cut) == stats.average_num_neighbors(listed, r_cut)
     assert frame_table.average_num_neighbors(table, 4.1) is None  # off the grid: a pass
+    radii = stats.repulsion_radii(frames, species)
+    assert radii == stats.repulsion_radii(listed, species) and radii  # Cu-Cu and C-H are closer than covalent
+    assert stats.closest_pairs(frames, 3.0) == stats.closest_pairs(listed, 3.0)
     assert stats.average_num_neighbors(frames, 4.1) == stats.average_num_neighbors(listed, 4.1)
     symbols, present = element_matrix(frames)
     want_symbols, want_present = element_matrix(listed)
@@ -73,6 +77,38 @@ def test_table_gives_what_the_passes_give(store, view, tmp_path):
     written = json.loads((tmp_path / SPLIT_FILE).read_text())
     assert written["a"] == written["b"] == [fingerprint(f.atoms) for f in listed]
     assert atom_counts(frames).tolist() == atom_counts(listed) == [len(f.atoms) for f in listed]
+
+
+def _frame(atoms):
+    return Frame(atoms, atoms.get_potential_energy(), atoms.get_forces(), None, "test")
+
+
+def test_pair_column_merges_across_tables_and_old_tables_fall_back(tmp_path):
+    """Tables of frames with other elements concatenate pair by pair (a pair one table lacks is
+    inf there); a table stored before the pair column reads as unknown, and the closest pairs
+    then come from a pass over the frames."""
+    cu = read(DATA / "cu_emt.extxyz", ":")[::40]
+    ethanol = read(DATA / "ethanol_xtb.extxyz", ":")[:3]
+    whole = frame_table.FrameTable.from_frames([_frame(a) for a in cu + ethanol])
+    parts = frame_table.FrameTable.concatenate([frame_table.FrameTable.from_frames([_frame(a) for a in ethanol]),
+                                                frame_table.FrameTable.from_frames([_frame(a) for a in cu])])
+    order = list(range(len(cu), len(cu) + len(ethanol))) + list(range(len(cu)))
+    assert parts.symbols == whole.symbols == ["C", "Cu", "H", "O"]
+    np.testing.assert_array_equal(parts.pair_closest, whole.pair_closest[order])
+    names = frame_table.pair_names(whole.symbols)
+    assert np.isinf(whole.pair_closest[0, names.index("C-Cu")]) and np.isfinite(whole.pair_closest[0, names.index("Cu-Cu")])
+    shortest = frame_table.closest_pairs(whole, 3.0)
+    assert set(shortest) == {"C-C", "C-H", "C-O", "Cu-Cu", "H-H", "H-O"}
+    assert shortest == stats.closest_pairs([_frame(a) for a in cu + ethanol], 3.0)
+
+    with np.load(io.BytesIO(whole.to_bytes())) as arrays:  # as an older mlff stored it
+        old = {name: arrays[name] for name in arrays.files if name != "pair_closest"}
+    buffer = io.BytesIO()
+    np.savez(buffer, **old)
+    stored = frame_table.FrameTable.from_bytes(buffer.getvalue())
+    assert stored is not None and np.isnan(stored.pair_closest).all()
+    np.testing.assert_array_equal(stored.edges, whole.edges)  # the rest is still read
+    assert frame_table.closest_pairs(stored, 3.0) is None
 
 
 def _message(frames, **options):
@@ -137,12 +173,14 @@ def test_preparing_a_run_reads_no_frame(store, monkeypatch):
     monkeypatch.setattr(StoreFrames, "__getitem__", lambda self, index: reads.append(index))
     monkeypatch.setattr(StoreFrames, "__iter__", lambda self: reads.append("iter") or iter(()))
     config = TrainConfig(train_file=str(store), preload=False, valid_fraction=0.2, test_fraction=0.2,
-                         model={"num_features": 8, "num_layers": 1, "r_cut": 4.0})
+                         model={"num_features": 8, "num_layers": 1, "r_cut": 4.0, "pair_repulsion_radii": "data"})
     data = prepare_data(config, None, None, lambda message: None)
     assert reads == []
     assert data.summary["train"]["frames"] + data.summary["valid"]["frames"] + data.summary["test"]["frames"] == 18
     assert len(data.split_fingerprints["train"]) == len(data.train_sizes) == data.summary["train"]["frames"]
     assert data.model_config.avg_num_neighbors > 1.0 and data.scale > 0.1
+    assert data.model_config.pair_repulsion_radii  # from the table's pair column: Cu-Cu or C-H
+    assert set(data.model_config.pair_repulsion_radii) <= {"Cu-Cu", "C-H", "C-C", "C-O", "H-O", "H-H"}
 
 
 def test_an_element_only_in_held_out_frames_is_named_from_the_table(tmp_path):

@@ -65,6 +65,45 @@ def test_energy_is_zbl_under_the_switch(pair, r):
                                rtol=0, atol=1e-12)
 
 
+def test_a_given_radius_switches_the_term_off_there(tmp_path):
+    """pair_repulsion_radii: the listed pair switches off at its radius (here inside the covalent
+    sum), the others at the covalent sum; the model file keeps the radii."""
+    radii = {"Cu-Al": 1.9}  # written either way round
+    with_zbl = tiny_model(["Al", "Cu"], seed=3, pair_repulsion="zbl", pair_repulsion_radii=radii)
+    without = _pair(["Al", "Cu"], False)
+    assert with_zbl.config.pair_repulsion_radii == {"Al-Cu": 1.9}
+    for pair, r, r_max in ((("Al", "Cu"), 1.5, 1.9), (("Al", "Cu"), 2.0, 1.9), (("Al", "Al"), 2.0, 2.42),
+                           (("Cu", "Cu"), 2.0, 2.64)):
+        dimer = Atoms(pair, positions=[[0, 0, 0], [0, 0, r]])
+        z1, z2 = dimer.numbers
+        assert r_max == pytest.approx(radii.get("-".join(sorted(pair, reverse=True)), covalent_radii[z1] + covalent_radii[z2]))
+        expected = _zbl(z1, z2, r) * _switch(r / r_max)
+        got = float(evaluate(with_zbl, dimer)["energy"] - evaluate(without, dimer)["energy"])
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+        assert (expected > 1e-4) == (r < r_max)
+    deployed = mlff.load(mlff.deploy(with_zbl, tmp_path / "m.pt"), compiled=False)
+    assert deployed.metadata.config["pair_repulsion_radii"] == {"Al-Cu": 1.9}
+    atoms = _compressed_cell()
+    calc = mlff.MLFFCalculator(deployed, min_distance=0.0)
+    atoms.calc = calc
+    np.testing.assert_allclose(atoms.get_potential_energy(), float(evaluate(with_zbl, atoms)["energy"]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("radii, message", [({"C-Xx": 1.0}, "not an element pair"), ({"CH": 1.0}, "not an element pair"),
+                                            ({"C-H": 0.0}, "positive distance"), ({"C-H": "far"}, "positive distance"),
+                                            ({"C-H": 1.0, "H-C": 1.1}, "twice"), ("covalent", "neither a mapping")])
+def test_bad_radii_are_named(radii, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(pair_repulsion_radii=radii)
+
+
+def test_radii_from_data_need_training():
+    """``data`` is resolved by training from its frames; a model built without it says so."""
+    assert ModelConfig.from_dict({"pair_repulsion_radii": "data"}).pair_repulsion_radii == "data"
+    with pytest.raises(ValueError, match="set by training"):
+        tiny_model(["Al"], pair_repulsion_radii="data")
+
+
 def test_short_range_is_repulsive():
     """Two atoms pushed together where no data could have been: the energy rises steeply and the
     force pushes them apart, whatever the (random) learned part does."""

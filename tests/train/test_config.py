@@ -88,3 +88,46 @@ def test_data_workers_need_frames_read_when_drawn():
     assert TrainConfig(train_file="a.db", preload=False, data_workers=2).loader_workers() == 2
     assert TrainConfig(train_file="a.db", preload=False, data_workers=0).loader_workers() == 0
     assert TrainConfig(train_file="a.db").loader_workers() in (0, 1)  # by the machine's cores
+
+
+def test_pair_repulsion_radii_data_come_from_the_training_frames(tmp_path, cu_files):
+    """``pair_repulsion_radii: data``: the term switches off at the closest pair of the *training*
+    frames (rounded down to 1 mÅ) where that is shorter than the covalent sum, and a validation
+    frame closer still does not move it; without the option every pair keeps its covalent sum;
+    with ``pair_repulsion: none`` nothing is recorded."""
+    import math
+
+    from ase.io import read, write
+
+    from mlff.data.readers import Frame
+    from mlff.data.stats import closest_pairs
+    from mlff.train.prepare import prepare_data
+
+    train, valid = cu_files
+    squeezed = read(valid, ":")
+    squeezed[0].positions[1] = squeezed[0].positions[0] + [1.2, 0.0, 0.0]  # closer than any training pair
+    write(tmp_path / "valid.extxyz", squeezed)
+    base = dict(train_file=str(train), valid_file=str(tmp_path / "valid.extxyz"), test_fraction=0.0)
+    messages = []
+    data = prepare_data(TrainConfig(**base, model={"pair_repulsion_radii": "data"}), None, None, messages.append)
+    shortest = closest_pairs([Frame(a, 0.0, None, None, "") for a in read(train, ":")], 3.0)["Cu-Cu"]
+    assert 2.0 < shortest < 2.64  # EMT's rattled copper comes closer than the covalent sum
+    assert data.model_config.pair_repulsion_radii == {"Cu-Cu": math.floor(shortest * 1000) / 1000}
+    assert any(m.startswith("pair repulsion: switched off at Cu-Cu ") for m in messages)
+    assert data.summary["statistics"]["pair_repulsion_radii"] == data.model_config.pair_repulsion_radii
+    kept = prepare_data(TrainConfig(**base), None, None, messages.append)
+    assert kept.model_config.pair_repulsion_radii == {}
+    assert messages[-1] == "pair repulsion: switched off at the covalent-radius sum of every pair"
+    off = prepare_data(TrainConfig(**base, model={"pair_repulsion": "none", "pair_repulsion_radii": "data"}),
+                       None, None, messages.append)
+    assert off.model_config.pair_repulsion_radii == {} and "pair_repulsion_radii" not in off.summary["statistics"]
+
+
+@pytest.mark.parametrize("name", ["cu.yaml", "water_dipole.yaml"])
+def test_example_configs_load(name):
+    """The shipped training configs name only known options with valid values."""
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / "train" / name)
+    assert Path(config.train_file).is_file()
+    config.model_config()
