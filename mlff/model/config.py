@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Dict, Union
+from typing import Dict, List, Union
 
 from ase.data import chemical_symbols
 from e3nn import o3
@@ -53,7 +53,11 @@ class ModelConfig:
     r_cut : cutoff radius of one message-passing layer, Å. The interaction range of the model is
         ``num_layers * r_cut``.
     num_layers : number of interaction (message-passing) layers.
-    num_features : channels per irrep in the hidden features.
+    num_features : channels per irrep in the hidden features: one number for every ``l``, or a
+        list of ``l_max + 1`` numbers, the channels of ``l = 0, 1, ...`` (e.g. ``[32, 32, 32, 8]``:
+        fewer of the costly high-``l`` channels; with ``parity`` both parities of an ``l`` get its
+        count). ``[32, 16, 16, 8]`` took 0.62x the default's MD time and kept its fcc/hcp physics
+        on aluminium (docs/benchmarks/2026-12-05_channels_per_l.md).
     l_max : highest rotation order of the edge spherical harmonics and hidden features; ``0`` gives
         the invariant, distance-only model. 3 (the default) is the least that tells fcc from hcp:
         their nearest-neighbour shells have the same distances and the same l = 1 and l = 2
@@ -111,7 +115,7 @@ class ModelConfig:
 
     r_cut: float = 5.0
     num_layers: int = 3
-    num_features: int = 32
+    num_features: Union[int, List[int]] = 32
     l_max: int = 3
     parity: bool = False
     num_basis: int = 8
@@ -135,13 +139,22 @@ class ModelConfig:
     }
 
     def __post_init__(self):
-        positive = ("r_cut", "num_layers", "num_features", "num_basis", "radial_hidden",
+        positive = ("r_cut", "num_layers", "num_basis", "radial_hidden",
                     "readout_hidden", "avg_num_neighbors", "cutoff_p")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)!r}")
         if not (isinstance(self.l_max, int) and self.l_max >= 0):
             raise ValueError(f"ModelConfig.l_max must be an integer >= 0, got {self.l_max!r}")
+        counts = self.num_features if isinstance(self.num_features, (list, tuple)) else [self.num_features]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in counts) or not counts:
+            raise ValueError(f"ModelConfig.num_features must be a positive whole number or a list of them, "
+                             f"got {self.num_features!r}")
+        if isinstance(self.num_features, (list, tuple)):
+            if len(self.num_features) != self.l_max + 1:
+                raise ValueError(f"ModelConfig.num_features lists {len(self.num_features)} channel counts; "
+                                 f"l_max = {self.l_max} needs {self.l_max + 1} (one for each l = 0..{self.l_max})")
+            self.num_features = [int(n) for n in self.num_features]
         if self.radial_layers < 0:
             raise ValueError(f"ModelConfig.radial_layers must be >= 0, got {self.radial_layers!r}")
         if self.dtype not in _DTYPES:
@@ -189,15 +202,19 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def features(self, l: int) -> int:
+        """Channels of the hidden irreps of rotation order ``l``."""
+        return self.num_features[l] if isinstance(self.num_features, list) else int(self.num_features)
+
     @property
     def hidden_irreps(self) -> o3.Irreps:
         """Hidden feature irreps, e.g. ``32x0e+32x0o+32x1o+32x1e+...`` (parity) or ``32x0e+32x1o+...``."""
         irreps = []
         for l in range(self.l_max + 1):
             natural = (-1) ** l
-            irreps.append((self.num_features, (l, natural)))
+            irreps.append((self.features(l), (l, natural)))
             if self.parity:
-                irreps.append((self.num_features, (l, -natural)))
+                irreps.append((self.features(l), (l, -natural)))
         return o3.Irreps(irreps)
 
     @property

@@ -83,7 +83,7 @@ class Potential(nn.Module):
         num_species = len(self.species)
         heads = _head_irreps(config)
 
-        self.embedding = SpeciesEmbedding(num_species, config.num_features)
+        self.embedding = SpeciesEmbedding(num_species, config.features(0))
         self.sh = o3.SphericalHarmonics(config.sh_irreps, normalize=True, normalization="component")
         self.radial = RadialEmbedding(config.r_cut, config.num_basis, config.cutoff_p)
         self.radial_species = bool(config.radial_species)
@@ -93,7 +93,7 @@ class Potential(nn.Module):
         # the last layer computes only what the readouts need: scalars for the energy, plus the
         # irreps of the optional heads
         needed = sorted({o3.Irrep("0e")} | {ir for irreps in heads.values() for _, ir in irreps})
-        last_target = o3.Irreps([(config.num_features, ir) for ir in needed])
+        last_target = o3.Irreps([(config.features(ir.l), ir) for ir in needed])
         layers = []
         irreps = self.embedding.irreps_out
         for index in range(config.num_layers):

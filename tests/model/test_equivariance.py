@@ -21,6 +21,19 @@ def test_molecule(dtype):
     assert_e3_equivariant(lambda a: evaluate(model, a), small_molecule(), seed=2, tol=TOL[dtype])
 
 
+@pytest.mark.parametrize("parity", [False, True])
+def test_channels_per_l(parity):
+    """num_features as a list: each l gets its own channel count (with both parities, each parity
+    of an l gets it); the model is equivariant and its heads still read their irreps."""
+    model = tiny_model(l_max=3, parity=parity, num_features=[8, 6, 4, 2], dipole=True,
+                       outputs={"polarizability": "1x0e+1x2e"})
+    hidden = model.config.hidden_irreps
+    assert [(mul, ir.l) for mul, ir in hidden if ir.p == (-1) ** ir.l] == [(8, 0), (6, 1), (4, 2), (2, 3)]
+    assert [(mul, ir.l) for mul, ir in hidden if ir.p != (-1) ** ir.l] == ([(8, 0), (6, 1), (4, 2), (2, 3)] if parity else [])
+    assert [(mul, ir.l) for mul, ir in model.layers[0].irreps_out] == [(8, 0), (6, 1), (4, 2), (2, 3)]
+    assert_e3_equivariant(lambda a: evaluate(model, a), triclinic_cell(3), seed=4, tol=TOL["float64"])
+
+
 def test_checker_catches_a_broken_model():
     """The equivariance helper must fail on a quantity that is not covariant."""
     model = tiny_model()

@@ -51,6 +51,7 @@ MODELS = {
     "3_layers_parity": {"num_layers": 3, "parity": True},
     "medium_irreps": {"num_layers": 3, "l_max": 3, "parity": False},  # the default preset's features
     "l_max_0": {"l_max": 0},
+    "channels_per_l": {"num_layers": 3, "l_max": 3, "parity": False, "num_features": [8, 6, 4, 2]},
     "heads": {"dipole": True, "outputs": {"polarizability": "1x0e+1x2e"}},
     "e3nn_backend": {"tp_backend": "e3nn"},
 }

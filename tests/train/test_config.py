@@ -131,3 +131,16 @@ def test_example_configs_load(name):
     config = load_config(Path(__file__).resolve().parents[2] / "examples" / "train" / name)
     assert Path(config.train_file).is_file()
     config.model_config()
+
+
+def test_channels_per_l_as_written_in_yaml(tmp_path):
+    """num_features as one number or one per l; a list of the wrong length or with a zero is
+    one line naming the option."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train_file: x.extxyz\nmodel: {l_max: 3, num_features: [32, 32, 32, 8]}\n")
+    assert str(load_config(path).model_config().hidden_irreps) == "32x0e+32x1o+32x2e+8x3o"
+    for value, message in (("[32, 16]", "needs 4"), ("[32, 0, 16, 8]", "positive whole number"),
+                           ("2.5", "is not a whole number")):
+        path.write_text(f"train_file: x.extxyz\nmodel: {{l_max: 3, num_features: {value}}}\n")
+        with pytest.raises(ValueError, match=message):
+            load_config(path)
