@@ -10,12 +10,12 @@ import math
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
-from ase.data import atomic_numbers, covalent_radii
 
 from . import frame_table
 from .neighbors import neighbor_list
 from .readers import Frame
 from ..model.config import pair_key
+from ..nn.repulsion import covalent_sum
 
 
 def species_counts(frames: Sequence[Frame], species: Sequence[str]) -> np.ndarray:
@@ -96,8 +96,7 @@ def repulsion_radii(frames: Sequence[Frame], species: Sequence[str]) -> Dict[str
     for each element pair whose closest approach in ``frames`` is shorter than the sum of its
     covalent radii, that distance (rounded down to 1 mÅ), so that the term acts only closer than
     any pair of the data; the other pairs keep the covalent sum and are left out."""
-    covalent = {pair_key(a, b): float(covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]])
-                for a in species for b in species}
+    covalent = {pair_key(a, b): covalent_sum(a, b) for a in species for b in species}
     closest = closest_pairs(frames, max(covalent.values()))
     return {key: math.floor(distance * 1000.0) / 1000.0 for key, distance in sorted(closest.items())
             if key in covalent and distance < covalent[key]}

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-from ase.data import atomic_numbers
 
 from ..data.dataset import LazyAtomicData, element_presence, split_indices, to_atomic_data
 from ..data.fingerprint import fingerprint
@@ -20,8 +19,8 @@ from ..data.store import StoreFrames, is_store
 from ..data.stats import average_num_neighbors, energy_shifts, force_rms, repulsion_radii
 from ..data.validate import DataValidationError, validate_frames
 from ..model import ModelConfig, Potential, build_model
-from ..model.config import RADII_FROM_DATA, pair_key
-from ..nn.repulsion import switch_off_radii
+from ..model.config import RADII_FROM_DATA
+from ..nn.repulsion import covalent_sum
 from .config import TrainConfig
 from .finetune import freeze, new_species_shifts, with_species
 
@@ -121,13 +120,11 @@ def training_species(train: Sequence[Frame], held_out: Sequence[Sequence[Frame]]
     return species
 
 
-def describe_repulsion(radii: dict, species) -> str:
+def describe_repulsion(radii: dict) -> str:
     """One log line: where the pair repulsion switches off."""
     if not radii:
         return "pair repulsion: switched off at the covalent-radius sum of every pair"
-    numbers = [atomic_numbers[s] for s in species]
-    sums = {pair_key(a, b): r for a, row in zip(species, switch_off_radii(numbers, {})) for b, r in zip(species, row)}
-    shown = ", ".join(f"{k} {r:.3f} Å" + (f" (covalent {sums[k]:.2f})" if k in sums else "") for k, r in radii.items())
+    shown = ", ".join(f"{k} {r:.3f} Å (covalent {covalent_sum(*k.split('-')):.2f})" for k, r in radii.items())
     return f"pair repulsion: switched off at {shown}; the other pairs at the covalent-radius sum"
 
 
@@ -185,7 +182,7 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
                              "force_rms_eV_per_A": scale, "avg_num_neighbors": model_config.avg_num_neighbors}
     if model_config.pair_repulsion == "zbl":
         summary["statistics"]["pair_repulsion_radii"] = model_config.pair_repulsion_radii
-        log(describe_repulsion(model_config.pair_repulsion_radii, species))
+        log(describe_repulsion(model_config.pair_repulsion_radii))
     if c.preload:
         convert = lambda frames: to_atomic_data(frames, species, model_config.r_cut)  # noqa: E731
     else:
