@@ -44,6 +44,14 @@ def canonical_pair_radii(radii: Dict[str, float]) -> Dict[str, float]:
     return dict(sorted(out.items()))
 
 
+def default_features(l_max: int) -> List[int]:
+    """The channels per ``l`` of a model whose ``num_features`` is unset: 32 scalars, 16 channels
+    of ``l = 1`` and ``l = 2``, 8 of each higher ``l`` (``[32, 16, 16, 8]`` at ``l_max = 3``).
+    The high-``l`` channels carry the small angular signal that tells close-packed stackings
+    apart and cost the most per channel."""
+    return [32] + [16] * min(l_max, 2) + [8] * max(l_max - 2, 0)
+
+
 @dataclass
 class ModelConfig:
     """Hyper-parameters of an mlff potential.
@@ -54,10 +62,13 @@ class ModelConfig:
         ``num_layers * r_cut``.
     num_layers : number of interaction (message-passing) layers.
     num_features : channels per irrep in the hidden features: one number for every ``l``, or a
-        list of ``l_max + 1`` numbers, the channels of ``l = 0, 1, ...`` (e.g. ``[32, 32, 32, 8]``:
-        fewer of the costly high-``l`` channels; with ``parity`` both parities of an ``l`` get its
-        count). ``[32, 16, 16, 8]`` took 0.62x the default's MD time and kept its fcc/hcp physics
-        on aluminium (docs/benchmarks/2026-12-05_channels_per_l.md).
+        list of ``l_max + 1`` numbers, the channels of ``l = 0, 1, ...`` (e.g. ``[32, 32, 32, 8]``;
+        with ``parity`` both parities of an ``l`` get its count). Unset (``None``, the default):
+        :func:`default_features`, 32 channels at ``l = 0``, 16 at ``l = 1, 2`` and 8 above, so
+        ``[32, 16, 16, 8]`` at ``l_max = 3``. Against 32 for every ``l`` that took 0.62x the MD
+        time and 0.42x the memory, kept the fcc/hcp physics on aluminium and ranked first on the
+        defaults suite (docs/benchmarks/2026-12-05_channels_per_l.md). The saved config holds
+        the list it resolved to.
     l_max : highest rotation order of the edge spherical harmonics and hidden features; ``0`` gives
         the invariant, distance-only model. 3 (the default) is the least that tells fcc from hcp:
         their nearest-neighbour shells have the same distances and the same l = 1 and l = 2
@@ -115,7 +126,7 @@ class ModelConfig:
 
     r_cut: float = 5.0
     num_layers: int = 3
-    num_features: Union[int, List[int]] = 32
+    num_features: Union[int, List[int], None] = None
     l_max: int = 3
     parity: bool = False
     num_basis: int = 8
@@ -134,7 +145,7 @@ class ModelConfig:
 
     PRESETS = {
         "small": dict(num_layers=2, num_features=16, l_max=1, parity=True, radial_hidden=32),
-        "medium": dict(num_layers=3, num_features=32, l_max=3, parity=False, radial_hidden=64),
+        "medium": dict(num_layers=3, num_features=None, l_max=3, parity=False, radial_hidden=64),
         "large": dict(num_layers=4, num_features=64, l_max=3, parity=True, radial_hidden=64),
     }
 
@@ -146,6 +157,8 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)!r}")
         if not (isinstance(self.l_max, int) and self.l_max >= 0):
             raise ValueError(f"ModelConfig.l_max must be an integer >= 0, got {self.l_max!r}")
+        if self.num_features is None:
+            self.num_features = default_features(self.l_max)
         counts = self.num_features if isinstance(self.num_features, (list, tuple)) else [self.num_features]
         if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in counts) or not counts:
             raise ValueError(f"ModelConfig.num_features must be a positive whole number or a list of them, "

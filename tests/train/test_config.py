@@ -42,7 +42,9 @@ def test_default_model_is_the_medium_preset_in_float32():
     model = TrainConfig(train_file="x.extxyz").model_config()
     medium = ModelConfig.preset("medium")
     assert (model.num_layers, model.num_features, model.l_max, model.parity, model.radial_hidden) == (
-        medium.num_layers, medium.num_features, medium.l_max, medium.parity, medium.radial_hidden) == (3, 32, 3, False, 64)
+        medium.num_layers, medium.num_features, medium.l_max, medium.parity, medium.radial_hidden) == (
+        3, [32, 16, 16, 8], 3, False, 64)
+    assert str(model.hidden_irreps) == "32x0e+16x1o+16x2e+8x3o"
     assert model.dtype == "float32"
     assert TrainConfig(train_file="x.extxyz", model={"preset": "small"}).model_config().dtype == "float64"
 
@@ -144,3 +146,23 @@ def test_channels_per_l_as_written_in_yaml(tmp_path):
         path.write_text(f"train_file: x.extxyz\nmodel: {{l_max: 3, num_features: {value}}}\n")
         with pytest.raises(ValueError, match=message):
             load_config(path)
+
+
+def test_unset_channels_follow_l_max_and_are_saved_resolved(tmp_path):
+    """Without num_features each l gets the default count for its order (32, 16, 16, 8, 8, ...),
+    whatever l_max the config or an override gives; the saved config holds the list, so a model
+    file does not change when the default does."""
+    from mlff.model.config import default_features
+
+    assert [default_features(l) for l in range(5)] == [
+        [32], [32, 16], [32, 16, 16], [32, 16, 16, 8], [32, 16, 16, 8, 8]]
+    assert ModelConfig.preset("medium", l_max=2).num_features == [32, 16, 16]
+    assert ModelConfig(l_max=1, parity=True).num_features == [32, 16]
+    assert str(ModelConfig(l_max=1, parity=True).hidden_irreps) == "32x0e+32x0o+16x1o+16x1e"
+    path = tmp_path / "c.yaml"
+    path.write_text("train_file: x.extxyz\nmodel: {l_max: 4, num_features: null}\n")
+    assert load_config(path).model_config().num_features == [32, 16, 16, 8, 8]
+    saved = ModelConfig().to_dict()
+    assert saved["num_features"] == [32, 16, 16, 8]
+    assert ModelConfig.from_saved(saved).num_features == [32, 16, 16, 8]
+    assert ModelConfig.from_saved({**saved, "num_features": 32}).num_features == 32  # a model saved before
