@@ -122,7 +122,7 @@ def calculator(atoms, setups=None, kpt_density=5.0, ecut=300.0, slab=False):
 
 
 def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kpt_density=5.0, ecut=300.0, phases=None,
-                    stacking_fault=False):
+                    stacking_fault=False, defects=False):
     """The physical reference of a cubic crystal in the form ``mlff physics --reference-values``
     reads: the equation of state on ``primitive`` (lattice constant of the cubic cell, energy per
     atom, bulk modulus), then C11, C12, C44 with the ions relaxed on ``cubic(a0)`` (a function of
@@ -131,8 +131,11 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     cells of the same element(s) near their equilibrium by name (``{"Al:bcc": atoms}``), whose
     equations of state are added (for the relative phase energies; cells that are not cubic, such
     as hcp, with their shape relaxed at each volume). ``stacking_fault``: also the intrinsic
-    stacking fault energy of the (fcc) crystal, on a 12-plane (111) column with one fault. Records
-    already in ``out`` are kept, so an interrupted run resumes."""
+    stacking fault energy of the (fcc) crystal, on a 12-plane (111) column with one fault.
+    ``defects``: also the vacancy formation energy (the supercell ``mlff.physics`` uses, ions
+    relaxed) and the surface energies of the (fcc or bcc) crystal's facets (6-plane slabs, one
+    k-point along their normal). Records already in ``out`` are kept, and each property is saved
+    when done, so an interrupted run resumes."""
     import json
 
     from mlff.physics import (cubic_elastic_constants, equation_of_state, lattice_kind, stacking_fault_energy,
@@ -180,6 +183,8 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
                                         f"({grid}), ions relaxed")
         print(f"{crystal}: stacking fault {main['reference']['stacking_fault']:.1f} mJ/m^2", flush=True)
         save()
+    if defects:
+        _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save)
     for name, atoms in (phases or {}).items():
         formula = atoms.get_chemical_formula()
         if name in known or formula in known:
@@ -197,4 +202,35 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
               flush=True)
         records.append({"crystal": f"{name}:{eos['lattice_constant']:.4g}", "formula": formula,
                         "reference": {**eos, "formula": formula, "method": method + extra}})
+        save()
+
+
+def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
+    """The surface and vacancy energies of ``write_reference``'s ``defects``, added to the record
+    ``main`` one by one (``save`` after each; the vacancy, the costliest, last)."""
+    from mlff.physics import FACETS, cubic_element, surface_cells, surface_energy, vacancy_formation_energy
+
+    reference = main["reference"]
+    symbol, a0 = crystal.split(":")[0], reference["lattice_constant"]
+    cell = cubic(a0)
+    lattice = cubic_element(cell)
+    density = max(kpt_density, 8.0)  # as for the stacking fault: a metal's planar energies need it
+    for facet in FACETS.get(lattice, ()):
+        if f"surface_{facet}" in reference:
+            continue
+        column, slab = surface_cells(symbol, lattice, facet, a0)
+        energy = surface_energy(symbol, lattice, facet, a0, calculator(column, setups, density, ecut),
+                                fmax=0.01, slab_calc=calculator(slab, setups, density, ecut, slab=True))
+        reference[f"surface_{facet}"] = round(energy, 1)
+        if "surfaces" not in reference["method"]:
+            reference["method"] += (f"; surfaces: 6-plane slabs with 8 Å of vacuum a side at k-point density "
+                                    f"{density:g}, ions relaxed")
+        print(f"{crystal}: surface ({facet}) {energy:.1f} mJ/m^2", flush=True)
+        save()
+    if "vacancy" not in reference:
+        probe = cell.repeat((2, 2, 2))  # k-points of the supercell (vacancy_formation_energy's default size)
+        vacancy = vacancy_formation_energy(cell, calculator(probe, setups, kpt_density, ecut), fmax=0.01)
+        reference.update(vacancy=round(vacancy["vacancy"], 4), vacancy_sites=vacancy["vacancy_sites"])
+        reference["method"] += f"; vacancy in {vacancy['vacancy_sites']} sites, ions relaxed"
+        print(f"{crystal}: vacancy {reference['vacancy']:.3f} eV ({vacancy['vacancy_sites']} sites)", flush=True)
         save()

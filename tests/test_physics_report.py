@@ -161,7 +161,8 @@ def test_hexagonal_crystals_relax_c_over_a_and_get_five_elastic_constants():
     energy-volume fit (shape relaxed at each volume) is the Reuss bound
     ((C11 + C12) C33 - 2 C13^2) / (C11 + C12 + 2 C33 - 4 C13), and an xy shear gives C66 =
     (C11 - C12) / 2 (isotropy in the basal plane, so the cell's axes are where the code assumes)."""
-    from mlff.physics import _stress_derivatives, lattice_kind
+    from mlff.physics import lattice_kind
+    from mlff.physics.crystal import _stress_derivatives
 
     low, high = (crystal_properties(parse_crystal(text), EMT()) for text in ("Cu:hcp:2.55:4.0", "Cu:hcp:2.55:4.3"))
     assert high["c_over_a"] == pytest.approx(low["c_over_a"], abs=1e-3)

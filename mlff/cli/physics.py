@@ -1,5 +1,5 @@
 """``mlff physics MODEL CRYSTAL... [--reference emt|model.pt] [--reference-values ref.json]``:
-lattice constant, energy, bulk modulus, elastic constants (phonons, stacking faults) of a fitted potential
+lattice constant, energy, bulk modulus, elastic constants (phonons, stacking faults, vacancies, surfaces) of a fitted potential
 beside a reference; the energies of crystals of one composition relative to the lowest; figures."""
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also phonon frequencies at these high-symmetry points (default G X)")
     parser.add_argument("--stacking-fault", action="store_true",
                         help="also the intrinsic stacking fault energy of fcc elements (mJ/m^2)")
+    parser.add_argument("--defects", action="store_true",
+                        help="also the vacancy formation energy (eV) of element crystals and the surface energies "
+                             "(mJ/m^2) of fcc (111, 100) and bcc (110, 100) elements")
     parser.add_argument("--no-relax", action="store_true", help="keep the ions (and the cell's shape) fixed under strain")
     parser.add_argument("--json", metavar="FILE", help="write the properties and the comparison as JSON")
     parser.add_argument("--plot", metavar="DIR", help="write a figure per crystal (E-V curve, elastic constants)")
@@ -52,7 +55,7 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import ELASTIC, SCALARS, UNITS, compare, comparison_table, crystal_properties, is_fcc_element, lattice_kind, \
+    from ..physics import ELASTIC, SCALARS, SURFACES, UNITS, compare, comparison_table, crystal_properties, is_fcc_element, lattice_kind, \
         parse_crystal, phase_energies, phase_table, plot_report, read_reference, reference_calculator
 
     if args.reference and args.reference_values:
@@ -69,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
         fault = args.stacking_fault and is_fcc_element(atoms)
         if args.stacking_fault and not fault:
             print(f"{text}: no stacking fault energy (computed for fcc elements)")
-        options = dict(phonons=here, relax=not args.no_relax, stacking_fault=fault)
+        defects = args.defects and len(set(atoms.get_chemical_symbols())) == 1
+        if args.defects and not defects:
+            print(f"{text}: no defect energies (computed for element crystals)")
+        options = dict(phonons=here, relax=not args.no_relax, stacking_fault=fault, defects=defects)
         ours = crystal_properties(atoms, calc, progress=_bar(f"{text}, model"), **options)
         record = {"crystal": text, "formula": ours["formula"], "model": ours}
         theirs = None
@@ -95,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
                   + (f", c/a {ours['c_over_a']:.4f}" if "c_over_a" in ours else "")
                   + f", E0 {ours['energy']:.4f} eV/atom, B {ours['bulk_modulus']:.1f} GPa"
                   + "".join(f", {k} {ours[k]:.1f} GPa" for k in ELASTIC if k in ours)
-                  + (f", stacking fault {ours['stacking_fault']:.1f} mJ/m^2" if "stacking_fault" in ours else ""))
+                  + (f", stacking fault {ours['stacking_fault']:.1f} mJ/m^2" if "stacking_fault" in ours else "")
+                  + (f", vacancy {ours['vacancy']:.3f} eV ({ours['vacancy_sites']} sites)" if "vacancy" in ours else "")
+                  + "".join(f", surface ({k[8:]}) {ours[k]:.0f} mJ/m^2" for k in SURFACES if k in ours))
         records.append(record)
     phases = phase_energies(records)
     if phases:

@@ -1,0 +1,41 @@
+"""Physical properties of a potential, next to a reference: what to check before trusting a fit.
+
+Mean errors on test frames can look excellent while a crystal's ground state sits far off or its
+stiffness is half the reference. :func:`crystal_properties` computes, for a crystal and any ASE
+calculator (an mlff model, EMT, a DFT code):
+
+- the energy-volume curve (cell scaled uniformly, ions relaxed where the structure has free
+  coordinates), fitted by a Birch-Murnaghan equation of state: equilibrium volume, lattice
+  constant, energy per atom and bulk modulus;
+- for cubic crystals, the elastic constants C11, C12 and C44, and for hexagonal ones (hcp,
+  wurtzite) C11, C12, C13, C33 and C44, from stresses at +-``strain`` (central differences) with
+  the ions relaxed at each strain (the relaxed-ion constants DFT codes report);
+- for cells that are not cubic, the shape is relaxed at each volume too (c/a of hexagonal
+  crystals, reported as ``c_over_a``), so that phases compare at their own equilibria (hcp
+  against fcc);
+- optionally, phonon frequencies at high-symmetry points (finite displacements in a supercell,
+  ASE's ``Phonons``), for fcc elements the intrinsic stacking fault energy, and for element
+  crystals the vacancy formation energy and (fcc, bcc) surface energies
+  (:mod:`mlff.physics.defects`).
+
+:func:`compare` sets a model's numbers beside a reference's (computed with the reference
+calculator, or read from a JSON file of an earlier :func:`crystal_properties` run with DFT) and
+gives each property's error (:mod:`mlff.physics.report`). Units: Å, eV/atom, GPa, THz, eV (vacancy),
+mJ/m^2 (planar defects and surfaces).
+"""
+
+
+from .cells import lattice_kind, relax
+from .crystal import (GPA, SPECIAL_POINTS, crystal_properties, cubic_elastic_constants, equation_of_state,
+                      hexagonal_elastic_constants, phonon_frequencies)
+from .defects import (FACETS, MJ_PER_M2, cubic_element, defect_energies, is_fcc_element, stacking_fault_energy,
+                      surface_cells, surface_energy, vacancy_formation_energy)
+from .report import (ELASTIC, HEXAGONAL, SCALARS, SURFACES, UNITS, compare, comparison_table, parse_crystal,
+                     phase_energies, phase_table, plot_report, read_reference, reference_calculator, structure_name)
+
+__all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "MJ_PER_M2", "SCALARS", "SPECIAL_POINTS", "SURFACES", "UNITS",
+           "compare", "comparison_table", "crystal_properties", "cubic_elastic_constants", "cubic_element",
+           "defect_energies", "equation_of_state", "hexagonal_elastic_constants", "is_fcc_element", "lattice_kind",
+           "parse_crystal", "phase_energies", "phase_table", "phonon_frequencies", "plot_report", "read_reference",
+           "reference_calculator", "relax", "stacking_fault_energy", "structure_name", "surface_cells", "surface_energy",
+           "vacancy_formation_energy"]

@@ -1,0 +1,153 @@
+"""Defect energies of element crystals: what sets plasticity, diffusion and fracture, and what a
+fit to bulk frames can miss while its mean errors look fine.
+
+- :func:`stacking_fault_energy`: the intrinsic stacking fault of an fcc element (mJ/m^2);
+- :func:`vacancy_formation_energy`: a vacancy in a periodic supercell (eV);
+- :func:`surface_energy`: a periodic slab against the same column of planes without vacuum
+  (mJ/m^2), for the low-index facets of fcc and bcc elements (:data:`FACETS`).
+
+Each relaxes the ions at a fixed cell (the relaxed energies DFT codes report) and takes any ASE
+calculator, so a DFT reference comes from the same function as the model's value.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from ase import Atoms, units
+
+from .cells import lattice_kind, relax as relax_ions
+
+MJ_PER_M2 = units._e * 1e20 * 1e3  # eV/Å^2 -> mJ/m^2
+
+
+_SITES = {"fcc": [(0.0, 0.0, 0.0), (0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 0.0)],
+          "bcc": [(0.0, 0.0, 0.0), (0.5, 0.5, 0.5)]}
+# the facets whose surface energies are computed (built by ase.build's fcc111, fcc100, bcc110, bcc100)
+FACETS = {"fcc": ("111", "100"), "bcc": ("110", "100")}
+
+
+def cubic_element(atoms: Atoms) -> Optional[str]:
+    """``"fcc"`` or ``"bcc"`` when ``atoms`` is the conventional cubic cell of an element of that
+    lattice (4 or 2 atoms of one species), otherwise ``None``."""
+    if len(set(atoms.get_chemical_symbols())) != 1 or lattice_kind(atoms) != "cubic":
+        return None
+    scaled = np.round(np.mod(atoms.get_scaled_positions() - atoms.get_scaled_positions()[0], 1.0), 6) % 1.0
+    sites = sorted(map(tuple, scaled))
+    return next((name for name, expected in _SITES.items() if sites == expected), None)
+
+
+def is_fcc_element(atoms: Atoms) -> bool:
+    """Whether ``atoms`` is the conventional cubic cell of an fcc element (4 atoms of one species)."""
+    return cubic_element(atoms) == "fcc"
+
+
+def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: int = 12, relax: bool = True,
+                          fmax: float = 1e-3) -> float:
+    """The intrinsic stacking fault energy (mJ/m^2) of an fcc element at ``lattice_constant``: a
+    periodic column of ``layers`` (111) planes (a multiple of 3; 12 puts the faults 12 planes
+    apart) against the same column whose third cell vector is shifted by a partial Burgers
+    vector (a/6 <112>), which leaves one fault (...ABCBCA...: two planes in hcp stacking) per
+    cell; ions relaxed at the fixed cells. The stacking fault energy is what sets dislocation
+    splitting and twinning in fcc metals; a fit that misses hcp against fcc misses it too."""
+    from ase.build import fcc111
+
+    if layers % 3:
+        raise ValueError(f"layers must be a multiple of 3 (fcc's ABC stacking), not {layers}")
+    perfect = fcc111(symbol, size=(1, 1, layers), a=lattice_constant, vacuum=None, periodic=True)
+    faulted = perfect.copy()
+    cell = faulted.cell.array.copy()
+    cell[2] += (cell[0] + cell[1]) / 3.0  # the partial Burgers vector across the periodic boundary
+    faulted.set_cell(cell, scale_atoms=False)
+    energies = []
+    for column in (perfect, faulted):
+        column.calc = calc
+        if relax:
+            relax_ions(column, fmax, 200)
+        energies.append(column.get_potential_energy())
+    area = float(np.linalg.norm(np.cross(cell[0], cell[1])))
+    return float((energies[1] - energies[0]) / area * MJ_PER_M2)
+
+
+def vacancy_formation_energy(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_length: float = 8.0,
+                             relax: bool = True, fmax: float = 1e-3) -> Dict[str, float]:
+    """The formation energy of a vacancy in the element crystal ``atoms`` (its cell at equilibrium):
+    ``E(N - 1) - (N - 1) / N * E(N)`` (eV) for a supercell of ``N`` sites, ``atoms`` repeated
+    ``repeat`` times (default: along each cell vector the fewest times that make it at least
+    ``min_length`` Å: 2x2x2 conventional fcc cells of aluminium, 32 sites), one atom removed and
+    the others relaxed at the fixed cell. The vacancy sees its periodic images, so a reference
+    must use the same supercell: ``vacancy_sites`` gives its ``N``."""
+    if len(set(atoms.get_chemical_symbols())) != 1:
+        raise ValueError(f"the vacancy formation energy is computed for element crystals, not "
+                         f"{atoms.get_chemical_formula()}")
+    if repeat is None:
+        repeat = tuple(max(1, int(np.ceil(min_length / length - 1e-9))) for length in atoms.cell.lengths())
+    perfect = atoms.repeat(repeat)
+    perfect.calc = calc
+    if relax:  # a crystal at equilibrium: nothing to do, except for free coordinates the cell left
+        relax_ions(perfect, fmax)
+    e_perfect = perfect.get_potential_energy()
+    defect = perfect.copy()
+    del defect[0]
+    defect.calc = calc
+    if relax:
+        relax_ions(defect, fmax)
+    n = len(perfect)
+    return {"vacancy": float(defect.get_potential_energy() - (n - 1) / n * e_perfect), "vacancy_sites": n}
+
+
+def surface_cells(symbol: str, lattice: str, facet: str, lattice_constant: float, layers: int = 6,
+                  vacuum: float = 8.0) -> Tuple[Atoms, Atoms]:
+    """The cells of :func:`surface_energy`: a periodic column of ``layers`` ``facet`` planes (the
+    bulk) and the same planes as a slab with ``vacuum`` Å on either side."""
+    from ase import build
+
+    builder = getattr(build, f"{lattice}{facet}", None)
+    if lattice not in FACETS or facet not in FACETS[lattice] or builder is None:
+        raise ValueError(f"surface energies are computed for the facets {FACETS}, not {lattice} ({facet})")
+    period = 3 if (lattice, facet) == ("fcc", "111") else 2  # ABC or AB stacking
+    if layers % period:
+        raise ValueError(f"a periodic column of {lattice} ({facet}) planes needs a multiple of {period} layers, "
+                         f"not {layers}")
+    column = builder(symbol, size=(1, 1, layers), a=lattice_constant, vacuum=None, periodic=True)
+    slab = column.copy()
+    slab.center(vacuum=vacuum, axis=2)
+    return column, slab
+
+
+def surface_energy(symbol: str, lattice: str, facet: str, lattice_constant: float, calc, layers: int = 6,
+                   vacuum: float = 8.0, relax: bool = True, fmax: float = 1e-3, slab_calc=None) -> float:
+    """The energy (mJ/m^2) of the ``facet`` surface (``"111"``, ``"100"``, ``"110"``: :data:`FACETS`)
+    of the ``lattice`` (fcc or bcc) element ``symbol``: a slab of ``layers`` planes, periodic in
+    its plane with ``vacuum`` Å on either side, against the same column of planes without the
+    vacuum (the bulk, with the same in-plane cell and atoms), divided by its two faces; the slab's
+    ions relaxed at the fixed cell. ``slab_calc``: a calculator for the slab (a DFT code's,
+    with one k-point along the normal), ``calc`` otherwise."""
+    column, slab = surface_cells(symbol, lattice, facet, lattice_constant, layers, vacuum)
+    column.calc = calc
+    slab.calc = slab_calc if slab_calc is not None else calc
+    if relax:
+        relax_ions(slab, fmax)
+    area = float(np.linalg.norm(np.cross(column.cell[0], column.cell[1])))
+    return float((slab.get_potential_energy() - column.get_potential_energy()) / (2.0 * area) * MJ_PER_M2)
+
+
+def defect_energies(atoms: Atoms, lattice_constant: float, calc, relax: bool = True,
+                    step=lambda what: None) -> Dict[str, float]:
+    """The vacancy formation energy of the element crystal ``atoms`` (at equilibrium) and, for fcc
+    and bcc elements, the surface energies of :data:`FACETS` at ``lattice_constant``:
+    ``{"vacancy": eV, "vacancy_sites": N, "surface_111": mJ/m^2, ...}``; ``step(what)`` after each."""
+    out: Dict[str, float] = dict(vacancy_formation_energy(atoms, calc, relax=relax))
+    step("vacancy")
+    lattice = cubic_element(atoms)
+    for facet in FACETS.get(lattice, ()):
+        out[f"surface_{facet}"] = surface_energy(atoms.get_chemical_symbols()[0], lattice, facet, lattice_constant,
+                                                 calc, relax=relax)
+        step(f"surface ({facet})")
+    return out
+
+
+def defect_steps(atoms: Atoms) -> int:
+    """How many ``step`` calls :func:`defect_energies` makes for ``atoms``."""
+    return 1 + len(FACETS.get(cubic_element(atoms), ()))
