@@ -7,7 +7,8 @@ then evaluate each deployed model on held-out test frames. Prints a table.
 
 Each ``--variant`` is a list of training options (YAML values; ``model.KEY=VALUE`` sets a model
 option); the first word may be a name without ``=``. Frames are split once (seeded): ``--test``
-frames held out, ``--valid`` frames for validation, the rest for training.
+frames held out, ``--valid`` frames for validation, the rest for training (with the frames of
+``--extra-train`` files, which change neither the validation nor the test frames).
 """
 
 import argparse
@@ -54,6 +55,9 @@ def main():
     add_split_arguments(parser, budget="10m", test=100)
     parser.add_argument("--variant", nargs="*", action="append", default=None)
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--extra-train", nargs="+", default=[], metavar="FILE",
+                        help="labelled frames added to the training split only (the validation and test "
+                             "frames stay those of --data)")
     args = parser.parse_args()
 
     import mlff
@@ -61,6 +65,8 @@ def main():
     from mlff.evaluation import error_metrics, predict_frames
 
     train, valid, test = split_frames(read(args.data, ":"), args.test, args.valid)
+    for path in args.extra_train:
+        train = train + read(path, ":")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mlff-fit-"))
     workdir.mkdir(parents=True, exist_ok=True)
     for name, subset in (("train", train), ("valid", valid), ("test", test)):
