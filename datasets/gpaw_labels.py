@@ -208,7 +208,8 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
 def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
     """The surface and vacancy energies of ``write_reference``'s ``defects``, added to the record
     ``main`` one by one (``save`` after each; the vacancy, the costliest, last)."""
-    from mlff.physics import FACETS, cubic_element, surface_cells, surface_energy, vacancy_formation_energy
+    from mlff.physics import (FACETS, cubic_element, surface_cells, surface_energy, vacancy_formation_energy,
+                              vacancy_supercell)
 
     reference = main["reference"]
     symbol, a0 = crystal.split(":")[0], reference["lattice_constant"]
@@ -228,7 +229,7 @@ def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
         print(f"{crystal}: surface ({facet}) {energy:.1f} mJ/m^2", flush=True)
         save()
     if "vacancy" not in reference:
-        probe = cell.repeat((2, 2, 2))  # k-points of the supercell (vacancy_formation_energy's default size)
+        probe = cell.repeat(vacancy_supercell(cell))  # the supercell's k-points
         vacancy = vacancy_formation_energy(cell, calculator(probe, setups, kpt_density, ecut), fmax=0.01)
         reference.update(vacancy=round(vacancy["vacancy"], 4), vacancy_sites=vacancy["vacancy_sites"])
         reference["method"] += f"; vacancy in {vacancy['vacancy_sites']} sites, ions relaxed"

@@ -55,7 +55,7 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import ELASTIC, SCALARS, SURFACES, UNITS, compare, comparison_table, crystal_properties, is_fcc_element, lattice_kind, \
+    from ..physics import ELASTIC, SCALARS, SURFACES, UNITS, compare, comparison_table, crystal_properties, is_element, is_fcc_element, lattice_kind, \
         parse_crystal, phase_energies, phase_table, plot_report, read_reference, reference_calculator
 
     if args.reference and args.reference_values:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         fault = args.stacking_fault and is_fcc_element(atoms)
         if args.stacking_fault and not fault:
             print(f"{text}: no stacking fault energy (computed for fcc elements)")
-        defects = args.defects and len(set(atoms.get_chemical_symbols())) == 1
+        defects = args.defects and is_element(atoms)
         if args.defects and not defects:
             print(f"{text}: no defect energies (computed for element crystals)")
         options = dict(phonons=here, relax=not args.no_relax, stacking_fault=fault, defects=defects)

@@ -10,17 +10,12 @@ from ase.data import chemical_symbols
 from e3nn import o3
 
 from ..nn.interaction import TP_BACKENDS
+from ..nn.repulsion import pair_key
 from ..options import parse_fields, reject_unknown
 
 _DTYPES = ("float32", "float64")
 PAIR_REPULSIONS = ("zbl", "none")
 RADII_FROM_DATA = "data"  # ModelConfig.pair_repulsion_radii: training sets them from its frames
-
-
-def pair_key(a: str, b: str) -> str:
-    """The name of an element pair in :attr:`ModelConfig.pair_repulsion_radii`: ``"C-H"`` (the two
-    symbols in alphabetical order)."""
-    return "-".join(sorted((a, b)))
 
 
 def canonical_pair_radii(radii: Dict[str, float]) -> Dict[str, float]:

@@ -31,6 +31,12 @@ ZBL_SCREENING = ((0.18175, 3.19980), (0.50986, 0.94229), (0.28022, 0.40290), (0.
 ZBL_LENGTH = 0.46850  # Å (0.8854 Bohr)
 
 
+def pair_key(a: str, b: str) -> str:
+    """The name of an element pair in a radius mapping (``ModelConfig.pair_repulsion_radii``):
+    ``"C-H"``, the two symbols in alphabetical order."""
+    return "-".join(sorted((a, b)))
+
+
 def covalent_sum(a: str, b: str) -> float:
     """The default switch-off radius of elements ``a`` and ``b``: the sum of their covalent radii (Å)."""
     return float(covalent_radii[chemical_symbols.index(a)] + covalent_radii[chemical_symbols.index(b)])
@@ -41,7 +47,7 @@ def switch_off_radii(atomic_numbers: List[int], radii: Dict[str, float]) -> List
     element pair (keyed as ``"C-H"``, symbols in alphabetical order), else the covalent-radius
     sum."""
     symbols = [chemical_symbols[n] for n in atomic_numbers]
-    return [[float(radii.get("-".join(sorted((a, b))), covalent_sum(a, b))) for b in symbols] for a in symbols]
+    return [[float(radii.get(pair_key(a, b), covalent_sum(a, b))) for b in symbols] for a in symbols]
 
 
 @compile_mode("script")

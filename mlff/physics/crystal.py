@@ -12,7 +12,7 @@ import numpy as np
 from ase import Atoms, units
 
 from .cells import lattice_kind, relax as relax_ions
-from .defects import defect_energies, defect_steps, is_fcc_element, stacking_fault_energy
+from .defects import defect_energies, defect_steps, is_element, is_fcc_element, stacking_fault_energy
 
 GPA = units.GPa  # eV/Å^3 per GPa
 # high-symmetry points (fractional, in the reciprocal basis of the conventional cubic cell)
@@ -151,14 +151,15 @@ def phonon_frequencies(atoms: Atoms, calc, points: Sequence[str] = ("G", "X"), s
 def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequence[str] = (),
                        relax: bool = True, stacking_fault: bool = False, defects: bool = False,
                        progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, object]:
-    """The properties of the module docstring for one crystal (its cell near equilibrium): the
-    equation of state (with ``relax``, ions relaxed, and the shape too where the cell is not
-    cubic), and at the fitted equilibrium the elastic constants (cubic and hexagonal cells), the
-    phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells) and with
-    ``stacking_fault`` the intrinsic stacking fault energy (``stacking_fault``, mJ/m^2; fcc
-    elements), with ``defects`` the vacancy formation energy (element crystals) and surface
-    energies (fcc and bcc elements) of :func:`mlff.physics.defects.defect_energies`. ``progress(done, total, what)`` is called after each of its relaxations and
-    calculations (a progress bar's hook)."""
+    """The properties of the module docstring for one crystal (its cell near equilibrium):
+    the equation of state (with ``relax``, ions relaxed, and the shape too where the cell is
+    not cubic), and at the fitted equilibrium the elastic constants (cubic and hexagonal
+    cells), the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells) and
+    with ``stacking_fault`` the intrinsic stacking fault energy (``stacking_fault``, mJ/m^2;
+    fcc elements), with ``defects`` the vacancy formation energy (element crystals) and
+    surface energies (fcc and bcc elements) of :func:`mlff.physics.defects.defect_energies`.
+    ``progress(done, total, what)`` is called after each of its relaxations and calculations
+    (a progress bar's hook)."""
     atoms = atoms.copy()
     kind = lattice_kind(atoms)
     shape = relax and kind != "cubic"
@@ -177,7 +178,7 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
         raise ValueError("phonons at high-symmetry points need the conventional cubic cell")
     if stacking_fault and not is_fcc_element(atoms):
         raise ValueError("the stacking fault energy is computed for fcc elements (their conventional cubic cell)")
-    if defects and len(set(atoms.get_chemical_symbols())) != 1:
+    if defects and not is_element(atoms):
         raise ValueError("defect energies are computed for element crystals")
     eos = equation_of_state(atoms, calc, points=points, relax=relax, step=step, shape=shape)
     atoms.set_cell(np.asarray(eos["cell"]), scale_atoms=True)

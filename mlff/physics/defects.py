@@ -28,10 +28,15 @@ _SITES = {"fcc": [(0.0, 0.0, 0.0), (0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 
 FACETS = {"fcc": ("111", "100"), "bcc": ("110", "100")}
 
 
+def is_element(atoms: Atoms) -> bool:
+    """Whether ``atoms`` holds one species (the crystals whose vacancy :func:`defect_energies` computes)."""
+    return len(set(atoms.get_chemical_symbols())) == 1
+
+
 def cubic_element(atoms: Atoms) -> Optional[str]:
     """``"fcc"`` or ``"bcc"`` when ``atoms`` is the conventional cubic cell of an element of that
     lattice (4 or 2 atoms of one species), otherwise ``None``."""
-    if len(set(atoms.get_chemical_symbols())) != 1 or lattice_kind(atoms) != "cubic":
+    if not is_element(atoms) or lattice_kind(atoms) != "cubic":
         return None
     scaled = np.round(np.mod(atoms.get_scaled_positions() - atoms.get_scaled_positions()[0], 1.0), 6) % 1.0
     sites = sorted(map(tuple, scaled))
@@ -51,11 +56,7 @@ def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: in
     vector (a/6 <112>), which leaves one fault (...ABCBCA...: two planes in hcp stacking) per
     cell; ions relaxed at the fixed cells. The stacking fault energy is what sets dislocation
     splitting and twinning in fcc metals; a fit that misses hcp against fcc misses it too."""
-    from ase.build import fcc111
-
-    if layers % 3:
-        raise ValueError(f"layers must be a multiple of 3 (fcc's ABC stacking), not {layers}")
-    perfect = fcc111(symbol, size=(1, 1, layers), a=lattice_constant, vacuum=None, periodic=True)
+    perfect = plane_column(symbol, "fcc", "111", lattice_constant, layers)
     faulted = perfect.copy()
     cell = faulted.cell.array.copy()
     cell[2] += (cell[0] + cell[1]) / 3.0  # the partial Burgers vector across the periodic boundary
@@ -78,12 +79,10 @@ def vacancy_formation_energy(atoms: Atoms, calc, repeat: Optional[tuple] = None,
     ``min_length`` Å: 2x2x2 conventional fcc cells of aluminium, 32 sites), one atom removed and
     the others relaxed at the fixed cell. The vacancy sees its periodic images, so a reference
     must use the same supercell: ``vacancy_sites`` gives its ``N``."""
-    if len(set(atoms.get_chemical_symbols())) != 1:
+    if not is_element(atoms):
         raise ValueError(f"the vacancy formation energy is computed for element crystals, not "
                          f"{atoms.get_chemical_formula()}")
-    if repeat is None:
-        repeat = tuple(max(1, int(np.ceil(min_length / length - 1e-9))) for length in atoms.cell.lengths())
-    perfect = atoms.repeat(repeat)
+    perfect = atoms.repeat(repeat or vacancy_supercell(atoms, min_length))
     perfect.calc = calc
     if relax:  # a crystal at equilibrium: nothing to do, except for free coordinates the cell left
         relax_ions(perfect, fmax)
@@ -97,10 +96,16 @@ def vacancy_formation_energy(atoms: Atoms, calc, repeat: Optional[tuple] = None,
     return {"vacancy": float(defect.get_potential_energy() - (n - 1) / n * e_perfect), "vacancy_sites": n}
 
 
-def surface_cells(symbol: str, lattice: str, facet: str, lattice_constant: float, layers: int = 6,
-                  vacuum: float = 8.0) -> Tuple[Atoms, Atoms]:
-    """The cells of :func:`surface_energy`: a periodic column of ``layers`` ``facet`` planes (the
-    bulk) and the same planes as a slab with ``vacuum`` Å on either side."""
+def vacancy_supercell(atoms: Atoms, min_length: float = 8.0) -> Tuple[int, int, int]:
+    """How many times :func:`vacancy_formation_energy` repeats ``atoms`` along each cell vector:
+    the fewest that make it at least ``min_length`` Å (2x2x2 for fcc aluminium's cubic cell)."""
+    return tuple(max(1, int(np.ceil(min_length / length - 1e-9))) for length in atoms.cell.lengths())
+
+
+def plane_column(symbol: str, lattice: str, facet: str, lattice_constant: float, layers: int) -> Atoms:
+    """A periodic column of ``layers`` ``facet`` planes of the ``lattice`` (fcc or bcc) element
+    ``symbol``, one atom per plane (ASE's ``fcc111``, ``fcc100``, ``bcc110``, ``bcc100``); the layer
+    count must keep the stacking periodic (a multiple of 3 for fcc (111), of 2 otherwise)."""
     from ase import build
 
     builder = getattr(build, f"{lattice}{facet}", None)
@@ -110,7 +115,14 @@ def surface_cells(symbol: str, lattice: str, facet: str, lattice_constant: float
     if layers % period:
         raise ValueError(f"a periodic column of {lattice} ({facet}) planes needs a multiple of {period} layers, "
                          f"not {layers}")
-    column = builder(symbol, size=(1, 1, layers), a=lattice_constant, vacuum=None, periodic=True)
+    return builder(symbol, size=(1, 1, layers), a=lattice_constant, vacuum=None, periodic=True)
+
+
+def surface_cells(symbol: str, lattice: str, facet: str, lattice_constant: float, layers: int = 6,
+                  vacuum: float = 8.0) -> Tuple[Atoms, Atoms]:
+    """The cells of :func:`surface_energy`: a periodic column of ``layers`` ``facet`` planes (the
+    bulk) and the same planes as a slab with ``vacuum`` Å on either side."""
+    column = plane_column(symbol, lattice, facet, lattice_constant, layers)
     slab = column.copy()
     slab.center(vacuum=vacuum, axis=2)
     return column, slab

@@ -24,7 +24,8 @@ def compare(model: Dict[str, object], reference: Dict[str, object]) -> Dict[str,
     energies of supercells of different sizes (``vacancy_sites``) are not compared."""
     rows: Dict[str, Dict[str, float]] = {}
     for key in SCALARS:
-        if key == "vacancy" and model.get("vacancy_sites") != reference.get("vacancy_sites", model.get("vacancy_sites")):
+        sites = model.get("vacancy_sites")
+        if key == "vacancy" and reference.get("vacancy_sites", sites) != sites:
             continue
         if key in model and key in reference:
             mine, ref = float(model[key]), float(reference[key])
