@@ -23,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stacking-fault", action="store_true",
                         help="also the intrinsic stacking fault energy of fcc elements (mJ/m^2)")
     parser.add_argument("--defects", action="store_true",
-                        help="also the vacancy formation energy (eV) of element crystals and the surface energies "
-                             "(mJ/m^2) of fcc (111, 100) and bcc (110, 100) elements")
+                        help="also the vacancy formation energy (eV) of element crystals, and of fcc and bcc elements "
+                             "the vacancy's migration energy (eV) and the surface energies (mJ/m^2) of fcc (111, 100) "
+                             "and bcc (110, 100)")
     parser.add_argument("--no-relax", action="store_true", help="keep the ions (and the cell's shape) fixed under strain")
     parser.add_argument("--json", metavar="FILE", help="write the properties and the comparison as JSON")
     parser.add_argument("--plot", metavar="DIR", help="write a figure per crystal (E-V curve, elastic constants)")
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                   + "".join(f", {k} {ours[k]:.1f} GPa" for k in ELASTIC if k in ours)
                   + (f", stacking fault {ours['stacking_fault']:.1f} mJ/m^2" if "stacking_fault" in ours else "")
                   + (f", vacancy {ours['vacancy']:.3f} eV ({ours['vacancy_sites']} sites)" if "vacancy" in ours else "")
+                  + (f", migration {ours['vacancy_migration']:.3f} eV" if "vacancy_migration" in ours else "")
                   + "".join(f", surface ({k[8:]}) {ours[k]:.0f} mJ/m^2" for k in SURFACES if k in ours))
         records.append(record)
     phases = phase_energies(records)

@@ -15,12 +15,13 @@ calculator (an mlff model, EMT, a DFT code):
   against fcc);
 - optionally, phonon frequencies at high-symmetry points (finite displacements in a supercell,
   ASE's ``Phonons``), for fcc elements the intrinsic stacking fault energy, and for element
-  crystals the vacancy formation energy and (fcc, bcc) surface energies
+  crystals the vacancy formation energy, and for fcc and bcc elements the vacancy's migration
+  energy and the surface energies
   (:mod:`mlff.physics.defects`).
 
 :func:`compare` sets a model's numbers beside a reference's (computed with the reference
 calculator, or read from a JSON file of an earlier :func:`crystal_properties` run with DFT) and
-gives each property's error (:mod:`mlff.physics.report`). Units: Å, eV/atom, GPa, THz, eV (vacancy),
+gives each property's error (:mod:`mlff.physics.report`). Units: Å, eV/atom, GPa, THz, eV (vacancy and its migration),
 mJ/m^2 (planar defects and surfaces).
 """
 
@@ -29,7 +30,7 @@ from .cells import lattice_kind, relax
 from .crystal import (GPA, SPECIAL_POINTS, crystal_properties, cubic_elastic_constants, equation_of_state,
                       hexagonal_elastic_constants, phonon_frequencies)
 from .defects import (FACETS, MJ_PER_M2, cubic_element, defect_energies, is_element, is_fcc_element,
-                      plane_column, stacking_fault_energy, surface_cells, surface_energy, vacancy_formation_energy,
+                      plane_column, stacking_fault_energy, surface_cells, surface_energy, vacancy_energies, vacancy_hop,
                       vacancy_supercell)
 from .report import (ELASTIC, HEXAGONAL, SCALARS, SURFACES, UNITS, compare, comparison_table, parse_crystal,
                      phase_energies, phase_table, plot_report, read_reference, reference_calculator, structure_name)
@@ -40,4 +41,4 @@ __all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "MJ_PER_M2", "SCALARS", "SPE
            "is_element", "is_fcc_element", "lattice_kind", "parse_crystal", "phase_energies", "phase_table",
            "phonon_frequencies", "plane_column", "plot_report", "read_reference", "reference_calculator",
            "relax", "stacking_fault_energy", "structure_name", "surface_cells", "surface_energy",
-           "vacancy_formation_energy", "vacancy_supercell"]
+           "vacancy_energies", "vacancy_hop", "vacancy_supercell"]

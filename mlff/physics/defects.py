@@ -2,7 +2,8 @@
 fit to bulk frames can miss while its mean errors look fine.
 
 - :func:`stacking_fault_energy`: the intrinsic stacking fault of an fcc element (mJ/m^2);
-- :func:`vacancy_formation_energy`: a vacancy in a periodic supercell (eV);
+- :func:`vacancy_energies`: a vacancy in a periodic supercell, its formation energy and the
+  barrier of a nearest-neighbour hop into it (eV; the migration energy of vacancy diffusion);
 - :func:`surface_energy`: a periodic slab against the same column of planes without vacuum
   (mJ/m^2), for the low-index facets of fcc and bcc elements (:data:`FACETS`).
 
@@ -12,7 +13,7 @@ calculator, so a DFT reference comes from the same function as the model's value
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 from ase import Atoms, units
@@ -71,33 +72,74 @@ def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: in
     return float((energies[1] - energies[0]) / area * MJ_PER_M2)
 
 
-def vacancy_formation_energy(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_length: float = 8.0,
-                             relax: bool = True, fmax: float = 1e-3) -> Dict[str, float]:
-    """The formation energy of a vacancy in the element crystal ``atoms`` (its cell at equilibrium):
-    ``E(N - 1) - (N - 1) / N * E(N)`` (eV) for a supercell of ``N`` sites, ``atoms`` repeated
-    ``repeat`` times (default: along each cell vector the fewest times that make it at least
-    ``min_length`` Å: 2x2x2 conventional fcc cells of aluminium, 32 sites), one atom removed and
-    the others relaxed at the fixed cell. The vacancy sees its periodic images, so a reference
-    must use the same supercell: ``vacancy_sites`` gives its ``N``."""
+def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_length: float = 8.0,
+                     relax: bool = True, fmax: float = 1e-3, migration: Optional[bool] = None,
+                     step: Callable[[str], None] = lambda what: None) -> Dict[str, float]:
+    """The vacancy of the element crystal ``atoms`` (its cell at equilibrium) in a supercell of
+    ``N`` sites, ``atoms`` repeated ``repeat`` times (default: along each cell vector the fewest
+    times that make it at least ``min_length`` Å: 2x2x2 conventional fcc cells of aluminium, 32
+    sites), the ions relaxed at the fixed cell:
+
+    - ``vacancy``: the formation energy ``E(N - 1) - (N - 1) / N * E(N)`` (eV);
+    - ``vacancy_sites``: ``N`` (the vacancy sees its periodic images, so a reference must use
+      the same supercell);
+    - ``vacancy_migration`` (with ``migration``; by default for fcc and bcc elements): the
+      barrier (eV) of a nearest-neighbour hop into the vacancy, the energy of the saddle
+      (:func:`vacancy_hop`: the hopping atom held half-way between the two sites while the
+      others relax) above the relaxed vacancy.
+
+    ``step(what)`` after the vacancy and after the saddle."""
     if not is_element(atoms):
         raise ValueError(f"the vacancy formation energy is computed for element crystals, not "
                          f"{atoms.get_chemical_formula()}")
+    if migration is None:
+        migration = cubic_element(atoms) is not None
     perfect = atoms.repeat(repeat or vacancy_supercell(atoms, min_length))
     perfect.calc = calc
     if relax:  # a crystal at equilibrium: nothing to do, except for free coordinates the cell left
         relax_ions(perfect, fmax)
     e_perfect = perfect.get_potential_energy()
-    defect = perfect.copy()
-    del defect[0]
+    defect, saddle = vacancy_hop(perfect)
     defect.calc = calc
     if relax:
         relax_ions(defect, fmax)
     n = len(perfect)
-    return {"vacancy": float(defect.get_potential_energy() - (n - 1) / n * e_perfect), "vacancy_sites": n}
+    e_defect = defect.get_potential_energy()
+    out = {"vacancy": float(e_defect - (n - 1) / n * e_perfect), "vacancy_sites": n}
+    step("vacancy")
+    if migration:
+        saddle.calc = calc
+        if relax:
+            relax_ions(saddle, fmax)
+        out["vacancy_migration"] = float(saddle.get_potential_energy() - e_defect)
+        step("vacancy migration")
+    return out
+
+
+def vacancy_hop(perfect: Atoms) -> Tuple[Atoms, Atoms]:
+    """The cells of :func:`vacancy_energies` from the ``perfect`` supercell of an element crystal:
+    the vacancy (atom 0 removed) and the saddle of a hop into it, where the nearest neighbour of
+    site 0 (the first, in index order) sits half-way between its site and the vacant one, held
+    there (``FixAtoms``). In a crystal with one atom per primitive cell, inversion through that
+    point maps the cell onto itself and swaps the two sites, so the force on the hopping atom
+    vanishes there and relaxing the others keeps it so: a stationary point of the energy, and for
+    the nearest-neighbour hop in fcc and bcc metals the saddle of the minimum-energy path (the
+    tests check it for fcc against a climbing-image NEB, to a few meV)."""
+    from ase.constraints import FixAtoms
+
+    vectors = perfect.get_distances(0, range(1, len(perfect)), mic=True, vector=True)
+    lengths = np.linalg.norm(vectors, axis=1)
+    hop = int(np.flatnonzero(lengths < lengths.min() + 1e-6)[0])  # index in the cell without atom 0
+    defect = perfect.copy()
+    del defect[0]
+    saddle = defect.copy()
+    saddle.positions[hop] = perfect.positions[0] + 0.5 * vectors[hop]
+    saddle.set_constraint(FixAtoms(indices=[hop]))
+    return defect, saddle
 
 
 def vacancy_supercell(atoms: Atoms, min_length: float = 8.0) -> Tuple[int, int, int]:
-    """How many times :func:`vacancy_formation_energy` repeats ``atoms`` along each cell vector:
+    """How many times :func:`vacancy_energies` repeats ``atoms`` along each cell vector:
     the fewest that make it at least ``min_length`` Å (2x2x2 for fcc aluminium's cubic cell)."""
     return tuple(max(1, int(np.ceil(min_length / length - 1e-9))) for length in atoms.cell.lengths())
 
@@ -147,11 +189,11 @@ def surface_energy(symbol: str, lattice: str, facet: str, lattice_constant: floa
 
 def defect_energies(atoms: Atoms, lattice_constant: float, calc, relax: bool = True,
                     step=lambda what: None) -> Dict[str, float]:
-    """The vacancy formation energy of the element crystal ``atoms`` (at equilibrium) and, for fcc
-    and bcc elements, the surface energies of :data:`FACETS` at ``lattice_constant``:
-    ``{"vacancy": eV, "vacancy_sites": N, "surface_111": mJ/m^2, ...}``; ``step(what)`` after each."""
-    out: Dict[str, float] = dict(vacancy_formation_energy(atoms, calc, relax=relax))
-    step("vacancy")
+    """The vacancy of the element crystal ``atoms`` (at equilibrium: :func:`vacancy_energies`, its
+    migration energy for fcc and bcc elements) and, for fcc and bcc elements, the surface energies
+    of :data:`FACETS` at ``lattice_constant``: ``{"vacancy": eV, "vacancy_sites": N,
+    "vacancy_migration": eV, "surface_111": mJ/m^2, ...}``; ``step(what)`` after each."""
+    out: Dict[str, float] = dict(vacancy_energies(atoms, calc, relax=relax, step=step))
     lattice = cubic_element(atoms)
     for facet in FACETS.get(lattice, ()):
         out[f"surface_{facet}"] = surface_energy(atoms.get_chemical_symbols()[0], lattice, facet, lattice_constant,
@@ -162,4 +204,5 @@ def defect_energies(atoms: Atoms, lattice_constant: float, calc, relax: bool = T
 
 def defect_steps(atoms: Atoms) -> int:
     """How many ``step`` calls :func:`defect_energies` makes for ``atoms``."""
-    return 1 + len(FACETS.get(cubic_element(atoms), ()))
+    lattice = cubic_element(atoms)
+    return 1 + (lattice is not None) + len(FACETS.get(lattice, ()))

@@ -11,9 +11,10 @@ from ase import Atoms
 
 ELASTIC = ("C11", "C12", "C13", "C33", "C44")
 SURFACES = ("surface_111", "surface_100", "surface_110")
-SCALARS = ("lattice_constant", "c_over_a", "energy", "bulk_modulus") + ELASTIC + ("stacking_fault", "vacancy") + SURFACES
+SCALARS = (("lattice_constant", "c_over_a", "energy", "bulk_modulus") + ELASTIC
+           + ("stacking_fault", "vacancy", "vacancy_migration") + SURFACES)
 UNITS = {"lattice_constant": "Å", "c_over_a": "", "energy": "eV/atom", "bulk_modulus": "GPa", "volume": "Å^3/atom",
-         "stacking_fault": "mJ/m^2", "vacancy": "eV", **{name: "GPa" for name in ELASTIC},
+         "stacking_fault": "mJ/m^2", "vacancy": "eV", "vacancy_migration": "eV", **{name: "GPa" for name in ELASTIC},
          **{name: "mJ/m^2" for name in SURFACES}}
 
 
@@ -21,11 +22,12 @@ def compare(model: Dict[str, object], reference: Dict[str, object]) -> Dict[str,
     """Each property both have: the model's and the reference's value, the difference (model minus
     reference; meV/atom for energies) and the relative error (``None`` for energies, whose zero is
     arbitrary). Phonon frequencies are compared band by band (THz, largest difference). Vacancy
-    energies of supercells of different sizes (``vacancy_sites``) are not compared."""
+    energies (formation and migration) of supercells of different sizes (``vacancy_sites``) are
+    not compared."""
     rows: Dict[str, Dict[str, float]] = {}
     for key in SCALARS:
         sites = model.get("vacancy_sites")
-        if key == "vacancy" and reference.get("vacancy_sites", sites) != sites:
+        if key.startswith("vacancy") and reference.get("vacancy_sites", sites) != sites:
             continue
         if key in model and key in reference:
             mine, ref = float(model[key]), float(reference[key])
