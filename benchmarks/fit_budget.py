@@ -57,7 +57,7 @@ def main():
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--extra-train", nargs="+", default=[], metavar="FILE",
                         help="labelled frames added to the training split only (the validation and test "
-                             "frames stay those of --data)")
+                             "frames stay those of --data); FILE@:8 takes the first 8 (ASE's index syntax)")
     args = parser.parse_args()
 
     import mlff
@@ -66,7 +66,9 @@ def main():
 
     train, valid, test = split_frames(read(args.data, ":"), args.test, args.valid)
     for path in args.extra_train:
-        train = train + read(path, ":")
+        name, _, index = path.partition("@")
+        frames = read(name, index or ":")
+        train = train + (frames if isinstance(frames, list) else [frames])
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mlff-fit-"))
     workdir.mkdir(parents=True, exist_ok=True)
     for name, subset in (("train", train), ("valid", valid), ("test", test)):

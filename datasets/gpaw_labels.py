@@ -206,9 +206,10 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
 
 
 def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
-    """The surface and vacancy energies of ``write_reference``'s ``defects``, added to the record
-    ``main`` one by one (``save`` after each; the vacancy, the costliest, last)."""
-    from mlff.physics import (FACETS, cubic_element, surface_cells, surface_energy, vacancy_formation_energy,
+    """The surface and vacancy energies of ``write_reference``'s ``defects`` (with the vacancy's
+    migration energy), added to the record ``main`` one by one (``save`` after each; the vacancy,
+    the costliest, last)."""
+    from mlff.physics import (FACETS, cubic_element, surface_cells, surface_energy, vacancy_energies,
                               vacancy_supercell)
 
     reference = main["reference"]
@@ -228,10 +229,21 @@ def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
                                     f"{density:g}, ions relaxed")
         print(f"{crystal}: surface ({facet}) {energy:.1f} mJ/m^2", flush=True)
         save()
-    if "vacancy" not in reference:
+    migration = lattice is not None  # vacancy_energies's default: fcc and bcc elements
+    if "vacancy" not in reference or (migration and "vacancy_migration" not in reference):
         probe = cell.repeat(vacancy_supercell(cell))  # the supercell's k-points
-        vacancy = vacancy_formation_energy(cell, calculator(probe, setups, kpt_density, ecut), fmax=0.01)
+        vacancy = vacancy_energies(cell, calculator(probe, setups, kpt_density, ecut), fmax=0.01,
+                                   step=lambda what: print(f"{crystal}: {what} relaxed", flush=True))
+        if "vacancy" in reference and abs(reference["vacancy"] - vacancy["vacancy"]) > 1e-3:
+            print(f"{crystal}: the vacancy again, {vacancy['vacancy']:.4f} eV against {reference['vacancy']:.4f} "
+                  f"before", flush=True)
+        if "vacancy" not in reference:
+            reference["method"] += f"; vacancy in {vacancy['vacancy_sites']} sites, ions relaxed"
         reference.update(vacancy=round(vacancy["vacancy"], 4), vacancy_sites=vacancy["vacancy_sites"])
-        reference["method"] += f"; vacancy in {vacancy['vacancy_sites']} sites, ions relaxed"
-        print(f"{crystal}: vacancy {reference['vacancy']:.3f} eV ({vacancy['vacancy_sites']} sites)", flush=True)
+        if migration:
+            reference["vacancy_migration"] = round(vacancy["vacancy_migration"], 4)
+            reference["method"] += ("; vacancy migration: a nearest-neighbour hop, the hopping atom held half-way "
+                                    "and the others relaxed")
+        print(f"{crystal}: vacancy {reference['vacancy']:.3f} eV ({vacancy['vacancy_sites']} sites)"
+              + (f", migration {reference['vacancy_migration']:.3f} eV" if migration else ""), flush=True)
         save()

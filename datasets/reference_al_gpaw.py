@@ -9,8 +9,8 @@ The equation of state (lattice constant, energy per atom, bulk modulus) on the 1
 cell; C11, C12 and C44 with the ions relaxed at each strain (``mlff.physics``) on the 4-atom cubic
 cell at the fitted lattice constant; the equations of state of bcc, simple cubic and hcp Al (the
 relative phase energies; hcp with its c/a relaxed at each volume); at 5 per Å^-1 also the intrinsic
-stacking fault energy (a 12-plane (111) column), the vacancy formation energy (32 sites) and the
-(111) and (100) surface energies. At the k-point density of ``al_gpaw.extxyz`` (2.5 per Å^-1) the stresses
+stacking fault energy (a 12-plane (111) column), the vacancy formation energy (32 sites) with its
+migration energy, and the (111) and (100) surface energies. At the k-point density of ``al_gpaw.extxyz`` (2.5 per Å^-1) the stresses
 of 0.5 % strains are noise (it gave C11 = -7 GPa and C44 = -210 GPa), so that file has no elastic
 constants; ``--kpt-density 5`` (``al_gpaw_k5.extxyz``) keeps them. Records already in the file are
 kept, so an interrupted run resumes. Runs with Debian's GPAW under the system Python.
