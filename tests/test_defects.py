@@ -13,8 +13,9 @@ from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 
 from mlff.cli.main import main as mlff_main
-from mlff.physics import (FACETS, compare, crystal_properties, cubic_element, parse_crystal, surface_energy,
-                          vacancy_energies, vacancy_hop, vacancy_supercell)
+from mlff.physics import (FACETS, UnstableCrystal, compare, crystal_properties, cubic_element,
+                          mechanical_instability, parse_crystal, surface_energy, vacancy_energies, vacancy_hop,
+                          vacancy_supercell)
 from mlff.physics.defects import MJ_PER_M2
 
 SHIPPED_CU = str(Path(__file__).resolve().parents[1] / "examples" / "potentials" / "cu" / "model.pt")
@@ -113,6 +114,40 @@ def test_vacancy_migration_is_the_saddle_of_a_climbing_image_neb():
     assert relaxed["vacancy_migration"] == pytest.approx(barrier, abs=1e-3)
     assert 0.1 < relaxed["vacancy_migration"] < vacancy_energies(cell, EMT(), relax=False)["vacancy_migration"]
     assert "vacancy_migration" not in vacancy_energies(cell, EMT(), relax=False, migration=False)
+
+
+def test_mechanical_instability_is_borns_criterion():
+    """Cubic: unstable exactly when C11 - C12, C11 + 2 C12 or C44 is not positive, the lowest of
+    them named; hexagonal: also when 2 C13^2 >= C33 (C11 + C12)."""
+    copper = {"C11": 172.6, "C12": 115.4, "C44": 89.96}
+    assert mechanical_instability(copper) is None
+    for constants, lowest in (({"C11": 43.3, "C12": 84.6, "C44": 41.4}, 43.3 - 84.6),
+                              ({"C11": 100.0, "C12": -60.0, "C44": 30.0}, 100.0 - 120.0),
+                              ({"C11": 100.0, "C12": 50.0, "C44": -3.0}, -3.0)):
+        reason = mechanical_instability(constants)
+        assert reason.startswith("mechanically unstable") and f"{lowest:.1f} GPa" in reason
+    magnesium = {"C11": 59.4, "C12": 25.6, "C13": 21.4, "C33": 61.6, "C44": 16.4}
+    assert mechanical_instability(magnesium) is None
+    assert mechanical_instability({**magnesium, "C13": 55.0}) is not None  # 2 C13^2 > C33 (C11 + C12)
+    assert mechanical_instability({**magnesium, "C12": 60.0}) is not None  # C66 = (C11 - C12) / 2 < 0
+
+
+def test_unstable_crystals_get_no_defect_energies():
+    """bcc copper in EMT has C11 < C12: its defect energies are skipped, saying why (before, a
+    vacancy energy came out, of a lattice that would shear away). Where the elastic constants
+    are not computed, atoms leaving their sites (simple cubic copper) or a hop's half-way point
+    relaxing below the vacancy (bcc aluminium in EMT) raise UnstableCrystal."""
+    calls = []
+    bcc = crystal_properties(bulk("Cu", "bcc", a=2.87, cubic=True), EMT(), defects=True,
+                             progress=lambda done, total, what: calls.append((done, total)))
+    assert bcc["C11"] < bcc["C12"] and "vacancy" not in bcc
+    assert bcc["defects_skipped"].startswith("mechanically unstable")
+    assert calls[-1][0] == calls[-1][1]
+    with pytest.raises(UnstableCrystal, match="moved an atom .* of the nearest-neighbour distance"):
+        vacancy_energies(bulk("Cu", "sc", a=2.4), EMT())
+    with pytest.raises(UnstableCrystal, match="no saddle"):
+        vacancy_energies(bulk("Al", "bcc", a=3.24, cubic=True), EMT())
+    assert crystal_properties(bulk("Cu", "sc", a=2.4), EMT(), elastic=False, defects=True)["defects_skipped"]
 
 
 def test_bad_defect_requests_are_clear_errors():

@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
                   + (f", vacancy {ours['vacancy']:.3f} eV ({ours['vacancy_sites']} sites)" if "vacancy" in ours else "")
                   + (f", migration {ours['vacancy_migration']:.3f} eV" if "vacancy_migration" in ours else "")
                   + "".join(f", surface ({k[8:]}) {ours[k]:.0f} mJ/m^2" for k in SURFACES if k in ours))
+        for whose, values in (("model", ours), ("reference", theirs)):
+            if values is not None and values.get("defects_skipped"):
+                print(f"{text}: no defect energies for the {whose}: {values['defects_skipped']}")
         records.append(record)
     phases = phase_energies(records)
     if phases:

@@ -28,17 +28,18 @@ mJ/m^2 (planar defects and surfaces).
 
 from .cells import lattice_kind, relax
 from .crystal import (GPA, SPECIAL_POINTS, crystal_properties, cubic_elastic_constants, equation_of_state,
-                      hexagonal_elastic_constants, phonon_frequencies)
-from .defects import (FACETS, MJ_PER_M2, cubic_element, defect_energies, is_element, is_fcc_element,
-                      plane_column, stacking_fault_energy, surface_cells, surface_energy, vacancy_energies, vacancy_hop,
-                      vacancy_supercell)
+                      hexagonal_elastic_constants, mechanical_instability, phonon_frequencies, stiffness_matrix)
+from .defects import (FACETS, MJ_PER_M2, UnstableCrystal, cubic_element, defect_energies, is_element,
+                      is_fcc_element, plane_column, stacking_fault_energy, surface_cells, surface_energy,
+                      vacancy_energies, vacancy_hop, vacancy_supercell)
 from .report import (ELASTIC, HEXAGONAL, SCALARS, SURFACES, UNITS, compare, comparison_table, parse_crystal,
                      phase_energies, phase_table, plot_report, read_reference, reference_calculator, structure_name)
 
 __all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "MJ_PER_M2", "SCALARS", "SPECIAL_POINTS", "SURFACES",
-           "UNITS", "compare", "comparison_table", "crystal_properties", "cubic_elastic_constants",
-           "cubic_element", "defect_energies", "equation_of_state", "hexagonal_elastic_constants",
-           "is_element", "is_fcc_element", "lattice_kind", "parse_crystal", "phase_energies", "phase_table",
-           "phonon_frequencies", "plane_column", "plot_report", "read_reference", "reference_calculator",
-           "relax", "stacking_fault_energy", "structure_name", "surface_cells", "surface_energy",
-           "vacancy_energies", "vacancy_hop", "vacancy_supercell"]
+           "UNITS", "UnstableCrystal", "compare", "comparison_table", "crystal_properties",
+           "cubic_elastic_constants", "cubic_element", "defect_energies", "equation_of_state",
+           "hexagonal_elastic_constants", "is_element", "is_fcc_element", "lattice_kind", "mechanical_instability",
+           "parse_crystal", "phase_energies", "phase_table", "phonon_frequencies", "plane_column", "plot_report",
+           "read_reference", "reference_calculator", "relax", "stacking_fault_energy", "stiffness_matrix",
+           "structure_name", "surface_cells", "surface_energy", "vacancy_energies", "vacancy_hop",
+           "vacancy_supercell"]

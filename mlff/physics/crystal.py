@@ -12,7 +12,7 @@ import numpy as np
 from ase import Atoms, units
 
 from .cells import lattice_kind, relax as relax_ions
-from .defects import defect_energies, defect_steps, is_element, is_fcc_element, stacking_fault_energy
+from .defects import UnstableCrystal, defect_energies, defect_steps, is_element, is_fcc_element, stacking_fault_energy
 
 GPA = units.GPa  # eV/Å^3 per GPa
 # high-symmetry points (fractional, in the reciprocal basis of the conventional cubic cell)
@@ -125,6 +125,29 @@ def hexagonal_elastic_constants(atoms: Atoms, calc, strain: float = 0.005, relax
             "C33": float(d["zz"][2, 2]), "C44": float(d["yz"][1, 2])}
 
 
+def stiffness_matrix(constants: Dict[str, float]) -> np.ndarray:
+    """The 6x6 Voigt stiffness matrix (GPa) of cubic (C11, C12, C44) or hexagonal (also C13,
+    C33; C66 = (C11 - C12) / 2) elastic constants."""
+    c11, c12, c44 = constants["C11"], constants["C12"], constants["C44"]
+    c13, c33 = constants.get("C13", c12), constants.get("C33", c11)
+    c66 = 0.5 * (c11 - c12) if "C33" in constants else c44
+    return np.array([[c11, c12, c13, 0, 0, 0], [c12, c11, c13, 0, 0, 0], [c13, c13, c33, 0, 0, 0],
+                     [0, 0, 0, c44, 0, 0], [0, 0, 0, 0, c44, 0], [0, 0, 0, 0, 0, c66]], dtype=float)
+
+
+def mechanical_instability(constants: Dict[str, float]) -> Optional[str]:
+    """Why a crystal with these elastic constants is mechanically unstable (Born's criterion: the
+    stiffness matrix is not positive definite, so a strain lowers its energy; for cubic crystals
+    C11 - C12, C11 + 2 C12 or C44 not positive), or ``None`` when it is stable."""
+    lowest = float(np.linalg.eigvalsh(stiffness_matrix(constants))[0])
+    if lowest > 0:
+        return None
+    shown = ", ".join(f"{name} {constants[name]:.1f}" for name in ("C11", "C12", "C13", "C33", "C44")
+                      if name in constants)
+    return (f"mechanically unstable: a strain lowers its energy (the stiffness matrix's lowest eigenvalue is "
+            f"{lowest:.1f} GPa; {shown} GPa)")
+
+
 def phonon_frequencies(atoms: Atoms, calc, points: Sequence[str] = ("G", "X"), supercell=(2, 2, 2),
                        delta: float = 0.01) -> Dict[str, list]:
     """Phonon frequencies (THz, sorted; imaginary ones negative) at high-symmetry points of the
@@ -157,7 +180,10 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     cells), the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells) and
     with ``stacking_fault`` the intrinsic stacking fault energy (``stacking_fault``, mJ/m^2;
     fcc elements), with ``defects`` the vacancy formation energy (element crystals) and
-    surface energies (fcc and bcc elements) of :func:`mlff.physics.defects.defect_energies`.
+    surface energies (fcc and bcc elements) of :func:`mlff.physics.defects.defect_energies`,
+    unless the crystal is mechanically unstable (:func:`mechanical_instability` of its elastic
+    constants, or atoms that leave their sites while relaxing: :class:`UnstableCrystal`): then
+    ``defects_skipped`` says why instead.
     ``progress(done, total, what)`` is called after each of its relaxations and calculations
     (a progress bar's hook)."""
     atoms = atoms.copy()
@@ -200,5 +226,14 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
                                                       relax=relax)
         step("stacking fault")
     if defects:
-        out.update(defect_energies(atoms, eos["lattice_constant"], calc, relax=relax, step=step))
+        reason = mechanical_instability(out) if strains else None
+        try:
+            if reason is None:
+                out.update(defect_energies(atoms, eos["lattice_constant"], calc, relax=relax, step=step))
+        except UnstableCrystal as error:
+            reason = str(error)
+        if reason is not None:  # the energies would be those of whatever the crystal relaxes into
+            out["defects_skipped"] = reason
+            for _ in range(total - done[0]):
+                step("no defect energies")
     return out

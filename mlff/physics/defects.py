@@ -29,6 +29,17 @@ _SITES = {"fcc": [(0.0, 0.0, 0.0), (0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 
 FACETS = {"fcc": ("111", "100"), "bcc": ("110", "100")}
 
 
+class UnstableCrystal(ValueError):
+    """A crystal whose atoms leave their sites while a defect's cell relaxes, or whose half-way
+    point of a vacancy hop relaxes below the vacancy: its defect energies would be those of
+    whatever it turns into (a mechanically unstable lattice, such as bcc aluminium)."""
+
+
+# relaxing a defect's cell may move an atom this far, as a fraction of the nearest-neighbour
+# distance (fcc aluminium's saddle moves its neighbours 5 %; bcc aluminium's moved them 30 %)
+MAX_SHIFT = 0.2
+
+
 def is_element(atoms: Atoms) -> bool:
     """Whether ``atoms`` holds one species (the crystals whose vacancy :func:`defect_energies` computes)."""
     return len(set(atoms.get_chemical_symbols())) == 1
@@ -88,7 +99,9 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
       (:func:`vacancy_hop`: the hopping atom held half-way between the two sites while the
       others relax) above the relaxed vacancy.
 
-    ``step(what)`` after the vacancy and after the saddle."""
+    ``step(what)`` after the vacancy and after the saddle. :class:`UnstableCrystal` when relaxing
+    moves an atom more than :data:`MAX_SHIFT` of the nearest-neighbour distance, or the saddle
+    relaxes below the vacancy."""
     if not is_element(atoms):
         raise ValueError(f"the vacancy formation energy is computed for element crystals, not "
                          f"{atoms.get_chemical_formula()}")
@@ -100,9 +113,10 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
         relax_ions(perfect, fmax)
     e_perfect = perfect.get_potential_energy()
     defect, saddle = vacancy_hop(perfect)
+    nearest = float(perfect.get_distances(0, range(1, len(perfect)), mic=True).min())
     defect.calc = calc
     if relax:
-        relax_ions(defect, fmax)
+        _relax_in_place(defect, fmax, nearest, "the vacancy")
     n = len(perfect)
     e_defect = defect.get_potential_energy()
     out = {"vacancy": float(e_defect - (n - 1) / n * e_perfect), "vacancy_sites": n}
@@ -110,10 +124,25 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     if migration:
         saddle.calc = calc
         if relax:
-            relax_ions(saddle, fmax)
+            _relax_in_place(saddle, fmax, nearest, "the half-way point of a vacancy hop")
         out["vacancy_migration"] = float(saddle.get_potential_energy() - e_defect)
+        if out["vacancy_migration"] <= 0:
+            raise UnstableCrystal(f"the half-way point of a vacancy hop relaxed {-out['vacancy_migration']:.3f} eV "
+                                  f"below the vacancy: it is no saddle, and the crystal no stable lattice")
         step("vacancy migration")
     return out
+
+
+def _relax_in_place(atoms: Atoms, fmax: float, nearest: float, what: str) -> None:
+    """Relax the ions of ``atoms``; :class:`UnstableCrystal` if one moves more than
+    :data:`MAX_SHIFT` of the nearest-neighbour distance ``nearest`` from where it started."""
+    start = atoms.get_positions()
+    relax_ions(atoms, fmax)
+    shift = float(np.linalg.norm(atoms.get_positions() - start, axis=1).max())
+    if shift > MAX_SHIFT * nearest:
+        raise UnstableCrystal(f"relaxing {what} moved an atom {shift:.2f} Å, {100 * shift / nearest:.0f} % of the "
+                              f"nearest-neighbour distance: the crystal does not hold its sites (mechanically "
+                              f"unstable?), so its defect energies are not computed")
 
 
 def vacancy_hop(perfect: Atoms) -> Tuple[Atoms, Atoms]:
