@@ -13,8 +13,8 @@ COMMANDS = {
     "train": ("mlff.cli.train", "fit a potential to labelled data (YAML config); re-run to resume"),
     "data": ("mlff.cli.data", "convert labelled files into one checked dataset (an ASE database)"),
     "evaluate": ("mlff.cli.evaluate", "errors of a model file on labelled data: table, JSON, parity plots"),
-    "physics": ("mlff.cli.physics", "lattice constant, bulk modulus, elastic constants, phonons of a model "
-                "beside a reference"),
+    "physics": ("mlff.cli.physics", "a model's crystals beside a reference: equation of state, elastic "
+                "constants, phonons, phase energies, stacking faults, vacancies, surfaces"),
     "deploy": ("mlff.cli.deploy", "export a training checkpoint as one TorchScript model file"),
     "lammps": ("mlff.cli.lammps", "build the LAMMPS pair-style plugin or check the installation"),
 }

@@ -1,6 +1,7 @@
 """``mlff physics MODEL CRYSTAL... [--reference emt|model.pt] [--reference-values ref.json]``:
-lattice constant, energy, bulk modulus, elastic constants (phonons, stacking faults, vacancies, surfaces) of a fitted potential
-beside a reference; the energies of crystals of one composition relative to the lowest; figures."""
+lattice constant, energy, bulk modulus, elastic constants (phonons, stacking faults, vacancies and
+their migration, surfaces) of a fitted potential beside a reference; the energies of crystals of one
+composition relative to the lowest; figures."""
 
 from __future__ import annotations
 
