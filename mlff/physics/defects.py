@@ -153,7 +153,7 @@ def vacancy_hop(perfect: Atoms) -> Tuple[Atoms, Atoms]:
     point maps the cell onto itself and swaps the two sites, so the force on the hopping atom
     vanishes there and relaxing the others keeps it so: a stationary point of the energy, and for
     the nearest-neighbour hop in fcc and bcc metals the saddle of the minimum-energy path (the
-    tests check it for fcc against a climbing-image NEB, to a few meV)."""
+    tests check it for fcc against a climbing-image NEB, to 1 meV)."""
     from ase.constraints import FixAtoms
 
     vectors = perfect.get_distances(0, range(1, len(perfect)), mic=True, vector=True)
