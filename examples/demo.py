@@ -1,7 +1,8 @@
 """mlff demo: the whole promise on the shipped example potential (examples/potentials/cu/model.pt).
 
 1. ASE relaxation (atoms + cell, FrechetCellFilter) of a Cu supercell with and without a vacancy:
-   lattice constant and vacancy formation energy next to the reference (EMT) values;
+   lattice constant and vacancy formation energy next to the reference (EMT) values, and the
+   vacancy's migration energy (the barrier of diffusion, mlff.physics);
 2. a short ASE MD run (Langevin, 300 K);
 3. a LAMMPS NPT run of a few thousand atoms from examples/md/in.npt (pair_style mlff);
 4. a summary table (0 K and 300 K quantities labelled as such, means with their spread), and
@@ -32,6 +33,7 @@ from ase.optimize import BFGS
 import mlff
 from mlff.data import neighbor_list
 from mlff.lammps.mpi import lammps_env
+from mlff.physics import vacancy_energies
 
 ROOT = Path(__file__).resolve().parent
 MODEL = ROOT / "potentials" / "cu" / "model.pt"
@@ -59,9 +61,12 @@ def vacancy_study(calc, name):
     e_vac, n2 = relax(vacancy, calc)
     n = len(perfect)
     formation = e_vac - (n - 1) / n * e_bulk
+    # the barrier of a neighbour's hop into the vacancy, at the relaxed lattice constant
+    migration = vacancy_energies(bulk("Cu", "fcc", a=a0, cubic=True), calc)["vacancy_migration"]
     print(f"  {name:<5} a0 = {a0:.4f} Å, vacancy formation energy = {formation:.3f} eV "
-          f"({n} atoms, cell relaxed; BFGS steps: {n1} for the perfect crystal, {n2} with the vacancy)")
-    return a0, formation
+          f"({n} atoms, cell relaxed; BFGS steps: {n1} for the perfect crystal, {n2} with the vacancy), "
+          f"migration energy = {migration:.3f} eV")
+    return a0, formation, migration
 
 
 def rdf(atoms, r_max=6.0, bins=120):
@@ -168,9 +173,9 @@ def main():
           f"{meta.num_layers} layers, {meta.dtype}")
     calc = mlff.MLFFCalculator(MODEL)
 
-    step("[1/4] ASE relaxation with the cell: lattice constant and vacancy formation energy")
-    a_ml, ev_ml = vacancy_study(calc, "mlff")
-    a_ref, ev_ref = vacancy_study(EMT(), "EMT")
+    step("[1/4] ASE relaxation with the cell: lattice constant, vacancy formation and migration energies")
+    a_ml, ev_ml, em_ml = vacancy_study(calc, "mlff")
+    a_ref, ev_ref, em_ref = vacancy_study(EMT(), "EMT")
 
     step(f"[2/4] ASE Langevin MD at 300 K, {args.md_steps} steps of 2 fs")
     atoms, t, e, temp, md_rate = ase_md(calc, args.md_steps)
@@ -189,6 +194,7 @@ def main():
         ("lattice constant, 0 K (Å)", f"{a_ml:.4f}", f"{a_ref:.4f}"),
         ("density, 0 K (g/cm^3)", f"{rho(a_ml):.4f}", f"{rho(a_ref):.4f}"),
         ("vacancy formation energy (eV)", f"{ev_ml:.3f}", f"{ev_ref:.3f}"),
+        ("vacancy migration energy (eV)", f"{em_ml:.3f}", f"{em_ref:.3f}"),
         ("ASE MD speed (108 atoms)", f"{md_rate:.1f} steps/s", ""),
         ("NPT 300 K: <T> +- std, 2nd half", f"{half[:, 2].mean():.0f} +- {half[:, 2].std():.0f} K", ""),
         ("NPT 0 bar: <P> +- std, 2nd half", f"{half[:, 3].mean():.0f} +- {half[:, 3].std():.0f} bar", ""),
