@@ -13,6 +13,7 @@ from ase import Atoms, units
 
 from .cells import lattice_kind, relax as relax_ions
 from .defects import UnstableCrystal, defect_energies, defect_steps, is_element, is_fcc_element, stacking_fault_energy
+from .report import ELASTIC
 
 GPA = units.GPa  # eV/Å^3 per GPa
 # high-symmetry points (fractional, in the reciprocal basis of the conventional cubic cell)
@@ -142,8 +143,7 @@ def mechanical_instability(constants: Dict[str, float]) -> Optional[str]:
     lowest = float(np.linalg.eigvalsh(stiffness_matrix(constants))[0])
     if lowest > 0:
         return None
-    shown = ", ".join(f"{name} {constants[name]:.1f}" for name in ("C11", "C12", "C13", "C33", "C44")
-                      if name in constants)
+    shown = ", ".join(f"{name} {constants[name]:.1f}" for name in ELASTIC if name in constants)
     return (f"mechanically unstable: a strain lowers its energy (the stiffness matrix's lowest eigenvalue is "
             f"{lowest:.1f} GPa; {shown} GPa)")
 
@@ -227,11 +227,11 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
         step("stacking fault")
     if defects:
         reason = mechanical_instability(out) if strains else None
-        try:
-            if reason is None:
+        if reason is None:
+            try:
                 out.update(defect_energies(atoms, eos["lattice_constant"], calc, relax=relax, step=step))
-        except UnstableCrystal as error:
-            reason = str(error)
+            except UnstableCrystal as error:
+                reason = str(error)
         if reason is not None:  # the energies would be those of whatever the crystal relaxes into
             out["defects_skipped"] = reason
             for _ in range(total - done[0]):

@@ -116,7 +116,7 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     nearest = float(perfect.get_distances(0, range(1, len(perfect)), mic=True).min())
     defect.calc = calc
     if relax:
-        _relax_in_place(defect, fmax, nearest, "the vacancy")
+        _relax_on_sites(defect, fmax, nearest, "the vacancy")
     n = len(perfect)
     e_defect = defect.get_potential_energy()
     out = {"vacancy": float(e_defect - (n - 1) / n * e_perfect), "vacancy_sites": n}
@@ -124,7 +124,7 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     if migration:
         saddle.calc = calc
         if relax:
-            _relax_in_place(saddle, fmax, nearest, "the half-way point of a vacancy hop")
+            _relax_on_sites(saddle, fmax, nearest, "the half-way point of a vacancy hop")
         out["vacancy_migration"] = float(saddle.get_potential_energy() - e_defect)
         if out["vacancy_migration"] <= 0:
             raise UnstableCrystal(f"the half-way point of a vacancy hop relaxed {-out['vacancy_migration']:.3f} eV "
@@ -133,7 +133,7 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     return out
 
 
-def _relax_in_place(atoms: Atoms, fmax: float, nearest: float, what: str) -> None:
+def _relax_on_sites(atoms: Atoms, fmax: float, nearest: float, what: str) -> None:
     """Relax the ions of ``atoms``; :class:`UnstableCrystal` if one moves more than
     :data:`MAX_SHIFT` of the nearest-neighbour distance ``nearest`` from where it started."""
     start = atoms.get_positions()
