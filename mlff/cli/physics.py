@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 
 
+_HOP_NAMES = {"vacancy_migration": "migration", "vacancy_migration_basal": "basal migration",
+              "vacancy_migration_out_of_basal": "out-of-basal migration"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file written by mlff deploy / mlff train")
     parser.add_argument("crystals", nargs="+", metavar="CRYSTAL",
@@ -24,9 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stacking-fault", action="store_true",
                         help="also the intrinsic stacking fault energy of fcc elements (mJ/m^2)")
     parser.add_argument("--defects", action="store_true",
-                        help="also the vacancy formation energy (eV) of element crystals, and of fcc and bcc elements "
-                             "the vacancy's migration energy (eV) and the surface energies (mJ/m^2) of fcc (111, 100) "
-                             "and bcc (110, 100)")
+                        help="also the vacancy formation energy (eV) of element crystals, and of fcc, bcc and hcp "
+                             "elements the vacancy's migration energies (eV; hcp: within and out of the basal plane) "
+                             "and the surface energies (mJ/m^2) of fcc (111, 100), bcc (110, 100) and hcp (0001, "
+                             "10-10)")
     parser.add_argument("--no-relax", action="store_true", help="keep the ions (and the cell's shape) fixed under strain")
     parser.add_argument("--json", metavar="FILE", help="write the properties and the comparison as JSON")
     parser.add_argument("--plot", metavar="DIR", help="write a figure per crystal (E-V curve, elastic constants)")
@@ -57,7 +62,7 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import ELASTIC, SCALARS, SURFACES, UNITS, compare, comparison_table, crystal_properties, is_element, is_fcc_element, lattice_kind, \
+    from ..physics import ELASTIC, MIGRATIONS, SCALARS, SURFACES, UNITS, compare, comparison_table, crystal_properties, is_element, is_fcc_element, lattice_kind, \
         parse_crystal, phase_energies, phase_table, plot_report, read_reference, reference_calculator
 
     if args.reference and args.reference_values:
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                   + "".join(f", {k} {ours[k]:.1f} GPa" for k in ELASTIC if k in ours)
                   + (f", stacking fault {ours['stacking_fault']:.1f} mJ/m^2" if "stacking_fault" in ours else "")
                   + (f", vacancy {ours['vacancy']:.3f} eV ({ours['vacancy_sites']} sites)" if "vacancy" in ours else "")
-                  + (f", migration {ours['vacancy_migration']:.3f} eV" if "vacancy_migration" in ours else "")
+                  + "".join(f", {_HOP_NAMES[k]} {ours[k]:.3f} eV" for k in MIGRATIONS if k in ours)
                   + "".join(f", surface ({k[8:]}) {ours[k]:.0f} mJ/m^2" for k in SURFACES if k in ours))
         for whose, values in (("model", ours), ("reference", theirs)):
             if values is not None and values.get("defects_skipped"):

@@ -179,8 +179,9 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     not cubic), and at the fitted equilibrium the elastic constants (cubic and hexagonal
     cells), the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells) and
     with ``stacking_fault`` the intrinsic stacking fault energy (``stacking_fault``, mJ/m^2;
-    fcc elements), with ``defects`` the vacancy formation energy (element crystals) and
-    surface energies (fcc and bcc elements) of :func:`mlff.physics.defects.defect_energies`,
+    fcc elements), with ``defects`` the vacancy formation energy (element crystals), its
+    migration energies and the surface energies (fcc, bcc and hcp elements) of
+    :func:`mlff.physics.defects.defect_energies`,
     unless the crystal is mechanically unstable (:func:`mechanical_instability` of its elastic
     constants, or atoms that leave their sites while relaxing: :class:`UnstableCrystal`): then
     ``defects_skipped`` says why instead.

@@ -3,9 +3,10 @@ fit to bulk frames can miss while its mean errors look fine.
 
 - :func:`stacking_fault_energy`: the intrinsic stacking fault of an fcc element (mJ/m^2);
 - :func:`vacancy_energies`: a vacancy in a periodic supercell, its formation energy and the
-  barrier of a nearest-neighbour hop into it (eV; the migration energy of vacancy diffusion);
+  barriers of nearest-neighbour hops into it (eV; the migration energies of vacancy diffusion:
+  one hop in fcc and bcc elements, two in hcp ones, :data:`HOPS`);
 - :func:`surface_energy`: a periodic slab against the same column of planes without vacuum
-  (mJ/m^2), for the low-index facets of fcc and bcc elements (:data:`FACETS`).
+  (mJ/m^2), for the low-index facets of fcc, bcc and hcp elements (:data:`FACETS`).
 
 Each relaxes the ions at a fixed cell (the relaxed energies DFT codes report) and takes any ASE
 calculator, so a DFT reference comes from the same function as the model's value.
@@ -25,8 +26,15 @@ MJ_PER_M2 = units._e * 1e20 * 1e3  # eV/Å^2 -> mJ/m^2
 
 _SITES = {"fcc": [(0.0, 0.0, 0.0), (0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 0.0)],
           "bcc": [(0.0, 0.0, 0.0), (0.5, 0.5, 0.5)]}
-# the facets whose surface energies are computed (built by ase.build's fcc111, fcc100, bcc110, bcc100)
-FACETS = {"fcc": ("111", "100"), "bcc": ("110", "100")}
+# the second site of hcp's two-atom hexagonal cell, relative to the first (either orientation)
+_HCP_SITES = [(1.0 / 3.0, 2.0 / 3.0, 0.5), (2.0 / 3.0, 1.0 / 3.0, 0.5)]
+# the facets whose surface energies are computed (ase.build's fcc111, fcc100, bcc110, bcc100,
+# hcp0001 and hcp10m10, the prism face cut between its widely spaced planes)
+FACETS = {"fcc": ("111", "100"), "bcc": ("110", "100"), "hcp": ("0001", "10-10")}
+# the nearest-neighbour hops into a vacancy whose barriers vacancy_energies reports, by lattice:
+# in hcp within a basal plane and out of it (between the A and B planes), which differ
+HOPS = {"fcc": ("vacancy_migration",), "bcc": ("vacancy_migration",),
+        "hcp": ("vacancy_migration_basal", "vacancy_migration_out_of_basal")}
 
 
 class UnstableCrystal(ValueError):
@@ -45,14 +53,28 @@ def is_element(atoms: Atoms) -> bool:
     return len(set(atoms.get_chemical_symbols())) == 1
 
 
+def element_lattice(atoms: Atoms) -> Optional[str]:
+    """``"fcc"`` or ``"bcc"`` when ``atoms`` is the conventional cubic cell of an element of that
+    lattice (4 or 2 atoms of one species), ``"hcp"`` for the two-atom hexagonal cell of an hcp
+    element (ASE's ``bulk(..., "hcp")``, c along z), otherwise ``None``."""
+    if not is_element(atoms):
+        return None
+    kind = lattice_kind(atoms)
+    scaled = np.round(np.mod(atoms.get_scaled_positions() - atoms.get_scaled_positions()[0], 1.0), 6) % 1.0
+    sites = sorted(map(tuple, scaled))
+    if kind == "cubic":
+        return next((name for name, expected in _SITES.items() if sites == expected), None)
+    if kind == "hexagonal" and len(atoms) == 2:
+        second = scaled[1]
+        return "hcp" if any(np.allclose(second, site, atol=1e-5) for site in _HCP_SITES) else None
+    return None
+
+
 def cubic_element(atoms: Atoms) -> Optional[str]:
     """``"fcc"`` or ``"bcc"`` when ``atoms`` is the conventional cubic cell of an element of that
     lattice (4 or 2 atoms of one species), otherwise ``None``."""
-    if not is_element(atoms) or lattice_kind(atoms) != "cubic":
-        return None
-    scaled = np.round(np.mod(atoms.get_scaled_positions() - atoms.get_scaled_positions()[0], 1.0), 6) % 1.0
-    sites = sorted(map(tuple, scaled))
-    return next((name for name, expected in _SITES.items() if sites == expected), None)
+    lattice = element_lattice(atoms)
+    return lattice if lattice in _SITES else None
 
 
 def is_fcc_element(atoms: Atoms) -> bool:
@@ -94,25 +116,29 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     - ``vacancy``: the formation energy ``E(N - 1) - (N - 1) / N * E(N)`` (eV);
     - ``vacancy_sites``: ``N`` (the vacancy sees its periodic images, so a reference must use
       the same supercell);
-    - ``vacancy_migration`` (with ``migration``; by default for fcc and bcc elements): the
-      barrier (eV) of a nearest-neighbour hop into the vacancy, the energy of the saddle
-      (:func:`vacancy_hop`: the hopping atom held half-way between the two sites while the
-      others relax) above the relaxed vacancy.
+    - with ``migration`` (by default for fcc, bcc and hcp elements), the barrier (eV) of each
+      nearest-neighbour hop into the vacancy of :data:`HOPS`: ``vacancy_migration`` (fcc, bcc),
+      ``vacancy_migration_basal`` and ``vacancy_migration_out_of_basal`` (hcp; other crystals:
+      ``vacancy_migration`` of the first nearest neighbour). Each is the energy of the saddle
+      (:func:`vacancy_hop`: the hopping atom held on the plane half-way between the two sites
+      while all relax) above the relaxed vacancy.
 
-    ``step(what)`` after the vacancy and after the saddle. :class:`UnstableCrystal` when relaxing
-    moves an atom more than :data:`MAX_SHIFT` of the nearest-neighbour distance, or the saddle
+    ``step(what)`` after the vacancy and after each saddle. :class:`UnstableCrystal` when relaxing
+    moves an atom more than :data:`MAX_SHIFT` of the nearest-neighbour distance, or a saddle
     relaxes below the vacancy."""
     if not is_element(atoms):
         raise ValueError(f"the vacancy formation energy is computed for element crystals, not "
                          f"{atoms.get_chemical_formula()}")
+    lattice = element_lattice(atoms)
     if migration is None:
-        migration = cubic_element(atoms) is not None
+        migration = lattice is not None
     perfect = atoms.repeat(repeat or vacancy_supercell(atoms, min_length))
     perfect.calc = calc
     if relax:  # a crystal at equilibrium: nothing to do, except for free coordinates the cell left
         relax_ions(perfect, fmax)
     e_perfect = perfect.get_potential_energy()
-    defect, saddle = vacancy_hop(perfect)
+    hops = vacancy_hops(perfect, lattice)
+    defect, _ = vacancy_hop(perfect)
     nearest = float(perfect.get_distances(0, range(1, len(perfect)), mic=True).min())
     defect.calc = calc
     if relax:
@@ -121,15 +147,16 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     e_defect = defect.get_potential_energy()
     out = {"vacancy": float(e_defect - (n - 1) / n * e_perfect), "vacancy_sites": n}
     step("vacancy")
-    if migration:
+    for name, hop in (hops.items() if migration else ()):
+        saddle = vacancy_hop(perfect, hop)[1]
         saddle.calc = calc
         if relax:
             _relax_on_sites(saddle, fmax, nearest, "the half-way point of a vacancy hop")
-        out["vacancy_migration"] = float(saddle.get_potential_energy() - e_defect)
-        if out["vacancy_migration"] <= 0:
-            raise UnstableCrystal(f"the half-way point of a vacancy hop relaxed {-out['vacancy_migration']:.3f} eV "
-                                  f"below the vacancy: it is no saddle, and the crystal no stable lattice")
-        step("vacancy migration")
+        out[name] = float(saddle.get_potential_energy() - e_defect)
+        if out[name] <= 0:
+            raise UnstableCrystal(f"the half-way point of a vacancy hop relaxed {-out[name]:.3f} eV below the "
+                                  f"vacancy: it is no saddle, and the crystal no stable lattice")
+        step(name.replace("_", " "))
     return out
 
 
@@ -145,25 +172,48 @@ def _relax_on_sites(atoms: Atoms, fmax: float, nearest: float, what: str) -> Non
                               f"unstable?), so its defect energies are not computed")
 
 
-def vacancy_hop(perfect: Atoms) -> Tuple[Atoms, Atoms]:
-    """The cells of :func:`vacancy_energies` from the ``perfect`` supercell of an element crystal:
-    the vacancy (atom 0 removed) and the saddle of a hop into it, where the nearest neighbour of
-    site 0 (the first, in index order) sits half-way between its site and the vacant one, held
-    there (``FixAtoms``). In a crystal with one atom per primitive cell, inversion through that
-    point maps the cell onto itself and swaps the two sites, so the force on the hopping atom
-    vanishes there and relaxing the others keeps it so: a stationary point of the energy, and for
-    the nearest-neighbour hop in fcc and bcc metals the saddle of the minimum-energy path (the
-    tests check it for fcc against a climbing-image NEB, to 1 meV)."""
-    from ase.constraints import FixAtoms
-
+def vacancy_hops(perfect: Atoms, lattice: Optional[str] = None) -> Dict[str, int]:
+    """The hops of :func:`vacancy_energies` in the ``perfect`` supercell of a ``lattice`` element
+    crystal (:func:`element_lattice`), by name (:data:`HOPS`): the index, in the cell without
+    atom 0, of the nearest neighbour of site 0 (the first in index order) that hops into it. In
+    hcp the nearest within site 0's basal plane (``vacancy_migration_basal``) and the nearest
+    out of it (``vacancy_migration_out_of_basal``); otherwise the nearest of all."""
     vectors = perfect.get_distances(0, range(1, len(perfect)), mic=True, vector=True)
     lengths = np.linalg.norm(vectors, axis=1)
-    hop = int(np.flatnonzero(lengths < lengths.min() + 1e-6)[0])  # index in the cell without atom 0
+    if lattice == "hcp":  # c along z (element_lattice): a basal neighbour lies at the same height
+        basal = np.abs(vectors[:, 2]) < 1e-3 * lengths.min()
+        kinds = {"vacancy_migration_basal": basal, "vacancy_migration_out_of_basal": ~basal}
+    else:
+        kinds = {"vacancy_migration": np.ones(len(lengths), dtype=bool)}
+    hops = {}
+    for name, among in kinds.items():
+        shortest = lengths[among].min()
+        hops[name] = int(np.flatnonzero(among & (lengths < shortest + 1e-6))[0])
+    return hops
+
+
+def vacancy_hop(perfect: Atoms, hop: Optional[int] = None) -> Tuple[Atoms, Atoms]:
+    """The cells of :func:`vacancy_energies` from the ``perfect`` supercell of an element crystal:
+    the vacancy (atom 0 removed) and the saddle of a hop into it, where atom ``hop`` (an index in
+    the cell without atom 0; by default the first nearest neighbour of site 0) sits half-way
+    between its site and the vacant one, held on the plane through that point normal to the
+    hop (``FixedPlane``). A symmetry of the crystal swaps the two sites and maps that plane onto
+    itself (inversion through the half-way point in fcc, bcc and hcp out of the basal plane; a
+    mirror in hcp's basal plane), so the minimum-energy path crosses the plane at its top, and
+    relaxing all atoms, the hopping one within the plane, finds that saddle. Under inversion the
+    hopping atom stays half-way; in hcp's basal plane it moves sideways, off the straight line
+    (the tests check both against a climbing-image NEB, to 1 meV)."""
+    from ase.constraints import FixedPlane
+
+    vectors = perfect.get_distances(0, range(1, len(perfect)), mic=True, vector=True)
+    if hop is None:
+        lengths = np.linalg.norm(vectors, axis=1)
+        hop = int(np.flatnonzero(lengths < lengths.min() + 1e-6)[0])
     defect = perfect.copy()
     del defect[0]
     saddle = defect.copy()
     saddle.positions[hop] = perfect.positions[0] + 0.5 * vectors[hop]
-    saddle.set_constraint(FixAtoms(indices=[hop]))
+    saddle.set_constraint(FixedPlane(hop, vectors[hop]))
     return defect, saddle
 
 
@@ -173,41 +223,60 @@ def vacancy_supercell(atoms: Atoms, min_length: float = 8.0) -> Tuple[int, int, 
     return tuple(max(1, int(np.ceil(min_length / length - 1e-9))) for length in atoms.cell.lengths())
 
 
-def plane_column(symbol: str, lattice: str, facet: str, lattice_constant: float, layers: int) -> Atoms:
-    """A periodic column of ``layers`` ``facet`` planes of the ``lattice`` (fcc or bcc) element
-    ``symbol``, one atom per plane (ASE's ``fcc111``, ``fcc100``, ``bcc110``, ``bcc100``); the layer
-    count must keep the stacking periodic (a multiple of 3 for fcc (111), of 2 otherwise)."""
+def plane_column(symbol: str, lattice: str, facet: str, lattice_constant: float, layers: int,
+                 c: Optional[float] = None) -> Atoms:
+    """A periodic column of ``layers`` ``facet`` layers of the ``lattice`` (fcc, bcc or hcp) element
+    ``symbol``, the layers stacked along z (ASE's ``fcc111``, ``fcc100``, ``bcc110``, ``bcc100``,
+    ``hcp0001``: one atom per plane; ``hcp10m10``: two planes per layer, closely spaced); the layer
+    count must keep the stacking periodic (a multiple of 3 for fcc (111), of 2 otherwise). hcp
+    takes its ``c`` (Å) besides ``a`` (``lattice_constant``)."""
     from ase import build
 
-    builder = getattr(build, f"{lattice}{facet}", None)
-    if lattice not in FACETS or facet not in FACETS[lattice] or builder is None:
+    if lattice not in FACETS or facet not in FACETS[lattice]:
         raise ValueError(f"surface energies are computed for the facets {FACETS}, not {lattice} ({facet})")
     period = 3 if (lattice, facet) == ("fcc", "111") else 2  # ABC or AB stacking
     if layers % period:
         raise ValueError(f"a periodic column of {lattice} ({facet}) planes needs a multiple of {period} layers, "
                          f"not {layers}")
-    return builder(symbol, size=(1, 1, layers), a=lattice_constant, vacuum=None, periodic=True)
+    builder = getattr(build, f"{lattice}{facet.replace('-', 'm')}")
+    if lattice != "hcp":
+        return builder(symbol, size=(1, 1, layers), a=lattice_constant, vacuum=None, periodic=True)
+    if c is None:
+        raise ValueError(f"the hcp ({facet}) column needs c besides a")
+    size = (1, 1, layers) if facet == "0001" else (1, 2, layers)  # ASE's prism cell: two atoms along c
+    return builder(symbol, size=size, a=lattice_constant, c=c, vacuum=None, periodic=True)
 
 
 def surface_cells(symbol: str, lattice: str, facet: str, lattice_constant: float, layers: int = 6,
-                  vacuum: float = 8.0) -> Tuple[Atoms, Atoms]:
-    """The cells of :func:`surface_energy`: a periodic column of ``layers`` ``facet`` planes (the
-    bulk) and the same planes as a slab with ``vacuum`` Å on either side."""
-    column = plane_column(symbol, lattice, facet, lattice_constant, layers)
+                  vacuum: float = 8.0, c: Optional[float] = None) -> Tuple[Atoms, Atoms]:
+    """The cells of :func:`surface_energy`: a periodic column of ``layers`` ``facet`` layers (the
+    bulk, :func:`plane_column`) and the same atoms as a slab with ``vacuum`` Å on either side,
+    cut between the two planes farthest apart (the termination that breaks the fewest bonds:
+    for hcp (10-10) between the pairs of closely spaced planes; where all spacings are equal,
+    at the column's periodic boundary)."""
+    column = plane_column(symbol, lattice, facet, lattice_constant, layers, c)
+    height = float(column.cell[2, 2])
+    heights = np.sort(column.positions[:, 2])
+    gaps = np.diff(np.append(heights, heights[0] + height))  # the last: across the periodic boundary
+    if gaps.max() > gaps[-1] + 1e-6:
+        above = heights[int(np.argmax(gaps)) + 1]
+        column.positions[:, 2] = np.mod(column.positions[:, 2] - above + 1e-6, height) - 1e-6
     slab = column.copy()
     slab.center(vacuum=vacuum, axis=2)
     return column, slab
 
 
 def surface_energy(symbol: str, lattice: str, facet: str, lattice_constant: float, calc, layers: int = 6,
-                   vacuum: float = 8.0, relax: bool = True, fmax: float = 1e-3, slab_calc=None) -> float:
-    """The energy (mJ/m^2) of the ``facet`` surface (``"111"``, ``"100"``, ``"110"``: :data:`FACETS`)
-    of the ``lattice`` (fcc or bcc) element ``symbol``: a slab of ``layers`` planes, periodic in
-    its plane with ``vacuum`` Å on either side, against the same column of planes without the
-    vacuum (the bulk, with the same in-plane cell and atoms), divided by its two faces; the slab's
-    ions relaxed at the fixed cell. ``slab_calc``: a calculator for the slab (a DFT code's,
-    with one k-point along the normal), ``calc`` otherwise."""
-    column, slab = surface_cells(symbol, lattice, facet, lattice_constant, layers, vacuum)
+                   vacuum: float = 8.0, relax: bool = True, fmax: float = 1e-3, slab_calc=None,
+                   c: Optional[float] = None) -> float:
+    """The energy (mJ/m^2) of the ``facet`` surface (:data:`FACETS`: ``"111"``, ``"100"``,
+    ``"110"``, ``"0001"``, ``"10-10"``) of the ``lattice`` (fcc, bcc or hcp, with its ``c``) element
+    ``symbol``: a slab of ``layers`` layers, periodic in its plane with ``vacuum`` Å on either
+    side, against the same column of layers without the vacuum (the bulk, with the same in-plane
+    cell and atoms), divided by its two faces; the slab's ions relaxed at the fixed cell.
+    ``slab_calc``: a calculator for the slab (a DFT code's, with one k-point along the normal),
+    ``calc`` otherwise."""
+    column, slab = surface_cells(symbol, lattice, facet, lattice_constant, layers, vacuum, c)
     column.calc = calc
     slab.calc = slab_calc if slab_calc is not None else calc
     if relax:
@@ -218,20 +287,22 @@ def surface_energy(symbol: str, lattice: str, facet: str, lattice_constant: floa
 
 def defect_energies(atoms: Atoms, lattice_constant: float, calc, relax: bool = True,
                     step=lambda what: None) -> Dict[str, float]:
-    """The vacancy of the element crystal ``atoms`` (at equilibrium: :func:`vacancy_energies`, its
-    migration energy for fcc and bcc elements) and, for fcc and bcc elements, the surface energies
-    of :data:`FACETS` at ``lattice_constant``: ``{"vacancy": eV, "vacancy_sites": N,
-    "vacancy_migration": eV, "surface_111": mJ/m^2, ...}``; ``step(what)`` after each."""
+    """The vacancy of the element crystal ``atoms`` (at equilibrium: :func:`vacancy_energies`, with
+    its migration energies for fcc, bcc and hcp elements) and, for fcc, bcc and hcp elements, the
+    surface energies of :data:`FACETS` at ``lattice_constant`` (hcp: ``a``, and ``c`` from the
+    cell of ``atoms``): ``{"vacancy": eV, "vacancy_sites": N, "vacancy_migration": eV,
+    "surface_111": mJ/m^2, ...}``; ``step(what)`` after each."""
     out: Dict[str, float] = dict(vacancy_energies(atoms, calc, relax=relax, step=step))
-    lattice = cubic_element(atoms)
+    lattice = element_lattice(atoms)
+    c = float(atoms.cell.lengths()[2]) if lattice == "hcp" else None
     for facet in FACETS.get(lattice, ()):
         out[f"surface_{facet}"] = surface_energy(atoms.get_chemical_symbols()[0], lattice, facet, lattice_constant,
-                                                 calc, relax=relax)
+                                                 calc, relax=relax, c=c)
         step(f"surface ({facet})")
     return out
 
 
 def defect_steps(atoms: Atoms) -> int:
     """How many ``step`` calls :func:`defect_energies` makes for ``atoms``."""
-    lattice = cubic_element(atoms)
-    return 1 + (lattice is not None) + len(FACETS.get(lattice, ()))
+    lattice = element_lattice(atoms)
+    return 1 + len(HOPS.get(lattice, ())) + len(FACETS.get(lattice, ()))

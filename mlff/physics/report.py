@@ -10,11 +10,13 @@ import numpy as np
 from ase import Atoms
 
 ELASTIC = ("C11", "C12", "C13", "C33", "C44")
-SURFACES = ("surface_111", "surface_100", "surface_110")
+SURFACES = ("surface_111", "surface_100", "surface_110", "surface_0001", "surface_10-10")
+MIGRATIONS = ("vacancy_migration", "vacancy_migration_basal", "vacancy_migration_out_of_basal")
 SCALARS = (("lattice_constant", "c_over_a", "energy", "bulk_modulus") + ELASTIC
-           + ("stacking_fault", "vacancy", "vacancy_migration") + SURFACES)
+           + ("stacking_fault", "vacancy") + MIGRATIONS + SURFACES)
 UNITS = {"lattice_constant": "Å", "c_over_a": "", "energy": "eV/atom", "bulk_modulus": "GPa", "volume": "Å^3/atom",
-         "stacking_fault": "mJ/m^2", "vacancy": "eV", "vacancy_migration": "eV", **{name: "GPa" for name in ELASTIC},
+         "stacking_fault": "mJ/m^2", "vacancy": "eV", **{name: "eV" for name in MIGRATIONS},
+         **{name: "GPa" for name in ELASTIC},
          **{name: "mJ/m^2" for name in SURFACES}}
 
 
@@ -47,11 +49,12 @@ def compare(model: Dict[str, object], reference: Dict[str, object]) -> Dict[str,
 
 def comparison_table(rows: Dict[str, Dict[str, float]], title: str = "") -> str:
     lines = [title] if title else []
-    lines.append(f"{'property':<18}{'model':>11}{'reference':>11}{'difference':>12} {'unit':<9}{'relative':>9}")
+    width = max([18] + [len(key) + 1 for key in rows])
+    lines.append(f"{'property':<{width}}{'model':>11}{'reference':>11}{'difference':>12} {'unit':<9}{'relative':>9}")
     for key, row in rows.items():
         unit = "meV/atom" if key == "energy" else ("THz" if key.startswith("phonons") else UNITS.get(key, ""))
         relative = "" if row["relative"] is None else f"{100 * row['relative']:+.1f} %"
-        lines.append(f"{key:<18}{row['model']:>11.4g}{row['reference']:>11.4g}{row['difference']:>+12.3g} "
+        lines.append(f"{key:<{width}}{row['model']:>11.4g}{row['reference']:>11.4g}{row['difference']:>+12.3g} "
                      f"{unit:<9}{relative:>9}")
     return "\n".join(lines)
 
