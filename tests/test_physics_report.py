@@ -10,7 +10,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from mlff.cli.main import main as mlff_main
-from mlff.physics import compare, crystal_properties, parse_crystal
+from mlff.physics import compare, crystal_properties, parse_crystal, stacking_fault_energy
 
 SHIPPED_CU = str(Path(__file__).resolve().parents[1] / "examples" / "potentials" / "cu" / "model.pt")
 
@@ -191,7 +191,7 @@ def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp
                       "--stacking-fault", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "c_over_a" in printed and "C33" in printed and "Cu:hcp:2.55" in printed.split("energy above the lowest")[1]
-    assert "Cu:hcp:2.55: no stacking fault energy" in printed  # fcc only, said
+    assert "no stacking fault energy" not in printed  # fcc's and hcp's (basal I2) both computed
     document = json.loads(out.read_text())
     fcc = document["crystals"][0]["comparison"]["stacking_fault"]
     assert fcc["reference"] == pytest.approx(-5.39, abs=0.05)  # EMT's (see the test above)
@@ -199,13 +199,19 @@ def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp
     hcp = document["crystals"][1]["comparison"]
     for key in ("c_over_a", "C11", "C12", "C13", "C33", "C44"):
         assert abs(hcp[key]["relative"]) < 0.1, (key, hcp[key])
+    a = document["crystals"][1]["reference"]["lattice_constant"]
+    c = a * document["crystals"][1]["reference"]["c_over_a"]
+    assert hcp["stacking_fault"]["reference"] == pytest.approx(
+        stacking_fault_energy("Cu", a, EMT(), lattice="hcp", c=c), abs=0.05)
     assert abs(document["phases"]["Cu"]["Cu:hcp:2.55"]["difference"]) < 5.0  # meV/atom
     # a stored bcc reference (two atoms, as hcp) must not be taken for hcp's
     bcc = crystal_properties(parse_crystal("Cu:bcc:2.87"), EMT(), elastic=False)
     stored = tmp_path / "reference.json"
     stored.write_text(json.dumps({"crystals": [{"crystal": "Cu:bcc:2.87", "formula": "Cu2", "reference": bcc}]}))
-    assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "--reference-values", str(stored), "--phonons"]) == 0
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "Cu:bcc:2.87", "--reference-values", str(stored),
+                      "--phonons", "--stacking-fault"]) == 0
     printed = capsys.readouterr().out
+    assert "Cu:bcc:2.87: no stacking fault energy (computed for fcc and hcp elements)" in printed
     assert "no reference for Cu2 of this structure" in printed
     assert "Cu:hcp:2.55: no phonons" in printed  # the cubic high-symmetry points: said, not an error
     from mlff.physics import read_reference
@@ -242,3 +248,21 @@ def test_stacking_fault_energy_of_a_periodic_column_is_the_hcp_estimate():
     assert not is_fcc_element(parse_crystal("NaCl:rocksalt:5.64")) and not is_fcc_element(parse_crystal("Cu:hcp:2.54"))
     with pytest.raises(ValueError, match="fcc elements"):
         crystal_properties(parse_crystal("Cu:bcc:2.87"), EMT(), stacking_fault=True)
+
+
+def test_basal_stacking_fault_of_hcp_is_the_fcc_estimate():
+    """hcp's basal I2 fault (...ABABCACA...) puts two planes in fcc stacking: twice fcc's energy
+    above hcp per (0001) area, to ANNNI's first term, in EMT copper (where hcp lies just below
+    fcc), whatever the column's height; crystal_properties computes it at hcp's own equilibrium."""
+    fcc = crystal_properties(parse_crystal("Cu:fcc:3.6"), EMT(), elastic=False)
+    hcp = crystal_properties(parse_crystal("Cu:hcp:2.54"), EMT(), elastic=False, stacking_fault=True)
+    a, c = hcp["lattice_constant"], hcp["lattice_constant"] * hcp["c_over_a"]
+    estimate = 2 * (fcc["energy"] - hcp["energy"]) / (np.sqrt(3) / 2 * a ** 2) * 16021.766
+    column = stacking_fault_energy("Cu", a, EMT(), lattice="hcp", c=c)
+    assert estimate > 2.0 and column == pytest.approx(estimate, rel=0.02)
+    assert hcp["stacking_fault"] == pytest.approx(column, abs=0.05)
+    assert stacking_fault_energy("Cu", a, EMT(), lattice="hcp", c=c, layers=24) == pytest.approx(column, abs=0.05)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        stacking_fault_energy("Cu", a, EMT(), lattice="hcp", c=c, layers=9)
+    with pytest.raises(ValueError, match="fcc and hcp elements"):
+        stacking_fault_energy("Cu", 2.87, EMT(), lattice="bcc")

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phonons", nargs="*", metavar="POINT", default=None,
                         help="also phonon frequencies at these high-symmetry points (default G X)")
     parser.add_argument("--stacking-fault", action="store_true",
-                        help="also the intrinsic stacking fault energy of fcc elements (mJ/m^2)")
+                        help="also the intrinsic stacking fault energy of fcc elements, and the basal I2 fault of "
+                             "hcp elements (mJ/m^2)")
     parser.add_argument("--defects", action="store_true",
                         help="also the vacancy formation energy (eV) of element crystals, and of fcc, bcc and hcp "
                              "elements the vacancy's migration energies (eV; hcp: within and out of the basal plane) "
@@ -62,8 +63,9 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import ELASTIC, MIGRATIONS, SCALARS, SURFACES, UNITS, compare, comparison_table, crystal_properties, is_element, is_fcc_element, lattice_kind, \
-        parse_crystal, phase_energies, phase_table, plot_report, read_reference, reference_calculator
+    from ..physics import (ELASTIC, MIGRATIONS, SCALARS, SURFACES, UNITS, compare, comparison_table, crystal_properties,
+                           element_lattice, is_element, lattice_kind, parse_crystal, phase_energies, phase_table,
+                           plot_report, read_reference, reference_calculator)
 
     if args.reference and args.reference_values:
         raise ValueError("give either --reference or --reference-values, not both")
@@ -76,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
         here = phonons if lattice_kind(atoms) == "cubic" else ()
         if phonons and not here:
             print(f"{text}: no phonons (the high-symmetry points are those of a conventional cubic cell)")
-        fault = args.stacking_fault and is_fcc_element(atoms)
+        fault = args.stacking_fault and element_lattice(atoms) in ("fcc", "hcp")
         if args.stacking_fault and not fault:
-            print(f"{text}: no stacking fault energy (computed for fcc elements)")
+            print(f"{text}: no stacking fault energy (computed for fcc and hcp elements)")
         defects = args.defects and is_element(atoms)
         if args.defects and not defects:
             print(f"{text}: no defect energies (computed for element crystals)")

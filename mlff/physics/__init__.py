@@ -14,10 +14,9 @@ calculator (an mlff model, EMT, a DFT code):
   crystals, reported as ``c_over_a``), so that phases compare at their own equilibria (hcp
   against fcc);
 - optionally, phonon frequencies at high-symmetry points (finite displacements in a supercell,
-  ASE's ``Phonons``), for fcc elements the intrinsic stacking fault energy, and for element
-  crystals the vacancy formation energy, and for fcc, bcc and hcp elements the vacancy's
-  migration energies and the surface energies
-  (:mod:`mlff.physics.defects`).
+  ASE's ``Phonons``), for fcc elements the intrinsic stacking fault energy (hcp: the basal I2
+  fault), for element crystals the vacancy formation energy, and for fcc, bcc and hcp elements
+  the vacancy's migration energies and the surface energies (:mod:`mlff.physics.defects`).
 
 :func:`compare` sets a model's numbers beside a reference's (computed with the reference
 calculator, or read from a JSON file of an earlier :func:`crystal_properties` run with DFT) and

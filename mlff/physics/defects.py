@@ -1,7 +1,8 @@
 """Defect energies of element crystals: what sets plasticity, diffusion and fracture, and what a
 fit to bulk frames can miss while its mean errors look fine.
 
-- :func:`stacking_fault_energy`: the intrinsic stacking fault of an fcc element (mJ/m^2);
+- :func:`stacking_fault_energy`: the intrinsic stacking fault of an fcc element, the basal I2
+  fault of an hcp one (mJ/m^2);
 - :func:`vacancy_energies`: a vacancy in a periodic supercell, its formation energy and the
   barriers of nearest-neighbour hops into it (eV; the migration energies of vacancy diffusion:
   one hop in fcc and bcc elements, two in hcp ones, :data:`HOPS`);
@@ -83,17 +84,23 @@ def is_fcc_element(atoms: Atoms) -> bool:
 
 
 def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: int = 12, relax: bool = True,
-                          fmax: float = 1e-3) -> float:
-    """The intrinsic stacking fault energy (mJ/m^2) of an fcc element at ``lattice_constant``: a
-    periodic column of ``layers`` (111) planes (a multiple of 3; 12 puts the faults 12 planes
-    apart) against the same column whose third cell vector is shifted by a partial Burgers
-    vector (a/6 <112>), which leaves one fault (...ABCBCA...: two planes in hcp stacking) per
-    cell; ions relaxed at the fixed cells. The stacking fault energy is what sets dislocation
-    splitting and twinning in fcc metals; a fit that misses hcp against fcc misses it too."""
-    perfect = plane_column(symbol, "fcc", "111", lattice_constant, layers)
+                          fmax: float = 1e-3, lattice: str = "fcc", c: Optional[float] = None) -> float:
+    """The intrinsic stacking fault energy (mJ/m^2) of an fcc element at ``lattice_constant``, or
+    the basal I2 fault of an hcp element (``lattice="hcp"``, at ``a = lattice_constant`` and
+    ``c``): a periodic column of ``layers`` close-packed planes (fcc (111), a multiple of 3; hcp
+    (0001), a multiple of 2; 12 puts the faults 12 planes apart) against the same column whose
+    third cell vector is shifted by a partial Burgers vector (a/6 <112> in fcc, a/3 <10-10> in
+    hcp: the direction that puts no plane on top of its neighbour), which leaves one fault per
+    cell: in fcc ...ABCBCA... (two planes in hcp stacking), in hcp ...ABABCACA... (two planes in
+    fcc stacking); ions relaxed at the fixed cells. The stacking fault energy is what sets
+    dislocation splitting and twinning in fcc metals and which slip systems hcp metals use; a fit
+    that misses hcp against fcc misses it too."""
+    if lattice not in ("fcc", "hcp"):
+        raise ValueError(f"the stacking fault energy is computed for fcc and hcp elements, not {lattice}")
+    perfect = plane_column(symbol, lattice, "111" if lattice == "fcc" else "0001", lattice_constant, layers, c)
     faulted = perfect.copy()
     cell = faulted.cell.array.copy()
-    cell[2] += (cell[0] + cell[1]) / 3.0  # the partial Burgers vector across the periodic boundary
+    cell[2] += _partial_burgers_vector(perfect)  # across the periodic boundary
     faulted.set_cell(cell, scale_atoms=False)
     energies = []
     for column in (perfect, faulted):
@@ -103,6 +110,20 @@ def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: in
         energies.append(column.get_potential_energy())
     area = float(np.linalg.norm(np.cross(cell[0], cell[1])))
     return float((energies[1] - energies[0]) / area * MJ_PER_M2)
+
+
+def _partial_burgers_vector(column: Atoms) -> np.ndarray:
+    """The in-plane shift, +-(a1 + a2) / 3 of the column's 60-degree cell, that stacks the next
+    periodic image's first close-packed plane on a site other than the last plane's (the other
+    sign would put one plane right above the other)."""
+    cell = column.cell.array
+    bottom, top = (column.positions[np.argsort(column.positions[:, 2])[k]] for k in (0, -1))
+    for sign in (1.0, -1.0):
+        shift = sign * (cell[0] + cell[1]) / 3.0
+        offset = np.linalg.solve(cell[:2, :2].T, (bottom + shift - top)[:2])  # in units of a1, a2
+        if not np.allclose(offset, np.round(offset), atol=1e-6):
+            return shift
+    raise ValueError("no partial Burgers vector stacks this column's planes")  # not a close-packed column
 
 
 def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_length: float = 8.0,
