@@ -130,8 +130,8 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     is named ``NAME:STRUCTURE:A``, which ``mlff physics`` matches by structure). ``phases``: other
     cells of the same element(s) near their equilibrium by name (``{"Al:bcc": atoms}``), whose
     equations of state are added (for the relative phase energies; cells that are not cubic, such
-    as hcp, with their shape relaxed at each volume). ``stacking_fault``: also the intrinsic
-    stacking fault energy of the (fcc) crystal, on a 12-plane (111) column with one fault.
+    as hcp, with their shape relaxed at each volume). ``stacking_fault``: also the intrinsic and
+    unstable stacking fault energies of the (fcc) crystal, on a 12-plane (111) column.
     ``defects``: also the vacancy formation energy (the supercell ``mlff.physics`` uses, ions
     relaxed) and the surface energies of the (fcc or bcc) crystal's facets (6-plane slabs, one
     k-point along their normal). Records already in ``out`` are kept, and each property is saved
@@ -139,7 +139,7 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     import json
 
     from mlff.physics import (cubic_elastic_constants, equation_of_state, lattice_kind, stacking_fault_energy,
-                              structure_name)
+                              structure_name, unstable_stacking_fault_energy)
 
     method = (f"GPAW PBE, PW {ecut:g} eV, k-point density {kpt_density:g}/Å^-1, Fermi-Dirac 0.1 eV"
               f"{', setups ' + str(setups) if setups else ''}")
@@ -168,7 +168,8 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
                                                           "method": method + "; relaxed-ion elastic constants"}})
         save()
     main = [r for r in records if structure_name(r.get("crystal", "")) == crystal or r["formula"] == formula][0]
-    if stacking_fault and "stacking_fault" not in main["reference"]:
+    faults = [key for key in ("stacking_fault", "unstable_stacking_fault") if key not in main["reference"]]
+    if stacking_fault and faults:
         from ase.build import fcc111
 
         symbol, a0 = crystal.split(":")[0], main["reference"]["lattice_constant"]
@@ -177,12 +178,20 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
         # fault came out at 60 mJ/m^2 against 119.9 at 8 (21x21x2)
         density = max(kpt_density, 8.0)
         calc = calculator(column, setups, density, ecut)
-        main["reference"]["stacking_fault"] = round(stacking_fault_energy(symbol, a0, calc, fmax=0.01), 1)
         grid = "x".join(str(k) for k in calc.parameters.kpts)
-        main["reference"]["method"] += (f"; stacking fault on a 12-plane (111) column at k-point density {density:g} "
-                                        f"({grid}), ions relaxed")
-        print(f"{crystal}: stacking fault {main['reference']['stacking_fault']:.1f} mJ/m^2", flush=True)
-        save()
+        if "stacking_fault" in faults:
+            main["reference"]["stacking_fault"] = round(stacking_fault_energy(symbol, a0, calc, fmax=0.01), 1)
+            main["reference"]["method"] += (f"; stacking fault on a 12-plane (111) column at k-point density "
+                                            f"{density:g} ({grid}), ions relaxed")
+            print(f"{crystal}: stacking fault {main['reference']['stacking_fault']:.1f} mJ/m^2", flush=True)
+            save()
+        if "unstable_stacking_fault" in faults:
+            unstable = unstable_stacking_fault_energy(symbol, "fcc", a0, calc, fmax=0.01)
+            main["reference"]["unstable_stacking_fault"] = round(unstable, 1)
+            main["reference"]["method"] += (f"; unstable stacking fault: the top of the (111) <112> curve on the same "
+                                            f"column ({grid}), ions relaxed normal to the planes")
+            print(f"{crystal}: unstable stacking fault {unstable:.1f} mJ/m^2", flush=True)
+            save()
     if defects:
         _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save)
     for name, atoms in (phases or {}).items():

@@ -208,10 +208,12 @@ def test_hcp_in_the_report_beside_fcc_and_the_reference_matched_by_structure(tmp
     bcc = crystal_properties(parse_crystal("Cu:bcc:2.87"), EMT(), elastic=False)
     stored = tmp_path / "reference.json"
     stored.write_text(json.dumps({"crystals": [{"crystal": "Cu:bcc:2.87", "formula": "Cu2", "reference": bcc}]}))
-    assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", "Cu:bcc:2.87", "--reference-values", str(stored),
+    supercell = tmp_path / "cu8.extxyz"  # fcc, but not its conventional cell: no faults, said
+    bulk("Cu", "fcc", a=3.6, cubic=True).repeat((1, 1, 2)).write(supercell)
+    assert mlff_main(["physics", SHIPPED_CU, "Cu:hcp:2.55", str(supercell), "--reference-values", str(stored),
                       "--phonons", "--stacking-fault"]) == 0
     printed = capsys.readouterr().out
-    assert "Cu:bcc:2.87: no stacking fault energy (computed for fcc and hcp elements)" in printed
+    assert f"{supercell}: no stacking fault energy (computed for fcc, hcp and bcc elements)" in printed
     assert "no reference for Cu2 of this structure" in printed
     assert "Cu:hcp:2.55: no phonons" in printed  # the cubic high-symmetry points: said, not an error
     from mlff.physics import read_reference
@@ -246,8 +248,8 @@ def test_stacking_fault_energy_of_a_periodic_column_is_the_hcp_estimate():
         stacking_fault_energy("Cu", a0, EMT(), layers=10)
     assert is_fcc_element(parse_crystal("Cu:fcc:3.6")) and not is_fcc_element(parse_crystal("Cu:bcc:2.87"))
     assert not is_fcc_element(parse_crystal("NaCl:rocksalt:5.64")) and not is_fcc_element(parse_crystal("Cu:hcp:2.54"))
-    with pytest.raises(ValueError, match="fcc elements"):
-        crystal_properties(parse_crystal("Cu:bcc:2.87"), EMT(), stacking_fault=True)
+    with pytest.raises(ValueError, match="fcc, hcp and bcc elements"):
+        crystal_properties(parse_crystal("Cu:sc:2.4"), EMT(), stacking_fault=True)
 
 
 def test_basal_stacking_fault_of_hcp_is_the_fcc_estimate():
@@ -266,3 +268,35 @@ def test_basal_stacking_fault_of_hcp_is_the_fcc_estimate():
         stacking_fault_energy("Cu", a, EMT(), lattice="hcp", c=c, layers=9)
     with pytest.raises(ValueError, match="fcc and hcp elements"):
         stacking_fault_energy("Cu", 2.87, EMT(), lattice="bcc")
+
+
+def test_unstable_stacking_fault_is_the_top_of_the_slip_curve():
+    """The generalized stacking fault curve of EMT copper starts at zero and ends, one partial
+    on, at the intrinsic fault (fcc) or I2 fault (hcp) computed with all ions relaxed; bcc's
+    (110) [111] curve returns to zero after a full Burgers vector and is symmetric about half-way.
+    The unstable fault found from four points is the top of a scan every 2.5 % of the slip, to
+    0.1 mJ/m^2; crystal_properties reports both faults."""
+    from mlff.physics import stacking_fault_curve, unstable_stacking_fault_energy
+
+    c = 2.54 * np.sqrt(8.0 / 3.0)
+    for lattice, a, extra in (("fcc", 3.59, {}), ("hcp", 2.54, {"c": c}), ("bcc", 2.87, {})):
+        ends = stacking_fault_curve("Cu", lattice, a, EMT(), [0.0, 1.0], **extra)
+        assert ends[0] == pytest.approx(0.0, abs=1e-9)
+        if lattice == "bcc":
+            assert ends[1] == pytest.approx(0.0, abs=1e-9)
+            assert np.allclose(stacking_fault_curve("Cu", lattice, a, EMT(), [0.3, 0.45]),
+                               stacking_fault_curve("Cu", lattice, a, EMT(), [0.7, 0.55]), atol=1e-6)
+        else:
+            assert ends[1] == pytest.approx(stacking_fault_energy("Cu", a, EMT(), lattice=lattice, **extra), abs=0.01)
+        scan = stacking_fault_curve("Cu", lattice, a, EMT(), np.arange(0.3, 0.71, 0.025), **extra)
+        unstable = unstable_stacking_fault_energy("Cu", lattice, a, EMT(), **extra)
+        assert unstable > max(ends) + 100.0
+        assert unstable == pytest.approx(max(scan), abs=0.1) and unstable >= max(scan) - 1e-6
+    calls = []
+    fcc = crystal_properties(parse_crystal("Cu:fcc:3.6"), EMT(), elastic=False, stacking_fault=True,
+                             progress=lambda done, total, what: calls.append((done, total, what)))
+    assert fcc["unstable_stacking_fault"] > fcc["stacking_fault"] + 100.0
+    assert calls[-1][0] == calls[-1][1] and [what for *_, what in calls[-2:]] == ["stacking fault",
+                                                                                   "unstable stacking fault"]
+    bcc = crystal_properties(parse_crystal("Cu:bcc:2.87"), EMT(), elastic=False, stacking_fault=True)
+    assert "stacking_fault" not in bcc and bcc["unstable_stacking_fault"] > 100.0

@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phonons", nargs="*", metavar="POINT", default=None,
                         help="also phonon frequencies at these high-symmetry points (default G X)")
     parser.add_argument("--stacking-fault", action="store_true",
-                        help="also the intrinsic stacking fault energy of fcc elements, and the basal I2 fault of "
-                             "hcp elements (mJ/m^2)")
+                        help="also the stacking fault energies (mJ/m^2): the intrinsic fault of fcc elements and "
+                             "the basal I2 fault of hcp elements, and the unstable fault (the top of the slip's "
+                             "energy curve) of fcc, hcp and bcc elements")
     parser.add_argument("--defects", action="store_true",
                         help="also the vacancy formation energy (eV) of element crystals, and of fcc, bcc and hcp "
                              "elements the vacancy's migration energies (eV; hcp: within and out of the basal plane) "
@@ -63,9 +64,9 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import (ELASTIC, MIGRATIONS, SCALARS, SURFACES, UNITS, compare, comparison_table, crystal_properties,
-                           element_lattice, is_element, lattice_kind, parse_crystal, phase_energies, phase_table,
-                           plot_report, read_reference, reference_calculator)
+    from ..physics import (ELASTIC, MIGRATIONS, SCALARS, SLIP_PLANES, SURFACES, UNITS, compare, comparison_table,
+                           crystal_properties, element_lattice, is_element, lattice_kind, parse_crystal,
+                           phase_energies, phase_table, plot_report, read_reference, reference_calculator)
 
     if args.reference and args.reference_values:
         raise ValueError("give either --reference or --reference-values, not both")
@@ -78,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
         here = phonons if lattice_kind(atoms) == "cubic" else ()
         if phonons and not here:
             print(f"{text}: no phonons (the high-symmetry points are those of a conventional cubic cell)")
-        fault = args.stacking_fault and element_lattice(atoms) in ("fcc", "hcp")
+        fault = args.stacking_fault and element_lattice(atoms) in SLIP_PLANES
         if args.stacking_fault and not fault:
-            print(f"{text}: no stacking fault energy (computed for fcc and hcp elements)")
+            print(f"{text}: no stacking fault energy (computed for fcc, hcp and bcc elements)")
         defects = args.defects and is_element(atoms)
         if args.defects and not defects:
             print(f"{text}: no defect energies (computed for element crystals)")
@@ -111,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
                   + f", E0 {ours['energy']:.4f} eV/atom, B {ours['bulk_modulus']:.1f} GPa"
                   + "".join(f", {k} {ours[k]:.1f} GPa" for k in ELASTIC if k in ours)
                   + (f", stacking fault {ours['stacking_fault']:.1f} mJ/m^2" if "stacking_fault" in ours else "")
+                  + (f", unstable stacking fault {ours['unstable_stacking_fault']:.1f} mJ/m^2"
+                     if "unstable_stacking_fault" in ours else "")
                   + (f", vacancy {ours['vacancy']:.3f} eV ({ours['vacancy_sites']} sites)" if "vacancy" in ours else "")
                   + "".join(f", {_HOP_NAMES[k]} {ours[k]:.3f} eV" for k in MIGRATIONS if k in ours)
                   + "".join(f", surface ({k[8:]}) {ours[k]:.0f} mJ/m^2" for k in SURFACES if k in ours))

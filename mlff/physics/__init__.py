@@ -15,8 +15,9 @@ calculator (an mlff model, EMT, a DFT code):
   against fcc);
 - optionally, phonon frequencies at high-symmetry points (finite displacements in a supercell,
   ASE's ``Phonons``), for fcc elements the intrinsic stacking fault energy (hcp: the basal I2
-  fault), for element crystals the vacancy formation energy, and for fcc, bcc and hcp elements
-  the vacancy's migration energies and the surface energies (:mod:`mlff.physics.defects`).
+  fault) and for fcc, hcp and bcc ones the unstable stacking fault energy, for element crystals
+  the vacancy formation energy, and for fcc, bcc and hcp elements the vacancy's migration
+  energies and the surface energies (:mod:`mlff.physics.defects`).
 
 :func:`compare` sets a model's numbers beside a reference's (computed with the reference
 calculator, or read from a JSON file of an earlier :func:`crystal_properties` run with DFT) and
@@ -28,17 +29,20 @@ mJ/m^2 (planar defects and surfaces).
 from .cells import lattice_kind, relax
 from .crystal import (GPA, SPECIAL_POINTS, crystal_properties, cubic_elastic_constants, equation_of_state,
                       hexagonal_elastic_constants, mechanical_instability, phonon_frequencies, stiffness_matrix)
-from .defects import (FACETS, HOPS, MJ_PER_M2, UnstableCrystal, cubic_element, defect_energies, element_lattice,
-                      is_element, is_fcc_element, plane_column, stacking_fault_energy, surface_cells, surface_energy,
-                      vacancy_energies, vacancy_hop, vacancy_hops, vacancy_supercell)
+from .defects import (FACETS, HOPS, MJ_PER_M2, SLIP_PLANES, UnstableCrystal, cubic_element, defect_energies,
+                      element_lattice, is_element, is_fcc_element, plane_column, stacking_fault_curve,
+                      stacking_fault_energy, stacking_faults, surface_cells, surface_energy,
+                      unstable_stacking_fault_energy, vacancy_energies, vacancy_hop, vacancy_hops, vacancy_supercell)
 from .report import (ELASTIC, HEXAGONAL, MIGRATIONS, SCALARS, SURFACES, UNITS, compare, comparison_table, parse_crystal,
                      phase_energies, phase_table, plot_report, read_reference, reference_calculator, structure_name)
 
-__all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PER_M2", "SCALARS", "SPECIAL_POINTS", "SURFACES",
+__all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PER_M2", "SCALARS", "SLIP_PLANES", "SPECIAL_POINTS", "SURFACES",
            "UNITS", "UnstableCrystal", "compare", "comparison_table", "crystal_properties",
            "cubic_elastic_constants", "cubic_element", "defect_energies", "element_lattice", "equation_of_state",
            "hexagonal_elastic_constants", "is_element", "is_fcc_element", "lattice_kind", "mechanical_instability",
            "parse_crystal", "phase_energies", "phase_table", "phonon_frequencies", "plane_column", "plot_report",
-           "read_reference", "reference_calculator", "relax", "stacking_fault_energy", "stiffness_matrix",
-           "structure_name", "surface_cells", "surface_energy", "vacancy_energies", "vacancy_hop",
+           "read_reference", "reference_calculator", "relax", "stacking_fault_curve", "stacking_fault_energy",
+           "stacking_faults", "stiffness_matrix",
+           "structure_name", "surface_cells", "surface_energy", "unstable_stacking_fault_energy",
+           "vacancy_energies", "vacancy_hop",
            "vacancy_hops", "vacancy_supercell"]

@@ -12,7 +12,7 @@ import numpy as np
 from ase import Atoms, units
 
 from .cells import lattice_kind, relax as relax_ions
-from .defects import UnstableCrystal, defect_energies, defect_steps, element_lattice, is_element, stacking_fault_energy
+from .defects import UnstableCrystal, defect_energies, defect_steps, is_element, stacking_fault_steps, stacking_faults
 from .report import ELASTIC
 
 GPA = units.GPa  # eV/Å^3 per GPa
@@ -178,8 +178,9 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     the equation of state (with ``relax``, ions relaxed, and the shape too where the cell is
     not cubic), and at the fitted equilibrium the elastic constants (cubic and hexagonal
     cells), the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells) and
-    with ``stacking_fault`` the intrinsic stacking fault energy (``stacking_fault``, mJ/m^2;
-    fcc elements, and hcp's basal I2 fault), with ``defects`` the vacancy formation energy (element crystals), its
+    with ``stacking_fault`` the stacking faults of :func:`mlff.physics.defects.stacking_faults`
+    (mJ/m^2: fcc's intrinsic fault and hcp's basal I2 as ``stacking_fault``, and for fcc, hcp
+    and bcc elements the unstable fault, ``unstable_stacking_fault``), with ``defects`` the vacancy formation energy (element crystals), its
     migration energies and the surface energies (fcc, bcc and hcp elements) of
     :func:`mlff.physics.defects.defect_energies`,
     unless the crystal is mechanically unstable (:func:`mechanical_instability` of its elastic
@@ -192,7 +193,7 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     shape = relax and kind != "cubic"
     points = 9
     strains = {"cubic": 4, "hexagonal": 6}.get(kind, 0) if elastic else 0
-    total = points + int(relax) + strains + int(bool(phonons)) + int(stacking_fault)
+    total = points + int(relax) + strains + int(bool(phonons)) + (stacking_fault_steps(atoms) if stacking_fault else 0)
     total += defect_steps(atoms) if defects else 0
     done = [0]
 
@@ -203,9 +204,9 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
 
     if phonons and kind != "cubic":
         raise ValueError("phonons at high-symmetry points need the conventional cubic cell")
-    if stacking_fault and element_lattice(atoms) not in ("fcc", "hcp"):
-        raise ValueError("the stacking fault energy is computed for fcc elements (their conventional cubic cell) and "
-                         "hcp elements (their two-atom hexagonal cell)")
+    if stacking_fault and not stacking_fault_steps(atoms):
+        raise ValueError("stacking faults are computed for fcc, hcp and bcc elements (their conventional cubic cell, "
+                         "or hcp's two-atom hexagonal cell)")
     if defects and not is_element(atoms):
         raise ValueError("defect energies are computed for element crystals")
     eos = equation_of_state(atoms, calc, points=points, relax=relax, step=step, shape=shape)
@@ -224,11 +225,7 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
         out["phonons"] = phonon_frequencies(atoms, calc, phonons)
         step("phonons")
     if stacking_fault:
-        lattice = element_lattice(atoms)
-        out["stacking_fault"] = stacking_fault_energy(atoms.get_chemical_symbols()[0], eos["lattice_constant"], calc,
-                                                      relax=relax, lattice=lattice,
-                                                      c=float(atoms.cell.lengths()[2]) if lattice == "hcp" else None)
-        step("stacking fault")
+        out.update(stacking_faults(atoms, eos["lattice_constant"], calc, relax=relax, step=step))
     if defects:
         reason = mechanical_instability(out) if strains else None
         if reason is None:

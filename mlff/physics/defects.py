@@ -2,7 +2,8 @@
 fit to bulk frames can miss while its mean errors look fine.
 
 - :func:`stacking_fault_energy`: the intrinsic stacking fault of an fcc element, the basal I2
-  fault of an hcp one (mJ/m^2);
+  fault of an hcp one (mJ/m^2), and :func:`unstable_stacking_fault_energy`, the top of the
+  generalized stacking fault curve (fcc, hcp, bcc; :func:`stacking_fault_curve`);
 - :func:`vacancy_energies`: a vacancy in a periodic supercell, its formation energy and the
   barriers of nearest-neighbour hops into it (eV; the migration energies of vacancy diffusion:
   one hop in fcc and bcc elements, two in hcp ones, :data:`HOPS`);
@@ -83,6 +84,11 @@ def is_fcc_element(atoms: Atoms) -> bool:
     return cubic_element(atoms) == "fcc"
 
 
+# the close-packed planes whose stacking faults are computed, and the slip on them (a partial
+# Burgers vector in fcc and hcp, which leaves an intrinsic fault; bcc's full a/2 <111>)
+SLIP_PLANES = {"fcc": "111", "hcp": "0001", "bcc": "110"}
+
+
 def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: int = 12, relax: bool = True,
                           fmax: float = 1e-3, lattice: str = "fcc", c: Optional[float] = None) -> float:
     """The intrinsic stacking fault energy (mJ/m^2) of an fcc element at ``lattice_constant``, or
@@ -96,27 +102,77 @@ def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: in
     dislocation splitting and twinning in fcc metals and which slip systems hcp metals use; a fit
     that misses hcp against fcc misses it too."""
     if lattice not in ("fcc", "hcp"):
-        raise ValueError(f"the stacking fault energy is computed for fcc and hcp elements, not {lattice}")
-    perfect = plane_column(symbol, lattice, "111" if lattice == "fcc" else "0001", lattice_constant, layers, c)
-    faulted = perfect.copy()
-    cell = faulted.cell.array.copy()
-    cell[2] += _partial_burgers_vector(perfect)  # across the periodic boundary
-    faulted.set_cell(cell, scale_atoms=False)
+        raise ValueError(f"the intrinsic stacking fault energy is computed for fcc and hcp elements, not {lattice}")
+    perfect = plane_column(symbol, lattice, SLIP_PLANES[lattice], lattice_constant, layers, c)
+    return _fault_energies(perfect, [_slip_vector(perfect, lattice)], calc, relax, fmax, normal_only=False)[0]
+
+
+def unstable_stacking_fault_energy(symbol: str, lattice: str, lattice_constant: float, calc, layers: int = 12,
+                                   relax: bool = True, fmax: float = 1e-3, c: Optional[float] = None) -> float:
+    """The unstable stacking fault energy (mJ/m^2): the top of the generalized stacking fault
+    energy curve (:func:`stacking_fault_curve`) between the perfect crystal and the intrinsic
+    fault (fcc, hcp) or the next perfect crystal (bcc), the barrier a dislocation's core must
+    cross to slip (with the surface energy, Rice's measure of ductility). Found near half-way
+    (the top lies there, within a few percent of the slip, in fcc, hcp and bcc metals): the curve
+    at 0.4, 0.5 and 0.6 of the slip, then at the top of the parabola through them; the highest
+    of the four."""
+    shifts = [0.4, 0.5, 0.6]
+    energies = stacking_fault_curve(symbol, lattice, lattice_constant, calc, shifts, layers, relax, fmax, c)
+    curvature, slope, _ = np.polyfit(shifts, energies, 2)
+    if curvature < 0:
+        top = float(np.clip(-slope / (2.0 * curvature), 0.3, 0.7))
+        energies += stacking_fault_curve(symbol, lattice, lattice_constant, calc, [top], layers, relax, fmax, c)
+    return float(max(energies))
+
+
+def stacking_fault_curve(symbol: str, lattice: str, lattice_constant: float, calc, shifts, layers: int = 12,
+                         relax: bool = True, fmax: float = 1e-3, c: Optional[float] = None) -> list:
+    """The generalized stacking fault energy (mJ/m^2) at each of ``shifts`` (fractions of the
+    slip: fcc's partial a/6 <112> on (111), hcp's a/3 <10-10> on (0001), bcc's a/2 <111> on
+    (110)): a periodic column of ``layers`` planes whose third cell vector is shifted by that
+    much, the ions relaxed only normal to the planes (the usual constraint: relaxed in the plane
+    they would slide back), against the perfect column. 0 and 1 of bcc's slip are the perfect
+    crystal; 1 of fcc's and hcp's is the intrinsic fault of :func:`stacking_fault_energy`."""
+    if lattice not in SLIP_PLANES:
+        raise ValueError(f"stacking faults are computed for {tuple(SLIP_PLANES)} elements, not {lattice}")
+    perfect = plane_column(symbol, lattice, SLIP_PLANES[lattice], lattice_constant, layers, c)
+    slip = _slip_vector(perfect, lattice)
+    return _fault_energies(perfect, [float(t) * slip for t in shifts], calc, relax, fmax, normal_only=True)
+
+
+def _fault_energies(perfect: Atoms, shifts, calc, relax: bool, fmax: float, normal_only: bool) -> list:
+    """The energy (mJ/m^2) of the column ``perfect`` with its third cell vector shifted by each
+    of ``shifts`` (vectors), above ``perfect``'s; ions relaxed (with ``normal_only``, along z)."""
+    from ase.constraints import FixCartesian
+
+    perfect.calc = calc
+    if relax:
+        relax_ions(perfect, fmax, 200)
+    reference = perfect.get_potential_energy()
+    area = float(np.linalg.norm(np.cross(perfect.cell[0], perfect.cell[1])))
     energies = []
-    for column in (perfect, faulted):
-        column.calc = calc
+    for shift in shifts:
+        faulted = perfect.copy()
+        cell = faulted.cell.array.copy()
+        cell[2] += shift  # across the periodic boundary
+        faulted.set_cell(cell, scale_atoms=False)
+        if normal_only:
+            faulted.set_constraint(FixCartesian(range(len(faulted)), mask=(True, True, False)))
+        faulted.calc = calc
         if relax:
-            relax_ions(column, fmax, 200)
-        energies.append(column.get_potential_energy())
-    area = float(np.linalg.norm(np.cross(cell[0], cell[1])))
-    return float((energies[1] - energies[0]) / area * MJ_PER_M2)
+            relax_ions(faulted, fmax, 200)
+        energies.append(float((faulted.get_potential_energy() - reference) / area * MJ_PER_M2))
+    return energies
 
 
-def _partial_burgers_vector(column: Atoms) -> np.ndarray:
-    """The in-plane shift, +-(a1 + a2) / 3 of the column's 60-degree cell, that stacks the next
-    periodic image's first close-packed plane on a site other than the last plane's (the other
-    sign would put one plane right above the other)."""
+def _slip_vector(column: Atoms, lattice: str) -> np.ndarray:
+    """The slip of :func:`stacking_fault_curve` on the planes of ``column``: bcc's shortest in-plane
+    cell vector (a/2 <111> on (110)); in fcc and hcp the partial +-(a1 + a2) / 3 of the column's
+    60-degree cell that stacks the next periodic image's first plane on a site other than the
+    last plane's (the other sign would put one plane right above the other)."""
     cell = column.cell.array
+    if lattice == "bcc":
+        return cell[int(np.argmin(np.linalg.norm(cell[:2], axis=1)))].copy()
     bottom, top = (column.positions[np.argsort(column.positions[:, 2])[k]] for k in (0, -1))
     for sign in (1.0, -1.0):
         shift = sign * (cell[0] + cell[1]) / 3.0
@@ -124,6 +180,35 @@ def _partial_burgers_vector(column: Atoms) -> np.ndarray:
         if not np.allclose(offset, np.round(offset), atol=1e-6):
             return shift
     raise ValueError("no partial Burgers vector stacks this column's planes")  # not a close-packed column
+
+
+def stacking_faults(atoms: Atoms, lattice_constant: float, calc, relax: bool = True,
+                    step=lambda what: None) -> Dict[str, float]:
+    """The stacking faults of the element crystal ``atoms`` (at equilibrium; fcc, hcp or bcc,
+    :func:`element_lattice`) at ``lattice_constant`` (hcp: ``a``, and ``c`` from the cell):
+    ``stacking_fault`` (fcc and hcp: :func:`stacking_fault_energy`) and
+    ``unstable_stacking_fault`` (:func:`unstable_stacking_fault_energy`), mJ/m^2; ``step(what)``
+    after each."""
+    lattice = element_lattice(atoms)
+    if lattice not in SLIP_PLANES:
+        raise ValueError("stacking faults are computed for fcc, hcp and bcc elements (their conventional cubic "
+                         "cell, or hcp's two-atom hexagonal cell)")
+    symbol = atoms.get_chemical_symbols()[0]
+    c = float(atoms.cell.lengths()[2]) if lattice == "hcp" else None
+    out: Dict[str, float] = {}
+    if lattice != "bcc":
+        out["stacking_fault"] = stacking_fault_energy(symbol, lattice_constant, calc, relax=relax, lattice=lattice,
+                                                      c=c)
+        step("stacking fault")
+    out["unstable_stacking_fault"] = unstable_stacking_fault_energy(symbol, lattice, lattice_constant, calc,
+                                                                    relax=relax, c=c)
+    step("unstable stacking fault")
+    return out
+
+
+def stacking_fault_steps(atoms: Atoms) -> int:
+    """How many ``step`` calls :func:`stacking_faults` makes for ``atoms``."""
+    return {"fcc": 2, "hcp": 2, "bcc": 1}.get(element_lattice(atoms), 0)
 
 
 def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_length: float = 8.0,

@@ -13,9 +13,9 @@ ELASTIC = ("C11", "C12", "C13", "C33", "C44")
 SURFACES = ("surface_111", "surface_100", "surface_110", "surface_0001", "surface_10-10")
 MIGRATIONS = ("vacancy_migration", "vacancy_migration_basal", "vacancy_migration_out_of_basal")
 SCALARS = (("lattice_constant", "c_over_a", "energy", "bulk_modulus") + ELASTIC
-           + ("stacking_fault", "vacancy") + MIGRATIONS + SURFACES)
+           + ("stacking_fault", "unstable_stacking_fault", "vacancy") + MIGRATIONS + SURFACES)
 UNITS = {"lattice_constant": "Å", "c_over_a": "", "energy": "eV/atom", "bulk_modulus": "GPa", "volume": "Å^3/atom",
-         "stacking_fault": "mJ/m^2", "vacancy": "eV", **{name: "eV" for name in MIGRATIONS},
+         "stacking_fault": "mJ/m^2", "unstable_stacking_fault": "mJ/m^2", "vacancy": "eV", **{name: "eV" for name in MIGRATIONS},
          **{name: "GPa" for name in ELASTIC},
          **{name: "mJ/m^2" for name in SURFACES}}
 
