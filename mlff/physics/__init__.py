@@ -30,7 +30,7 @@ from .cells import lattice_kind, relax
 from .crystal import (GPA, SPECIAL_POINTS, crystal_properties, cubic_elastic_constants, equation_of_state,
                       hexagonal_elastic_constants, mechanical_instability, phonon_frequencies, stiffness_matrix)
 from .defects import (FACETS, HOPS, MJ_PER_M2, SLIP_PLANES, UnstableCrystal, cubic_element, defect_energies,
-                      element_lattice, is_element, is_fcc_element, plane_column, stacking_fault_curve,
+                      element_lattice, is_element, is_fcc_element, plane_column, slip_vector, stacking_fault_curve,
                       stacking_fault_energy, stacking_faults, surface_cells, surface_energy,
                       unstable_stacking_fault_energy, vacancy_energies, vacancy_hop, vacancy_hops, vacancy_supercell)
 from .report import (ELASTIC, HEXAGONAL, MIGRATIONS, SCALARS, SURFACES, UNITS, compare, comparison_table, parse_crystal,
@@ -41,7 +41,7 @@ __all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PE
            "cubic_elastic_constants", "cubic_element", "defect_energies", "element_lattice", "equation_of_state",
            "hexagonal_elastic_constants", "is_element", "is_fcc_element", "lattice_kind", "mechanical_instability",
            "parse_crystal", "phase_energies", "phase_table", "phonon_frequencies", "plane_column", "plot_report",
-           "read_reference", "reference_calculator", "relax", "stacking_fault_curve", "stacking_fault_energy",
+           "read_reference", "reference_calculator", "relax", "slip_vector", "stacking_fault_curve", "stacking_fault_energy",
            "stacking_faults", "stiffness_matrix",
            "structure_name", "surface_cells", "surface_energy", "unstable_stacking_fault_energy",
            "vacancy_energies", "vacancy_hop",

@@ -104,7 +104,7 @@ def stacking_fault_energy(symbol: str, lattice_constant: float, calc, layers: in
     if lattice not in ("fcc", "hcp"):
         raise ValueError(f"the intrinsic stacking fault energy is computed for fcc and hcp elements, not {lattice}")
     perfect = plane_column(symbol, lattice, SLIP_PLANES[lattice], lattice_constant, layers, c)
-    return _fault_energies(perfect, [_slip_vector(perfect, lattice)], calc, relax, fmax, normal_only=False)[0]
+    return _fault_energies(perfect, [slip_vector(perfect, lattice)], calc, relax, fmax, normal_only=False)[0]
 
 
 def unstable_stacking_fault_energy(symbol: str, lattice: str, lattice_constant: float, calc, layers: int = 12,
@@ -136,7 +136,7 @@ def stacking_fault_curve(symbol: str, lattice: str, lattice_constant: float, cal
     if lattice not in SLIP_PLANES:
         raise ValueError(f"stacking faults are computed for {tuple(SLIP_PLANES)} elements, not {lattice}")
     perfect = plane_column(symbol, lattice, SLIP_PLANES[lattice], lattice_constant, layers, c)
-    slip = _slip_vector(perfect, lattice)
+    slip = slip_vector(perfect, lattice)
     return _fault_energies(perfect, [float(t) * slip for t in shifts], calc, relax, fmax, normal_only=True)
 
 
@@ -165,7 +165,7 @@ def _fault_energies(perfect: Atoms, shifts, calc, relax: bool, fmax: float, norm
     return energies
 
 
-def _slip_vector(column: Atoms, lattice: str) -> np.ndarray:
+def slip_vector(column: Atoms, lattice: str) -> np.ndarray:
     """The slip of :func:`stacking_fault_curve` on the planes of ``column``: bcc's shortest in-plane
     cell vector (a/2 <111> on (110)); in fcc and hcp the partial +-(a1 + a2) / 3 of the column's
     60-degree cell that stacks the next periodic image's first plane on a site other than the
