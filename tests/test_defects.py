@@ -236,7 +236,8 @@ def test_bad_defect_requests_are_clear_errors():
     with pytest.raises(ValueError, match="element crystals"):
         crystal_properties(parse_crystal("NaCl:rocksalt:5.64"), EMT(), defects=True)
     assert cubic_element(parse_crystal("NaCl:rocksalt:5.64")) is None
-    assert cubic_element(parse_crystal("Cu:hcp:2.55")) is None and element_lattice(parse_crystal("Cu:hcp:2.55")) == "hcp"
+    hcp = parse_crystal("Cu:hcp:2.55")
+    assert cubic_element(hcp) is None and element_lattice(hcp) == "hcp"
     assert element_lattice(parse_crystal("ZnO:wurtzite:3.25:5.21")) is None
     assert element_lattice(bulk("Cu", "hcp", a=2.55).repeat((1, 1, 2))) is None  # not the two-atom cell
     with pytest.raises(ValueError, match="needs c besides a"):

@@ -36,13 +36,12 @@ from .defects import (FACETS, HOPS, MJ_PER_M2, SLIP_PLANES, UnstableCrystal, cub
 from .report import (ELASTIC, HEXAGONAL, MIGRATIONS, SCALARS, SURFACES, UNITS, compare, comparison_table, parse_crystal,
                      phase_energies, phase_table, plot_report, read_reference, reference_calculator, structure_name)
 
-__all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PER_M2", "SCALARS", "SLIP_PLANES", "SPECIAL_POINTS", "SURFACES",
-           "UNITS", "UnstableCrystal", "compare", "comparison_table", "crystal_properties",
-           "cubic_elastic_constants", "cubic_element", "defect_energies", "element_lattice", "equation_of_state",
-           "hexagonal_elastic_constants", "is_element", "is_fcc_element", "lattice_kind", "mechanical_instability",
-           "parse_crystal", "phase_energies", "phase_table", "phonon_frequencies", "plane_column", "plot_report",
-           "read_reference", "reference_calculator", "relax", "slip_vector", "stacking_fault_curve", "stacking_fault_energy",
-           "stacking_faults", "stiffness_matrix",
-           "structure_name", "surface_cells", "surface_energy", "unstable_stacking_fault_energy",
-           "vacancy_energies", "vacancy_hop",
+__all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PER_M2", "SCALARS", "SLIP_PLANES",
+           "SPECIAL_POINTS", "SURFACES", "UNITS", "UnstableCrystal", "compare", "comparison_table",
+           "crystal_properties", "cubic_elastic_constants", "cubic_element", "defect_energies", "element_lattice",
+           "equation_of_state", "hexagonal_elastic_constants", "is_element", "is_fcc_element", "lattice_kind",
+           "mechanical_instability", "parse_crystal", "phase_energies", "phase_table", "phonon_frequencies",
+           "plane_column", "plot_report", "read_reference", "reference_calculator", "relax", "slip_vector",
+           "stacking_fault_curve", "stacking_fault_energy", "stacking_faults", "stiffness_matrix", "structure_name",
+           "surface_cells", "surface_energy", "unstable_stacking_fault_energy", "vacancy_energies", "vacancy_hop",
            "vacancy_hops", "vacancy_supercell"]

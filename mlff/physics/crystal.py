@@ -180,11 +180,11 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     cells), the phonon frequencies at ``phonons`` (e.g. ``("G", "X")``, cubic cells) and
     with ``stacking_fault`` the stacking faults of :func:`mlff.physics.defects.stacking_faults`
     (mJ/m^2: fcc's intrinsic fault and hcp's basal I2 as ``stacking_fault``, and for fcc, hcp
-    and bcc elements the unstable fault, ``unstable_stacking_fault``), with ``defects`` the vacancy formation energy (element crystals), its
-    migration energies and the surface energies (fcc, bcc and hcp elements) of
-    :func:`mlff.physics.defects.defect_energies`,
-    unless the crystal is mechanically unstable (:func:`mechanical_instability` of its elastic
-    constants, or atoms that leave their sites while relaxing: :class:`UnstableCrystal`): then
+    and bcc elements the unstable fault, ``unstable_stacking_fault``), with ``defects`` the
+    vacancy formation energy (element crystals), its migration energies and the surface energies
+    (fcc, bcc and hcp elements) of :func:`mlff.physics.defects.defect_energies`, unless the
+    crystal is mechanically unstable (:func:`mechanical_instability` of its elastic constants, or
+    atoms that leave their sites while relaxing: :class:`UnstableCrystal`): then
     ``defects_skipped`` says why instead.
     ``progress(done, total, what)`` is called after each of its relaxations and calculations
     (a progress bar's hook)."""
@@ -193,8 +193,8 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     shape = relax and kind != "cubic"
     points = 9
     strains = {"cubic": 4, "hexagonal": 6}.get(kind, 0) if elastic else 0
-    total = points + int(relax) + strains + int(bool(phonons)) + (stacking_fault_steps(atoms) if stacking_fault else 0)
-    total += defect_steps(atoms) if defects else 0
+    total = points + int(relax) + strains + int(bool(phonons))
+    total += (stacking_fault_steps(atoms) if stacking_fault else 0) + (defect_steps(atoms) if defects else 0)
     done = [0]
 
     def step(what: str) -> None:

@@ -116,12 +116,13 @@ def unstable_stacking_fault_energy(symbol: str, lattice: str, lattice_constant: 
     (the top lies there, within a few percent of the slip, in fcc, hcp and bcc metals): the curve
     at 0.4, 0.5 and 0.6 of the slip, then at the top of the parabola through them; the highest
     of the four."""
+    perfect, slip = _slip_column(symbol, lattice, lattice_constant, layers, c)
     shifts = [0.4, 0.5, 0.6]
-    energies = stacking_fault_curve(symbol, lattice, lattice_constant, calc, shifts, layers, relax, fmax, c)
+    energies = _fault_energies(perfect, [t * slip for t in shifts], calc, relax, fmax, normal_only=True)
     curvature, slope, _ = np.polyfit(shifts, energies, 2)
-    if curvature < 0:
+    if curvature < 0:  # the perfect column's energy is the calculator's from the first call
         top = float(np.clip(-slope / (2.0 * curvature), 0.3, 0.7))
-        energies += stacking_fault_curve(symbol, lattice, lattice_constant, calc, [top], layers, relax, fmax, c)
+        energies += _fault_energies(perfect, [top * slip], calc, relax, fmax, normal_only=True)
     return float(max(energies))
 
 
@@ -133,11 +134,16 @@ def stacking_fault_curve(symbol: str, lattice: str, lattice_constant: float, cal
     much, the ions relaxed only normal to the planes (the usual constraint: relaxed in the plane
     they would slide back), against the perfect column. 0 and 1 of bcc's slip are the perfect
     crystal; 1 of fcc's and hcp's is the intrinsic fault of :func:`stacking_fault_energy`."""
+    perfect, slip = _slip_column(symbol, lattice, lattice_constant, layers, c)
+    return _fault_energies(perfect, [float(t) * slip for t in shifts], calc, relax, fmax, normal_only=True)
+
+
+def _slip_column(symbol: str, lattice: str, lattice_constant: float, layers: int, c: Optional[float]):
+    """The perfect column of :func:`stacking_fault_curve` and its slip vector."""
     if lattice not in SLIP_PLANES:
         raise ValueError(f"stacking faults are computed for {tuple(SLIP_PLANES)} elements, not {lattice}")
     perfect = plane_column(symbol, lattice, SLIP_PLANES[lattice], lattice_constant, layers, c)
-    slip = slip_vector(perfect, lattice)
-    return _fault_energies(perfect, [float(t) * slip for t in shifts], calc, relax, fmax, normal_only=True)
+    return perfect, slip_vector(perfect, lattice)
 
 
 def _fault_energies(perfect: Atoms, shifts, calc, relax: bool, fmax: float, normal_only: bool) -> list:
@@ -288,9 +294,9 @@ def vacancy_hops(perfect: Atoms, lattice: Optional[str] = None) -> Dict[str, int
     lengths = np.linalg.norm(vectors, axis=1)
     if lattice == "hcp":  # c along z (element_lattice): a basal neighbour lies at the same height
         basal = np.abs(vectors[:, 2]) < 1e-3 * lengths.min()
-        kinds = {"vacancy_migration_basal": basal, "vacancy_migration_out_of_basal": ~basal}
+        kinds = dict(zip(HOPS["hcp"], (basal, ~basal)))
     else:
-        kinds = {"vacancy_migration": np.ones(len(lengths), dtype=bool)}
+        kinds = {HOPS["fcc"][0]: np.ones(len(lengths), dtype=bool)}
     hops = {}
     for name, among in kinds.items():
         shortest = lengths[among].min()

@@ -15,8 +15,8 @@ MIGRATIONS = ("vacancy_migration", "vacancy_migration_basal", "vacancy_migration
 SCALARS = (("lattice_constant", "c_over_a", "energy", "bulk_modulus") + ELASTIC
            + ("stacking_fault", "unstable_stacking_fault", "vacancy") + MIGRATIONS + SURFACES)
 UNITS = {"lattice_constant": "Å", "c_over_a": "", "energy": "eV/atom", "bulk_modulus": "GPa", "volume": "Å^3/atom",
-         "stacking_fault": "mJ/m^2", "unstable_stacking_fault": "mJ/m^2", "vacancy": "eV", **{name: "eV" for name in MIGRATIONS},
-         **{name: "GPa" for name in ELASTIC},
+         "stacking_fault": "mJ/m^2", "unstable_stacking_fault": "mJ/m^2", "vacancy": "eV",
+         **{name: "eV" for name in MIGRATIONS}, **{name: "GPa" for name in ELASTIC},
          **{name: "mJ/m^2" for name in SURFACES}}
 
 
