@@ -122,7 +122,7 @@ def calculator(atoms, setups=None, kpt_density=5.0, ecut=300.0, slab=False):
 
 
 def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kpt_density=5.0, ecut=300.0, phases=None,
-                    stacking_fault=False, defects=False):
+                    stacking_fault=False, defects=False, solutes=()):
     """The physical reference of a cubic crystal in the form ``mlff physics --reference-values``
     reads: the equation of state on ``primitive`` (lattice constant of the cubic cell, energy per
     atom, bulk modulus), then C11, C12, C44 with the ions relaxed on ``cubic(a0)`` (a function of
@@ -134,8 +134,10 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     unstable stacking fault energies of the (fcc) crystal, on a 12-plane (111) column.
     ``defects``: also the vacancy formation energy (the supercell ``mlff.physics`` uses, ions
     relaxed) and the surface energies of the (fcc or bcc) crystal's facets (6-plane slabs, one
-    k-point along their normal). Records already in ``out`` are kept, and each property is saved
-    when done, so an interrupted run resumes."""
+    k-point along their normal). ``solutes``: element symbols whose substitution, solute-vacancy
+    binding and solute migration energies in the crystal are added (``mlff.physics.solutes``, the
+    vacancy's supercell, ions relaxed). Records already in ``out`` are kept, and each property is
+    saved when done, so an interrupted run resumes."""
     import json
 
     from mlff.physics import (cubic_elastic_constants, equation_of_state, lattice_kind, stacking_fault_energy,
@@ -194,6 +196,8 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
             save()
     if defects:
         _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save)
+    if solutes:
+        _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save)
     for name, atoms in (phases or {}).items():
         formula = atoms.get_chemical_formula()
         if name in known or formula in known:
@@ -255,4 +259,26 @@ def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
                                     "and the others relaxed")
         print(f"{crystal}: vacancy {reference['vacancy']:.3f} eV ({vacancy['vacancy_sites']} sites)"
               + (f", migration {reference['vacancy_migration']:.3f} eV" if migration else ""), flush=True)
+        save()
+
+
+def _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save):
+    """The energies of ``write_reference``'s ``solutes`` added to the record ``main``, a solute at
+    a time (``save`` after each)."""
+    from mlff.physics import solute_energies, vacancy_supercell
+
+    reference = main["reference"]
+    cell = cubic(reference["lattice_constant"])
+    probe = cell.repeat(vacancy_supercell(cell))  # the supercell's k-points
+    for solute in solutes:
+        if f"substitution_{solute}" in reference:
+            continue
+        values = solute_energies(cell, [solute], calculator(probe, setups, kpt_density, ecut), fmax=0.01,
+                                 step=lambda what: print(f"{crystal}: {what} relaxed", flush=True))
+        reference.update({key: (value if key == "solute_sites" else round(value, 4)) for key, value in values.items()})
+        if "solutes" not in reference["method"]:
+            reference["method"] += (f"; solutes in {values['solute_sites']} sites, ions relaxed, the solute's hop held "
+                                    "half-way")
+        shown = ", ".join(f"{key} {value:.4f}" for key, value in values.items() if key != "solute_sites")
+        print(f"{crystal}: {shown}", flush=True)
         save()

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "elements the vacancy's migration energies (eV; hcp: within and out of the basal plane) "
                              "and the surface energies (mJ/m^2) of fcc (111, 100), bcc (110, 100) and hcp (0001, "
                              "10-10)")
+    parser.add_argument("--solutes", nargs="+", metavar="ELEMENT", default=(),
+                        help="also these elements as solutes in each fcc, bcc and hcp element crystal (eV): "
+                             "substitution, binding to a vacancy next to them and the barrier of exchanging with it, "
+                             "and with the solute's own crystal among the CRYSTALs (e.g. Mg:hcp:3.19:5.18) the "
+                             "solution energy")
     parser.add_argument("--no-relax", action="store_true", help="keep the ions (and the cell's shape) fixed under strain")
     parser.add_argument("--json", metavar="FILE", help="write the properties and the comparison as JSON")
     parser.add_argument("--plot", metavar="DIR", help="write a figure per crystal (E-V curve, elastic constants)")
@@ -64,13 +69,18 @@ def _bar(desc: str):
 def run(args: argparse.Namespace) -> int:
     from ..calculators import MLFFCalculator
     from ..files import write_json
-    from ..physics import (ELASTIC, MIGRATIONS, SCALARS, SLIP_PLANES, SURFACES, UNITS, compare, comparison_table,
-                           crystal_properties, element_lattice, is_element, lattice_kind, parse_crystal,
-                           phase_energies, phase_table, plot_report, read_reference, reference_calculator)
+    from ..physics import (ELASTIC, HOPS, MIGRATIONS, SLIP_PLANES, SURFACES, add_solution_energies, compare,
+                           comparison_table, crystal_properties, element_lattice, is_element, lattice_kind,
+                           parse_crystal, phase_energies, phase_table, plot_report, read_reference,
+                           reference_calculator, scalar_keys, solution_table, unit)
 
     if args.reference and args.reference_values:
         raise ValueError("give either --reference or --reference-values, not both")
     calc = MLFFCalculator(args.model, device=args.device)
+    for solute in args.solutes:  # before any computing: a crystal's properties take minutes
+        if solute not in calc.model.species:
+            raise ValueError(f"solute {solute} is not among the model's elements {list(calc.model.species)}: "
+                             "choose solutes the model was trained on")
     reference = reference_calculator(args.reference, args.device) if args.reference else None
     phonons = () if args.phonons is None else (tuple(args.phonons) or ("G", "X"))
     records = []
@@ -85,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
         defects = args.defects and is_element(atoms)
         if args.defects and not defects:
             print(f"{text}: no defect energies (computed for element crystals)")
-        options = dict(phonons=here, relax=not args.no_relax, stacking_fault=fault, defects=defects)
+        hosts = element_lattice(atoms) in HOPS
+        solutes = [x for x in args.solutes if hosts and x not in atoms.get_chemical_symbols()]
+        if args.solutes and not hosts:
+            print(f"{text}: no solutes (computed in fcc, bcc and hcp element crystals)")
+        options = dict(phonons=here, relax=not args.no_relax, stacking_fault=fault, defects=defects, solutes=solutes)
         ours = crystal_properties(atoms, calc, progress=_bar(f"{text}, model"), **options)
         record = {"crystal": text, "formula": ours["formula"], "model": ours}
         theirs = None
@@ -102,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
             record["reference"] = theirs
             record["comparison"] = compare(ours, theirs)
             print(comparison_table(record["comparison"], f"{text} ({ours['formula']})"))
-            alone = [key for key in SCALARS if key in ours and key not in record["comparison"]]
+            alone = [key for key in scalar_keys(ours) if key not in record["comparison"]]
             if alone:  # computed here, but the reference has no value to set beside them
-                print("  no reference value for: " + ", ".join(f"{key} {ours[key]:.4g} {UNITS.get(key, '')}".rstrip()
+                print("  no reference value for: " + ", ".join(f"{key} {ours[key]:.4g} {unit(key)}".rstrip()
                                                              for key in alone))
         else:
             print(f"{text} ({ours['formula']}): a0 {ours['lattice_constant']:.4f} Å"
@@ -116,11 +130,21 @@ def run(args: argparse.Namespace) -> int:
                      if "unstable_stacking_fault" in ours else "")
                   + (f", vacancy {ours['vacancy']:.3f} eV ({ours['vacancy_sites']} sites)" if "vacancy" in ours else "")
                   + "".join(f", {_HOP_NAMES[k]} {ours[k]:.3f} eV" for k in MIGRATIONS if k in ours)
-                  + "".join(f", surface ({k[8:]}) {ours[k]:.0f} mJ/m^2" for k in SURFACES if k in ours))
+                  + "".join(f", surface ({k[8:]}) {ours[k]:.0f} mJ/m^2" for k in SURFACES if k in ours)
+                  + "".join(f", {k.replace('_', ' ')} {ours[k]:.3f} eV" for k in scalar_keys(ours)
+                            if k.startswith(("solute_", "substitution_"))))
         for whose, values in (("model", ours), ("reference", theirs)):
             if values is not None and values.get("defects_skipped"):
                 print(f"{text}: no defect energies for the {whose}: {values['defects_skipped']}")
+            for solute, reason in ((values or {}).get("solutes_skipped") or {}).items():
+                print(f"{text}: {solute} for the {whose}: {reason}")
         records.append(record)
+    for host, solute in add_solution_energies(records):
+        print(f"{host}: no solution energy of {solute}: give {solute}'s own crystal too (e.g. {solute}:hcp:A:C or "
+              f"{solute}:fcc:A), whose energy per atom it is measured from")
+    solutions = solution_table(records)
+    if solutions:
+        print(solutions)
     phases = phase_energies(records)
     if phases:
         print(phase_table(phases))

@@ -17,12 +17,14 @@ calculator (an mlff model, EMT, a DFT code):
   ASE's ``Phonons``), for fcc elements the intrinsic stacking fault energy (hcp: the basal I2
   fault) and for fcc, hcp and bcc ones the unstable stacking fault energy, for element crystals
   the vacancy formation energy, and for fcc, bcc and hcp elements the vacancy's migration
-  energies and the surface energies (:mod:`mlff.physics.defects`).
+  energies and the surface energies (:mod:`mlff.physics.defects`), and for element crystals
+  with other elements as solutes their substitution, solution, solute-vacancy binding and
+  exchange energies (:mod:`mlff.physics.solutes`).
 
 :func:`compare` sets a model's numbers beside a reference's (computed with the reference
 calculator, or read from a JSON file of an earlier :func:`crystal_properties` run with DFT) and
-gives each property's error (:mod:`mlff.physics.report`). Units: Å, eV/atom, GPa, THz, eV (vacancy and its migration),
-mJ/m^2 (planar defects and surfaces).
+gives each property's error (:mod:`mlff.physics.report`). Units: Å, eV/atom, GPa, THz, eV (vacancy
+and its migration, solutes), mJ/m^2 (planar defects and surfaces).
 """
 
 
@@ -33,15 +35,18 @@ from .defects import (FACETS, HOPS, MJ_PER_M2, SLIP_PLANES, UnstableCrystal, cub
                       element_lattice, is_element, is_fcc_element, plane_column, slip_vector, stacking_fault_curve,
                       stacking_fault_energy, stacking_faults, surface_cells, surface_energy,
                       unstable_stacking_fault_energy, vacancy_energies, vacancy_hop, vacancy_hops, vacancy_supercell)
-from .report import (ELASTIC, HEXAGONAL, MIGRATIONS, SCALARS, SURFACES, UNITS, compare, comparison_table, parse_crystal,
-                     phase_energies, phase_table, plot_report, read_reference, reference_calculator, structure_name)
+from .report import (ELASTIC, HEXAGONAL, MIGRATIONS, SCALARS, SURFACES, UNITS, add_solution_energies, compare,
+                     comparison_table, is_solute_key, parse_crystal, phase_energies, phase_table, plot_report,
+                     read_reference, reference_calculator, scalar_keys, solution_table, structure_name, unit)
+from .solutes import SOLUTE_PREFIXES, check_solutes, solute_energies, solute_keys, solute_steps, solution_energies
 
 __all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PER_M2", "SCALARS", "SLIP_PLANES",
-           "SPECIAL_POINTS", "SURFACES", "UNITS", "UnstableCrystal", "compare", "comparison_table",
-           "crystal_properties", "cubic_elastic_constants", "cubic_element", "defect_energies", "element_lattice",
-           "equation_of_state", "hexagonal_elastic_constants", "is_element", "is_fcc_element", "lattice_kind",
-           "mechanical_instability", "parse_crystal", "phase_energies", "phase_table", "phonon_frequencies",
-           "plane_column", "plot_report", "read_reference", "reference_calculator", "relax", "slip_vector",
-           "stacking_fault_curve", "stacking_fault_energy", "stacking_faults", "stiffness_matrix", "structure_name",
-           "surface_cells", "surface_energy", "unstable_stacking_fault_energy", "vacancy_energies", "vacancy_hop",
-           "vacancy_hops", "vacancy_supercell"]
+           "SOLUTE_PREFIXES", "SPECIAL_POINTS", "SURFACES", "UNITS", "UnstableCrystal", "add_solution_energies",
+           "check_solutes", "compare", "comparison_table", "crystal_properties", "cubic_elastic_constants",
+           "cubic_element", "defect_energies", "element_lattice", "equation_of_state", "hexagonal_elastic_constants",
+           "is_element", "is_fcc_element", "is_solute_key", "lattice_kind", "mechanical_instability", "parse_crystal",
+           "phase_energies", "phase_table", "phonon_frequencies", "plane_column", "plot_report", "read_reference",
+           "reference_calculator", "relax", "scalar_keys", "slip_vector", "solute_energies", "solute_keys",
+           "solute_steps", "solution_energies", "solution_table", "stacking_fault_curve", "stacking_fault_energy",
+           "stacking_faults", "stiffness_matrix", "structure_name", "surface_cells", "surface_energy", "unit",
+           "unstable_stacking_fault_energy", "vacancy_energies", "vacancy_hop", "vacancy_hops", "vacancy_supercell"]

@@ -14,6 +14,7 @@ from ase import Atoms, units
 from .cells import lattice_kind, relax as relax_ions
 from .defects import UnstableCrystal, defect_energies, defect_steps, is_element, stacking_fault_steps, stacking_faults
 from .report import ELASTIC
+from .solutes import check_solutes, solute_energies, solute_steps
 
 GPA = units.GPa  # eV/Å^3 per GPa
 # high-symmetry points (fractional, in the reciprocal basis of the conventional cubic cell)
@@ -173,6 +174,7 @@ def phonon_frequencies(atoms: Atoms, calc, points: Sequence[str] = ("G", "X"), s
 
 def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequence[str] = (),
                        relax: bool = True, stacking_fault: bool = False, defects: bool = False,
+                       solutes: Sequence[str] = (),
                        progress: Optional[Callable[[int, int, str], None]] = None) -> Dict[str, object]:
     """The properties of the module docstring for one crystal (its cell near equilibrium):
     the equation of state (with ``relax``, ions relaxed, and the shape too where the cell is
@@ -185,7 +187,9 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     (fcc, bcc and hcp elements) of :func:`mlff.physics.defects.defect_energies`, unless the
     crystal is mechanically unstable (:func:`mechanical_instability` of its elastic constants, or
     atoms that leave their sites while relaxing: :class:`UnstableCrystal`): then
-    ``defects_skipped`` says why instead.
+    ``defects_skipped`` says why instead. ``solutes`` (element symbols; fcc, bcc and hcp element
+    crystals): their substitution, solute-vacancy binding and migration energies of
+    :func:`mlff.physics.solutes.solute_energies`, likewise skipped for an unstable crystal.
     ``progress(done, total, what)`` is called after each of its relaxations and calculations
     (a progress bar's hook)."""
     atoms = atoms.copy()
@@ -195,6 +199,8 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     strains = {"cubic": 4, "hexagonal": 6}.get(kind, 0) if elastic else 0
     total = points + int(relax) + strains + int(bool(phonons))
     total += (stacking_fault_steps(atoms) if stacking_fault else 0) + (defect_steps(atoms) if defects else 0)
+    solutes = check_solutes(atoms, solutes) if solutes else []
+    total += solute_steps(atoms, solutes) if solutes else 0
     done = [0]
 
     def step(what: str) -> None:
@@ -226,13 +232,15 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
         step("phonons")
     if stacking_fault:
         out.update(stacking_faults(atoms, eos["lattice_constant"], calc, relax=relax, step=step))
-    if defects:
+    if defects or solutes:
         reason = mechanical_instability(out) if strains else None
-        if reason is None:
-            try:
+        try:
+            if reason is None and defects:
                 out.update(defect_energies(atoms, eos["lattice_constant"], calc, relax=relax, step=step))
-            except UnstableCrystal as error:
-                reason = str(error)
+            if reason is None and solutes:
+                out.update(solute_energies(atoms, solutes, calc, relax=relax, step=step))
+        except UnstableCrystal as error:
+            reason = str(error)
         if reason is not None:  # the energies would be those of whatever the crystal relaxes into
             out["defects_skipped"] = reason
             for _ in range(total - done[0]):

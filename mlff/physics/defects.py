@@ -254,7 +254,7 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     nearest = float(perfect.get_distances(0, range(1, len(perfect)), mic=True).min())
     defect.calc = calc
     if relax:
-        _relax_on_sites(defect, fmax, nearest, "the vacancy")
+        relax_on_sites(defect, fmax, nearest, "the vacancy")
     n = len(perfect)
     e_defect = defect.get_potential_energy()
     out = {"vacancy": float(e_defect - (n - 1) / n * e_perfect), "vacancy_sites": n}
@@ -263,7 +263,7 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
         saddle = vacancy_hop(perfect, hop)[1]
         saddle.calc = calc
         if relax:
-            _relax_on_sites(saddle, fmax, nearest, "the half-way point of a vacancy hop")
+            relax_on_sites(saddle, fmax, nearest, "the half-way point of a vacancy hop")
         out[name] = float(saddle.get_potential_energy() - e_defect)
         if out[name] <= 0:
             raise UnstableCrystal(f"the half-way point of a vacancy hop relaxed {-out[name]:.3f} eV below the "
@@ -272,7 +272,7 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     return out
 
 
-def _relax_on_sites(atoms: Atoms, fmax: float, nearest: float, what: str) -> None:
+def relax_on_sites(atoms: Atoms, fmax: float, nearest: float, what: str) -> None:
     """Relax the ions of ``atoms``; :class:`UnstableCrystal` if one moves more than
     :data:`MAX_SHIFT` of the nearest-neighbour distance ``nearest`` from where it started."""
     start = atoms.get_positions()

@@ -9,6 +9,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from ase import Atoms
 
+from .solutes import SOLUTE_PREFIXES
+
 ELASTIC = ("C11", "C12", "C13", "C33", "C44")
 SURFACES = ("surface_111", "surface_100", "surface_110", "surface_0001", "surface_10-10")
 MIGRATIONS = ("vacancy_migration", "vacancy_migration_basal", "vacancy_migration_out_of_basal")
@@ -20,22 +22,40 @@ UNITS = {"lattice_constant": "Å", "c_over_a": "", "energy": "eV/atom", "bulk_mo
          **{name: "mJ/m^2" for name in SURFACES}}
 
 
+def is_solute_key(key: str) -> bool:
+    """Whether ``key`` is a solute's property (:mod:`mlff.physics.solutes`: ``substitution_Mg``, ...)."""
+    return any(key.startswith(prefix + "_") for prefix in SOLUTE_PREFIXES)
+
+
+def unit(key: str) -> str:
+    """The unit of a property of :data:`SCALARS` or of a solute (eV)."""
+    return "eV" if is_solute_key(key) else UNITS.get(key, "")
+
+
+def scalar_keys(properties: Dict[str, object]) -> list:
+    """The scalar properties in ``properties``, in a report's order: :data:`SCALARS`, then the
+    solutes' (:mod:`mlff.physics.solutes`) as computed."""
+    return [key for key in SCALARS if key in properties] + [key for key in properties if is_solute_key(key)]
+
+
 def compare(model: Dict[str, object], reference: Dict[str, object]) -> Dict[str, Dict[str, float]]:
     """Each property both have: the model's and the reference's value, the difference (model minus
     reference; meV/atom for energies) and the relative error (``None`` for energies, whose zero is
-    arbitrary). Phonon frequencies are compared band by band (THz, largest difference). Vacancy
-    energies (formation and migration) of supercells of different sizes (``vacancy_sites``) are
-    not compared."""
+    arbitrary, and for the solutes' substitution and solution energies, which may lie near zero).
+    Phonon frequencies are compared band by band (THz, largest difference). Vacancy and solute
+    energies of supercells of different sizes (``vacancy_sites``, ``solute_sites``) are not
+    compared."""
     rows: Dict[str, Dict[str, float]] = {}
-    for key in SCALARS:
-        sites = model.get("vacancy_sites")
-        if key.startswith("vacancy") and reference.get("vacancy_sites", sites) != sites:
+    for key in scalar_keys(model):
+        kind = "vacancy_sites" if key.startswith("vacancy") else ("solute_sites" if is_solute_key(key) else None)
+        if kind and reference.get(kind, model.get(kind)) != model.get(kind):
             continue
         if key in model and key in reference:
             mine, ref = float(model[key]), float(reference[key])
             difference = 1e3 * (mine - ref) if key == "energy" else mine - ref
+            absolute = key == "energy" or key.startswith(("substitution_", "solution_"))
             rows[key] = {"model": mine, "reference": ref, "difference": difference,
-                         "relative": None if key == "energy" else (mine - ref) / abs(ref)}
+                         "relative": None if absolute or ref == 0 else (mine - ref) / abs(ref)}
     for point, frequencies in (model.get("phonons") or {}).items():
         ref = (reference.get("phonons") or {}).get(point)
         if ref is not None and len(ref) == len(frequencies):
@@ -52,10 +72,60 @@ def comparison_table(rows: Dict[str, Dict[str, float]], title: str = "") -> str:
     width = max([18] + [len(key) + 1 for key in rows])
     lines.append(f"{'property':<{width}}{'model':>11}{'reference':>11}{'difference':>12} {'unit':<9}{'relative':>9}")
     for key, row in rows.items():
-        unit = "meV/atom" if key == "energy" else ("THz" if key.startswith("phonons") else UNITS.get(key, ""))
+        unit_ = "meV/atom" if key == "energy" else ("THz" if key.startswith("phonons") else unit(key))
         relative = "" if row["relative"] is None else f"{100 * row['relative']:+.1f} %"
         lines.append(f"{key:<{width}}{row['model']:>11.4g}{row['reference']:>11.4g}{row['difference']:>+12.3g} "
-                     f"{unit:<9}{relative:>9}")
+                     f"{unit_:<9}{relative:>9}")
+    return "\n".join(lines)
+
+
+def add_solution_energies(records: Sequence[Dict[str, object]]) -> list:
+    """Turn the solutes' substitution energies in ``records`` (``{"crystal", "formula", "model",
+    "reference"?, "comparison"?}`` as ``mlff physics`` builds them) into solution energies
+    (:func:`mlff.physics.solutes.solution_energies`): for the model and the reference alike,
+    each solute's energy per atom is that of its lowest crystal among the records of that
+    element; the comparisons are redone. Returns ``(crystal, solute)`` of the substitutions
+    whose solute has no crystal among the records."""
+    from ase.formula import Formula
+
+    from .solutes import solution_energies
+
+    missing = []
+    for side in ("model", "reference"):
+        lowest: Dict[str, float] = {}
+        for record in records:
+            values = record.get(side)
+            elements = Formula(str(record["formula"])).count()
+            if isinstance(values, dict) and "energy" in values and len(elements) == 1:
+                element = next(iter(elements))
+                lowest[element] = min(lowest.get(element, np.inf), float(values["energy"]))
+        for record in records:
+            values = record.get(side)
+            if not isinstance(values, dict):
+                continue
+            values.update(solution_energies(values, lowest))
+            if side == "model":
+                missing += [(record["crystal"], key[len("substitution_"):]) for key in values
+                            if key.startswith("substitution_") and key[len("substitution_"):] not in lowest]
+    for record in records:
+        if isinstance(record.get("reference"), dict):
+            record["comparison"] = compare(record["model"], record["reference"])
+    return missing
+
+
+def solution_table(records: Sequence[Dict[str, object]]) -> str:
+    """The solution energies of :func:`add_solution_energies`, a row per host crystal and solute
+    (model, reference, difference; eV), or ``""`` when there are none."""
+    lines = []
+    for record in records:
+        model, reference = record["model"], record.get("reference") or {}
+        for key in [k for k in model if k.startswith("solution_")]:
+            if not lines:
+                lines += ["solution energies (eV; a solute's energy from its lowest crystal above)",
+                          f"{'host':<24}{'solute':<8}{'model':>10}{'reference':>11}{'difference':>12}"]
+            ref = reference.get(key)
+            lines.append(f"{str(record['crystal']):<24}{key[len('solution_'):]:<8}{model[key]:>10.3f}"
+                         + ("" if ref is None else f"{ref:>11.3f}{model[key] - ref:>+12.3f}"))
     return "\n".join(lines)
 
 
