@@ -6,13 +6,14 @@ reads:
     mlff physics model.pt Al:fcc:4.04 Mg:hcp:3.19:5.18 Si:diamond:5.47 --solutes Mg Si \\
         --reference-values datasets/almgsi_gpaw_k5_reference.json
 
-fcc aluminium's equation of state and elastic constants (taken from ``al_gpaw_k5_reference.json``
-when it is there: the same settings, Al's setup unchanged); Mg and Si in it (``mlff.physics.solutes``:
-substitution, binding to a vacancy next to it and the barrier of its exchange with that vacancy,
-in the 32-site supercell, ions relaxed); and the equations of state of hcp Mg (c/a relaxed at each
-volume) and diamond Si, whose energies make the substitutions solution energies. Records already in
-the file are kept, so an interrupted run resumes; ``--solutes Si --out other.json`` computes a part
-(about 40 minutes per solute on one core, 15 for hcp Mg and 5 for diamond Si).
+fcc aluminium's equation of state, elastic constants, vacancy and its migration energy (taken
+from ``al_gpaw_k5_reference.json`` when it is there: the same settings, Al's setup unchanged);
+Mg and Si in it (``mlff.physics.solutes``: substitution, binding to a vacancy next to it and the
+barrier of its exchange with that vacancy, in the 32-site supercell, ions relaxed); and the
+equations of state of hcp Mg (c/a relaxed at each volume) and diamond Si, whose energies make the
+substitutions solution energies. Records already in the file are kept, so an interrupted run
+resumes; ``--solutes Si --phases Si:diamond --out part.json`` computes a part (80-95 minutes
+per solute on one core, 15 for hcp Mg, 3 for diamond Si).
 """
 
 import argparse
@@ -41,10 +42,12 @@ def main():
     if not os.path.exists(args.out) and os.path.exists(al):  # fcc Al with the same settings
         with open(al) as handle:
             record = next(r for r in json.load(handle)["crystals"] if r["crystal"].startswith("Al:fcc:"))
-        keep = ("volume", "energy", "bulk_modulus", "lattice_constant", "curve", "C11", "C12", "C44", "formula")
+        keep = ("volume", "energy", "bulk_modulus", "lattice_constant", "curve", "C11", "C12", "C44", "formula",
+                "vacancy", "vacancy_sites", "vacancy_migration")
         record["reference"] = {key: record["reference"][key] for key in keep} | {
-            "method": record["reference"]["method"].split(";")[0] + "; relaxed-ion elastic constants; "
-                      "from al_gpaw_k5_reference.json (Al's setup is the same)"}
+            "method": record["reference"]["method"].split(";")[0] + "; relaxed-ion elastic constants; vacancy in 32 "
+                      "sites and its migration, ions relaxed; these from al_gpaw_k5_reference.json (Al's setup is "
+                      "the same)"}
         with open(args.out, "w") as handle:
             json.dump({"crystals": [record]}, handle, indent=2)
             handle.write("\n")

@@ -241,3 +241,31 @@ def test_a_solute_that_leaves_its_site_is_skipped_alone(monkeypatch):
     assert len(calls) == 1 + 2 * 3 and calls[2:4] == ["no Cu energies"] * 2
     with pytest.raises(ValueError, match="fcc, bcc and hcp element crystals"):
         solute_energies(bulk("Si", "diamond", a=5.43, cubic=True), ["Ge"], EMT())
+
+
+def test_the_stored_al_mg_si_reference_reads_as_mlff_physics_reads_it():
+    """datasets/almgsi_gpaw_k5_reference.json: found for the crystals its script names, fcc Al's
+    values those of the aluminium set's reference (the same DFT settings), both solutes complete
+    in the vacancy's 32-site cell, and their solution energies formed from the stored crystals."""
+    from pathlib import Path
+
+    from mlff.physics import read_reference
+
+    folder = Path(__file__).resolve().parents[1] / "datasets"
+    path = str(folder / "almgsi_gpaw_k5_reference.json")
+    records = [{"crystal": crystal, "formula": formula, "model": read_reference(path, formula, crystal)}
+               for crystal, formula in (("Al:fcc:4.04", "Al4"), ("Mg:hcp:3.19:5.18", "Mg2"),
+                                        ("Si:diamond:5.47", "Si8"))]
+    al = records[0]["model"]
+    assert all(record["model"] is not None and "matched_by" not in record["model"] for record in records)
+    aluminium = read_reference(str(folder / "al_gpaw_k5_reference.json"), "Al4", "Al:fcc:4.04")
+    for key in ("lattice_constant", "energy", "C11", "C44", "vacancy", "vacancy_migration"):
+        assert al[key] == aluminium[key]
+    assert al["solute_sites"] == al["vacancy_sites"] == 32
+    for solute in ("Mg", "Si"):
+        assert {f"substitution_{solute}", f"solute_vacancy_binding_{solute}", f"solute_migration_{solute}"} <= set(al)
+        assert 0 < al[f"solute_migration_{solute}"] < 1.0 and abs(al[f"solute_vacancy_binding_{solute}"]) < 0.2
+    assert add_solution_energies(records) == []
+    for solute, record in (("Mg", records[1]), ("Si", records[2])):
+        expected = al[f"substitution_{solute}"] - record["model"]["energy"]
+        assert al[f"solution_{solute}"] == pytest.approx(expected, abs=1e-12)
