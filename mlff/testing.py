@@ -240,3 +240,38 @@ def with_tp_backend(model: Potential, backend: str) -> Potential:
     finally:
         torch.set_default_dtype(previous)
     return copy.train(model.training)
+
+
+def hop_neb_barrier(cell: Atoms, calc_factory: Callable[[], object], hop=None, solute=None, images: int = 5):
+    """The barrier (eV) of a nearest-neighbour hop into a vacancy by a climbing-image NEB (ASE's,
+    ``images`` images), and the index of its highest image, in the supercell of
+    :func:`mlff.physics.vacancy_energies` of the element crystal ``cell``: between the relaxed
+    vacancy (site 0 removed) and the relaxed vacancy one site on, atom ``hop`` (an index in the
+    cell without site 0; by default its first nearest neighbour) hopping, as ``solute`` (an
+    element symbol) when given. An estimate apart from the half-way points of
+    :mod:`mlff.physics.defects` and :mod:`mlff.physics.solutes`; ``calc_factory()`` gives each
+    image its calculator."""
+    from ase.mep import NEB
+    from ase.optimize import BFGS, FIRE
+
+    from .physics import vacancy_hop, vacancy_hops, vacancy_supercell
+
+    perfect = cell.repeat(vacancy_supercell(cell))
+    if hop is None:
+        hop = vacancy_hops(perfect)["vacancy_migration"]
+    initial, _ = vacancy_hop(perfect, hop)
+    if solute is not None:
+        initial[hop].symbol = solute
+    final = initial.copy()
+    final.positions[hop] = perfect.positions[0]
+    band = [initial] + [initial.copy() for _ in range(images)] + [final]
+    for image in band:
+        image.calc = calc_factory()
+    for end in (initial, final):
+        BFGS(end, logfile=None).run(fmax=1e-4)
+    neb = NEB(band, climb=True, method="improvedtangent")
+    neb.interpolate(mic=True)
+    if not FIRE(neb, logfile=None).run(fmax=2e-3, steps=3000):
+        raise RuntimeError("the climbing-image NEB did not converge in 3000 steps")
+    energies = [image.get_potential_energy() for image in band]
+    return max(energies) - energies[0], int(np.argmax(energies))

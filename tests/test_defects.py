@@ -18,6 +18,7 @@ from mlff.physics import (FACETS, UnstableCrystal, compare, crystal_properties, 
                           mechanical_instability, parse_crystal, plane_column, relax, surface_energy,
                           vacancy_energies, vacancy_hop, vacancy_hops, vacancy_supercell)
 from mlff.physics.defects import MJ_PER_M2
+from mlff.testing import hop_neb_barrier
 
 SHIPPED_CU = str(Path(__file__).resolve().parents[1] / "examples" / "potentials" / "cu" / "model.pt")
 
@@ -130,38 +131,13 @@ def test_relaxed_defects_with_emt_lie_below_unrelaxed_and_converge_with_size():
         assert surface_energy("Cu", "fcc", facet, 3.59, EMT(), layers=12) == pytest.approx(six, rel=0.01)
 
 
-def _neb_barrier(cell, calc_factory, hop=None, images=5):
-    """The barrier of the nearest-neighbour hop into a vacancy by a climbing-image NEB (ASE's)
-    between the relaxed vacancy and the relaxed vacancy one site on: an estimate apart from
-    :func:`vacancy_energies`, which takes the half-way point as the saddle."""
-    from ase.mep import NEB
-    from ase.optimize import BFGS, FIRE
-
-    perfect = cell.repeat(vacancy_supercell(cell))
-    initial, saddle = vacancy_hop(perfect, hop)
-    if hop is None:
-        hop = vacancy_hops(perfect)["vacancy_migration"]
-    final = initial.copy()
-    final.positions[hop] = perfect.positions[0]
-    band = [initial] + [initial.copy() for _ in range(images)] + [final]
-    for image in band:
-        image.calc = calc_factory()
-    for end in (initial, final):
-        BFGS(end, logfile=None).run(fmax=1e-4)
-    neb = NEB(band, climb=True, method="improvedtangent")
-    neb.interpolate(mic=True)
-    assert FIRE(neb, logfile=None).run(fmax=2e-3, steps=3000)
-    energies = [image.get_potential_energy() for image in band]
-    return max(energies) - energies[0], int(np.argmax(energies))
-
-
 def test_vacancy_migration_is_the_saddle_of_a_climbing_image_neb():
     """The half-way point of the hop, the others relaxed, is the top of the minimum-energy path a
     climbing-image NEB finds (its middle image), to a few meV, in fcc aluminium (EMT: bcc is
     unstable in EMT's metals, whose relaxations wander); relaxing lowers the barrier."""
     cell = bulk("Al", "fcc", a=4.05, cubic=True)
     relaxed = vacancy_energies(cell, EMT())
-    barrier, top = _neb_barrier(cell, EMT)
+    barrier, top = hop_neb_barrier(cell, EMT)
     assert top == 3
     assert relaxed["vacancy_migration"] == pytest.approx(barrier, abs=1e-3)
     assert 0.1 < relaxed["vacancy_migration"] < vacancy_energies(cell, EMT(), relax=False)["vacancy_migration"]
@@ -178,7 +154,7 @@ def test_hcp_vacancy_migration_within_and_out_of_the_basal_plane_are_neb_saddles
     hops = vacancy_hops(perfect, "hcp")
     assert set(hops) == {"vacancy_migration_basal", "vacancy_migration_out_of_basal"}
     for name, hop in hops.items():
-        barrier, top = _neb_barrier(cell, EMT, hop)
+        barrier, top = hop_neb_barrier(cell, EMT, hop)
         assert top == 3
         assert values[name] == pytest.approx(barrier, abs=1e-3)
         _, saddle = vacancy_hop(perfect, hop)

@@ -16,7 +16,8 @@ from ase.neighborlist import neighbor_list
 
 from mlff.cli.main import main as mlff_main
 from mlff.physics import (add_solution_energies, compare, crystal_properties, solute_energies, solute_keys,
-                          vacancy_energies, vacancy_hop, vacancy_hops, vacancy_supercell)
+                          vacancy_energies, vacancy_supercell)
+from mlff.testing import hop_neb_barrier
 
 
 class PairPotential(Calculator):
@@ -94,38 +95,13 @@ def test_a_solute_like_the_host_is_the_host():
         assert values["substitution_Kr"] == pytest.approx(bulk_cell.get_potential_energy() / len(bulk_cell), rel=1e-9)
 
 
-def _exchange_neb(cell, solute, images=5):
-    """The barrier of ``solute`` exchanging with the vacancy next to it, by a climbing-image NEB
-    (ASE's) between the relaxed pair and the relaxed pair with the two swapped: apart from
-    :func:`solute_energies`, which holds the solute on the plane half-way."""
-    from ase.mep import NEB
-    from ase.optimize import BFGS, FIRE
-
-    perfect = cell.repeat(vacancy_supercell(cell))
-    hop = vacancy_hops(perfect)["vacancy_migration"]
-    initial, _ = vacancy_hop(perfect, hop)
-    initial[hop].symbol = solute
-    final = initial.copy()
-    final.positions[hop] = perfect.positions[0]
-    band = [initial] + [initial.copy() for _ in range(images)] + [final]
-    for image in band:
-        image.calc = EMT()
-    for end in (initial, final):
-        BFGS(end, logfile=None).run(fmax=1e-4)
-    neb = NEB(band, climb=True, method="improvedtangent")
-    neb.interpolate(mic=True)
-    assert FIRE(neb, logfile=None).run(fmax=2e-3, steps=3000)
-    energies = [image.get_potential_energy() for image in band]
-    return max(energies) - energies[0], int(np.argmax(energies))
-
-
 def test_solute_exchange_is_the_saddle_of_a_climbing_image_neb():
     """Copper in EMT aluminium: the exchange barrier with the solute held half-way equals a
     climbing-image NEB's top (its middle image) to 1 meV, and differs from aluminium's own hop;
     relaxing lowers it. Binding and substitution match the cells computed directly."""
     cell = bulk("Al", "fcc", a=4.05, cubic=True)
     values = solute_energies(cell, ["Cu"], EMT())
-    barrier, top = _exchange_neb(cell, "Cu")
+    barrier, top = hop_neb_barrier(cell, EMT, solute="Cu")
     assert top == 3
     assert values["solute_migration_Cu"] == pytest.approx(barrier, abs=1e-3)
     host = vacancy_energies(cell, EMT())["vacancy_migration"]
@@ -222,7 +198,7 @@ def test_a_solute_that_leaves_its_site_is_skipped_alone(monkeypatch):
     its cell relaxes with the vacancy): its binding and barrier are skipped with the reason, its
     substitution stands, nickel's energies are all there, and the progress still counts every
     step."""
-    import mlff.physics.solutes as solutes
+    import mlff.physics.defects as defects
     from mlff.physics.cells import relax as relax_ions
 
     def relax_jumping(atoms, fmax, *args):
@@ -230,7 +206,7 @@ def test_a_solute_that_leaves_its_site_is_skipped_alone(monkeypatch):
         if len(atoms) % 2 and "Cu" in atoms.get_chemical_symbols():
             atoms.positions[atoms.get_chemical_symbols().index("Cu")] += 1.0
 
-    monkeypatch.setattr(solutes, "relax_ions", relax_jumping)
+    monkeypatch.setattr(defects, "relax_ions", relax_jumping)
     cell = bulk("Al", "fcc", a=4.05, cubic=True)
     calls = []
     values = solute_energies(cell, ["Cu", "Ni"], EMT(), step=lambda what: calls.append(what))

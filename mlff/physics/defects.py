@@ -272,12 +272,17 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     return out
 
 
+def relax_and_measure(atoms: Atoms, fmax: float) -> float:
+    """Relax the ions of ``atoms`` (at the fixed cell); the farthest any moved (Å)."""
+    start = atoms.get_positions()
+    relax_ions(atoms, fmax)
+    return float(np.linalg.norm(atoms.get_positions() - start, axis=1).max())
+
+
 def relax_on_sites(atoms: Atoms, fmax: float, nearest: float, what: str) -> None:
     """Relax the ions of ``atoms``; :class:`UnstableCrystal` if one moves more than
     :data:`MAX_SHIFT` of the nearest-neighbour distance ``nearest`` from where it started."""
-    start = atoms.get_positions()
-    relax_ions(atoms, fmax)
-    shift = float(np.linalg.norm(atoms.get_positions() - start, axis=1).max())
+    shift = relax_and_measure(atoms, fmax)
     if shift > MAX_SHIFT * nearest:
         raise UnstableCrystal(f"relaxing {what} moved an atom {shift:.2f} Å, {100 * shift / nearest:.0f} % of the "
                               f"nearest-neighbour distance: the crystal does not hold its sites (mechanically "

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
-import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
 from .cells import relax as relax_ions
-from .defects import HOPS, MAX_SHIFT, relax_on_sites, element_lattice, vacancy_hop, vacancy_hops, vacancy_supercell
+from .defects import (HOPS, MAX_SHIFT, element_lattice, relax_and_measure, relax_on_sites, vacancy_hop, vacancy_hops,
+                      vacancy_supercell)
 
 # the per-solute properties, as key prefixes (``substitution_Mg``, ``solute_migration_basal_Mg``)
 SOLUTE_PREFIXES = ("solution", "substitution", "solute_vacancy_binding", "solute_migration")
@@ -101,12 +101,10 @@ def solute_energies(atoms: Atoms, solutes: Sequence[str], calc, repeat: Optional
     def energy(cell: Atoms, what: str) -> float:
         cell.calc = calc
         if relax:
-            start = cell.get_positions()
-            relax_ions(cell, fmax)
-            shift = float(np.linalg.norm(cell.get_positions() - start, axis=1).max())
+            shift = relax_and_measure(cell, fmax)
             if shift > MAX_SHIFT * nearest:
-                raise _LeftItsSite(f"relaxing {what} moved an atom {shift:.2f} Å, {100 * shift / nearest:.0f} % of the "
-                                   f"nearest-neighbour distance")
+                raise _LeftItsSite(f"relaxing {what} moved an atom {shift:.2f} Å, {100 * shift / nearest:.0f} % "
+                                   f"of the nearest-neighbour distance")
         return float(cell.get_potential_energy())
 
     vacancy, _ = vacancy_hop(perfect)
