@@ -193,6 +193,25 @@ def test_progress_counts_the_solute_steps():
         assert solute_calls[0] == "host and vacancy" and solute_calls[-1] == "Ni half-way"
 
 
+def test_defects_and_solutes_share_the_relaxed_host_and_vacancy(monkeypatch):
+    """With both --defects and --solutes the perfect supercell and the vacancy are relaxed once,
+    and every value is what each gives alone."""
+    import mlff.physics.crystal as crystal
+    from mlff.physics import vacancy_cells
+
+    made = []
+    monkeypatch.setattr(crystal, "vacancy_cells", lambda *a, **k: made.append(1) or vacancy_cells(*a, **k))
+    cell = bulk("Al", "fcc", a=4.05, cubic=True)
+    both = crystal_properties(cell, EMT(), elastic=False, defects=True, solutes=["Cu"])
+    assert len(made) == 1
+    equilibrium = cell.copy()
+    equilibrium.set_cell(np.asarray(both["cell"]), scale_atoms=True)
+    alone = {**vacancy_energies(equilibrium, EMT()), **solute_energies(equilibrium, ["Cu"], EMT())}
+    assert set(alone) <= set(both)
+    for key, value in alone.items():
+        assert both[key] == pytest.approx(value, abs=1e-6), key
+
+
 def test_a_solute_that_leaves_its_site_is_skipped_alone(monkeypatch):
     """A solute whose cell beside the vacancy relaxes off its site (copper made to jump 1 Å when
     its cell relaxes with the vacancy): its binding and barrier are skipped with the reason, its

@@ -34,14 +34,16 @@ from .crystal import (GPA, SPECIAL_POINTS, crystal_properties, cubic_elastic_con
 from .defects import (FACETS, HOPS, MJ_PER_M2, SLIP_PLANES, UnstableCrystal, cubic_element, defect_energies,
                       element_lattice, is_element, is_fcc_element, plane_column, slip_vector, stacking_fault_curve,
                       stacking_fault_energy, stacking_faults, surface_cells, surface_energy,
-                      unstable_stacking_fault_energy, vacancy_energies, vacancy_hop, vacancy_hops, vacancy_supercell)
+                      unstable_stacking_fault_energy, VacancyCells, vacancy_cells, vacancy_energies, vacancy_hop,
+                      vacancy_hops, vacancy_supercell)
 from .report import (ELASTIC, HEXAGONAL, MIGRATIONS, SCALARS, SURFACES, UNITS, add_solution_energies, compare,
                      comparison_table, is_solute_key, parse_crystal, phase_energies, phase_table, plot_report,
                      read_reference, reference_calculator, scalar_keys, solution_table, structure_name, unit)
 from .solutes import SOLUTE_PREFIXES, check_solutes, solute_energies, solute_keys, solute_steps, solution_energies
 
 __all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PER_M2", "SCALARS", "SLIP_PLANES",
-           "SOLUTE_PREFIXES", "SPECIAL_POINTS", "SURFACES", "UNITS", "UnstableCrystal", "add_solution_energies",
+           "SOLUTE_PREFIXES", "SPECIAL_POINTS", "SURFACES", "UNITS", "UnstableCrystal", "VacancyCells",
+           "add_solution_energies",
            "check_solutes", "compare", "comparison_table", "crystal_properties", "cubic_elastic_constants",
            "cubic_element", "defect_energies", "element_lattice", "equation_of_state", "hexagonal_elastic_constants",
            "is_element", "is_fcc_element", "is_solute_key", "lattice_kind", "mechanical_instability", "parse_crystal",
@@ -49,4 +51,4 @@ __all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PE
            "reference_calculator", "relax", "scalar_keys", "slip_vector", "solute_energies", "solute_keys",
            "solute_steps", "solution_energies", "solution_table", "stacking_fault_curve", "stacking_fault_energy",
            "stacking_faults", "stiffness_matrix", "structure_name", "surface_cells", "surface_energy", "unit",
-           "unstable_stacking_fault_energy", "vacancy_energies", "vacancy_hop", "vacancy_hops", "vacancy_supercell"]
+           "unstable_stacking_fault_energy", "vacancy_cells", "vacancy_energies", "vacancy_hop", "vacancy_hops", "vacancy_supercell"]

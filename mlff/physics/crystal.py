@@ -12,7 +12,8 @@ import numpy as np
 from ase import Atoms, units
 
 from .cells import lattice_kind, relax as relax_ions
-from .defects import UnstableCrystal, defect_energies, defect_steps, is_element, stacking_fault_steps, stacking_faults
+from .defects import (UnstableCrystal, defect_energies, defect_steps, is_element, stacking_fault_steps, stacking_faults,
+                      vacancy_cells)
 from .report import ELASTIC
 from .solutes import check_solutes, solute_energies, solute_steps
 
@@ -235,10 +236,12 @@ def crystal_properties(atoms: Atoms, calc, elastic: bool = True, phonons: Sequen
     if defects or solutes:
         reason = mechanical_instability(out) if strains else None
         try:
+            # the perfect supercell and the vacancy, relaxed once for both
+            cells = vacancy_cells(atoms, calc, relax=relax) if reason is None else None
             if reason is None and defects:
-                out.update(defect_energies(atoms, eos["lattice_constant"], calc, relax=relax, step=step))
+                out.update(defect_energies(atoms, eos["lattice_constant"], calc, relax=relax, step=step, cells=cells))
             if reason is None and solutes:
-                out.update(solute_energies(atoms, solutes, calc, relax=relax, step=step))
+                out.update(solute_energies(atoms, solutes, calc, relax=relax, step=step, cells=cells))
         except UnstableCrystal as error:
             reason = str(error)
         if reason is not None:  # the energies would be those of whatever the crystal relaxes into

@@ -16,6 +16,7 @@ calculator, so a DFT reference comes from the same function as the model's value
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -217,13 +218,51 @@ def stacking_fault_steps(atoms: Atoms) -> int:
     return {"fcc": 2, "hcp": 2, "bcc": 1}.get(element_lattice(atoms), 0)
 
 
+@dataclass
+class VacancyCells:
+    """The relaxed cells that every vacancy and solute energy of an element crystal starts from:
+    the ``perfect`` supercell (``N`` sites) and its energy, the ``vacancy`` cell (site 0 emptied,
+    :func:`vacancy_hop`) and its energy, and the nearest-neighbour distance ``nearest`` (Å) by
+    which a relaxation's moves are judged. :func:`vacancy_cells` makes them;
+    :func:`vacancy_energies` and :func:`mlff.physics.solutes.solute_energies` take them, so a
+    crystal's two relaxations are done once for both."""
+
+    perfect: Atoms
+    e_perfect: float
+    vacancy: Atoms
+    e_vacancy: float
+    nearest: float
+
+
+def vacancy_cells(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_length: float = 8.0,
+                  relax: bool = True, fmax: float = 1e-3) -> VacancyCells:
+    """The :class:`VacancyCells` of the element crystal ``atoms`` (its cell at equilibrium):
+    ``atoms`` repeated ``repeat`` times (default: along each cell vector the fewest times that
+    make it at least ``min_length`` Å: 2x2x2 conventional fcc cells of aluminium, 32 sites), the
+    ions relaxed at the fixed cell unless not ``relax``. :class:`UnstableCrystal` when relaxing
+    the vacancy moves an atom more than :data:`MAX_SHIFT` of the nearest-neighbour distance."""
+    if not is_element(atoms):
+        raise ValueError(f"vacancies are computed in element crystals, not {atoms.get_chemical_formula()}")
+    perfect = atoms.repeat(repeat or vacancy_supercell(atoms, min_length))
+    perfect.calc = calc
+    if relax:  # a crystal at equilibrium: nothing to do, except for free coordinates the cell left
+        relax_ions(perfect, fmax)
+    nearest = float(perfect.get_distances(0, range(1, len(perfect)), mic=True).min())
+    vacancy, _ = vacancy_hop(perfect)
+    vacancy.calc = calc
+    if relax:
+        relax_on_sites(vacancy, fmax, nearest, "the vacancy")
+    return VacancyCells(perfect, float(perfect.get_potential_energy()), vacancy,
+                        float(vacancy.get_potential_energy()), nearest)
+
+
 def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_length: float = 8.0,
                      relax: bool = True, fmax: float = 1e-3, migration: Optional[bool] = None,
-                     step: Callable[[str], None] = lambda what: None) -> Dict[str, float]:
+                     step: Callable[[str], None] = lambda what: None,
+                     cells: Optional[VacancyCells] = None) -> Dict[str, float]:
     """The vacancy of the element crystal ``atoms`` (its cell at equilibrium) in a supercell of
-    ``N`` sites, ``atoms`` repeated ``repeat`` times (default: along each cell vector the fewest
-    times that make it at least ``min_length`` Å: 2x2x2 conventional fcc cells of aluminium, 32
-    sites), the ions relaxed at the fixed cell:
+    ``N`` sites (``repeat``, ``min_length``, ``relax``, ``fmax``: :func:`vacancy_cells`, or its
+    ``cells`` when given), the ions relaxed at the fixed cell:
 
     - ``vacancy``: the formation energy ``E(N - 1) - (N - 1) / N * E(N)`` (eV);
     - ``vacancy_sites``: ``N`` (the vacancy sees its periodic images, so a reference must use
@@ -244,27 +283,19 @@ def vacancy_energies(atoms: Atoms, calc, repeat: Optional[tuple] = None, min_len
     lattice = element_lattice(atoms)
     if migration is None:
         migration = lattice is not None
-    perfect = atoms.repeat(repeat or vacancy_supercell(atoms, min_length))
-    perfect.calc = calc
-    if relax:  # a crystal at equilibrium: nothing to do, except for free coordinates the cell left
-        relax_ions(perfect, fmax)
-    e_perfect = perfect.get_potential_energy()
+    if cells is None:
+        cells = vacancy_cells(atoms, calc, repeat, min_length, relax, fmax)
+    perfect = cells.perfect
     hops = vacancy_hops(perfect, lattice)
-    defect, _ = vacancy_hop(perfect)
-    nearest = float(perfect.get_distances(0, range(1, len(perfect)), mic=True).min())
-    defect.calc = calc
-    if relax:
-        relax_on_sites(defect, fmax, nearest, "the vacancy")
     n = len(perfect)
-    e_defect = defect.get_potential_energy()
-    out = {"vacancy": float(e_defect - (n - 1) / n * e_perfect), "vacancy_sites": n}
+    out = {"vacancy": float(cells.e_vacancy - (n - 1) / n * cells.e_perfect), "vacancy_sites": n}
     step("vacancy")
     for name, hop in (hops.items() if migration else ()):
         saddle = vacancy_hop(perfect, hop)[1]
         saddle.calc = calc
         if relax:
-            relax_on_sites(saddle, fmax, nearest, "the half-way point of a vacancy hop")
-        out[name] = float(saddle.get_potential_energy() - e_defect)
+            relax_on_sites(saddle, fmax, cells.nearest, "the half-way point of a vacancy hop")
+        out[name] = float(saddle.get_potential_energy() - cells.e_vacancy)
         if out[name] <= 0:
             raise UnstableCrystal(f"the half-way point of a vacancy hop relaxed {-out[name]:.3f} eV below the "
                                   f"vacancy: it is no saddle, and the crystal no stable lattice")
@@ -403,13 +434,14 @@ def surface_energy(symbol: str, lattice: str, facet: str, lattice_constant: floa
 
 
 def defect_energies(atoms: Atoms, lattice_constant: float, calc, relax: bool = True,
-                    step=lambda what: None) -> Dict[str, float]:
+                    step=lambda what: None, cells: Optional[VacancyCells] = None) -> Dict[str, float]:
     """The vacancy of the element crystal ``atoms`` (at equilibrium: :func:`vacancy_energies`, with
     its migration energies for fcc, bcc and hcp elements) and, for fcc, bcc and hcp elements, the
     surface energies of :data:`FACETS` at ``lattice_constant`` (hcp: ``a``, and ``c`` from the
     cell of ``atoms``): ``{"vacancy": eV, "vacancy_sites": N, "vacancy_migration": eV,
-    "surface_111": mJ/m^2, ...}``; ``step(what)`` after each."""
-    out: Dict[str, float] = dict(vacancy_energies(atoms, calc, relax=relax, step=step))
+    "surface_111": mJ/m^2, ...}``; ``step(what)`` after each. ``cells``: the vacancy's relaxed
+    :class:`VacancyCells`, when already made."""
+    out: Dict[str, float] = dict(vacancy_energies(atoms, calc, relax=relax, step=step, cells=cells))
     lattice = element_lattice(atoms)
     c = float(atoms.cell.lengths()[2]) if lattice == "hcp" else None
     for facet in FACETS.get(lattice, ()):

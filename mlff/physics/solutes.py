@@ -31,9 +31,8 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from .cells import relax as relax_ions
-from .defects import (HOPS, MAX_SHIFT, element_lattice, relax_and_measure, relax_on_sites, vacancy_hop, vacancy_hops,
-                      vacancy_supercell)
+from .defects import (HOPS, MAX_SHIFT, VacancyCells, element_lattice, relax_and_measure, vacancy_cells, vacancy_hop,
+                      vacancy_hops)
 
 # the per-solute properties, as key prefixes (``substitution_Mg``, ``solute_migration_basal_Mg``)
 SOLUTE_PREFIXES = ("solution", "substitution", "solute_vacancy_binding", "solute_migration")
@@ -75,7 +74,8 @@ def check_solutes(host: Atoms, solutes: Iterable[str]) -> list:
 
 def solute_energies(atoms: Atoms, solutes: Sequence[str], calc, repeat: Optional[tuple] = None,
                     min_length: float = 8.0, relax: bool = True, fmax: float = 1e-3, migration: bool = True,
-                    step: Callable[[str], None] = lambda what: None) -> Dict[str, object]:
+                    step: Callable[[str], None] = lambda what: None,
+                    cells: Optional[VacancyCells] = None) -> Dict[str, object]:
     """The module's energies of each of ``solutes`` (element symbols) in the element crystal
     ``atoms`` (its cell at equilibrium), in the vacancy's supercell (``repeat``, ``min_length``:
     :func:`mlff.physics.defects.vacancy_energies`), the ions relaxed at the fixed cell unless
@@ -87,16 +87,15 @@ def solute_energies(atoms: Atoms, solutes: Sequence[str], calc, repeat: Optional
     :data:`mlff.physics.defects.MAX_SHIFT` of the nearest-neighbour distance, the vacancy raises
     :class:`mlff.physics.defects.UnstableCrystal` (the host does not hold its sites), and a
     solute's cell ends that solute's energies, the reason in ``solutes_skipped[solute]`` (such a
-    solute may prefer another configuration, such as a split vacancy)."""
+    solute may prefer another configuration, such as a split vacancy). ``cells``: the host's
+    relaxed perfect and vacancy cells (:func:`mlff.physics.defects.vacancy_cells`), when already
+    made."""
     solutes = check_solutes(atoms, solutes)
     lattice = element_lattice(atoms)
-    perfect = atoms.repeat(repeat or vacancy_supercell(atoms, min_length))
-    perfect.calc = calc
-    if relax:
-        relax_ions(perfect, fmax)
+    if cells is None:
+        cells = vacancy_cells(atoms, calc, repeat, min_length, relax, fmax)
+    perfect, nearest = cells.perfect, cells.nearest
     n = len(perfect)
-    e_perfect = float(perfect.get_potential_energy())
-    nearest = float(perfect.get_distances(0, range(1, len(perfect)), mic=True).min())
 
     def energy(cell: Atoms, what: str) -> float:
         cell.calc = calc
@@ -107,11 +106,6 @@ def solute_energies(atoms: Atoms, solutes: Sequence[str], calc, repeat: Optional
                                    f"of the nearest-neighbour distance")
         return float(cell.get_potential_energy())
 
-    vacancy, _ = vacancy_hop(perfect)
-    vacancy.calc = calc
-    if relax:
-        relax_on_sites(vacancy, fmax, nearest, "the vacancy")
-    e_vacancy = float(vacancy.get_potential_energy())
     step("host and vacancy")
     hops = vacancy_hops(perfect, lattice)  # site 0's neighbours: within and out of hcp's basal plane
     out: Dict[str, object] = {"solute_sites": n}
@@ -124,7 +118,7 @@ def solute_energies(atoms: Atoms, solutes: Sequence[str], calc, repeat: Optional
             step(what)
 
         try:
-            _solute_cells(out, perfect, e_perfect, e_vacancy, hops, solute, energy, migration, stepped)
+            _solute_cells(out, perfect, cells.e_perfect, cells.e_vacancy, hops, solute, energy, migration, stepped)
         except _LeftItsSite as error:  # this solute only: the host and the other solutes stand
             out.setdefault("solutes_skipped", {})[solute] = (
                 f"{error}: {solute} does not stay on its site (it may prefer another configuration, such as a "
