@@ -136,7 +136,8 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     relaxed) and the surface energies of the (fcc or bcc) crystal's facets (6-plane slabs, one
     k-point along their normal). ``solutes``: element symbols whose substitution, solute-vacancy
     binding and solute migration energies in the crystal are added (``mlff.physics.solutes``, the
-    vacancy's supercell, ions relaxed). Records already in ``out`` are kept, and each property is
+    vacancy's supercell, ions relaxed; the perfect supercell and the vacancy are relaxed once for
+    the vacancy and every solute). Records already in ``out`` are kept, and each property is
     saved when done, so an interrupted run resumes."""
     import json
 
@@ -194,10 +195,22 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
                                             f"column ({grid}), ions relaxed normal to the planes")
             print(f"{crystal}: unstable stacking fault {unstable:.1f} mJ/m^2", flush=True)
             save()
+    host = []  # the relaxed perfect supercell and vacancy: made once, for the vacancy and every solute
+
+    def host_cells():
+        from mlff.physics import vacancy_cells, vacancy_supercell
+
+        if not host:
+            cell = cubic(main["reference"]["lattice_constant"])
+            probe = cell.repeat(vacancy_supercell(cell))  # the supercell's k-points
+            host.append(vacancy_cells(cell, calculator(probe, setups, kpt_density, ecut), fmax=0.01))
+            print(f"{crystal}: host and vacancy relaxed", flush=True)
+        return host[0]
+
     if defects:
-        _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save)
+        _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save, host_cells)
     if solutes:
-        _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save)
+        _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save, host_cells)
     for name, atoms in (phases or {}).items():
         formula = atoms.get_chemical_formula()
         if name in known or formula in known:
@@ -218,10 +231,10 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
         save()
 
 
-def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
+def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save, host_cells):
     """The surface and vacancy energies of ``write_reference``'s ``defects`` (with the vacancy's
     migration energy), added to the record ``main`` one by one (``save`` after each; the vacancy,
-    the costliest, last)."""
+    the costliest, last; ``host_cells()``: the relaxed perfect and vacancy cells)."""
     from mlff.physics import (FACETS, cubic_element, surface_cells, surface_energy, vacancy_energies,
                               vacancy_supercell)
 
@@ -246,7 +259,8 @@ def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
     if "vacancy" not in reference or (migration and "vacancy_migration" not in reference):
         probe = cell.repeat(vacancy_supercell(cell))  # the supercell's k-points
         vacancy = vacancy_energies(cell, calculator(probe, setups, kpt_density, ecut), fmax=0.01,
-                                   step=lambda what: print(f"{crystal}: {what} relaxed", flush=True))
+                                   step=lambda what: print(f"{crystal}: {what} relaxed", flush=True),
+                                   cells=host_cells())
         if "vacancy" in reference and abs(reference["vacancy"] - vacancy["vacancy"]) > 1e-3:
             print(f"{crystal}: the vacancy again, {vacancy['vacancy']:.4f} eV against {reference['vacancy']:.4f} "
                   f"before", flush=True)
@@ -262,9 +276,9 @@ def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save):
         save()
 
 
-def _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save):
+def _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save, host_cells):
     """The energies of ``write_reference``'s ``solutes`` added to the record ``main``, a solute at
-    a time (``save`` after each)."""
+    a time (``save`` after each; ``host_cells()``: the relaxed perfect and vacancy cells)."""
     from mlff.physics import solute_energies, vacancy_supercell
 
     reference = main["reference"]
@@ -274,7 +288,8 @@ def _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save)
         if f"substitution_{solute}" in reference:
             continue
         values = solute_energies(cell, [solute], calculator(probe, setups, kpt_density, ecut), fmax=0.01,
-                                 step=lambda what: print(f"{crystal}: {what} relaxed", flush=True))
+                                 step=lambda what: print(f"{crystal}: {what} relaxed", flush=True),
+                                 cells=host_cells())
         reference.update({key: (value if key == "solute_sites" else round(value, 4)) for key, value in values.items()})
         if "solutes" not in reference["method"]:
             reference["method"] += (f"; solutes in {values['solute_sites']} sites, ions relaxed, the solute's hop held "

@@ -51,4 +51,5 @@ __all__ = ["ELASTIC", "FACETS", "GPA", "HEXAGONAL", "HOPS", "MIGRATIONS", "MJ_PE
            "reference_calculator", "relax", "scalar_keys", "slip_vector", "solute_energies", "solute_keys",
            "solute_steps", "solution_energies", "solution_table", "stacking_fault_curve", "stacking_fault_energy",
            "stacking_faults", "stiffness_matrix", "structure_name", "surface_cells", "surface_energy", "unit",
-           "unstable_stacking_fault_energy", "vacancy_cells", "vacancy_energies", "vacancy_hop", "vacancy_hops", "vacancy_supercell"]
+           "unstable_stacking_fault_energy", "vacancy_cells", "vacancy_energies", "vacancy_hop", "vacancy_hops",
+           "vacancy_supercell"]
