@@ -264,3 +264,34 @@ def test_the_stored_al_mg_si_reference_reads_as_mlff_physics_reads_it():
     for solute, record in (("Mg", records[1]), ("Si", records[2])):
         expected = al[f"substitution_{solute}"] - record["model"]["energy"]
         assert al[f"solution_{solute}"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_stored_solute_frames_are_their_generators_structures():
+    """datasets/almgsi_gpaw_k5_solute.extxyz: each frame is ``structure(i)`` of its generator (the
+    solute beside the vacancy, on its way into it, dilute), labelled with energy, forces and
+    stress, one solute per frame."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from ase.io import read
+
+    folder = Path(__file__).resolve().parents[1] / "datasets"
+    sys.path.insert(0, str(folder))  # the generator imports gpaw_labels from its folder
+    try:
+        spec = importlib.util.spec_from_file_location("solute_frames", folder / "generate_almgsi_solute_gpaw.py")
+        generator = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(generator)
+    finally:
+        sys.path.remove(str(folder))
+    frames = read(folder / "almgsi_gpaw_k5_solute.extxyz", ":")
+    assert len(frames) == 24
+    for index, frame in enumerate(frames):
+        atoms, kind = generator.structure(index)
+        assert frame.info["config_type"] == kind and frame.get_chemical_symbols() == atoms.get_chemical_symbols()
+        assert np.allclose(frame.positions, atoms.positions, atol=1e-6)
+        assert np.isfinite(frame.get_potential_energy()) and np.isfinite(frame.get_forces()).all()
+        assert frame.get_stress().shape == (6,)
+        solute = ("Mg", "Si")[index % 2]
+        assert frame.get_chemical_symbols().count(solute) == 1
+        assert len(frame) == (32 if kind == "dilute_solute" else 31)
