@@ -210,7 +210,7 @@ def write_reference(crystal, primitive, cubic, cubic_atoms, out, setups=None, kp
     if defects:
         _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save, host_cells)
     if solutes:
-        _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save, host_cells)
+        _add_solutes(crystal, main, cubic, solutes, save, host_cells)
     for name, atoms in (phases or {}).items():
         formula = atoms.get_chemical_formula()
         if name in known or formula in known:
@@ -235,8 +235,7 @@ def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save, host_cel
     """The surface and vacancy energies of ``write_reference``'s ``defects`` (with the vacancy's
     migration energy), added to the record ``main`` one by one (``save`` after each; the vacancy,
     the costliest, last; ``host_cells()``: the relaxed perfect and vacancy cells)."""
-    from mlff.physics import (FACETS, cubic_element, surface_cells, surface_energy, vacancy_energies,
-                              vacancy_supercell)
+    from mlff.physics import FACETS, cubic_element, surface_cells, surface_energy, vacancy_energies
 
     reference = main["reference"]
     symbol, a0 = crystal.split(":")[0], reference["lattice_constant"]
@@ -257,10 +256,9 @@ def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save, host_cel
         save()
     migration = lattice is not None  # vacancy_energies's default: fcc and bcc elements
     if "vacancy" not in reference or (migration and "vacancy_migration" not in reference):
-        probe = cell.repeat(vacancy_supercell(cell))  # the supercell's k-points
-        vacancy = vacancy_energies(cell, calculator(probe, setups, kpt_density, ecut), fmax=0.01,
-                                   step=lambda what: print(f"{crystal}: {what} relaxed", flush=True),
-                                   cells=host_cells())
+        host = host_cells()  # its calculator has the supercell's k-points
+        vacancy = vacancy_energies(cell, host.perfect.calc, fmax=0.01,
+                                   step=lambda what: print(f"{crystal}: {what} relaxed", flush=True), cells=host)
         if "vacancy" in reference and abs(reference["vacancy"] - vacancy["vacancy"]) > 1e-3:
             print(f"{crystal}: the vacancy again, {vacancy['vacancy']:.4f} eV against {reference['vacancy']:.4f} "
                   f"before", flush=True)
@@ -276,20 +274,19 @@ def _add_defects(crystal, main, cubic, setups, kpt_density, ecut, save, host_cel
         save()
 
 
-def _add_solutes(crystal, main, cubic, setups, kpt_density, ecut, solutes, save, host_cells):
+def _add_solutes(crystal, main, cubic, solutes, save, host_cells):
     """The energies of ``write_reference``'s ``solutes`` added to the record ``main``, a solute at
     a time (``save`` after each; ``host_cells()``: the relaxed perfect and vacancy cells)."""
-    from mlff.physics import solute_energies, vacancy_supercell
+    from mlff.physics import solute_energies
 
     reference = main["reference"]
     cell = cubic(reference["lattice_constant"])
-    probe = cell.repeat(vacancy_supercell(cell))  # the supercell's k-points
     for solute in solutes:
         if f"substitution_{solute}" in reference:
             continue
-        values = solute_energies(cell, [solute], calculator(probe, setups, kpt_density, ecut), fmax=0.01,
-                                 step=lambda what: print(f"{crystal}: {what} relaxed", flush=True),
-                                 cells=host_cells())
+        host = host_cells()  # its calculator has the supercell's k-points
+        values = solute_energies(cell, [solute], host.perfect.calc, fmax=0.01,
+                                 step=lambda what: print(f"{crystal}: {what} relaxed", flush=True), cells=host)
         reference.update({key: (value if key == "solute_sites" else round(value, 4)) for key, value in values.items()})
         if "solutes" not in reference["method"]:
             reference["method"] += (f"; solutes in {values['solute_sites']} sites, ions relaxed, the solute's hop held "
