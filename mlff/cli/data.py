@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("--energy-key", default="energy")
     convert.add_argument("--forces-key", default="forces")
     convert.add_argument("--stress-key", default="stress")
+    convert.add_argument("--weight-key", default="config_weight",
+                         help="info key of a frame's loss weight (kept in the database as `weight`)")
     convert.add_argument("--reader", choices=("ase", "pymatgen"), default="ase")
     convert.add_argument("--no-forces", action="store_true", help="accept frames without forces")
     convert.add_argument("--min-distance", type=float, default=0.5,
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(frames=frames)
 
     try:
-        summary = convert(args.inputs, args.output, LabelKeys(args.energy_key, args.forces_key, args.stress_key),
+        summary = convert(args.inputs, args.output, LabelKeys(args.energy_key, args.forces_key, args.stress_key,
+                                                                    weight_key=args.weight_key),
                           args.reader, workers=args.workers, need_forces=not args.no_forces,
                           min_distance=args.min_distance, overwrite=args.overwrite, progress=progress)
     finally:

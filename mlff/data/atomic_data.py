@@ -79,7 +79,7 @@ def collate(structures: Sequence[AtomicData]) -> AtomicData:
     out: AtomicData = {}
     per_atom = (keys.POSITIONS_KEY, keys.SPECIES_KEY, keys.REF_FORCES_KEY)
     per_graph = (keys.CELL_KEY, keys.PBC_KEY, keys.TOTAL_CHARGE_KEY, keys.REF_ENERGY_KEY, keys.REF_STRESS_KEY,
-                 keys.HAS_STRESS_KEY, keys.REF_DIPOLE_KEY, keys.HAS_DIPOLE_KEY)
+                 keys.HAS_STRESS_KEY, keys.REF_DIPOLE_KEY, keys.HAS_DIPOLE_KEY, keys.LOSS_WEIGHT_KEY)
     for key in per_atom + per_graph + (keys.EDGE_SHIFT_KEY,):
         if key in structures[0]:
             out[key] = torch.cat([s[key] for s in structures])

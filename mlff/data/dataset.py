@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -13,19 +13,29 @@ from .atomic_data import AtomicData, SpeciesMap, collate, from_ase
 from .readers import Frame
 
 
-def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float) -> List[AtomicData]:
-    """One dictionary per frame (float64) with labels under the ``REF_*`` keys."""
+def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float,
+                   type_weights: Optional[Dict[str, float]] = None) -> List[AtomicData]:
+    """One dictionary per frame (float64) with labels under the ``REF_*`` keys and its loss weight
+    (:func:`frame_weight`)."""
     species_map = SpeciesMap(species)
     out = []
     for frame in frames:
         data = from_ase(frame.atoms, species_map, r_cut, frame.charge)
-        data.update(label_tensors(frame))
+        data.update(label_tensors(frame, type_weights))
         out.append(data)
     return out
 
 
-def label_tensors(frame: Frame) -> AtomicData:
-    """A frame's labels under the ``REF_*`` keys (NaN or zeros where missing, ``HAS_*`` flags)."""
+def frame_weight(frame: Frame, type_weights: Optional[Dict[str, float]] = None) -> float:
+    """The frame's factor on its loss terms: its own weight (``config_weight`` in extxyz) times
+    ``type_weights[config_type]`` (1 for a config_type not listed or a frame without one)."""
+    family = frame.atoms.info.get("config_type")
+    return frame.weight * (type_weights or {}).get(family, 1.0) if family is not None else frame.weight
+
+
+def label_tensors(frame: Frame, type_weights: Optional[Dict[str, float]] = None) -> AtomicData:
+    """A frame's labels under the ``REF_*`` keys (NaN or zeros where missing, ``HAS_*`` flags) and
+    its loss weight (:func:`frame_weight`)."""
     n = len(frame.atoms)
     forces = frame.forces if frame.forces is not None else np.full((n, 3), np.nan)
     has_stress, has_dipole = frame.stress is not None, frame.dipole is not None
@@ -38,6 +48,7 @@ def label_tensors(frame: Frame) -> AtomicData:
         keys.HAS_STRESS_KEY: torch.tensor([1.0 if has_stress else 0.0], dtype=torch.float64),
         keys.REF_DIPOLE_KEY: torch.as_tensor(np.array(dipole, dtype=np.float64)).reshape(1, 3),
         keys.HAS_DIPOLE_KEY: torch.tensor([1.0 if has_dipole else 0.0], dtype=torch.float64),
+        keys.LOSS_WEIGHT_KEY: torch.tensor([frame_weight(frame, type_weights)], dtype=torch.float64),
     }
 
 
@@ -46,8 +57,10 @@ class LazyAtomicData(Sequence):
     frames (or, for a :class:`~mlff.data.store.StoreFrames`, only their row ids), not their
     neighbour lists. Slices are lists."""
 
-    def __init__(self, frames: Sequence[Frame], species: Sequence[str], r_cut: float):
+    def __init__(self, frames: Sequence[Frame], species: Sequence[str], r_cut: float,
+                 type_weights: Optional[Dict[str, float]] = None):
         self.frames, self.species, self.r_cut = frames, list(species), float(r_cut)
+        self.type_weights = dict(type_weights or {})
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -55,7 +68,7 @@ class LazyAtomicData(Sequence):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return to_atomic_data([self.frames[int(index)]], self.species, self.r_cut)[0]
+        return to_atomic_data([self.frames[int(index)]], self.species, self.r_cut, self.type_weights)[0]
 
     def label_counts(self) -> dict:
         """:func:`~mlff.train.loss.batch_counts` of all the frames, without their neighbour lists
@@ -79,7 +92,7 @@ class LazyAtomicData(Sequence):
     def labels(self, index: int) -> AtomicData:
         """Only what :func:`~mlff.train.loss.batch_counts` reads (which labels a frame has), without
         its neighbour list: a rank's view of the structures other ranks train on."""
-        return label_tensors(self.frames[int(index)])
+        return label_tensors(self.frames[int(index)], self.type_weights)
 
 
 class BatchItems:

@@ -48,3 +48,4 @@ REF_STRESS_KEY: Final[str] = "ref_stress"  # (G, 3, 3) float64 | eV/Å^3, ASE si
 HAS_STRESS_KEY: Final[str] = "has_stress"  # (G,) float64 | 1 where the frame has a stress label
 REF_DIPOLE_KEY: Final[str] = "ref_dipole"  # (G, 3) float64 | e Å
 HAS_DIPOLE_KEY: Final[str] = "has_dipole"  # (G,) float64 | 1 where the frame has a dipole label
+LOSS_WEIGHT_KEY: Final[str] = "loss_weight"  # (G,) float64 | the frame's factor on its loss terms (1: plain)

@@ -28,6 +28,7 @@ class Frame:
     source: str
     dipole: Optional[np.ndarray] = None  # (3,) e Å
     charge: float = 0.0  # total charge, e
+    weight: float = 1.0  # factor on the frame's terms in the training loss (``config_weight`` in extxyz)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class LabelKeys:
     stress_key: str = "stress"
     dipole_key: str = "dipole"
     charge_key: str = "charge"
+    weight_key: str = "config_weight"  # the frame's loss weight in ``atoms.info`` (1 where absent)
 
 
 def _label(atoms: Atoms, key: str, per_atom: bool):
@@ -61,11 +63,24 @@ def frame_from_atoms(atoms: Atoms, keys: LabelKeys, source: str) -> Frame:
         stress = voigt_6_to_full_3x3_stress(stress) if stress.size == 6 else stress.reshape(3, 3)
     dipole = _label(atoms, keys.dipole_key, per_atom=False)
     charge = _label(atoms, keys.charge_key, per_atom=False)
+    weight = loss_weight(atoms.info.get(keys.weight_key, 1.0), f"{source}: {keys.weight_key}")
     plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     if "config_type" in atoms.info:  # the structure family (extxyz convention), for per-family errors
         plain.info["config_type"] = str(atoms.info["config_type"])
     return Frame(plain, None if energy is None else float(energy), forces, stress, source,
-                 None if dipole is None else dipole.reshape(3), 0.0 if charge is None else float(charge))
+                 None if dipole is None else dipole.reshape(3), 0.0 if charge is None else float(charge), weight)
+
+
+def loss_weight(value, what: str) -> float:
+    """``value`` as a loss weight: a finite number >= 0, else an error naming ``what``."""
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} is {value!r}, not a number; a loss weight is a number >= 0 (1: plain)") from None
+    if not np.isfinite(weight) or weight < 0:
+        raise ValueError(f"{what} is {weight}; a loss weight is a finite number >= 0 (0 leaves the frame out "
+                         "of the loss, 1 is plain)")
+    return weight
 
 
 def read_file(path: str | os.PathLike, keys: LabelKeys = LabelKeys(), index: str = ":") -> list[Frame]:
@@ -151,7 +166,7 @@ def read_frames(source, keys: LabelKeys = LabelKeys(), reader: str = "ase") -> l
 
 def write_frames(path: str | os.PathLike, frames: Sequence[Frame]) -> None:
     """Write ``frames`` as extxyz with their labels under the default keys (``energy``, ``forces``,
-    ``stress``, ``dipole``, ``charge``), so that :func:`read_frames` with the default
+    ``stress``, ``dipole``, ``charge``, ``config_weight`` where not 1), so that :func:`read_frames` with the default
     :class:`LabelKeys` (and ``mlff evaluate``) reads them back as they are."""
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
@@ -165,6 +180,8 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Frame]) -> None:
             atoms.info["dipole"] = np.asarray(frame.dipole)
         if frame.charge:
             atoms.info["charge"] = frame.charge
+        if frame.weight != 1.0:
+            atoms.info[LabelKeys.weight_key] = frame.weight
         images.append(atoms)
     write(os.fspath(path), images, format="extxyz")
 

@@ -5,7 +5,8 @@ per worker process, validates every frame (:func:`~mlff.data.validate.validate_f
 NaN, shapes, overlapping atoms) and writes them to one database that other tools open too
 (``ase db train.db``, ``ase.db.connect``): each row is a structure with its labels as the standard
 calculator results (``energy``, ``forces``, ``stress`` in Voigt order, ``dipole``) and key-value
-pairs ``source`` (the input record, ``file:index``), ``config_type`` and ``charge`` where given.
+pairs ``source`` (the input record, ``file:index``), ``config_type``, ``charge`` and ``weight`` (the
+frame's loss weight) where given.
 The database's metadata says it was written by mlff (``mlff_store``: the format's version), with
 the label keys it was read with, the inputs and the dataset summary. A table of its own
 (``mlff_frame_table``, which ase.db ignores) holds the frame table of :mod:`mlff.data.frame_table`:
@@ -82,6 +83,8 @@ def _row(frame: Frame):
         pairs["config_type"] = str(frame.atoms.info["config_type"])
     if frame.charge:
         pairs["charge"] = float(frame.charge)
+    if frame.weight != 1.0:
+        pairs["weight"] = float(frame.weight)
     return atoms, pairs
 
 
@@ -214,6 +217,8 @@ def _frame(row, k: int, path: str, keys: LabelKeys, mine: bool) -> Frame:
         frame.atoms.info["config_type"] = str(pairs["config_type"])
     if mine and "charge" in pairs:
         frame.charge = float(pairs["charge"])
+    if mine and "weight" in pairs:
+        frame.weight = float(pairs["weight"])
     return frame
 
 
@@ -292,6 +297,26 @@ class StoreFrames(Sequence):
             self._rows_table = table if whole else table.take(self.ids - 1)
             self._table = table if whole else False  # read again if a subset asks
         return self._rows_table
+
+    def key_values(self, key: str) -> dict:
+        """``{position in this view: value}`` of the rows that have the key-value pair ``key``, from
+        ase.db's key tables without reading the structures."""
+        import sqlite3
+
+        with sqlite3.connect(self.path) as connection:
+            rows = [row for table in ("text_key_values", "number_key_values")
+                    for row in connection.execute(f"SELECT id, value FROM {table} WHERE key=?", (key,))]
+        position = {int(row_id): k for k, row_id in enumerate(self.ids.tolist())}
+        return {position[row_id]: value for row_id, value in rows if row_id in position}
+
+    def weight_labels(self) -> list:
+        """Each frame's ``(config_type or None, its own loss weight)``, without reading the structures."""
+        from .readers import loss_weight
+
+        families = self.key_values("config_type")
+        key = "weight" if self.mine else self.keys.weight_key
+        own = {k: loss_weight(v, f"{self.path}:{int(self.ids[k]) - 1}: {key}") for k, v in self.key_values(key).items()}
+        return [(str(families[k]) if k in families else None, own.get(k, 1.0)) for k in range(len(self))]
 
     def __getstate__(self):  # to worker processes: without the connection
         state = dict(self.__dict__, _db=None, _pid=None, _table=False, _rows_table=None)

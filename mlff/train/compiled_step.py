@@ -49,7 +49,7 @@ STEP_INPUTS = (
     (keys.EDGE_SHIFT_KEY, 0, "edges"), (keys.BATCH_KEY, 0, "atoms"), (keys.PTR_KEY, 0, "graphs+1"),
     (keys.DENSE_ROWS_KEY, 0, "rows"), (keys.DENSE_SLOT_KEY, 0, "edges"), (keys.DENSE_WIDTH_KEY, 0, "width"),
     (keys.REF_ENERGY_KEY, 0, "graphs"), (keys.REF_FORCES_KEY, 0, "atoms"), (keys.CELL_KEY, 0, "graphs"),
-    (keys.REF_STRESS_KEY, 0, "graphs"), (keys.HAS_STRESS_KEY, 0, "graphs"),
+    (keys.REF_STRESS_KEY, 0, "graphs"), (keys.HAS_STRESS_KEY, 0, "graphs"), (keys.LOSS_WEIGHT_KEY, 0, "graphs"),
 )
 
 

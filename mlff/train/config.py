@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
+from ..data.readers import loss_weight
 from ..model import ModelConfig
 from ..options import parse_fields, reject_unknown
 
@@ -39,6 +40,10 @@ class TrainConfig:
     forces_key: str = "forces"
     stress_key: str = "stress"
     dipole_key: str = "dipole"
+    # loss weights of frames: a frame's terms in the loss are multiplied by its `weight_key` value in
+    # the extxyz info (1 where absent) times config_type_weights[its config_type] (1 where absent)
+    weight_key: str = "config_weight"
+    config_type_weights: Dict[str, float] = field(default_factory=dict)
     species: Optional[List[str]] = None
     E0: Optional[Dict[str, float]] = None
     min_distance: float = 0.5
@@ -164,6 +169,11 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) < 0:
             raise ValueError("loss weights must be >= 0")
+        if not isinstance(self.config_type_weights, dict):
+            raise ValueError(f"config_type_weights maps config_type names to loss weights, e.g. "
+                             f"{{vacancy: 4.0}}; got {self.config_type_weights!r}")
+        self.config_type_weights = {str(k): loss_weight(v, f"config_type_weights[{k!r}]")
+                                    for k, v in self.config_type_weights.items()}
         self.time_limit_seconds()
         if self.freeze and not self.init_from:
             raise ValueError("freeze needs init_from: only a pretrained model has weights worth freezing")

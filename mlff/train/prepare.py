@@ -6,6 +6,7 @@ training starts from."""
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -45,7 +46,8 @@ def load_datasets(config: TrainConfig) -> tuple[List[Frame], List[Frame], List[F
     ``valid_fraction`` of the training file. Test: ``test_file``, else a seeded ``test_fraction``
     of what remains of the training file (the validation split is the same with or without it).
     Every element keeps a training frame."""
-    label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key, config.dipole_key)
+    label_keys = LabelKeys(config.energy_key, config.forces_key, config.stress_key, config.dipole_key,
+                           weight_key=config.weight_key)
 
     def read(source):
         if not config.preload and is_store(source):  # read from disk when drawn
@@ -120,6 +122,39 @@ def training_species(train: Sequence[Frame], held_out: Sequence[Sequence[Frame]]
     return species
 
 
+def weight_labels(frames: Sequence[Frame]) -> List[tuple]:
+    """Each frame's ``(config_type or None, its own loss weight)`` (a converted dataset's from its
+    key-value pairs, without reading the structures)."""
+    if isinstance(frames, StoreFrames):
+        return frames.weight_labels()
+    return [(f.atoms.info.get("config_type"), f.weight) for f in frames]
+
+
+def describe_loss_weights(train: Sequence[Frame], type_weights: Dict[str, float]) -> Optional[str]:
+    """One log line on the training frames' loss weights (None when every weight is 1). Errors: a
+    ``config_type_weights`` name that no training frame has (a typo would otherwise weigh nothing),
+    and training frames whose weights are all 0."""
+    labels = weight_labels(train)
+    families = Counter(family for family, _ in labels if family is not None)
+    unknown = sorted(set(type_weights) - set(families))
+    if unknown:
+        raise DataValidationError(
+            f"config_type_weights names {unknown}, but no training frame has that config_type (the extxyz info "
+            f"key); the training frames' config_types: {sorted(families) or 'none'}")
+    weights = np.array([own * type_weights.get(family, 1.0) for family, own in labels])
+    if len(weights) and not (weights > 0).any():
+        raise DataValidationError("every training frame has loss weight 0 (config_weight x config_type_weights): "
+                                  "nothing would be fitted; give some frames a positive weight")
+    own = np.array([w for _, w in labels])
+    if np.all(weights == 1.0):
+        return None
+    parts = [f"config_type {name} x{w:g} ({families[name]} frames)" for name, w in sorted(type_weights.items())]
+    if (own != 1.0).any():
+        parts.append(f"{int((own != 1.0).sum())} frames with their own weight ({own.min():g}-{own.max():g})")
+    zero = int((weights == 0).sum())
+    return f"loss weights: {'; '.join(parts)}" + (f"; {zero} training frames weigh 0" if zero else "")
+
+
 def describe_repulsion(radii: dict) -> str:
     """One log line: where the pair repulsion switches off."""
     if not radii:
@@ -152,6 +187,9 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     held_out = f" / {len(test)} test" if test else " (no test set: test_fraction 0 and no test_file)"
     log(f"data: {summary['train']['frames']} training / {summary['valid']['frames']} validation{held_out} frames, "
         + summary_line(summary["train"]))
+    weights_line = describe_loss_weights(train, c.config_type_weights)
+    if weights_line:
+        log(weights_line)
 
     if pretrained is not None:
         model_config = ModelConfig.from_dict({**pretrained.config.to_dict(), **c.finetune_overrides()})
@@ -184,9 +222,9 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
         summary["statistics"]["pair_repulsion_radii"] = model_config.pair_repulsion_radii
         log(describe_repulsion(model_config.pair_repulsion_radii))
     if c.preload:
-        convert = lambda frames: to_atomic_data(frames, species, model_config.r_cut)  # noqa: E731
+        convert = lambda frames: to_atomic_data(frames, species, model_config.r_cut, c.config_type_weights)  # noqa: E731
     else:
-        convert = lambda frames: LazyAtomicData(frames, species, model_config.r_cut)  # noqa: E731
+        convert = lambda frames: LazyAtomicData(frames, species, model_config.r_cut, c.config_type_weights)  # noqa: E731
     return PreparedData(train=convert(train), valid=convert(valid), test=convert(test), test_frames=test,
                         split_fingerprints={"train": fingerprints(train), "valid": fingerprints(valid),
                                             "test": fingerprints(test)},

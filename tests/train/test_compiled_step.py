@@ -1,5 +1,6 @@
 """The compiled training step (``compile: true``): the same training as the eager step, to
-round-off, in float64, with the final stage's weights, mixed labels and a fallback batch."""
+round-off, in float64, with the final stage's weights, frames' loss weights, mixed labels and a
+fallback batch."""
 
 import json
 
@@ -19,6 +20,7 @@ def _config(cu_files, out, **overrides):
         # 40 frames in batches of 3: the last batch is one structure, outside the compiled domain
         "max_epochs": 3, "batch_size": 3, "learning_rate": 0.01, "seed": 1, "final_stage": 0.34, "test_fraction": 0.0,
         "output_dir": str(out), "progress": False, "tensorboard": "off",
+        "config_type_weights": {"vacancy": 4.0, "surface": 0.0},  # frames' loss weights (4, 0 and 1)
     }
     options.update(overrides)
     return TrainConfig.from_dict(options)
