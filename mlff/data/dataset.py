@@ -29,8 +29,7 @@ def to_atomic_data(frames: Sequence[Frame], species: Sequence[str], r_cut: float
 def frame_weight(frame: Frame, type_weights: Optional[Dict[str, float]] = None) -> float:
     """The frame's factor on its loss terms: its own weight (``config_weight`` in extxyz) times
     ``type_weights[config_type]`` (1 for a config_type not listed or a frame without one)."""
-    family = frame.atoms.info.get("config_type")
-    return frame.weight * (type_weights or {}).get(family, 1.0) if family is not None else frame.weight
+    return frame.weight * (type_weights or {}).get(frame.atoms.info.get("config_type"), 1.0)
 
 
 def label_tensors(frame: Frame, type_weights: Optional[Dict[str, float]] = None) -> AtomicData:

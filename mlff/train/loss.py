@@ -47,15 +47,14 @@ def weighted_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], 
                   delta: float = 0.01) -> torch.Tensor:
     """``sum_{t in terms} weights[t] * sum(frame weight * penalty_t) / normalisers[t]``; labels a
     frame lacks (NaN forces, ``has_stress``/``has_dipole`` 0) add exactly zero. The frame weights
-    are ``batch[LOSS_WEIGHT_KEY]`` (1 where the batch has none); the normalisers stay counts, so a
-    frame of weight 2 counts as that frame twice."""
+    are ``batch[LOSS_WEIGHT_KEY]`` (1 where the batch has none); the normalisers stay unweighted
+    counts."""
     total = out[keys.ENERGY_KEY].new_zeros(())
     frame_weight = batch.get(keys.LOSS_WEIGHT_KEY)
     for term in terms:
         if term == "energy":
             natoms = (batch[keys.PTR_KEY][1:] - batch[keys.PTR_KEY][:-1]).to(torch.float64)
             diff = (out[keys.ENERGY_KEY] - batch[keys.REF_ENERGY_KEY]) / natoms
-            shape = (-1,)
         elif term == "forces":
             diff = out[keys.FORCES_KEY] - batch[keys.REF_FORCES_KEY]
             diff = torch.where(torch.isfinite(diff), diff, torch.zeros_like(diff))
@@ -66,16 +65,14 @@ def weighted_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], 
             safe_volume = torch.where(has > 0, volume, torch.ones_like(volume))
             stress = -out[keys.VIRIAL_KEY] / safe_volume.view(-1, 1, 1)
             diff = (stress - batch[keys.REF_STRESS_KEY]) * has.view(-1, 1, 1)
-            shape = (-1, 1, 1)
         elif term == "dipole":
             diff = (out[keys.DIPOLE_KEY] - batch[keys.REF_DIPOLE_KEY]) * batch[keys.HAS_DIPOLE_KEY].view(-1, 1)
-            shape = (-1, 1)
         else:
             raise ValueError(f"unknown loss term {term!r}; known: {list(TERMS)}")
         penalty = _penalty(diff, kind, delta)
         if frame_weight is not None:  # per frame; per atom (each atom's frame) for the forces
-            factor = frame_weight[batch[keys.BATCH_KEY]].view(-1, 1) if term == "forces" else frame_weight.view(shape)
-            penalty = penalty * factor
+            factor = frame_weight[batch[keys.BATCH_KEY]] if term == "forces" else frame_weight
+            penalty = penalty * factor.view((-1,) + (1,) * (penalty.dim() - 1))
         total = total + weights[term] * penalty.sum() / normalisers[term]
     return total
 
