@@ -79,3 +79,35 @@ def test_label_noise_compares_two_labellings(tmp_path):
     write(tmp_path / "c.extxyz", frames[::-1])
     result, _ = table("a.extxyz", "c.extxyz")
     assert result.returncode != 0 and "not the same structures" in result.stderr
+
+
+def test_model_labels_are_the_models_predictions(tmp_path):
+    """benchmarks/model_labels.py: each frame's labels become the teacher's energy, forces and
+    stress (mlff reads them back as labels), its config_type and weight are kept, a slab (not
+    periodic along z) gets no stress."""
+    import mlff
+    from mlff.data.readers import read_file
+    from mlff.testing import tiny_model
+
+    teacher = mlff.deploy(tiny_model(seed=3, species=["Cu"]), tmp_path / "teacher.pt")
+    frames = read(os.path.join(ROOT, "datasets", "cu_emt.extxyz"), ":4")
+    frames[1].info["config_weight"] = 3.0
+    frames[2].pbc = [True, True, False]
+    write(tmp_path / "in.extxyz", frames)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "model_labels.py"), str(teacher),
+                             str(tmp_path / "in.extxyz"), str(tmp_path / "out.extxyz")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    labelled = read_file(tmp_path / "out.extxyz")
+    calc = mlff.MLFFCalculator(str(teacher))
+    assert len(labelled) == 4
+    for frame, atoms in zip(labelled, frames):
+        atoms.calc = calc
+        assert abs(frame.energy - atoms.get_potential_energy()) < 1e-9
+        assert abs(frame.forces - atoms.get_forces()).max() < 1e-7  # extxyz writes 8 decimals
+        assert frame.atoms.info["config_type"] == atoms.info["config_type"]
+        if atoms.pbc.all():
+            assert abs(frame.stress - atoms.get_stress(voigt=False)).max() < 1e-9
+        else:
+            assert frame.stress is None
+    assert labelled[1].weight == 3.0 and labelled[0].weight == 1.0
