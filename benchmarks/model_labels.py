@@ -16,18 +16,17 @@ import argparse
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
-import mlff
+from mlff.data.readers import Frame
+from mlff.evaluation import predict_frames
 
 
 def label(frames, model_path, device="cpu"):
-    """The frames (modified in place and returned) with the model's energy, forces and stress."""
-    calc = mlff.MLFFCalculator(model_path, device=device)
-    for atoms in frames:
-        probe = atoms.copy()
-        probe.calc = calc
-        results = {"energy": probe.get_potential_energy(), "forces": probe.get_forces()}
-        if probe.pbc.all():
-            results["stress"] = probe.get_stress()
+    """The frames (ASE Atoms, modified in place and returned) with the model's energy, forces, and
+    stress (cells periodic in all three directions) or dipole (molecules, where the model has one)."""
+    unlabelled = [Frame(atoms, None, None, None, f"frame {k}") for k, atoms in enumerate(frames)]
+    for atoms, predicted in zip(frames, predict_frames(model_path, unlabelled, device)):
+        results = {name: predicted[name] for name in ("energy", "forces", "stress", "dipole")
+                   if predicted[name] is not None}
         atoms.calc = SinglePointCalculator(atoms, **results)
     return frames
 
