@@ -214,7 +214,6 @@ def profile_calls(files: dict, device: str, sizes: list, out: Path) -> list:
     from torch.profiler import ProfilerActivity, profile
 
     import mlff
-    from mlff.data import from_ase
 
     def sync():
         if device == "cuda":
@@ -347,6 +346,16 @@ def compiled_layer_rows(workdir: Path, model, device: str, sizes, report) -> dic
             row[f"model_ms_{name}"] = lammps_phases(log, 10).get("model")
         report.write()
     return out
+
+
+def compiled_layers_step(record: dict, workdir: Path, model, name: str, device: str, sizes, report) -> None:
+    """The compiled_layers step: :func:`compiled_layer_rows` of ``model`` into ``record``, with its
+    one-line result."""
+    record.update(compiled_layer_rows(workdir, model, device, sizes, report))
+    record["result"] = (f"{name}: built in {record['compile_s']} s ({record['speedup_at_compile']}x TorchScript "
+                        "when timed there); LAMMPS ms/step TorchScript -> compiled: " + "; ".join(
+                            f"{r['atoms']} atoms {r['ms_torchscript']} -> {r['ms_compiled']} (model "
+                            f"{r['model_ms_torchscript']} -> {r['model_ms_compiled']})" for r in record["rows"]))
 
 
 def nve_drift(workdir: Path, device: str, steps: int) -> dict:
@@ -534,14 +543,8 @@ def main() -> int:
 
         if "compiled" not in args.skip:
             with report.step("compiled_layers") as record:
-                record.update(compiled_layer_rows(workdir, files["shipped Cu"]["float32"], device, plan["phase_sizes"],
-                                                  report))
-                record["result"] = (f"shipped Cu float32: built in {record['compile_s']} s ("
-                                    f"{record['speedup_at_compile']}x TorchScript when timed there); LAMMPS ms/step "
-                                    "TorchScript -> compiled: " + "; ".join(
-                                        f"{r['atoms']} atoms {r['ms_torchscript']} -> {r['ms_compiled']} (model "
-                                        f"{r['model_ms_torchscript']} -> {r['model_ms_compiled']})"
-                                        for r in record["rows"]))
+                compiled_layers_step(record, workdir, files["shipped Cu"]["float32"], "shipped Cu float32", device,
+                                     plan["phase_sizes"], report)
 
         tools = peers_available(peer_python)
         if "peers" not in args.skip and tools:

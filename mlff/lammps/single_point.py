@@ -5,6 +5,9 @@
 can be compared number by number. Under MPI run it as a module::
 
     mpiexec -np 2 python -m mlff.lammps.single_point structure.extxyz model.pt out.npz
+
+(any file ASE reads; :func:`mpi_evaluate` writes an ``.npz`` of :func:`save_structure`, exact and
+read without ``ase.io``, whose import would cost each rank about 0.4 s).
 """
 
 from __future__ import annotations
@@ -36,6 +39,23 @@ def to_lammps_frame(atoms):
     rotated.positions = atoms.positions @ rotation
     rotated.wrap()
     return rotated, rotation
+
+
+def save_structure(path, atoms) -> None:
+    """``atoms``' numbers, positions, cell and pbc as an ``.npz`` (float64, exact)."""
+    np.savez(path, numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc)
+
+
+def load_structure(path):
+    """The structure of ``path``: an ``.npz`` of :func:`save_structure`, else any file ASE reads."""
+    if str(path).endswith(".npz"):
+        from ase import Atoms
+
+        with np.load(path) as data:
+            return Atoms(numbers=data["numbers"], positions=data["positions"], cell=data["cell"], pbc=data["pbc"])
+    from ase.io import read
+
+    return read(path)
 
 
 def _setup_commands(atoms, elements: Sequence[str]) -> list[str]:
@@ -148,19 +168,17 @@ def mpi_evaluate(atoms, model_path: str, ranks: int, workdir, elements: Sequence
                  pair_style: str = "pair_style mlff", pair_coeffs: Sequence[str] | None = None,
                  md_steps: int = 0, timeout: float = 600.0, deviation: bool = False):
     """:func:`lammps_evaluate` on ``ranks`` MPI ranks (``mpiexec`` next to this Python, one thread
-    each), through files in ``workdir``. Returns the results and the structure as LAMMPS read it
-    back from the file (the reference for comparisons). Raises ``RuntimeError`` with the run's
+    each), through files in ``workdir``. Returns the results and the structure the ranks read
+    (``atoms``' numbers, positions, cell and pbc, exactly). Raises ``RuntimeError`` with the run's
     output when it fails."""
     import subprocess
     from pathlib import Path
 
-    from ase.io import read, write
-
     from .mpi import lammps_env
 
     workdir = Path(workdir)
-    structure, out = workdir / "structure.extxyz", workdir / f"out-{ranks}-ranks.npz"
-    write(structure, atoms)
+    structure, out = workdir / "structure.npz", workdir / f"out-{ranks}-ranks.npz"
+    save_structure(structure, atoms)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.single_point", str(structure),
            str(model_path), str(out), *(elements or []), "--pair-style", pair_style, "--md-steps", str(md_steps)]
@@ -172,15 +190,13 @@ def mpi_evaluate(atoms, model_path: str, ranks: int, workdir, elements: Sequence
                          timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
-    return dict(np.load(out)), read(structure)
+    return dict(np.load(out)), load_structure(structure)
 
 
 def main(argv=None) -> int:
     """``python -m mlff.lammps.single_point STRUCTURE MODEL OUT.npz [ELEMENT ...] [--pair-style "pair_style
     mlff ..."] [--pair-coeff "pair_coeff ..." ...] [--md-steps N]`` (works under mpiexec)."""
     import argparse
-
-    from ase.io import read
 
     parser = argparse.ArgumentParser(prog="python -m mlff.lammps.single_point", description=main.__doc__)
     parser.add_argument("structure")
@@ -192,7 +208,7 @@ def main(argv=None) -> int:
     parser.add_argument("--md-steps", type=int, default=0)
     parser.add_argument("--deviation", action="store_true", help="a committee's spread (compute pair, fix pair)")
     args = parser.parse_args(argv)
-    result = lammps_evaluate(read(args.structure), args.model, args.elements or None, args.pair_style,
+    result = lammps_evaluate(load_structure(args.structure), args.model, args.elements or None, args.pair_style,
                              md_steps=args.md_steps, finalize=True, pair_coeffs=args.pair_coeff,
                              deviation=args.deviation)
     out = args.out

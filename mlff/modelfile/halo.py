@@ -62,8 +62,17 @@ def halo_evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_
     run in the chunked order with whole layers where the call's sizes allow (the plugin's ``compiled``
     path). Returns float64 ``energy`` (this domain's share), ``atomic_energy``
     (n_local,), ``forces`` (n, 3), ``virial`` (3, 3) and ``atomic_virial`` (n, 3, 3), the latter
-    two including ghost rows.
+    two including ghost rows. The scripted methods run as the plugin runs them: the JIT's plain
+    executor (the optimising one re-profiles each new size, many times slower here).
     """
+    with torch.jit.optimized_execution(False):
+        return _evaluate(module, positions, edge_index, species, n_local, forward_exchange, reverse_exchange,
+                         chunk_atoms, compiled)
+
+
+def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_index: torch.Tensor,
+              species: torch.Tensor, n_local: int, forward_exchange: Exchange, reverse_exchange: Exchange,
+              chunk_atoms: int, compiled) -> Dict[str, torch.Tensor]:
     num_layers = int(module.num_layers)
     vec, sh, radial = module.halo_edges(positions, edge_index, species, n_local)
     layer_inputs = None  # compiled: the layers' inputs after x

@@ -138,3 +138,26 @@ def test_clear_errors(plugin, model_file, compiled, tmp_path, options, message):
     model = compiled[0] if "chunk" in options or "shell" in options else model_file
     code, text = _lmp(model, tmp_path, options)
     assert code != 0 and message in text, text[-3000:]
+
+
+def test_the_device_checks_compiled_layers_step(plugin, compiled, tmp_path):
+    """benchmarks/gpu/check.py's compiled_layers step (left out of tests/test_gpu_check.py, whose
+    model would need its own minute of compiling): on this module's layers, already built, LAMMPS
+    with `compiled no` and `compiled yes`, timed, with the model phase, in the report."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(os.path.dirname(__file__), "..", "..",
+                                                                            "benchmarks", "gpu", "check.py"))
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    report = check.Report(tmp_path, "cpu")
+    with report.step("compiled_layers") as record:
+        check.compiled_layers_step(record, tmp_path, compiled[0], "tiny", "cpu", [256], report)
+    assert record["status"] == "ok", record.get("error")
+    measured = float(read_manifest(package_dir(compiled[0]))["speedup"])
+    assert record["compile_s"] >= 0 and record["speedup_at_compile"] == measured
+    (row,) = record["rows"]
+    assert row["atoms"] == 256 and all(row[k] > 0 for k in ("ms_torchscript", "ms_compiled", "model_ms_torchscript",
+                                                             "model_ms_compiled"))
+    assert record["result"].startswith("tiny: built in") and "256 atoms" in record["result"]
+    assert "| compiled_layers | ok |" in (tmp_path / "gpu_check.md").read_text()

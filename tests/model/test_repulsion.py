@@ -137,12 +137,12 @@ def test_model_file_paths_agree(tmp_path):
     deployed = mlff.load(mlff.deploy(model, tmp_path / "m.pt"), compiled=False)
     data = from_ase(atoms, SpeciesMap(deployed.species), deployed.r_cut)
     args = (data["positions"], data["edge_index"], data["edge_shift"], data["species"], len(atoms))
-    whole = deployed.module(*args)
+    whole = deployed(*args)
     eager = evaluate(model, atoms)
     np.testing.assert_allclose(whole["energy"].item(), float(eager["energy"]), rtol=1e-12)
     np.testing.assert_allclose(whole["forces"].numpy(), eager["forces"], atol=1e-10)
     for chunk in (3, 10_000):
-        chunked = deployed.module.forward_chunked(*args, chunk)
+        chunked = deployed(*args, chunk_atoms=chunk)
         for name in ("energy", "atomic_energy", "forces", "virial"):
             torch.testing.assert_close(chunked[name], whole[name], rtol=1e-12, atol=1e-10)
     positions, edge_index, species, owner, n = image_halo(atoms, deployed.species, deployed.r_cut)

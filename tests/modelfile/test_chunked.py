@@ -32,10 +32,10 @@ def test_chunked_equals_forward(tmp_path, overrides):
     deployed = mlff.load(mlff.deploy(tiny_model(**overrides), tmp_path / "m.pt"), compiled=False)
     atoms = triclinic_cell(3, repeat=(2, 1, 1))
     args = _args(deployed, atoms)
-    want = deployed.module(*args)
+    want = deployed(*args)
     assert float(want["forces"].abs().max()) > 1e-3  # forces that could be wrong
     for chunk in (1, 5, 10_000):
-        got = deployed.module.forward_chunked(*args, chunk)
+        got = deployed(*args, chunk_atoms=chunk)
         _assert_same(got, want, list(want))
 
 
@@ -47,9 +47,9 @@ def test_chunked_with_ghosts(tmp_path):
     edge_index, edge_shift = mlff.data.neighbor_list(positions, None, False, deployed.r_cut)
     args = (torch.from_numpy(positions), torch.from_numpy(edge_index), torch.from_numpy(edge_shift),
             torch.from_numpy(SpeciesMap(deployed.species)(numbers)), n_local)
-    want = deployed.module(*args)
+    want = deployed(*args)
     for chunk in (3, 64):
-        _assert_same(deployed.module.forward_chunked(*args, chunk), want, OUTPUTS)
+        _assert_same(deployed(*args, chunk_atoms=chunk), want, OUTPUTS)
 
 
 def test_calculator_chunk_atoms(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mlff
-from mlff.data import SpeciesMap, from_ase, keys
+from mlff.data import SpeciesMap, from_ase
 from mlff.modelfile import model_from_file
 from mlff.testing import fold_ghosts, ghost_representation, tiny_model, triclinic_cell
 
