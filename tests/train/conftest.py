@@ -31,10 +31,16 @@ def write_config(path, cu_files, **overrides):
     return Path(path)
 
 
-@pytest.fixture
-def make_config(cu_files):
-    """``make_config(path, **options)`` writes a small training YAML for the Cu slice."""
+@pytest.fixture(scope="session")
+def session_config(cu_files):
+    """``make_config`` for fixtures of any scope."""
     return lambda path, **overrides: write_config(path, cu_files, **overrides)
+
+
+@pytest.fixture
+def make_config(session_config):
+    """``make_config(path, **options)`` writes a small training YAML for the Cu slice."""
+    return session_config
 
 
 @pytest.fixture

@@ -99,26 +99,31 @@ def test_resume_refuses_a_changed_config(tmp_path, make_config, cu_files, env):
     assert "learning_rate: 0.01 in the run, 0.5 now" in res.stderr
 
 
+@pytest.fixture(scope="module")
+def one_process_rows(tmp_path_factory, session_config):
+    """The metrics of the one-process run both DDP runs must reproduce."""
+    folder = tmp_path_factory.mktemp("one")
+    _train(session_config(folder / "cu.yaml", max_epochs=2, batch_size=6), dict(os.environ, OMP_NUM_THREADS="1"))
+    return _rows(folder / "run")
+
+
 @pytest.mark.parametrize("preload", [True, False])
-def test_two_process_ddp_matches_one_process(tmp_path, make_config, cu_files, env, preload):
+def test_two_process_ddp_matches_one_process(tmp_path, make_config, cu_files, env, preload, one_process_rows):
     """Also from a converted dataset read when drawn (preload: false), where each rank builds the
     graphs of its own structures only."""
     from mlff.data.store import convert
 
-    (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    one = make_config(tmp_path / "one" / "cu.yaml", max_epochs=2, batch_size=6)
     extra = {}
     if not preload:
         convert([cu_files[0]], tmp_path / "train.db")
         extra = {"train_file": str(tmp_path / "train.db"), "preload": False}
     two = make_config(tmp_path / "two" / "cu.yaml", max_epochs=2, batch_size=6, **extra)
-    _train(one, env)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "mlff.cli.train", str(two)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    a, b = _rows(tmp_path / "one" / "run"), _rows(tmp_path / "two" / "run")
+    a, b = one_process_rows, _rows(tmp_path / "two" / "run")
     assert len(a) == len(b) == 2
     for ra, rb in zip(a, b):
         for key in ("val_loss", "energy_mae", "forces_mae", "stress_mae"):
