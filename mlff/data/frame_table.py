@@ -134,7 +134,7 @@ class FrameTable:
 
 
 def pair_names(symbols: Sequence[str]) -> List[str]:
-    """The element pairs of ``symbols`` (sorted), each once, as :func:`mlff.nn.repulsion.pair_key`
+    """The element pairs of ``symbols`` (sorted), each once, as :func:`mlff.data.pairs.pair_key`
     names them: the columns of :attr:`FrameTable.pair_closest`."""
     return [f"{a}-{b}" for k, a in enumerate(symbols) for b in symbols[k:]]
 

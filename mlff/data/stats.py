@@ -14,7 +14,7 @@ import numpy as np
 from . import frame_table
 from .neighbors import neighbor_list
 from .readers import Frame
-from ..nn.repulsion import covalent_sum, pair_key
+from .pairs import covalent_sum, pair_key
 
 
 def species_counts(frames: Sequence[Frame], species: Sequence[str]) -> np.ndarray:
@@ -75,7 +75,7 @@ def average_num_neighbors(frames: Sequence[Frame], r_cut: float) -> float:
 
 def closest_pairs(frames: Sequence[Frame], cutoff: float) -> Dict[str, float]:
     """The shortest distance (Å) between two atoms of each element pair in ``frames`` (periodic
-    images included), ``{"C-H": 0.99, ...}`` keyed as :func:`mlff.nn.repulsion.pair_key` writes
+    images included), ``{"C-H": 0.99, ...}`` keyed as :func:`mlff.data.pairs.pair_key` writes
     pairs; pairs never closer than ``cutoff`` are left out."""
     table = frame_table.table_of(frames)
     stored = frame_table.closest_pairs(table, cutoff) if table is not None else None

@@ -10,7 +10,7 @@ from ase.data import chemical_symbols
 from e3nn import o3
 
 from ..nn.interaction import TP_BACKENDS
-from ..nn.repulsion import pair_key
+from ..data.pairs import pair_key
 from ..options import parse_fields, reject_unknown
 
 _DTYPES = ("float32", "float64")

@@ -1,7 +1,15 @@
-"""The export seam: one TorchScript file per model, read back with its metadata."""
+"""The export seam: one TorchScript file per model, read back with its metadata.
 
-from .export import FORMAT_VERSION, DeployedPotential, deploy, metadata_for
+Writing a file (``deploy``) needs the model code (e3nn and the layers); reading and running one
+does not, so the names of :mod:`.export` are imported when first used.
+"""
+
+import importlib
+
+from .format import FORMAT_VERSION
 from .load import DeployedModel, ModelFileError, ModelMetadata, load, model_from_file, read_metadata
+
+_EXPORT_NAMES = ("DeployedPotential", "deploy", "metadata_for")
 
 __all__ = [
     "FORMAT_VERSION",
@@ -15,3 +23,9 @@ __all__ = [
     "model_from_file",
     "read_metadata",
 ]
+
+
+def __getattr__(name):
+    if name in _EXPORT_NAMES:
+        return getattr(importlib.import_module(".export", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

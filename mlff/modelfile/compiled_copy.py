@@ -47,7 +47,6 @@ from torch import nn
 from .. import aoti
 from ..aoti import CompileError
 from ..data import keys
-from ..model.potential import with_edge_layout
 from .contract import check_engine_inputs
 
 PACKAGE_ENTRY = "compiled.pt2"  # extra file of older --compile exports: an AOTInductor package (native code)
@@ -85,6 +84,8 @@ def compile_inputs(positions: torch.Tensor, edge_index: torch.Tensor, edge_shift
     """The compiled graph's inputs for one structure: padding atoms and edges appended (their
     centres come last, so sorting keeps them at the end), edges sorted by centre with their dense
     layout (:func:`~mlff.model.potential.with_edge_layout`), all on the CPU in the boundary dtypes."""
+    from ..model.potential import with_edge_layout  # the model code: imported only where a copy runs
+
     n = positions.shape[0]
     far = 3.0 * float(r_cut)  # padding edges: longer than the cutoff, so exactly zero
     pad_index = torch.tensor([[n, n, n + 1, n + 1], [n + 1, n + 1, n, n]], dtype=torch.int64)

@@ -20,11 +20,9 @@ LAMMPS plugin across MPI ranks) call the ``halo_*`` methods instead, one layer a
 """
 
 
-import contextlib
 import copy
 import json
 import os
-import warnings
 from typing import Dict, List, Optional, Tuple
 
 import e3nn
@@ -37,21 +35,13 @@ from ..data import keys
 from ..model import Potential
 from ..nn.grad import edge_gradient_outputs
 from .contract import check_engine_inputs
+from .format import FORMAT_VERSION, torchscript_quiet
 
-FORMAT_VERSION = 1
 # what every file written by this version can run (the `capabilities` entry): the whole-structure
 # `forward` contract, the layer-by-layer halo_* methods (mlff.modelfile.halo), and
 # `forward_chunked` (forward with peak memory bounded by a chunk of atoms)
 CAPABILITIES = ("forward", "halo_exchange", "chunked")
 UNITS = {"energy_unit": "eV", "length_unit": "Angstrom"}
-
-
-@contextlib.contextmanager
-def torchscript_quiet():
-    """TorchScript is the format libtorch engines load; torch >= 2.10 warns it is deprecated."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated")
-        yield
 
 
 @compile_mode("script")

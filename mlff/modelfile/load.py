@@ -13,7 +13,7 @@ import torch
 
 from ..runtime import tune_allocator
 from .compiled_copy import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential, CompileError, build_local_package
-from .export import FORMAT_VERSION, torchscript_quiet
+from .format import FORMAT_VERSION, torchscript_quiet
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
 _STANDARD_OUTPUTS = ("energy", "atomic_energy", "forces", "virial", "atomic_virial")

@@ -22,24 +22,15 @@ derivatives at ``r_max``. MACE's ``ZBL`` pair term has the same form.
 from typing import Dict, List, Optional
 
 import torch
-from ase.data import chemical_symbols, covalent_radii
+from ase.data import chemical_symbols
 from e3nn.util.jit import compile_mode
 from torch import nn
+
+from ..data.pairs import covalent_sum, pair_key
 
 COULOMB_EV_ANGSTROM = 14.399645  # e^2 / (4 pi eps0) in eV Å
 ZBL_SCREENING = ((0.18175, 3.19980), (0.50986, 0.94229), (0.28022, 0.40290), (0.02817, 0.20162))
 ZBL_LENGTH = 0.46850  # Å (0.8854 Bohr)
-
-
-def pair_key(a: str, b: str) -> str:
-    """The name of an element pair in a radius mapping (``ModelConfig.pair_repulsion_radii``):
-    ``"C-H"``, the two symbols in alphabetical order."""
-    return "-".join(sorted((a, b)))
-
-
-def covalent_sum(a: str, b: str) -> float:
-    """The default switch-off radius of elements ``a`` and ``b``: the sum of their covalent radii (Å)."""
-    return float(covalent_radii[chemical_symbols.index(a)] + covalent_radii[chemical_symbols.index(b)])
 
 
 def switch_off_radii(atomic_numbers: List[int], radii: Dict[str, float]) -> List[List[float]]:

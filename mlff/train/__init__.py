@@ -1,8 +1,30 @@
-"""Training: configuration, loss, metrics, EMA, checkpoints, data parallelism and the loop."""
+"""Training: configuration, loss, metrics, EMA, checkpoints, data parallelism and the loop.
 
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import TrainConfig, load_config
-from .trainer import Trainer, TrainResult, train
+Names are imported when first used, so that modules that need one part (the metrics, for
+``mlff evaluate``) do not import the model code and the training loop.
+"""
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "load_checkpoint", "load_config",
-           "model_from_checkpoint", "save_checkpoint", "train"]
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "mlff.train.config",
+    "load_config": "mlff.train.config",
+    "Trainer": "mlff.train.trainer",
+    "TrainResult": "mlff.train.trainer",
+    "train": "mlff.train.trainer",
+    "load_checkpoint": "mlff.train.checkpoint",
+    "model_from_checkpoint": "mlff.train.checkpoint",
+    "save_checkpoint": "mlff.train.checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

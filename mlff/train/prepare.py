@@ -21,7 +21,7 @@ from ..data.stats import average_num_neighbors, energy_shifts, force_rms, repuls
 from ..data.validate import DataValidationError, validate_frames
 from ..model import ModelConfig, Potential, build_model
 from ..model.config import RADII_FROM_DATA
-from ..nn.repulsion import covalent_sum
+from ..data.pairs import covalent_sum
 from .config import TrainConfig
 from .finetune import freeze, new_species_shifts, with_species
 

@@ -108,3 +108,21 @@ def test_pymatgen_predict(model_file):
     result = mlff.predict(molecule, model_file)
     assert "stress" not in result and result["forces"].shape == (2, 3)
     np.testing.assert_allclose(result["forces"][0], -result["forces"][1], atol=1e-12)
+
+
+def test_running_a_model_file_does_not_import_the_model_code(model_file):
+    """The file carries its code: loading and evaluating it needs torch, not e3nn and the layers
+    (whose import pulls in torch._dynamo, about a second more at every start of a script)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; import mlff; from ase.build import bulk\n"
+              "atoms = bulk('Cu', 'fcc', a=3.6, cubic=True)\n"
+              f"atoms.calc = mlff.MLFFCalculator({str(model_file)!r})\n"
+              "atoms.get_potential_energy(); atoms.get_stress()\n"
+              "print(sorted(m for m in ('e3nn', 'torch._dynamo', 'mlff.model', 'mlff.nn') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    from mlff.modelfile import deploy  # still there, imported when first used
+    assert callable(deploy)
