@@ -12,7 +12,7 @@ Public API::
 Names are imported lazily, so ``import mlff.lammps`` (run by ``import lammps``) stays cheap.
 """
 
-import importlib
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -31,12 +31,7 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'mlff' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__():

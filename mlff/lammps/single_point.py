@@ -208,8 +208,8 @@ def main(argv=None) -> int:
     parser.add_argument("--md-steps", type=int, default=0)
     parser.add_argument("--deviation", action="store_true", help="a committee's spread (compute pair, fix pair)")
     args = parser.parse_args(argv)
-    result = lammps_evaluate(load_structure(args.structure), args.model, args.elements or None, args.pair_style,
-                             md_steps=args.md_steps, finalize=True, pair_coeffs=args.pair_coeff,
+    result = lammps_evaluate(load_structure(args.structure), args.model, args.elements or None,
+                             args.pair_style, md_steps=args.md_steps, finalize=True, pair_coeffs=args.pair_coeff,
                              deviation=args.deviation)
     out = args.out
     if int(os.environ.get("PMI_RANK", "0")) == 0:  # set by mpiexec (mpich/hydra)

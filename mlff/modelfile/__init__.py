@@ -4,12 +4,9 @@ Writing a file (``deploy``) needs the model code (e3nn and the layers); reading 
 does not, so the names of :mod:`.export` are imported when first used.
 """
 
-import importlib
-
+from .._lazy import lazy_getattr
 from .format import FORMAT_VERSION
 from .load import DeployedModel, ModelFileError, ModelMetadata, load, model_from_file, read_metadata
-
-_EXPORT_NAMES = ("DeployedPotential", "deploy", "metadata_for")
 
 __all__ = [
     "FORMAT_VERSION",
@@ -24,8 +21,5 @@ __all__ = [
     "read_metadata",
 ]
 
-
-def __getattr__(name):
-    if name in _EXPORT_NAMES:
-        return getattr(importlib.import_module(".export", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(("DeployedPotential", "deploy", "metadata_for"),
+                                                  "mlff.modelfile.export"))

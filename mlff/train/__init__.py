@@ -4,7 +4,7 @@ Names are imported when first used, so that modules that need one part (the metr
 ``mlff evaluate``) do not import the model code and the training loop.
 """
 
-import importlib
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "TrainConfig": "mlff.train.config",
@@ -20,10 +20,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__():

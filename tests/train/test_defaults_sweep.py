@@ -46,8 +46,8 @@ def test_ranks_average_seeds_then_rank_each_score_with_shared_ties():
 def test_sweep_trains_scores_stores_and_resumes(tmp_path):
     out = tmp_path / "sweep.json"
     command = [sys.executable, os.path.join(ROOT, "benchmarks", "defaults_sweep.py"), "--sets", "almgsi",
-               "--epochs", "1", "--seeds", "1", "--preset", "small", "--out", str(out), "--workdir", str(tmp_path / "work"),
-               "--variant", "defaults", "--variant", "mse", "loss=mse"]
+               "--epochs", "1", "--seeds", "1", "--preset", "small", "--out", str(out),
+               "--workdir", str(tmp_path / "work"), "--variant", "defaults", "--variant", "mse", "loss=mse"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     first = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert first.returncode == 0, first.stderr[-2000:]
