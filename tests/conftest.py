@@ -30,3 +30,39 @@ def plugin():
     from mlff.lammps.build import build
 
     return build()
+
+
+# The test files that take longest (seconds on one core, measured with --durations), heaviest
+# first. Under `-n N --dist loadfile` each file is one unit of work, handed out in collection order:
+# starting the long ones first keeps every worker busy to the end instead of leaving one running
+# the last long file alone (xdist's own order, by number of tests, put them last).
+HEAVIEST_FILES = (
+    "tests/docs/test_doc_commands.py",
+    "tests/lammps/test_compiled_layers.py",
+    "tests/test_gpu_check.py",
+    "tests/modelfile/test_compiled.py",
+    "tests/train/test_budget.py",
+    "tests/train/test_training.py",
+    "tests/train/test_compiled_step.py",
+    "tests/lammps/test_lammps_committee.py",
+    "tests/lammps/test_halo_exchange.py",
+    "tests/modelfile/test_halo.py",
+    "tests/train/test_train_peers.py",
+    "tests/train/test_finetune.py",
+    "tests/train/test_train_from_store.py",
+    "tests/train/test_defaults_sweep.py",
+)
+
+
+def pytest_configure(config):
+    missing = [name for name in HEAVIEST_FILES if not (config.rootpath / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py HEAVIEST_FILES names files that do not exist: {missing}")
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order set below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVIEST_FILES)}
+    root = config.rootpath
+    items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))
