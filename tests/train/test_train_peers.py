@@ -2,6 +2,7 @@
 own venvs and are timed by hand, see docs/benchmarks/2026-11_training_experiments.md)."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,7 +43,11 @@ def test_fit_peers_scores_mlff(tmp_path):
     row = [line for line in result.stdout.splitlines() if line.startswith("mlff_defaults") and "physics" not in line]
     assert len(row) == 1 and "failed" not in row[0], result.stdout
     best_epoch, energy, tail, bias, forces, stress = (float(v) for v in row[0].split()[1:7])
-    assert best_epoch >= 0 and all(0.0 < v < 1e4 for v in (energy, tail, forces, stress)) and abs(bias) <= tail
+    # errors measured and scored: finite and positive, the tail's bias within its MAE. How small
+    # they are depends on how many steps 8 s of wall time buys on this machine: not checked
+    assert best_epoch >= 0, result.stdout
+    assert all(math.isfinite(v) and v > 0.0 for v in (energy, tail, forces, stress)), result.stdout
+    assert abs(bias) <= tail, result.stdout
     assert len(read(tmp_path / "test.extxyz", ":")) == 5 and len(read(tmp_path / "train.extxyz", ":")) == 291
     # the fitted potential's crystal through mlff.physics, against the reference file
     results = json.loads((tmp_path / "results.json").read_text())["mlff_defaults"]
