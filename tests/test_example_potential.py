@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
 import mlff
+from mlff.model import ModelConfig
 from mlff.modelfile import model_from_file
 from mlff.evaluation import error_metrics, predict_frames
 from mlff.lammps.mpi import lammps_env
@@ -34,13 +36,29 @@ def test_loads_with_its_metadata():
     assert MODEL.stat().st_size < 5e6
 
 
-def test_rebuilds_with_the_options_it_was_saved_with():
-    """The file predates `radial_species` (its config has no such key): it rebuilds with the
-    distance-only radial MLP it was trained with, not with today's default, and predicts the same."""
-    model = mlff.load(MODEL)
-    assert "radial_species" not in model.metadata.config
-    rebuilt = model_from_file(MODEL)
-    assert rebuilt.config.radial_species is False
+def _as_saved_before(model_file: Path, path: Path) -> Path:
+    """A copy of ``model_file`` whose config lacks the options added since the first files
+    (``ModelConfig.SAVED_BEFORE``), as the config of a file written then."""
+    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("/extra/config.json"):
+                config = json.loads(data)
+                assert {key: config.pop(key) for key in ModelConfig.SAVED_BEFORE} == ModelConfig.SAVED_BEFORE
+                data = json.dumps(config, sort_keys=True).encode()
+            dst.writestr(item, data)
+    return path
+
+
+def test_rebuilds_with_the_options_it_was_saved_with(tmp_path):
+    """A file from before `radial_species` and `pair_repulsion` (no such keys in its config, as
+    this potential was until its re-export) rebuilds with the distance-only radial MLP and no
+    repulsion it was trained with, not with today's defaults, and predicts the same."""
+    older = _as_saved_before(MODEL, tmp_path / "older.pt")
+    model = mlff.load(older)
+    assert "radial_species" not in model.metadata.config and "pair_repulsion" not in model.metadata.config
+    rebuilt = model_from_file(older)
+    assert rebuilt.config.radial_species is False and rebuilt.config.pair_repulsion == "none"
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
     atoms.rattle(0.05, seed=1)
     first = evaluate(rebuilt, atoms)

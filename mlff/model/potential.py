@@ -10,7 +10,7 @@ from e3nn.util.jit import compile_mode
 from torch import nn
 
 from ..data import keys
-from ..nn import Interaction, RadialEmbedding, Readout, ScaleShift, SpeciesEmbedding
+from ..nn import Interaction, RadialEmbedding, Readout, ScaleShift, SpeciesEmbedding, SphericalHarmonics
 from ..nn.grad import edge_gradient_outputs
 from ..nn.repulsion import ZBLRepulsion, switch_off_radii
 from ..nn.tensor_product import dense_rows
@@ -84,7 +84,7 @@ class Potential(nn.Module):
         heads = _head_irreps(config)
 
         self.embedding = SpeciesEmbedding(num_species, config.features(0))
-        self.sh = o3.SphericalHarmonics(config.sh_irreps, normalize=True, normalization="component")
+        self.sh = SphericalHarmonics(config.sh_irreps)
         self.radial = RadialEmbedding(config.r_cut, config.num_basis, config.cutoff_p)
         self.radial_species = bool(config.radial_species)
         self.fused_tp = config.tp_backend == "fused"  # the fused convolution reads a dense edge layout

@@ -6,6 +6,7 @@ from .interaction import Interaction
 from .radial import BesselBasis, PolynomialCutoff, RadialEmbedding, RadialMLP
 from .readout import Readout
 from .scale_shift import ScaleShift
+from .spherical_harmonics import SphericalHarmonics
 from .tensor_product import FusedEdgeTensorProduct
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "RadialMLP",
     "Readout",
     "ScaleShift",
+    "SphericalHarmonics",
     "SpeciesEmbedding",
     "edge_gradient_outputs",
 ]
