@@ -62,6 +62,10 @@ def recursion_terms(l_max: int) -> List[Terms]:
     return terms
 
 
+def _times(x: torch.Tensor, c: float) -> torch.Tensor:
+    return torch.ops.aten.mul.Scalar(x, c)
+
+
 def _evaluate(terms: List[Terms], vectors: torch.Tensor) -> torch.Tensor:
     """All ``Y_l`` for ``l < len(terms)``, concatenated ``[..., (l_max + 1)^2]``: straight-line
     element-wise code when traced."""
@@ -74,11 +78,13 @@ def _evaluate(terms: List[Terms], vectors: torch.Tensor) -> torch.Tensor:
         products = {}                            # Y_{l-1}[i] * r[a], each computed once
         current = []
         for row in terms[l]:
-            value = torch.zeros_like(one)
+            value = one
             for n, (c, i, a) in enumerate(row):
                 if (i, a) not in products:
                     products[(i, a)] = r[a] if l == 1 else previous[i] * r[a]
-                value = products[(i, a)] * c if n == 0 else torch.add(value, products[(i, a)], alpha=c)
+                # the coefficients as number literals of the traced code, not as tensor constants
+                # (which would live on the CPU beside inputs on a GPU)
+                value = _times(products[(i, a)], c) if n == 0 else torch.add(value, products[(i, a)], alpha=c)
             current.append(value)
         components += current
         previous = current
