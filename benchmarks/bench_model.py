@@ -61,7 +61,6 @@ def _build(args, overrides):
 
 
 def _case(args):
-    import numpy as np
     import torch
     from ase.build import bulk
 

@@ -13,7 +13,6 @@ frames held out, ``--valid`` frames for validation, the rest for training (with 
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path

@@ -248,7 +248,7 @@ def profile_calls(files: dict, device: str, sizes: list, out: Path) -> list:
             if device == "cuda":
                 row["peak_mb"] = round((torch.cuda.max_memory_allocated() - base) / 2**20)
             rows.append(row)
-            del outputs
+            outputs = None  # freed before the next size
             if size == sizes[-1]:
                 activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
                 with profile(activities=activities) as prof:
@@ -260,7 +260,7 @@ def profile_calls(files: dict, device: str, sizes: list, out: Path) -> list:
                     key = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else "self_cuda_time_total"
                 tables.append(f"## {name} {dtype}, {len(atoms)} atoms, {row['edges']} edges: {model_ms} ms\n"
                               + averages.table(sort_by=key, row_limit=30))
-            del moved
+            moved = None
             if device == "cuda":
                 torch.cuda.empty_cache()
     (out / "profile.txt").write_text("\n\n".join(tables))

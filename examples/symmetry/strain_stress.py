@@ -15,7 +15,6 @@ Run: python examples/symmetry/strain_stress.py [--steps 3000] [--plot docs/image
 
 import argparse
 
-import numpy as np
 import torch
 from e3nn import o3
 from e3nn.io import CartesianTensor

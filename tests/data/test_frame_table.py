@@ -17,7 +17,7 @@ from ase.io import read, write
 from mlff.data import frame_table, stats
 from mlff.data.dataset import split_indices
 from mlff.data.fingerprint import SPLIT_FILE, fingerprint, write_split
-from mlff.data.readers import Frame, describe, read_frames
+from mlff.data.readers import Frame, describe
 from mlff.data.store import StoreFrames, convert, read_table
 from mlff.data.validate import DataValidationError, validate_frames
 from mlff.train.prepare import atom_counts, element_matrix, fingerprints

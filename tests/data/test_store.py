@@ -2,14 +2,12 @@
 records are named and leave no file, other tools' databases and newer formats are handled, and a
 run trains from the database as from the original file."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.db import connect
 from ase.io import read, write
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from ase.io import read, write
 
-import mlff
 from mlff.cli.main import main as mlff_main
 from mlff.files import atomic_path, dumps_json, remove_stale_temporaries, write_json
 from mlff.train import TrainConfig, load_config, train
