@@ -1,6 +1,7 @@
 """Speed and memory of energy + forces (+ stress) for an mlff model.
 
-Prints a table of atom-steps/s and peak resident memory at several system sizes, for both model
+Prints a table of atom-steps/s, peak resident memory and the model file's load time (its first load
+in a process, as each LAMMPS rank and calculator pays it) at several system sizes, for both model
 dtypes, through (a) the raw scripted model on a prebuilt neighbour list and (b) the ASE calculator
 (neighbour list rebuilt every step, as in MD). Each case runs in its own process so that peak
 memory is that case's own.
@@ -74,13 +75,18 @@ def _case(args):
     if args.r_cut is not None:
         overrides["r_cut"] = args.r_cut
     compiled = args.path in ("compiled", "ase-compiled")
+    # load_s: the file's first load in a process, as each LAMMPS rank and calculator pays it
     if args.model_file:  # the parent's compiled file (compiling takes a minute: once per dtype)
+        tick = time.perf_counter()
         deployed = mlff.load(args.model_file, compiled=compiled)
+        load_s = time.perf_counter() - tick
     else:
         model = _build(args, overrides)
         with tempfile.TemporaryDirectory() as tmp:
             path = mlff.deploy(model, os.path.join(tmp, "m.pt"))
+            tick = time.perf_counter()
             deployed = mlff.load(path, compiled=False)
+            load_s = time.perf_counter() - tick
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(_repeats(args.atoms // 4))
     atoms.rattle(0.05, seed=0)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -112,7 +118,7 @@ def _case(args):
         times.append(time.perf_counter() - tick)
     elapsed = sorted(times)[len(times) // 2]  # median: robust to a shared machine's hiccups
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"atoms": len(atoms), "s_per_step": elapsed, "peak_mb": peak / 1024,
+    print(json.dumps({"atoms": len(atoms), "s_per_step": elapsed, "load_s": load_s, "peak_mb": peak / 1024,
                       "extra_mb": (peak - base_rss) / 1024}))
 
 
@@ -142,7 +148,7 @@ def main():
 
     print(f"mlff model benchmark: preset={args.preset} (l_max={'preset' if args.l_max is None else args.l_max}, r_cut={args.r_cut or 'preset'}), "
           f"model overrides {_model_overrides(args.model)}, {args.threads} threads, energy+forces+virial per call")
-    header = f"{'path':<11}{'dtype':<9}{'atoms':>7}{'ms/step':>11}{'atom-steps/s':>14}{'peak MB':>9}{'+MB':>7}"
+    header = f"{'path':<11}{'dtype':<9}{'atoms':>7}{'ms/step':>11}{'atom-steps/s':>14}{'peak MB':>9}{'+MB':>7}{'load s':>8}"
     print(header)
     print("-" * len(header))
     compiled_files = {}
@@ -177,7 +183,7 @@ def main():
                     continue
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 print(f"{path:<11}{dtype:<9}{r['atoms']:>7}{1e3 * r['s_per_step']:>11.1f}"
-                      f"{r['atoms'] / r['s_per_step']:>14.0f}{r['peak_mb']:>9.0f}{r['extra_mb']:>7.0f}", flush=True)
+                      f"{r['atoms'] / r['s_per_step']:>14.0f}{r['peak_mb']:>9.0f}{r['extra_mb']:>7.0f}{r['load_s']:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":
