@@ -6,7 +6,8 @@ per dtype (``TOLERANCES``); physics checks are meant to run in float64.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Sequence
+import zipfile
+from typing import Callable, Dict, Sequence, Union
 
 import numpy as np
 import torch
@@ -275,3 +276,33 @@ def hop_neb_barrier(cell: Atoms, calc_factory: Callable[[], object], hop=None, s
         raise RuntimeError("the climbing-image NEB did not converge in 3000 steps")
     energies = [image.get_potential_energy() for image in band]
     return max(energies) - energies[0], int(np.argmax(energies))
+
+
+ExtraEdit = Union[bytes, str, None, Callable[[bytes], bytes]]
+
+
+def edit_model_file(source, target, extra: Dict[str, ExtraEdit]):
+    """A copy of the model file ``source`` at ``target`` with entries of its ``extra/`` folder
+    (metadata) changed, as files from other mlff versions or other hands have them: for each name,
+    bytes or text replace (or add) the entry, ``None`` removes it, and a function maps its bytes to
+    new ones. Returns ``target``."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        folder = old.namelist()[0].split("/")[0]
+        seen = set()
+        for item in old.infolist():
+            key = item.filename.split("/", 1)[1].removeprefix("extra/") if "/extra/" in item.filename else None
+            if key not in extra:
+                new.writestr(item, old.read(item.filename))
+                continue
+            seen.add(key)
+            change = extra[key]
+            if callable(change):
+                new.writestr(item, change(old.read(item.filename)))
+            elif change is not None:
+                new.writestr(item, change)
+        for key, change in extra.items():
+            if key not in seen and change is not None:
+                if callable(change):
+                    raise KeyError(f"{source} has no extra/{key} to change")
+                new.writestr(f"{folder}/extra/{key}", change)
+    return target

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from mlff.model import ModelConfig
 from mlff.modelfile import model_from_file
 from mlff.evaluation import error_metrics, predict_frames
 from mlff.lammps.mpi import lammps_env
-from mlff.testing import evaluate
+from mlff.testing import edit_model_file, evaluate
 from mlff.train import load_config
 from mlff.train.prepare import load_datasets
 
@@ -39,15 +38,12 @@ def test_loads_with_its_metadata():
 def _as_saved_before(model_file: Path, path: Path) -> Path:
     """A copy of ``model_file`` whose config lacks the options added since the first files
     (``ModelConfig.SAVED_BEFORE``), as the config of a file written then."""
-    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(path, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename.endswith("/extra/config.json"):
-                config = json.loads(data)
-                assert {key: config.pop(key) for key in ModelConfig.SAVED_BEFORE} == ModelConfig.SAVED_BEFORE
-                data = json.dumps(config, sort_keys=True).encode()
-            dst.writestr(item, data)
-    return path
+    def without_newer_options(data: bytes) -> bytes:
+        config = json.loads(data)
+        assert {key: config.pop(key) for key in ModelConfig.SAVED_BEFORE} == ModelConfig.SAVED_BEFORE
+        return json.dumps(config, sort_keys=True).encode()
+
+    return edit_model_file(model_file, path, {"config.json": without_newer_options})
 
 
 def test_rebuilds_with_the_options_it_was_saved_with(tmp_path):

@@ -37,18 +37,12 @@ def recursion_terms(l_max: int) -> List[Terms]:
     probe = torch.nn.functional.normalize(torch.tensor([[0.3, -0.5, 0.8]], dtype=torch.float64), dim=-1)
     terms: List[Terms] = [[]]
     for l in range(1, l_max + 1):
-        if l == 1:
-            coupling = torch.ones(1, 3, 3, dtype=torch.float64)     # Y_0 = 1 times Y_1
-            scale = 1.0
-        else:
-            coupling = o3.wigner_3j(l - 1, 1, l, dtype=torch.float64)   # [2l-1, 3, 2l+1]
-            prev = _e3nn(l - 1, probe)[0]
-            raw = torch.einsum("i,j,ijk->k", prev, _e3nn(1, probe)[0], coupling)
-            scale = math.sqrt(2 * l + 1) / float(raw.norm())
-        # Y_l[k] = scale * sum_ij w[i,j,k] Y_{l-1}[i] Y_1[j], with Y_1[j] = sqrt(3) sum_a axes[j,a] r[a]
-        if l == 1:
+        if l == 1:   # Y_1[k] = sqrt(3) sum_a axes[k, a] r[a], times Y_0 = 1
             coefficients = math.sqrt(3.0) * axes_of_y1.T.unsqueeze(0)   # [1, 3 axes, 3 components]
-        else:
+        else:        # Y_l[k] = s sum_ij w[i,j,k] Y_{l-1}[i] Y_1[j], s giving |Y_l|^2 = 2l + 1
+            coupling = o3.wigner_3j(l - 1, 1, l, dtype=torch.float64)   # [2l-1, 3, 2l+1]
+            raw = torch.einsum("i,j,ijk->k", _e3nn(l - 1, probe)[0], _e3nn(1, probe)[0], coupling)
+            scale = math.sqrt(2 * l + 1) / float(raw.norm())
             coefficients = scale * math.sqrt(3.0) * torch.einsum("ijk,ja->iak", coupling, axes_of_y1)
         rows = []
         for k in range(2 * l + 1):
@@ -76,15 +70,19 @@ def _evaluate(terms: List[Terms], vectors: torch.Tensor) -> torch.Tensor:
     previous = [one]
     for l in range(1, len(terms)):
         products = {}                            # Y_{l-1}[i] * r[a], each computed once
+
+        def product(i: int, a: int) -> torch.Tensor:
+            if (i, a) not in products:
+                products[(i, a)] = r[a] if l == 1 else previous[i] * r[a]
+            return products[(i, a)]
+
         current = []
-        for row in terms[l]:
-            value = one
-            for n, (c, i, a) in enumerate(row):
-                if (i, a) not in products:
-                    products[(i, a)] = r[a] if l == 1 else previous[i] * r[a]
-                # the coefficients as number literals of the traced code, not as tensor constants
-                # (which would live on the CPU beside inputs on a GPU)
-                value = _times(products[(i, a)], c) if n == 0 else torch.add(value, products[(i, a)], alpha=c)
+        for (c, i, a), *rest in terms[l]:
+            # the coefficients as number literals of the traced code, not as tensor constants
+            # (which would live on the CPU beside inputs on a GPU)
+            value = _times(product(i, a), c)
+            for c, i, a in rest:
+                value = torch.add(value, product(i, a), alpha=c)
             current.append(value)
         components += current
         previous = current

@@ -1,11 +1,10 @@
 """Every user error of pair_style mlff ends in a LAMMPS error naming the problem and the fix."""
 
-import zipfile
-
 import pytest
 import torch
 
 from mlff.lammps.mpi import preload_mpi
+from mlff.testing import edit_model_file
 
 
 def _run(commands):
@@ -73,10 +72,7 @@ def test_torchscript_without_metadata(plugin, tmp_path):
 
 def test_other_format_version(plugin, tmp_path, model_file):
     future = tmp_path / "future.pt"
-    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(future, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            dst.writestr(item, b"7" if item.filename.endswith("/extra/format_version") else data)
+    edit_model_file(model_file, future, {"format_version": b"7"})
     _expect(_box() + ["pair_style mlff", f"pair_coeff * * {future} Cu O"],
             "format version 7 .*reads version 1")
 
@@ -84,14 +80,7 @@ def test_other_format_version(plugin, tmp_path, model_file):
 def _with_capabilities(model_file, path, capabilities):
     """A copy of the model file whose `capabilities` entry says ``capabilities`` (None: no entry,
     as in files written before the entry existed)."""
-    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(path, "w") as dst:
-        for item in src.infolist():
-            if item.filename.endswith("/extra/capabilities"):
-                if capabilities is not None:
-                    dst.writestr(item, capabilities.encode())
-            else:
-                dst.writestr(item, src.read(item.filename))
-    return path
+    return edit_model_file(model_file, path, {"capabilities": capabilities})
 
 
 def test_the_plugin_reads_the_declared_capabilities(plugin, tmp_path, model_file):

@@ -23,8 +23,8 @@ from mlff.data import SpeciesMap, from_ase
 from mlff.modelfile import ModelFileError
 from mlff.modelfile.compiled_copy import (COMPILE_REQUEST, INFO_ENTRY, PACKAGE_ENTRY, CompileError, compile_package,
                                   local_package_path)
-from mlff.testing import (assert_e3_equivariant, assert_results_close, calculator_results, finite_difference_forces,
-                          tiny_model, triclinic_cell)
+from mlff.testing import (assert_e3_equivariant, assert_results_close, calculator_results, edit_model_file,
+                          finite_difference_forces, tiny_model, triclinic_cell)
 
 SPECIES = ("H", "C", "O", "Cu")
 
@@ -119,25 +119,13 @@ def _payload_package(directory, marker):
     return package.read_bytes()
 
 
-def _with_extra(source, target, extra):
-    """A copy of the model file ``source`` with more ``extra/`` entries (name -> bytes)."""
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
-        folder = old.namelist()[0].split("/")[0]
-        for name in old.namelist():
-            if name.split("/", 1)[1] not in {f"extra/{key}" for key in extra}:
-                new.writestr(old.getinfo(name), old.read(name))
-        for key, value in extra.items():
-            new.writestr(f"{folder}/extra/{key}", value)
-    return target
-
-
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="building the payload library needs gcc")
 def test_a_files_native_code_never_runs_on_load(files, tmp_path):
     """A model file from an untrusted source carries a compiled package whose library runs code
     when loaded: mlff.load, the calculator and `mlff evaluate` never load it, unless the user says
     trust_native_code=True (which shows the payload is real)."""
     marker = tmp_path / "payload-ran"
-    hostile = _with_extra(files[0], tmp_path / "hostile.pt", {
+    hostile = edit_model_file(files[0], tmp_path / "hostile.pt", {
         PACKAGE_ENTRY: _payload_package(tmp_path, marker),
         INFO_ENTRY: b'{"torch_version": "%s", "device": "cpu"}' % torch.__version__.encode()})
     deployed = mlff.load(hostile)

@@ -1,5 +1,3 @@
-import zipfile
-
 import numpy as np
 import pytest
 import torch
@@ -7,7 +5,7 @@ import torch
 import mlff
 from mlff.data import SpeciesMap, from_ase
 from mlff.modelfile import model_from_file
-from mlff.testing import fold_ghosts, ghost_representation, tiny_model, triclinic_cell
+from mlff.testing import edit_model_file, fold_ghosts, ghost_representation, tiny_model, triclinic_cell
 
 
 def _call(deployed, atoms):
@@ -109,12 +107,7 @@ def test_torchscript_file_without_metadata(tmp_path):
 
 def test_other_format_version(tmp_path, model_file):
     path = tmp_path / "future.pt"
-    with zipfile.ZipFile(model_file) as src, zipfile.ZipFile(path, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename.endswith("/extra/format_version"):
-                data = b"99"
-            dst.writestr(item, data)
+    edit_model_file(model_file, path, {"format_version": b"99"})
     with pytest.raises(mlff.ModelFileError, match="format version 99.*reads version 1"):
         mlff.load(path)
 
