@@ -56,14 +56,15 @@ MATCHED = dict(num_layers=2, num_features=64, l_max=2, parity=False, r_cut=5.0, 
                radial_hidden=64, radial_layers=2, avg_num_neighbors=42.0)
 CHUNK_ATOMS = 16384  # the chunked rows of the speed step (MLFFCalculator(chunk_atoms=...))
 # per mode: structure sizes (atoms) to try, LAMMPS sizes, NVE steps, seconds for each model and dtype
-# through the calculator (no larger size is started after it), seconds for all LAMMPS timings
+# through the calculator (no larger size is started after it), seconds for all LAMMPS timings, seconds
+# of calls each calculator timing averages (the CPU mode checks the steps work, it measures little)
 PLAN = {
     "cuda": dict(sizes=[1000, 8000, 64000, 128000, 256000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
-                 speed_budget=25.0, lammps_budget=60.0, max_call=10.0, train_frames=64, train_epochs=3,
+                 speed_budget=25.0, lammps_budget=60.0, max_call=10.0, measure_s=3.0, train_frames=64, train_epochs=3,
                  profile_sizes=[8000, 64000], phase_sizes=[8000, 64000], peer_budget=40.0, peer_timeout=200.0,
                  peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
-    "cpu": dict(sizes=[64, 512], lammps_sizes=[256], nve_steps=100, speed_budget=30.0, lammps_budget=60.0,
-                max_call=5.0, train_frames=12, train_epochs=2, profile_sizes=[256],
+    "cpu": dict(sizes=[32, 256], lammps_sizes=[256], nve_steps=100, speed_budget=30.0, lammps_budget=60.0,
+                max_call=5.0, measure_s=0.3, train_frames=12, train_epochs=2, profile_sizes=[256],
                 phase_sizes=[256], peer_budget=20.0, peer_timeout=900.0,
                 peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
 }
@@ -191,9 +192,9 @@ def peer_rows(tool: str, device: str, plan: dict, python: str = None) -> tuple:
         env["PYTHONPATH"] = str(site)
         python = sys.executable
     cmd = [python, str(Path(__file__).resolve().parent / "peers.py"), "time", "--tool", tool, "--device", device,
-           "--sizes"] + [str(n) for n in plan["sizes"]] + ["--dtypes"] + plan["peer_dtypes"][tool] + ["--budget", str(plan["peer_budget"]),
-                                                           "--max-call", str(plan["max_call"]),
-                                                           "--packages", str(PEER_WHEELS / "nequip")]
+           "--sizes", *map(str, plan["sizes"]), "--dtypes", *plan["peer_dtypes"][tool],
+           "--budget", str(plan["peer_budget"]), "--max-call", str(plan["max_call"]),
+           "--measure-s", str(plan["measure_s"]), "--packages", str(PEER_WHEELS / "nequip")]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=plan["peer_timeout"], cwd=ROOT)
         out, err, tail = res.stdout, res.stderr, "" if res.returncode == 0 else f"exit {res.returncode}"
@@ -439,7 +440,7 @@ def main() -> int:
 
     if "tests" not in args.skip:
         with report.step("tests") as record:
-            env = dict(os.environ, MLFF_TEST_DEVICE=device, OMP_NUM_THREADS="2")
+            env = dict(os.environ, MLFF_TEST_DEVICE=device, OMP_NUM_THREADS="2" if device == "cuda" else "1")
             res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "cuda", "-p", "no:cacheprovider",
                                   str(ROOT / "tests" / "gpu")], capture_output=True, text=True, env=env,
                                  cwd=ROOT, timeout=300)
@@ -501,7 +502,7 @@ def main() -> int:
                         rows.append(row)
                         try:
                             row.update(time_calculator(mlff.MLFFCalculator(path, device=device, chunk_atoms=chunk),
-                                                       device, atoms, plan["max_call"]))
+                                                       device, atoms, plan["max_call"], plan["measure_s"]))
                         except (RuntimeError, MemoryError) as error:  # TorchScript wraps CUDA OOM
                             row["note"] = ("out of memory" if is_out_of_memory(error)
                                            else str(error).splitlines()[0][:200])

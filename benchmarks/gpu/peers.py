@@ -194,7 +194,7 @@ def time_tool(args) -> int:
                 model = names[args.tool] + (f" ({mode})" if mode else "")
                 row = {"engine": "ASE", "model": model, "dtype": dtype, "atoms": len(atoms)}
                 try:
-                    row.update(time_calculator(calc, args.device, atoms, args.max_call))
+                    row.update(time_calculator(calc, args.device, atoms, args.max_call, args.measure_s))
                 except Exception as error:
                     row["note"] = "out of memory" if is_out_of_memory(error) else str(error).splitlines()[0][:200]
                 print(json.dumps(row), flush=True)
@@ -220,6 +220,7 @@ def main() -> int:
     timer.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     timer.add_argument("--budget", type=float, default=60.0, help="seconds per dtype; no larger size after it")
     timer.add_argument("--max-call", type=float, default=10.0)
+    timer.add_argument("--measure-s", type=float, default=3.0, help="seconds of calls each timing averages")
     timer.add_argument("--packages", default=str(ROOT / ".whl" / "peers" / "nequip"))
     args = parser.parse_args()
     return prepare(args) if args.verb == "prepare" else time_tool(args)

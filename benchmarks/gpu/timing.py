@@ -2,9 +2,10 @@
 peer's environment, so this module needs only torch, numpy and ASE).
 
 - ``fcc_cu(n)``: a rattled fcc Cu supercell of about ``n`` atoms (the same structures for everyone);
-- ``time_calculator(calc, device, atoms, max_call)``: ms per energy+forces call of an ASE calculator
-  on a new structure each call (one atom moved by 1e-6 Å, so nothing is cached), after one warm-up
-  call, and the peak GPU memory of the calls.
+- ``time_calculator(calc, device, atoms, max_call, measure_s)``: ms per energy+forces call of an ASE
+  calculator on a new structure each call (one atom moved by 1e-6 Å, so nothing is cached), after
+  one warm-up call, averaged over about ``measure_s`` seconds of calls (2-10 calls), and the peak
+  GPU memory of the calls.
 """
 
 import time
@@ -22,7 +23,7 @@ def fcc_cu(atoms_wanted: int):
     return atoms, reps
 
 
-def time_calculator(calc, device: str, atoms, max_call: float) -> dict:
+def time_calculator(calc, device: str, atoms, max_call: float, measure_s: float = 3.0) -> dict:
     import torch
 
     atoms = atoms.copy()
@@ -42,7 +43,7 @@ def time_calculator(calc, device: str, atoms, max_call: float) -> dict:
     if first > max_call:
         return {"ms": round(1e3 * first, 1), "note": "one call only (slow)"}
     one_call()
-    repeats = max(2, min(10, int(3.0 / max(first, 1e-3))))
+    repeats = max(2, min(10, int(measure_s / max(first, 1e-3))))
     start = time.perf_counter()
     for _ in range(repeats):
         one_call()
