@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     compile_.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                           help="the device pair_style mlff runs on (default cpu)")
     compile_.add_argument("--force", action="store_true", help="build again even if this machine has them")
+    compile_.add_argument("--jobs", "-j", type=int, default=None,
+                          help="packages compiled side by side, each in a process of its own (default: one per "
+                               "CPU core this process may use; 1: one after the other)")
     sub.add_parser("path", help="print the folder of the built plugin (for `plugin load`)")
 
 
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         from ..modelfile.compiled_layers import compile_layers
 
         try:
-            folder = compile_layers(args.model, args.device, force=args.force)
+            folder = compile_layers(args.model, args.device, force=args.force, jobs=args.jobs)
         except (CompileError, ModelFileError, OSError) as error:
             print(f"mlff lammps compile failed: {error}", file=sys.stderr)
             return 1

@@ -22,7 +22,9 @@ and 1): :func:`usable` says when; smaller calls run the TorchScript layers (same
 
 A compiled package is native code, so it is never taken from a model file (docs/trust.md): it is
 built from the file's portable weights on the machine that runs it, for one device, and kept in the
-per-user cache of :mod:`mlff.aoti`, in the folder :func:`package_dir` names. The LAMMPS plugin
+per-user cache of :mod:`mlff.aoti`, in the folder :func:`package_dir` names. The packages are
+compiled side by side, each by a worker process (:mod:`mlff.modelfile.compile_worker`) that rebuilds
+the model from the same file; the building process checks each one. The LAMMPS plugin
 finds the folder from the same parts, computed the same way: SHA-256 of the model file's bytes, the
 device (``cpu`` or ``cuda``), the torch version (without its local tag), the CPU's instruction set
 (:func:`mlff.aoti.machine`) and :data:`PROTOCOL`. ``manifest.txt`` is written last: a folder without
@@ -201,17 +203,69 @@ def _example(potential, device: torch.device) -> Tuple[List[torch.Tensor], int]:
     return [t.to(device) for t in tensors], n_local
 
 
+_DEPLOYED: Dict[Tuple[str, str], tuple] = {}  # the last model built, for the next package of a build
+
+
+def _deployed(model_path: str, kind: str):
+    """``(potential, deployed)``: the model file's weights in the eager model code (the tensor
+    products as the file runs them), frozen, on ``kind``: what the layers are traced from."""
+    from .export import DeployedPotential
+    from .load import model_from_file
+
+    key = (_file_digest(model_path), kind)
+    if key not in _DEPLOYED:
+        _DEPLOYED.clear()
+        potential = model_from_file(model_path, tp_backend="fused")
+        for parameter in potential.parameters():
+            parameter.requires_grad_(False)
+        _DEPLOYED[key] = potential, DeployedPotential(potential).eval().to(torch.device(kind))
+    return _DEPLOYED[key]
+
+
+def _build_package(model_path: str, kind: str, threads: int, index: int, name: str, inputs: List[torch.Tensor],
+                   dims: Sequence[Optional[Dict[int, str]]], path: str, fix: str,
+                   log: Optional[Callable[[str], None]] = None) -> List[str]:
+    """Compile layer ``index``'s ``name`` (forward or backward) of ``model_path`` on ``inputs`` (on
+    the CPU; moved to ``kind``) into the package ``path``, with the axes ``dims`` names dynamic.
+    Runs in a worker process of :func:`compile_layers` (or in its own); returns the progress lines
+    (or passes them to ``log`` as they come). ``threads``: the caller's torch threads, which
+    Inductor's CPU code is generated for."""
+    torch.set_num_threads(threads)
+    deployed = _deployed(model_path, kind)[1]
+    module = (LayerForward if name == "forward" else LayerBackward)(deployed, index)
+    named = aoti.dynamic_dims(*sorted({dim for spec in dims if spec for dim in spec.values()}))
+    shapes = tuple(None if spec is None else {axis: named[dim] for axis, dim in spec.items()} for spec in dims)
+    inputs = [t.to(kind) for t in inputs]
+    lines: List[str] = []
+    aoti.compile_package(module, inputs, inputs, shapes, path, fix, log or lines.append)
+    return lines
+
+
+def default_jobs() -> int:
+    """Packages compiled side by side by default: one per CPU this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def compile_layers(model_path: str, device: str = "cpu", force: bool = False,
-                   log: Callable[[str], None] = _say) -> str:
+                   log: Callable[[str], None] = _say, jobs: Optional[int] = None) -> str:
     """Build the compiled layers of the model file ``model_path`` for ``device`` (``cpu`` or
     ``cuda``) into :func:`package_dir` and return that folder; nothing to do when it is complete
     (unless ``force``). Each package is checked against the model code on an example before the
     folder is complete. Needs a C++ compiler (g++); about half a minute per package on a small
-    model, minutes on a large one."""
-    from .export import DeployedPotential
-    from .load import model_from_file
+    model, minutes on a large one. The packages (a forward and a backward per layer) are compiled
+    ``jobs`` at a time in worker processes (default :func:`default_jobs`; 1: one after the other
+    in this process); the result is the same."""
+    try:
+        return _compile_layers(os.fspath(model_path), device, force, log, jobs)
+    finally:
+        _DEPLOYED.clear()
 
-    model_path = os.fspath(model_path)
+
+def _compile_layers(model_path: str, device: str, force: bool, log: Callable[[str], None],
+                    jobs: Optional[int]) -> str:
     kind = _device_type(device)
     if kind == "cuda" and not torch.cuda.is_available():
         raise CompileError("--device cuda: this torch sees no GPU; build on the machine (and torch) that runs LAMMPS")
@@ -219,11 +273,8 @@ def compile_layers(model_path: str, device: str = "cpu", force: bool = False,
     if not force and read_manifest(folder) is not None:
         return folder
     fix = "run pair_style mlff with 'compiled no' (TorchScript)"
-    potential = model_from_file(model_path, tp_backend="fused")
-    for parameter in potential.parameters():
-        parameter.requires_grad_(False)
+    potential, deployed = _deployed(model_path, kind)
     target = torch.device(kind)
-    deployed = DeployedPotential(potential).eval().to(target)
     (positions, edge_index, species), n_local = _example(potential, target)
     vec = positions[edge_index[1]] - positions[edge_index[0]]
     with torch.no_grad():
@@ -233,42 +284,47 @@ def compile_layers(model_path: str, device: str = "cpu", force: bool = False,
             radial = torch.cat([radial, pair.unsqueeze(-1)], dim=1)
     rows, slot, width = dense_layout(edge_index, n_local)
     local = species[:n_local]
-    d = aoti.dynamic_dims("num_atoms", "num_local", "num_edges", "num_rows", "max_neighbours")
-    shapes = ({0: d["num_atoms"]}, {0: d["num_atoms"]}, {1: d["num_edges"]}, {0: d["num_edges"]},
-              {0: d["num_edges"]}, {0: d["num_rows"]}, {0: d["num_edges"]}, {0: d["max_neighbours"]},
-              {0: d["num_local"]})
+    # the dynamic axis of each input: x, species, edge_index, sh, radial, rows, slot, width, local
+    # (+ aggregated, grad_y for the backward)
+    dims = ({0: "num_atoms"}, {0: "num_atoms"}, {1: "num_edges"}, {0: "num_edges"}, {0: "num_edges"},
+            {0: "num_rows"}, {0: "num_edges"}, {0: "max_neighbours"}, {0: "num_local"})
+    local_dims = ({0: "num_local"}, {0: "num_local"})
     dtype = radial.dtype
     generator = torch.Generator().manual_seed(0)
     x = potential.embed(species)[1]
 
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder, mode=0o700)
-    start = time.perf_counter()
-    log(f"compiling the {deployed.num_layers} layers of {os.path.basename(model_path)} for this machine's "
-        f"{kind.upper()} (once; cached in {folder})")
+    # the examples and the references, layer by layer (eager: seconds); then the packages
+    packages = []  # (index, name, inputs, dims, references)
     for index in range(deployed.num_layers):
         example = [x, species, edge_index, sh, radial, rows, slot, width, local]
-        forward, backward = LayerForward(deployed, index), LayerBackward(deployed, index)
-        y, aggregated = forward(*example)
+        y, aggregated = LayerForward(deployed, index)(*example)
         grad_y = (torch.randn(y.shape, generator=generator, dtype=torch.float64) * 0.5).to(target, y.dtype)
         # the references: the file's own layer (halo_layer) and its gradient by autograd through it
-        references = {"forward": (_reference_layer(deployed, index, example), aggregated),
-                      "backward": _reference_grads(deployed, index, example, grad_y)}
-        local_dims = ({0: d["num_local"]}, {0: d["num_local"]})
-        for name, module, inputs, dims in (("forward", forward, example, shapes),
-                                           ("backward", backward, example + [aggregated, grad_y], shapes + local_dims)):
-            path = os.path.join(folder, f"layer{index}_{name}.pt2")
-            log(f"layer {index} {name}:")
-            aoti.compile_package(module, inputs, inputs, dims, path, fix, log)
-            runner = aoti.load_package(path, f"compiled layer {index} {name}", f"delete {folder} to build it again")
-            with torch.no_grad():
-                got = runner(*inputs)
-            aoti.check_outputs([(f"layer {index} {name} output {i}", g, w)
-                                for i, (g, w) in enumerate(zip(got, references[name]))],
-                               dtype, f"compiled layer {index} {name}", fix)
+        packages.append((index, "forward", example, dims,
+                         (_reference_layer(deployed, index, example), aggregated)))
+        packages.append((index, "backward", example + [aggregated, grad_y], dims + local_dims,
+                         _reference_grads(deployed, index, example, grad_y)))
         # the next layer's input: these local rows, the ghost rows made up (any values are an example)
         ghost = torch.randn((x.shape[0] - n_local, y.shape[1]), generator=generator, dtype=torch.float64)
         x = torch.cat([y.detach(), ghost.to(target, y.dtype)])
+
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, mode=0o700)
+    start = time.perf_counter()
+    jobs = max(1, min(len(packages), default_jobs() if jobs is None else int(jobs)))
+    side_by_side = f", {jobs} at a time" if jobs > 1 else ""
+    log(f"compiling the {deployed.num_layers} layers of {os.path.basename(model_path)} for this machine's "
+        f"{kind.upper()}{side_by_side} (once; cached in {folder})")
+    tasks = [(model_path, kind, torch.get_num_threads(), index, name, [t.detach().cpu() for t in inputs], spec,
+              os.path.join(folder, f"layer{index}_{name}.pt2"), fix)
+             for index, name, inputs, spec, _ in packages]
+    for (index, name, inputs, _, references), _done in zip(packages, _run_tasks(tasks, jobs, log)):
+        path = os.path.join(folder, f"layer{index}_{name}.pt2")
+        runner = aoti.load_package(path, f"compiled layer {index} {name}", f"delete {folder} to build it again")
+        with torch.no_grad():
+            got = runner(*inputs)
+        outputs = [(f"layer {index} {name} output {i}", g, w) for i, (g, w) in enumerate(zip(got, references))]
+        aoti.check_outputs(outputs, dtype, f"compiled layer {index} {name}", fix)
     log(f"compiled in {time.perf_counter() - start:.0f} s; timing them against TorchScript")
     speedups = measure_speedup(model_path, CompiledLayers(folder, deployed.num_layers), kind)
     speedup = min(speedups.values())  # faster only if faster at every size timed
@@ -281,6 +337,61 @@ def compile_layers(model_path: str, device: str = "cpu", force: bool = False,
                              "speedups": " ".join(f"{atoms}:{value:.3f}" for atoms, value in speedups.items()),
                              "faster": "yes" if speedup > 1.0 else "no"})
     return folder
+
+
+def _run_tasks(tasks: List[tuple], jobs: int, log: Callable[[str], None]):
+    """:func:`_build_package` of each task, yielding (None) as each is done, in order: in this
+    process (``jobs`` 1: its progress lines as they come) or in ``jobs`` worker processes, each
+    taking the next task not yet taken (``python -m mlff.modelfile.compile_worker``, which never
+    imports the caller's script; each task's lines after ``layer k name:`` when it is done)."""
+    if jobs == 1:
+        for task in tasks:
+            log(f"layer {task[3]} {task[4]}:")
+            _build_package(*task, log=log)
+            yield None
+        return
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="mlff-compile-")
+    workers: List[subprocess.Popen] = []
+    try:
+        for i, task in enumerate(tasks):
+            torch.save(task, os.path.join(workdir, f"task{i}.pt"))
+        for j in range(jobs):
+            with open(os.path.join(workdir, f"worker{j}.log"), "wb") as stderr:
+                workers.append(subprocess.Popen([sys.executable, "-m", "mlff.modelfile.compile_worker", workdir,
+                                                 str(len(tasks))], stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.DEVNULL, stderr=stderr))
+        for i, task in enumerate(tasks):
+            result_path = os.path.join(workdir, f"task{i}.json")
+            while not os.path.exists(result_path):
+                if all(worker.poll() is not None for worker in workers) and not os.path.exists(result_path):
+                    said = []  # each worker's last words (its exception, typically), once each
+                    for j, worker in enumerate(workers):
+                        with open(os.path.join(workdir, f"worker{j}.log"), errors="replace") as handle:
+                            lines = [line.strip() for line in handle.read().splitlines() if line.strip()]
+                        last = f"{lines[-1][:500] if lines else 'nothing'} (exit {worker.returncode})"
+                        said += [] if last in said else [last]
+                    raise CompileError(f"no process compiled layer {task[3]} {task[4]}; the workers stopped "
+                                       f"saying: {'; '.join(said)}; {task[-1]}")
+                time.sleep(0.1)
+            with open(result_path) as handle:
+                result = json.load(handle)
+            if "error" in result:
+                raise CompileError(result["error"])
+            log(f"layer {task[3]} {task[4]}:")
+            for line in result["lines"]:
+                log(line)
+            yield None
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _timing_cell(species: str, r_cut: float, repeat: int):

@@ -18,7 +18,8 @@ import torch
 import mlff
 from mlff.cli.main import main as cli
 from mlff.lammps.single_point import mpi_evaluate
-from mlff.modelfile.compiled_layers import MANIFEST, CompiledLayers, package_dir, read_manifest
+from mlff.aoti import CompileError
+from mlff.modelfile.compiled_layers import MANIFEST, CompiledLayers, _run_tasks, package_dir, read_manifest
 from mlff.modelfile.halo import halo_evaluate, image_exchange
 from mlff.testing import assert_results_close, calculator_results, image_halo, small_molecule, tiny_model
 from test_halo_exchange import CASES
@@ -30,18 +31,20 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c+
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """A float64 model file and its compiled layers, built through the CLI; what it printed."""
+    """A float64 model file and its compiled layers, built through the CLI (its 4 packages by 2
+    worker processes); what it printed."""
     path = mlff.deploy(tiny_model(seed=7), tmp_path_factory.mktemp("compiled_layers") / "model.pt")
     said = io.StringIO()
     with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
-        assert cli(["lammps", "compile", str(path)]) == 0
+        assert cli(["lammps", "compile", str(path), "--jobs", "2"]) == 0
     return path, said.getvalue()
 
 
 def test_compile_reports_its_stages_and_is_cached(compiled):
     path, said = compiled
     folder = package_dir(path)
-    stages = ["compiling the 2 layers of model.pt", "layer 0 forward", "layer 0 backward", "layer 1 forward",
+    stages = ["compiling the 2 layers of model.pt", "2 at a time", "layer 0 forward", "tracing the graph",
+              "generating and compiling C++", "layer 0 backward", "layer 1 forward",
               "layer 1 backward", "compiled in", "TorchScript's speed here", f"for cpu: {folder}"]
     positions = [said.find(stage) for stage in stages]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), said
@@ -52,6 +55,16 @@ def test_compile_reports_its_stages_and_is_cached(compiled):
     with contextlib.redirect_stderr(again), contextlib.redirect_stdout(again):
         assert cli(["lammps", "compile", str(path)]) == 0
     assert "compiling" not in again.getvalue() and folder in again.getvalue()
+
+
+def test_a_worker_that_stops_is_a_clear_error(tmp_path):
+    """A worker process that stops without a result (here: its task names a model file that is
+    gone) is a CompileError that names the package and shows why, not a wait for ever."""
+    task = (str(tmp_path / "gone.pt"), "cpu", 1, 0, "forward", [torch.zeros(2)], [None],
+            str(tmp_path / "layer0_forward.pt2"), "FIX")
+    with pytest.raises(CompileError, match="no process compiled layer 0 forward") as error:
+        list(_run_tasks([task, task], 2, lambda line: None))
+    assert "gone.pt" in str(error.value) and "FIX" in str(error.value)
 
 
 def test_another_model_file_has_another_folder(compiled, tmp_path):
