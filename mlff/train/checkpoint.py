@@ -42,9 +42,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+def checkpoint_weights(state: dict, use_ema: bool = True) -> dict:
+    """A checkpoint's model weights: the EMA's (by default, where it has one), else the raw ones."""
+    return state["ema"]["shadow"] if use_ema and state.get("ema") else state["model"]
+
+
 def model_from_checkpoint(state: dict, use_ema: bool = True, **config_overrides) -> Potential:
     """Rebuild the potential (EMA weights by default) from a checkpoint's config and species;
     ``config_overrides`` may change options that keep the parameters (``tp_backend``)."""
-    weights = state["ema"]["shadow"] if use_ema and state.get("ema") else state["model"]
     config = ModelConfig.from_saved({**state["model_config"], **config_overrides})
-    return Potential.from_state(config, state["species"], weights).eval()
+    return Potential.from_state(config, state["species"], checkpoint_weights(state, use_ema)).eval()

@@ -26,7 +26,7 @@ from ..files import write_json
 from ..model import build_model
 from ..runtime import tune_allocator
 from .budget import SignalCatcher, TimeBudget, TrainingInterrupted, stop_message
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_weights, load_checkpoint, save_checkpoint
 from .compile_policy import CompilePolicy
 from ..model.potential import with_edge_layout
 from .config import TrainConfig
@@ -280,7 +280,10 @@ class Trainer:
         model_path = self.out / "model.pt"
         self.dist.barrier()
         if self.dist.is_main:
-            best = model_from_checkpoint(load_checkpoint(self.out / "best.pt"))
+            # the evaluation model (the run's architecture, built as the checkpoints' weights were)
+            # takes the best weights: no third model build
+            best = self.eval_model.cpu()
+            best.load_state_dict(checkpoint_weights(load_checkpoint(self.out / "best.pt")))
             deploy(best, model_path)
             self._save("last.pt")  # the time spent validating and deploying counts towards time_limit
             summary = {**s.summary(), "model": str(model_path), "seconds_used": self.budget.seconds_used(),
