@@ -203,35 +203,24 @@ def _example(potential, device: torch.device) -> Tuple[List[torch.Tensor], int]:
     return [t.to(device) for t in tensors], n_local
 
 
-_DEPLOYED: Dict[Tuple[str, str], tuple] = {}  # the last model built, for the next package of a build
-
-
 def _deployed(model_path: str, kind: str):
     """``(potential, deployed)``: the model file's weights in the eager model code (the tensor
     products as the file runs them), frozen, on ``kind``: what the layers are traced from."""
     from .export import DeployedPotential
     from .load import model_from_file
 
-    key = (_file_digest(model_path), kind)
-    if key not in _DEPLOYED:
-        _DEPLOYED.clear()
-        potential = model_from_file(model_path, tp_backend="fused")
-        for parameter in potential.parameters():
-            parameter.requires_grad_(False)
-        _DEPLOYED[key] = potential, DeployedPotential(potential).eval().to(torch.device(kind))
-    return _DEPLOYED[key]
+    potential = model_from_file(model_path, tp_backend="fused")
+    for parameter in potential.parameters():
+        parameter.requires_grad_(False)
+    return potential, DeployedPotential(potential).eval().to(torch.device(kind))
 
 
-def _build_package(model_path: str, kind: str, threads: int, index: int, name: str, inputs: List[torch.Tensor],
-                   dims: Sequence[Optional[Dict[int, str]]], path: str, fix: str,
+def _build_package(deployed: nn.Module, kind: str, fix: str, index: int, name: str, inputs: List[torch.Tensor],
+                   dims: Sequence[Optional[Dict[int, str]]], path: str,
                    log: Optional[Callable[[str], None]] = None) -> List[str]:
-    """Compile layer ``index``'s ``name`` (forward or backward) of ``model_path`` on ``inputs`` (on
-    the CPU; moved to ``kind``) into the package ``path``, with the axes ``dims`` names dynamic.
-    Runs in a worker process of :func:`compile_layers` (or in its own); returns the progress lines
-    (or passes them to ``log`` as they come). ``threads``: the caller's torch threads, which
-    Inductor's CPU code is generated for."""
-    torch.set_num_threads(threads)
-    deployed = _deployed(model_path, kind)[1]
+    """Compile layer ``index``'s ``name`` (forward or backward) of ``deployed`` on ``inputs`` (moved
+    to ``kind``) into the package ``path``, with the axes ``dims`` names dynamic. Returns the
+    progress lines (or passes them to ``log`` as they come)."""
     module = (LayerForward if name == "forward" else LayerBackward)(deployed, index)
     named = aoti.dynamic_dims(*sorted({dim for spec in dims if spec for dim in spec.values()}))
     shapes = tuple(None if spec is None else {axis: named[dim] for axis, dim in spec.items()} for spec in dims)
@@ -258,14 +247,7 @@ def compile_layers(model_path: str, device: str = "cpu", force: bool = False,
     model, minutes on a large one. The packages (a forward and a backward per layer) are compiled
     ``jobs`` at a time in worker processes (default :func:`default_jobs`; 1: one after the other
     in this process); the result is the same."""
-    try:
-        return _compile_layers(os.fspath(model_path), device, force, log, jobs)
-    finally:
-        _DEPLOYED.clear()
-
-
-def _compile_layers(model_path: str, device: str, force: bool, log: Callable[[str], None],
-                    jobs: Optional[int]) -> str:
+    model_path = os.fspath(model_path)
     kind = _device_type(device)
     if kind == "cuda" and not torch.cuda.is_available():
         raise CompileError("--device cuda: this torch sees no GPU; build on the machine (and torch) that runs LAMMPS")
@@ -315,10 +297,10 @@ def _compile_layers(model_path: str, device: str, force: bool, log: Callable[[st
     side_by_side = f", {jobs} at a time" if jobs > 1 else ""
     log(f"compiling the {deployed.num_layers} layers of {os.path.basename(model_path)} for this machine's "
         f"{kind.upper()}{side_by_side} (once; cached in {folder})")
-    tasks = [(model_path, kind, torch.get_num_threads(), index, name, [t.detach().cpu() for t in inputs], spec,
-              os.path.join(folder, f"layer{index}_{name}.pt2"), fix)
-             for index, name, inputs, spec, _ in packages]
-    for (index, name, inputs, _, references), _done in zip(packages, _run_tasks(tasks, jobs, log)):
+    job = {"model_path": model_path, "kind": kind, "fix": fix, "threads": torch.get_num_threads(),
+           "tasks": [(index, name, [t.detach().cpu() for t in inputs], spec,
+                      os.path.join(folder, f"layer{index}_{name}.pt2")) for index, name, inputs, spec, _ in packages]}
+    for (index, name, inputs, _, references), _done in zip(packages, _run_tasks(job, jobs, log, deployed)):
         path = os.path.join(folder, f"layer{index}_{name}.pt2")
         runner = aoti.load_package(path, f"compiled layer {index} {name}", f"delete {folder} to build it again")
         with torch.no_grad():
@@ -339,15 +321,18 @@ def _compile_layers(model_path: str, device: str, force: bool, log: Callable[[st
     return folder
 
 
-def _run_tasks(tasks: List[tuple], jobs: int, log: Callable[[str], None]):
-    """:func:`_build_package` of each task, yielding (None) as each is done, in order: in this
-    process (``jobs`` 1: its progress lines as they come) or in ``jobs`` worker processes, each
-    taking the next task not yet taken (``python -m mlff.modelfile.compile_worker``, which never
-    imports the caller's script; each task's lines after ``layer k name:`` when it is done)."""
+def _run_tasks(job: dict, jobs: int, log: Callable[[str], None], deployed: Optional[nn.Module] = None):
+    """:func:`_build_package` of each of ``job["tasks"]`` (``index, name, inputs, dims, path``; the
+    model ``job["model_path"]`` on ``job["kind"]``), yielding (None) as each is done, in order: in
+    this process on ``deployed`` (``jobs`` 1: its progress lines as they come) or in ``jobs`` worker
+    processes, each taking the next task not yet taken (``python -m mlff.modelfile.compile_worker``,
+    which never imports the caller's script; each task's lines after ``layer k name:`` when it is
+    done)."""
+    tasks = job["tasks"]
     if jobs == 1:
         for task in tasks:
-            log(f"layer {task[3]} {task[4]}:")
-            _build_package(*task, log=log)
+            log(f"layer {task[0]} {task[1]}:")
+            _build_package(deployed, job["kind"], job["fix"], *task, log=log)
             yield None
         return
     import json
@@ -358,13 +343,11 @@ def _run_tasks(tasks: List[tuple], jobs: int, log: Callable[[str], None]):
     workdir = tempfile.mkdtemp(prefix="mlff-compile-")
     workers: List[subprocess.Popen] = []
     try:
-        for i, task in enumerate(tasks):
-            torch.save(task, os.path.join(workdir, f"task{i}.pt"))
+        torch.save(job, os.path.join(workdir, "job.pt"))
         for j in range(jobs):
             with open(os.path.join(workdir, f"worker{j}.log"), "wb") as stderr:
-                workers.append(subprocess.Popen([sys.executable, "-m", "mlff.modelfile.compile_worker", workdir,
-                                                 str(len(tasks))], stdin=subprocess.DEVNULL,
-                                                stdout=subprocess.DEVNULL, stderr=stderr))
+                workers.append(subprocess.Popen([sys.executable, "-m", "mlff.modelfile.compile_worker", workdir],
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr))
         for i, task in enumerate(tasks):
             result_path = os.path.join(workdir, f"task{i}.json")
             while not os.path.exists(result_path):
@@ -375,14 +358,14 @@ def _run_tasks(tasks: List[tuple], jobs: int, log: Callable[[str], None]):
                             lines = [line.strip() for line in handle.read().splitlines() if line.strip()]
                         last = f"{lines[-1][:500] if lines else 'nothing'} (exit {worker.returncode})"
                         said += [] if last in said else [last]
-                    raise CompileError(f"no process compiled layer {task[3]} {task[4]}; the workers stopped "
-                                       f"saying: {'; '.join(said)}; {task[-1]}")
+                    raise CompileError(f"no process compiled layer {task[0]} {task[1]}; the workers stopped "
+                                       f"saying: {'; '.join(said)}; {job['fix']}")
                 time.sleep(0.1)
             with open(result_path) as handle:
                 result = json.load(handle)
             if "error" in result:
                 raise CompileError(result["error"])
-            log(f"layer {task[3]} {task[4]}:")
+            log(f"layer {task[0]} {task[1]}:")
             for line in result["lines"]:
                 log(line)
             yield None

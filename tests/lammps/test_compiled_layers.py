@@ -60,10 +60,10 @@ def test_compile_reports_its_stages_and_is_cached(compiled):
 def test_a_worker_that_stops_is_a_clear_error(tmp_path):
     """A worker process that stops without a result (here: its task names a model file that is
     gone) is a CompileError that names the package and shows why, not a wait for ever."""
-    task = (str(tmp_path / "gone.pt"), "cpu", 1, 0, "forward", [torch.zeros(2)], [None],
-            str(tmp_path / "layer0_forward.pt2"), "FIX")
+    task = (0, "forward", [torch.zeros(2)], [None], str(tmp_path / "layer0_forward.pt2"))
+    job = {"model_path": str(tmp_path / "gone.pt"), "kind": "cpu", "fix": "FIX", "threads": 1, "tasks": [task, task]}
     with pytest.raises(CompileError, match="no process compiled layer 0 forward") as error:
-        list(_run_tasks([task, task], 2, lambda line: None))
+        list(_run_tasks(job, 2, lambda line: None))
     assert "gone.pt" in str(error.value) and "FIX" in str(error.value)
 
 
