@@ -6,6 +6,9 @@ per dtype (``TOLERANCES``); physics checks are meant to run in float64.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import subprocess
 import zipfile
 from typing import Callable, Dict, Sequence, Union
 
@@ -306,3 +309,19 @@ def edit_model_file(source, target, extra: Dict[str, ExtraEdit]):
                     raise KeyError(f"{source} has no extra/{key} to change")
                 new.writestr(f"{folder}/extra/{key}", change)
     return target
+
+
+def run_cli(args: Sequence[str]) -> subprocess.CompletedProcess:
+    """``mlff ARGS`` run in this process, as the shell runs it, for tests: the exit status and what it
+    printed, as a :class:`subprocess.CompletedProcess` with text stdout and stderr. It skips the
+    interpreter's start-up (importing torch and e3nn: seconds per call); a test of what only a
+    separate process shows (signals, kills, several processes) starts ``python -m mlff.cli.main``."""
+    from .cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as stop:  # argparse's usage errors
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    return subprocess.CompletedProcess(["mlff", *map(str, args)], code, out.getvalue(), err.getvalue())

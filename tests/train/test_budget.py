@@ -15,6 +15,7 @@ import pytest
 
 import mlff
 
+from mlff.testing import run_cli
 from mlff.train import TrainConfig
 from mlff.train.budget import format_duration, parse_duration
 
@@ -24,9 +25,8 @@ def _rows(run_dir):
         return list(csv.DictReader(handle))
 
 
-def _train(config, env):
-    cmd = [sys.executable, "-m", "mlff.cli.main", "train", str(config)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+def _train(config):
+    return run_cli(["train", config])
 
 
 @pytest.mark.parametrize("text, seconds", [("20m", 1200), ("11h30m", 41400), ("1d 2h", 93600), ("90s", 90),
@@ -70,9 +70,9 @@ def test_the_budget_stops_before_a_step_that_would_not_fit():
     assert TimeBudget(None).step_fits([1e9], 1e9, 1) and TimeBudget(None).fraction_used() == 0.0
 
 
-def test_time_limit_stops_deploys_and_resumes(tmp_path, make_config, env):
+def test_time_limit_stops_deploys_and_resumes(tmp_path, make_config):
     config = make_config(tmp_path / "cu.yaml", max_epochs=500, time_limit="6s")
-    res = _train(config, env)
+    res = _train(config)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "time_limit 0m06s reached" in res.stdout + res.stderr
     run = tmp_path / "run"
@@ -83,7 +83,7 @@ def test_time_limit_stops_deploys_and_resumes(tmp_path, make_config, env):
     first_epochs = summary["epochs"]
 
     # the same budget again: it is used up, nothing more is trained
-    res = _train(config, env)
+    res = _train(config)
     assert res.returncode == 0 and json.loads((run / "training_summary.json").read_text())["epochs"] == first_epochs
 
     # a larger budget continues where the run stopped, and the budget counts both runs; the
@@ -91,7 +91,7 @@ def test_time_limit_stops_deploys_and_resumes(tmp_path, make_config, env):
     # on how fast or loaded the machine is
     first_seconds = json.loads((run / "training_summary.json").read_text())["seconds_used"]
     config = make_config(tmp_path / "cu.yaml", max_epochs=first_epochs + 1, time_limit="1h")
-    res = _train(config, env)
+    res = _train(config)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((run / "training_summary.json").read_text())
     assert summary["epochs"] == first_epochs + 1 and summary["stopped_by"] != "time_limit"
@@ -125,22 +125,22 @@ def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, make_config, env):
     summary = json.loads((run / "training_summary.json").read_text(), parse_constant=_no_constant)
     assert summary["stopped_by"] == "signal"
 
-    res = _train(config, env)  # resumes and finishes
+    res = _train(config)  # resumes and finishes
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert [int(r["epoch"]) for r in _rows(run)] == [1, 2, 3, 4, 5]
 
 
-def test_batches_by_atom_count_train(tmp_path, make_config, env):
+def test_batches_by_atom_count_train(tmp_path, make_config):
     config = make_config(tmp_path / "cu.yaml", max_epochs=2, batch_atoms=100)
-    res = _train(config, env)
+    res = _train(config)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert [int(r["epoch"]) for r in _rows(tmp_path / "run")] == [1, 2]
 
 
-def test_final_stage_switches_weights_and_learning_rate(tmp_path, make_config, env):
+def test_final_stage_switches_weights_and_learning_rate(tmp_path, make_config):
     config = make_config(tmp_path / "cu.yaml", max_epochs=4, final_stage=0.5, final_energy_weight=50.0,
                          final_learning_rate=0.001)
-    res = _train(config, env)
+    res = _train(config)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "final stage from epoch 3: loss weights {'energy': 50.0" in res.stdout + res.stderr
     rows = _rows(tmp_path / "run")
@@ -192,24 +192,24 @@ def _half_cosine(start, low, fraction):
     return low + 0.5 * (start - low) * (1 + math.cos(math.pi * fraction))
 
 
-def test_cosine_schedule_spans_each_stage(tmp_path, make_config, env):
+def test_cosine_schedule_spans_each_stage(tmp_path, make_config):
     """scheduler: cosine anneals from learning_rate over the main stage's epochs, then again from
     final_learning_rate over the final stage's."""
     config = make_config(tmp_path / "cu.yaml", max_epochs=6, scheduler="cosine", learning_rate=0.01,
                          min_learning_rate=1e-5, final_stage=0.5, final_learning_rate=0.002)
-    res = _train(config, env)
+    res = _train(config)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     lrs = [float(r["lr"]) for r in _rows(tmp_path / "run")]
     expected = [_half_cosine(0.01, 1e-5, e / 3) for e in range(3)] + [_half_cosine(0.002, 1e-5, e / 3) for e in range(3)]
     assert lrs == pytest.approx(expected, rel=1e-9)
 
 
-def test_cosine_schedule_follows_the_time_budget(tmp_path, make_config, env):
+def test_cosine_schedule_follows_the_time_budget(tmp_path, make_config):
     """With a time budget shorter than max_epochs, the rate follows the seconds used instead: it is
     well under the start before the budget ends, though few of the 10000 epochs have run."""
     config = make_config(tmp_path / "cu.yaml", max_epochs=10000, scheduler="cosine", learning_rate=0.01,
                          time_limit="12s", final_stage=0.0)
-    res = _train(config, env)
+    res = _train(config)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     lrs = [float(r["lr"]) for r in _rows(tmp_path / "run")]
     assert len(lrs) >= 3 and lrs[0] == pytest.approx(0.01) and lrs[-1] < 0.006
@@ -236,21 +236,21 @@ def test_final_stage_options_are_checked():
         TrainConfig(train_file="x.extxyz", final_stage=1.5)
 
 
-def test_resume_keeps_the_architecture_the_run_started_with(tmp_path, make_config, env):
+def test_resume_keeps_the_architecture_the_run_started_with(tmp_path, make_config):
     """A run started before a model default changed (here: a checkpoint written before
     `radial_species` existed, so without the key) resumes with the model it started with."""
     from mlff.train.checkpoint import load_checkpoint, save_checkpoint
 
     model = {"preset": "small", "r_cut": 4.0, "num_features": 8, "radial_hidden": 16, "dtype": "float64"}
     config = make_config(tmp_path / "cu.yaml", max_epochs=2, model={**model, "radial_species": False})
-    assert _train(config, env).returncode == 0
+    assert _train(config).returncode == 0
     last = tmp_path / "run" / "last.pt"
     state = load_checkpoint(last)
     for saved in (state["model_config"], state["train_config"]["model"]):  # as an older mlff wrote them
         del saved["radial_species"]
     save_checkpoint(state, last)
 
-    res = _train(make_config(tmp_path / "cu.yaml", max_epochs=4, model=model), env)
+    res = _train(make_config(tmp_path / "cu.yaml", max_epochs=4, model=model))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "resuming with the model the run started with: radial_species=False" in res.stdout + res.stderr
     assert json.loads((tmp_path / "run" / "training_summary.json").read_text())["epochs"] == 4

@@ -2,8 +2,6 @@
 species are added with the old ones' predictions unchanged, frozen modules stay as they were."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +14,14 @@ from ase.io import read, write
 
 import mlff
 from mlff.cli.main import main as mlff_main
-from mlff.testing import evaluate, small_molecule, tiny_model, triclinic_cell
+from mlff.testing import run_cli, evaluate, small_molecule, tiny_model, triclinic_cell
 from mlff.train.finetune import freeze, load_pretrained, with_species
 
 CU_DATA = Path(__file__).resolve().parents[2] / "datasets" / "cu_emt.extxyz"
 
 
-def _train(config_path, env):
-    res = subprocess.run([sys.executable, "-m", "mlff.cli.main", "train", str(config_path)], capture_output=True,
-                         text=True, env=env, timeout=900)
+def _train(config_path):
+    res = run_cli(["train", config_path])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout + res.stderr
 
@@ -83,7 +80,7 @@ def test_load_pretrained_reads_model_files_and_checkpoints(tmp_path):
         load_pretrained(tmp_path / "junk.pt")
 
 
-def test_finetuning_learns_new_data_without_forgetting(tmp_path, env):
+def test_finetuning_learns_new_data_without_forgetting(tmp_path):
     frames = read(CU_DATA, ":")
     old = [f for f in frames if f.info["config_type"] in ("bulk_strained", "md_1200K")]
     new = [f for f in frames if f.info["config_type"] in ("surface", "vacancy")]
@@ -91,13 +88,13 @@ def test_finetuning_learns_new_data_without_forgetting(tmp_path, env):
                          ("new_train", new[::3][:20]), ("new_valid", new[1::7][:10])):
         write(tmp_path / f"{name}.extxyz", subset)
     base = _config(tmp_path / "base" / "cu.yaml", tmp_path / "old_train.extxyz", tmp_path / "old_valid.extxyz")
-    _train(base, env)
+    _train(base)
     base_model = tmp_path / "base" / "run" / "model.pt"
 
     tuned = _config(tmp_path / "tuned" / "cu.yaml", tmp_path / "new_train.extxyz", tmp_path / "new_valid.extxyz",
                     init_from=str(base_model), learning_rate=0.003, max_epochs=5, freeze=["embedding"],
                     model={"dtype": "float64"})
-    log = _train(tuned, env)
+    log = _train(tuned)
     assert "fine-tuning" in log and "frozen:" in log
     tuned_model = tmp_path / "tuned" / "run" / "model.pt"
     before_new, after_new = (_forces_mae(m, tmp_path / "new_valid.extxyz", tmp_path) for m in (base_model, tuned_model))
@@ -111,13 +108,13 @@ def test_finetuning_learns_new_data_without_forgetting(tmp_path, env):
     assert torch.equal(a, b)
 
 
-def test_finetuning_adds_a_species(tmp_path, env):
+def test_finetuning_adds_a_species(tmp_path):
     """A Cu model fine-tuned on Cu-O structures (EMT) knows O afterwards; the Cu shift is kept."""
     cu = read(CU_DATA, "::20")
     write(tmp_path / "cu_small.extxyz", cu)
     base = _config(tmp_path / "base" / "cu.yaml", tmp_path / "cu_small.extxyz", tmp_path / "cu_small.extxyz",
                    max_epochs=1)
-    _train(base, env)
+    _train(base)
     rng = np.random.default_rng(0)
     frames = []
     for k in range(12):
@@ -130,7 +127,7 @@ def test_finetuning_adds_a_species(tmp_path, env):
     write(tmp_path / "cuo.extxyz", frames)
     tuned = _config(tmp_path / "tuned" / "cu.yaml", tmp_path / "cuo.extxyz", tmp_path / "cuo.extxyz",
                     init_from=str(tmp_path / "base" / "run" / "best.pt"), max_epochs=2, model={"dtype": "float64"})
-    log = _train(tuned, env)
+    log = _train(tuned)
     assert "adding ['O']" in log
     meta = mlff.read_metadata(tmp_path / "tuned" / "run" / "model.pt")
     assert meta.species == ["Cu", "O"]

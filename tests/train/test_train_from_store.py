@@ -4,12 +4,11 @@ with `preload: false` (frames read from disk and graphs built when their batch i
 background thread or in DataLoader worker processes)."""
 
 import csv
-import subprocess
-import sys
 
 import pytest
 
 from mlff.data.store import convert
+from mlff.testing import run_cli
 
 
 def _losses(path):
@@ -17,7 +16,7 @@ def _losses(path):
         return [{k: v for k, v in row.items() if "second" not in k and k != "lr_wall"} for row in csv.DictReader(handle)]
 
 
-def test_training_from_the_database_equals_training_from_the_file(tmp_path, cu_files, make_config, env):
+def test_training_from_the_database_equals_training_from_the_file(tmp_path, cu_files, make_config):
     train, _ = cu_files
     convert([train], tmp_path / "train.db")
     runs = {}
@@ -28,8 +27,7 @@ def test_training_from_the_database_equals_training_from_the_file(tmp_path, cu_f
         config = make_config(tmp_path / name / "config.yaml", train_file=str(train_file), max_epochs=2,
                              valid_file=None, valid_fraction=0.2, test_fraction=0.1, preload=preload, data_workers=workers,
                              output_dir=str(tmp_path / name / "run"))
-        res = subprocess.run([sys.executable, "-m", "mlff.cli.main", "train", str(config)], capture_output=True,
-                             text=True, env=env)
+        res = run_cli(["train", config])
         assert res.returncode == 0, res.stderr[-3000:]
         runs[name] = _losses(tmp_path / name / "run" / "metrics.csv")
     assert len(runs["file"]) == 2 and runs["db"] == runs["file"]

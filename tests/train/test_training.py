@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import mlff
+from mlff.testing import run_cli
 from mlff.cli.main import main as mlff_main
 
 
@@ -21,16 +22,15 @@ def _rows(run_dir):
         return list(csv.DictReader(handle))
 
 
-def _train(config, env, extra=()):
-    cmd = [sys.executable, "-m", "mlff.cli.main", "train", str(config), *extra]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+def _train(config, extra=()):
+    res = run_cli(["train", config, *extra])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res
 
 
-def test_training_lowers_force_error_and_deploys(tmp_path, make_config, cu_files, env):
+def test_training_lowers_force_error_and_deploys(tmp_path, make_config, cu_files):
     config = make_config(tmp_path / "cu.yaml", max_epochs=8)
-    _train(config, env)
+    _train(config)
     run = tmp_path / "run"
     rows = _rows(run)
     assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
@@ -63,7 +63,7 @@ def test_training_lowers_force_error_and_deploys(tmp_path, make_config, cu_files
 def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path, make_config, cu_files, env):
     (tmp_path / "a").mkdir()
     straight = make_config(tmp_path / "a" / "cu.yaml", max_epochs=4)
-    _train(straight, env)
+    _train(straight)
 
     (tmp_path / "b").mkdir()
     killed = make_config(tmp_path / "b" / "cu.yaml", max_epochs=4, checkpoint_every=3)
@@ -80,7 +80,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path, make_config, c
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(_rows(tmp_path / "b" / "run")) < 4
-    _train(killed, env)  # the same command resumes
+    _train(killed)  # the same command resumes
 
     a, b = _rows(tmp_path / "a" / "run"), _rows(tmp_path / "b" / "run")
     assert [r["epoch"] for r in b] == ["1", "2", "3", "4"]
@@ -89,12 +89,11 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path, make_config, c
             assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-9), (ra["epoch"], key)
 
 
-def test_resume_refuses_a_changed_config(tmp_path, make_config, cu_files, env):
+def test_resume_refuses_a_changed_config(tmp_path, make_config, cu_files):
     config = make_config(tmp_path / "cu.yaml", max_epochs=1)
-    _train(config, env)
+    _train(config)
     make_config(tmp_path / "cu.yaml", max_epochs=1, learning_rate=0.5)
-    res = subprocess.run([sys.executable, "-m", "mlff.cli.main", "train", str(config)], capture_output=True,
-                         text=True, env=env)
+    res = run_cli(["train", config])
     assert res.returncode != 0 and "different options ['learning_rate']" in res.stderr
     assert "learning_rate: 0.01 in the run, 0.5 now" in res.stderr
 
@@ -103,7 +102,7 @@ def test_resume_refuses_a_changed_config(tmp_path, make_config, cu_files, env):
 def one_process_rows(tmp_path_factory, session_config):
     """The metrics of the one-process run both DDP runs must reproduce."""
     folder = tmp_path_factory.mktemp("one")
-    _train(session_config(folder / "cu.yaml", max_epochs=2, batch_size=6), dict(os.environ, OMP_NUM_THREADS="1"))
+    _train(session_config(folder / "cu.yaml", max_epochs=2, batch_size=6))
     return _rows(folder / "run")
 
 
@@ -130,7 +129,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, make_config, cu_files, en
             assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-6), key
 
 
-def test_dipole_training_on_dft_water(tmp_path, env):
+def test_dipole_training_on_dft_water(tmp_path):
     """The dipole head learns PBE dipoles of water (datasets/water_pyscf.extxyz)."""
     from pathlib import Path as _Path
 
@@ -144,7 +143,7 @@ def test_dipole_training_on_dft_water(tmp_path, env):
         "max_epochs": 12, "batch_size": 4, "learning_rate": 0.01, "dipole_weight": 100.0,
         "output_dir": str(tmp_path / "run"), "progress": False, "tensorboard": "off",
     }))
-    _train(config, env)
+    _train(config)
     rows = _rows(tmp_path / "run")
     first, best = float(rows[0]["dipole_mae"]), min(float(r["dipole_mae"]) for r in rows)
     # measured here: 18.4 me Å after epoch 1, 2.5 me Å after 12 epochs (dipoles are ~ 400 me Å)
