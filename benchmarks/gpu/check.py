@@ -63,9 +63,9 @@ PLAN = {
                  speed_budget=25.0, lammps_budget=60.0, max_call=10.0, measure_s=3.0, train_frames=64, train_epochs=3,
                  profile_sizes=[8000, 64000], phase_sizes=[8000, 64000], peer_budget=40.0, peer_timeout=200.0,
                  peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
-    "cpu": dict(sizes=[32, 256], lammps_sizes=[256], nve_steps=100, speed_budget=30.0, lammps_budget=60.0,
-                max_call=5.0, measure_s=0.3, train_frames=12, train_epochs=2, profile_sizes=[256],
-                phase_sizes=[256], peer_budget=20.0, peer_timeout=900.0,
+    "cpu": dict(sizes=[32, 108], lammps_sizes=[108], nve_steps=50, speed_budget=30.0, lammps_budget=60.0,
+                max_call=5.0, measure_s=0.3, train_frames=8, train_epochs=2, profile_sizes=[108],
+                phase_sizes=[108], peer_budget=20.0, peer_timeout=900.0,
                 peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
 }
 
