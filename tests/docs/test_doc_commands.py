@@ -3,7 +3,7 @@
 Each page's shell blocks run in order, from the root of a copy of the repository (as after
 `make setup` with `.venv` activated), then its Python blocks as one script, as a reader runs
 them. The commands are the page's own text; only the inputs are shortened (fewer epochs and MD
-steps in the copy's configs and decks, each substitution checked to apply), and the files a page
+steps in the copy's configs, decks and demo script, each substitution checked to apply), and the files a page
 assumes the reader has (their VASP runs, their deck, a POSCAR) are provided. Blocks that cannot
 run here say why on the page (see doc_blocks.py).
 """
@@ -24,15 +24,18 @@ SHELLS = {"bash", "sh", "shell", "console"}
 
 # shorter inputs, same commands: file -> [(text in the shipped file, text in the test's copy)]
 SHORTER = {
-    "examples/train/cu.yaml": [("max_epochs: 60", "max_epochs: 2")],
+    "examples/demo.py": [('"--md-steps", type=int, default=200', '"--md-steps", type=int, default=40'),
+                         ('"--lammps-reps", type=int, default=8', '"--lammps-reps", type=int, default=4'),
+                         ('"--lammps-steps", type=int, default=100', '"--lammps-steps", type=int, default=20')],
+    "examples/train/cu.yaml": [("max_epochs: 60", "max_epochs: 1")],
     "examples/md/in.npt": [("variable reps index 10", "variable reps index 3"),
                            ("variable steps index 200", "variable steps index 20")],
     "examples/md/in.melt_quench": [("variable reps index 5", "variable reps index 3"),
                                    ("variable steps index 2000", "variable steps index 100")],
-    "my_potential.yaml": [("max_epochs: 200", "max_epochs: 2")],
+    "my_potential.yaml": [("max_epochs: 200", "max_epochs: 1")],
     "examples/md/in.active_learning": [("variable reps index 3", "variable reps index 2"),
                                        ("variable steps index 2000", "variable steps index 40")],
-    "runs/al/finetune1.yaml": [("max_epochs: 30", "max_epochs: 2")],
+    "runs/al/finetune1.yaml": [("max_epochs: 30", "max_epochs: 1")],
 }
 
 
