@@ -48,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     meta = read_metadata(path)
     compiled = ", runs compiled on the CPU (built for this machine)" if meta.compiled else ""
-    print(f"wrote {path}: species {meta.species}, r_cut {meta.r_cut} Å, {meta.num_layers} layers, "
-          f"{meta.dtype}{compiled}")
+    layers = f"{meta.num_layers} layer{'s' if meta.num_layers != 1 else ''}"
+    print(f"wrote {path}: species {meta.species}, r_cut {meta.r_cut} Å, {layers}, {meta.dtype}{compiled}")
     return 0
