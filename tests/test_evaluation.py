@@ -10,6 +10,7 @@ from ase.build import bulk
 from mlff.cli.main import main as mlff_main
 from mlff.data.readers import Frame
 from mlff.evaluation import error_breakdown, relative_energies
+from mlff.testing import run_cli
 
 
 def _frames():
@@ -86,7 +87,6 @@ def test_evaluation_shows_progress_on_a_terminal_only(tmp_path):
     """mlff evaluate of >= 100 frames draws a progress bar on a terminal and stays quiet in a pipe
     (a log file)."""
     import os
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -98,7 +98,7 @@ def test_evaluation_shows_progress_on_a_terminal_only(tmp_path):
     cmd = [sys.executable, "-m", "mlff.cli.main", "evaluate", str(root / "examples" / "potentials" / "cu" / "model.pt"),
            str(tmp_path / "frames.extxyz"), "--plots", str(tmp_path / "plots")]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    piped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    piped = run_cli(cmd[3:])  # stderr is not a terminal
     assert piped.returncode == 0 and "evaluating" not in piped.stderr
     shown = stderr_on_a_terminal(cmd, env)
     assert b"evaluating" in shown and b"frame/s" in shown

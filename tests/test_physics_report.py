@@ -76,14 +76,15 @@ def test_progress_counts_every_calculation():
 
 def test_the_cli_shows_progress_on_a_terminal_only(tmp_path):
     import os
-    import subprocess
     import sys
 
     from terminal import stderr_on_a_terminal
 
+    from mlff.testing import run_cli
+
     cmd = [sys.executable, "-m", "mlff.cli.main", "physics", SHIPPED_CU, "Cu:fcc:3.6", "--reference", "emt"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    piped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    piped = run_cli(cmd[3:])  # stderr is not a terminal
     assert piped.returncode == 0 and "step" not in piped.stderr and "C11" in piped.stdout
     shown = stderr_on_a_terminal(cmd, env)
     assert b"Cu:fcc:3.6, model" in shown and b"Cu:fcc:3.6, reference" in shown and b"/14 " in shown

@@ -13,6 +13,7 @@ from ase.io import read, write
 
 from mlff.data.readers import LabelKeys, read_frames
 from mlff.data.store import STORE_VERSION, convert, read_store, store_metadata
+from mlff.testing import run_cli
 
 DATA = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -115,8 +116,7 @@ def test_cli_converts_and_reports(tmp_path):
                           "--workers", "2"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert f"{out}: {len(read_frames([str(p) for p in inputs]))} frames" in res.stdout and "with stress" in res.stdout
-    again = subprocess.run([sys.executable, "-m", "mlff.cli.main", "data", "convert", str(inputs[0]), "-o", str(out)],
-                           capture_output=True, text=True)
+    again = run_cli(["data", "convert", inputs[0], "-o", out])
     assert again.returncode == 1 and "exists: pass --overwrite" in again.stderr
 
 
