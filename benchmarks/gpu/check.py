@@ -426,7 +426,11 @@ def main() -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("torch sees no GPU: run with --cpu, or on the GPU machine", file=sys.stderr)
         return 2
-    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    threads = min(8, os.cpu_count() or 1)
+    if device == "cpu" and os.environ.get("OMP_NUM_THREADS"):
+        # the tests run the CPU mode beside other work on two cores: two threads each made its steps 3x slower
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    torch.set_num_threads(threads)
 
     with report.step("versions") as record:
         record["versions"] = versions(device)

@@ -173,7 +173,10 @@ def nequip_calculator(device: str, dtype: str, workdir: Path, packages: Path):
 def time_tool(args) -> int:
     import torch
 
-    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    threads = min(8, os.cpu_count() or 1)
+    if args.device == "cpu" and os.environ.get("OMP_NUM_THREADS"):  # as benchmarks/gpu/check.py: mlff's threads
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    torch.set_num_threads(threads)
     names = {"mace": "MACE 64x0e+64x1o L2 c3", "nequip": "NequIP 2x64 l2"}
     with tempfile.TemporaryDirectory(prefix=f"{args.tool}-speed-") as tmp:
         for dtype in args.dtypes:

@@ -83,27 +83,27 @@ def test_equivariance_on_device(device, tmp_path):
     assert_e3_equivariant(evaluate, small_molecule(3), seed=1, tol=1e-10)
 
 
-def test_halo_protocol_on_device(device, tmp_path):
+def test_halo_protocol_on_device(device, model_file):
     """The layer-by-layer protocol LAMMPS uses (here with a single domain's image exchange)."""
     from mlff.modelfile.halo import halo_evaluate, image_exchange
 
-    model = mlff.load(mlff.deploy(tiny_model(), tmp_path / "halo.pt"), device)
+    model = mlff.load(model_file, device)
     atoms = STRUCTURES["triclinic"]
     positions, edge_index, species, owner, n = image_halo(atoms, model.species, model.r_cut)
     forward, reverse = image_exchange(owner.to(device), n)
     out = halo_evaluate(model.module, positions.to(device), edge_index.to(device), species.to(device), n,
                         forward, reverse)
     assert out["forces"].device.type == torch.device(device).type
-    reference = _raw(mlff.load(tmp_path / "halo.pt", "cpu"), atoms)
+    reference = _raw(mlff.load(model_file, "cpu"), atoms)
     np.testing.assert_allclose(out["energy"].item(), reference["energy"], rtol=1e-12)
     np.testing.assert_allclose(out["virial"].cpu().numpy(), reference["virial"], atol=1e-10 * np.abs(reference["virial"]).max())
 
 
-def test_model_files_move_between_devices(device, tmp_path):
+def test_model_files_move_between_devices(device, model_file, tmp_path):
     """Deployed from a model that lives on the accelerator, loaded on the CPU, and the reverse."""
     model = tiny_model().to(device)
     path = mlff.deploy(model, tmp_path / "from_device.pt")
-    reference = _raw(mlff.load(mlff.deploy(tiny_model(), tmp_path / "from_cpu.pt"), device), STRUCTURES["molecule"])
+    reference = _raw(mlff.load(model_file, device), STRUCTURES["molecule"])  # tiny_model() deployed on the CPU
     _assert_close(_raw(mlff.load(path, "cpu"), STRUCTURES["molecule"]), reference, 1e-10)
 
 
@@ -127,24 +127,22 @@ def test_training_on_device_reduces_loss(device, tmp_path):
     assert np.isfinite(_raw(mlff.load(tmp_path / "run" / "model.pt", "cpu"), frames[0])["forces"]).all()
 
 
-def test_lammps_on_device_matches_ase(device, plugin, tmp_path):
+def test_lammps_on_device_matches_ase(device, plugin, model_file):
     from mlff.lammps.single_point import lammps_evaluate
 
-    path = mlff.deploy(tiny_model(), tmp_path / "lammps.pt")
     atoms = STRUCTURES["triclinic"]
-    out = lammps_evaluate(atoms, str(path), ["Cu", "O"], pair_style=f"pair_style mlff device {device}")
-    _assert_close(out, calculator_results(atoms, path), 1e-10)
+    out = lammps_evaluate(atoms, str(model_file), ["Cu", "O"], pair_style=f"pair_style mlff device {device}")
+    _assert_close(out, calculator_results(atoms, model_file), 1e-10)
 
 
-def test_lammps_two_ranks_share_the_device(device, plugin, tmp_path):
+def test_lammps_two_ranks_share_the_device(device, plugin, model_file, tmp_path):
     from mlff.lammps.mpi import lammps_env
 
-    path = mlff.deploy(tiny_model(), tmp_path / "lammps.pt")
     write(tmp_path / "structure.extxyz", STRUCTURES["triclinic"])
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec, "-np", "2", sys.executable, "-m", "mlff.lammps.single_point", str(tmp_path / "structure.extxyz"),
-           str(path), str(tmp_path / "out.npz"), "Cu", "O", "--pair-style", f"pair_style mlff device {device}"]
+           str(model_file), str(tmp_path / "out.npz"), "Cu", "O", "--pair-style", f"pair_style mlff device {device}"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"), timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = dict(np.load(tmp_path / "out.npz"))
-    _assert_close(out, calculator_results(read(tmp_path / "structure.extxyz"), path), 1e-10)
+    _assert_close(out, calculator_results(read(tmp_path / "structure.extxyz"), model_file), 1e-10)
