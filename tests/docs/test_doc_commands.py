@@ -95,7 +95,9 @@ def _shorten(root: Path, name: str) -> None:
 
 
 def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg", VIRTUAL_ENV=sys.prefix,
+    # one thread, as every test process (THREADS: the Makefile's for `make demo`; two threads beside
+    # another test worker on two cores wait on each other)
+    env = dict(os.environ, OMP_NUM_THREADS="1", THREADS="1", MPLBACKEND="Agg", VIRTUAL_ENV=sys.prefix,
                PATH=f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("PYTHONPATH", None)
     return env
