@@ -33,26 +33,27 @@ def plugin():
 
 
 # The test files that take longest, heaviest first (worker-seconds in a 2-worker run of the whole
-# suite, from its junit report: 248 down to 27). Under `-n N --dist loadfile` each file is one unit
+# suite, from its junit report: about 350 down to 36). Under `-n N --dist loadfile` each file is one unit
 # of work, handed out in collection order: starting the long ones first keeps every worker busy to
 # the end instead of leaving one running the last long file alone (xdist's own order, by number of
 # tests, put them last).
 HEAVIEST_FILES = (
     "tests/docs/test_doc_commands.py",
-    "tests/train/test_training.py",
-    "tests/lammps/test_compiled_layers.py",
     "tests/test_gpu_check.py",
-    "tests/train/test_budget.py",
+    "tests/lammps/test_compiled_layers.py",
     "tests/lammps/test_halo_exchange.py",
-    "tests/modelfile/test_compiled.py",
+    "tests/train/test_training.py",
     "tests/train/test_compiled_step.py",
+    "tests/train/test_budget.py",
     "tests/train/test_train_peers.py",
-    "tests/modelfile/test_halo.py",
-    "tests/train/test_finetune.py",
-    "tests/train/test_train_from_store.py",
-    "tests/train/test_defaults_sweep.py",
+    "tests/modelfile/test_compiled.py",
     "tests/test_example_potential.py",
+    "tests/modelfile/test_halo.py",
+    "tests/train/test_defaults_sweep.py",
     "tests/lammps/test_lammps_committee.py",
+    "tests/test_defects.py",
+    "tests/modelfile/test_export.py",
+    "tests/train/test_finetune.py",
 )
 
 
