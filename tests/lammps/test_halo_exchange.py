@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase.build import bulk, fcc100
 
-from mlff.lammps.single_point import mpi_evaluate
+from mlff.lammps.single_point import mpi_evaluate, mpi_evaluate_styles
 from mlff.testing import assert_results_close, calculator_results, small_molecule, triclinic_cell
 
 
@@ -24,13 +24,22 @@ def _ase(atoms, model_file):
     return _REFERENCE[key]
 
 
-def _assert_agree(lmp, ref, rtol=1e-10):
-    assert_results_close(lmp, ref, rtol)
+def _assert_agree(lmp, ref, rtol=1e-10, label=""):
+    try:
+        assert_results_close(lmp, ref, rtol)
+    except AssertionError as error:
+        raise AssertionError(f"{label}: {error}" if label else str(error)) from None
 
 
 def _mpi_run(atoms, model_file, tmp_path, ranks, halo, md_steps=0):
     return mpi_evaluate(atoms, str(model_file), ranks, tmp_path, ["Cu", "O"], f"pair_style mlff halo {halo}",
                         md_steps=md_steps)
+
+
+def _mpi_runs(atoms, model_file, tmp_path, ranks, halos, md_steps=0):
+    """Each halo mode in turn, in one run of the ranks (one start-up of Python, MPI and LAMMPS)."""
+    return mpi_evaluate_styles(atoms, str(model_file), ranks, tmp_path, ["Cu", "O"],
+                               [f"pair_style mlff halo {halo}" for halo in halos], md_steps=md_steps)
 
 
 def _tiny_cell():
@@ -65,12 +74,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("graph", ["host", "device"])
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 @pytest.mark.parametrize("name", list(CASES))
-def test_exchange_matches_ase_on_any_number_of_ranks(plugin, model_file, tmp_path, name, ranks, graph):
-    out, atoms = _mpi_run(CASES[name], model_file, tmp_path, ranks, f"exchange graph {graph}")
-    _assert_agree(out, _ase(atoms, model_file))
+def test_exchange_matches_ase_on_any_number_of_ranks(plugin, model_file, tmp_path, name, ranks):
+    halos = ["exchange graph host", "exchange graph device"]
+    outs, atoms = _mpi_runs(CASES[name], model_file, tmp_path, ranks, halos)
+    for halo, out in zip(halos, outs):
+        _assert_agree(out, _ase(atoms, model_file), label=halo)
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
@@ -80,17 +90,19 @@ def test_shell_matches_ase(plugin, model_file, tmp_path, name, ranks):
     _assert_agree(out, _ase(atoms, model_file))
 
 
-@pytest.mark.parametrize("halo", ["exchange graph host", "exchange graph device", "shell"])
-def test_exact_after_atoms_migrate(plugin, model_file, tmp_path, halo):
+def test_exact_after_atoms_migrate(plugin, model_file, tmp_path):
     """40 NVE steps on 3 ranks, 800 K plus a drift of 1.6 Å in all (atoms cross subdomain borders,
-    neighbour lists are rebuilt), then the forces and virials at the final positions equal ASE's."""
+    neighbour lists are rebuilt), then the forces and virials at the final positions equal ASE's;
+    in each halo mode (each from the same start)."""
     atoms = triclinic_cell(10, repeat=(2, 1, 1))
-    out, start = _mpi_run(atoms, model_file, tmp_path, 3, halo, md_steps=40)
-    moved = start.copy()
-    moved.positions = out["positions"]
-    drift = (moved.get_scaled_positions() - start.get_scaled_positions() + 0.5) % 1.0 - 0.5
-    assert (drift @ moved.cell.array)[:, 0].mean() > 1.0  # the atoms drifted along x
-    _assert_agree(out, _ase(moved, model_file))
+    halos = ["exchange graph host", "exchange graph device", "shell"]
+    outs, start = _mpi_runs(atoms, model_file, tmp_path, 3, halos, md_steps=40)
+    for halo, out in zip(halos, outs):
+        moved = start.copy()
+        moved.positions = out["positions"]
+        drift = (moved.get_scaled_positions() - start.get_scaled_positions() + 0.5) % 1.0 - 0.5
+        assert (drift @ moved.cell.array)[:, 0].mean() > 1.0, halo  # the atoms drifted along x
+        _assert_agree(out, _ase(moved, model_file), label=halo)
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
@@ -99,10 +111,8 @@ def test_device_graph_follows_the_host_trajectory(plugin, model_file, tmp_path, 
     pairs enter and leave r_cut; the graph kept on the device must select them as the host does
     every step, so the trajectories agree to round-off."""
     atoms = triclinic_cell(10, repeat=(2, 1, 1))
-    (tmp_path / "host").mkdir()
-    (tmp_path / "device").mkdir()
-    host, _ = _mpi_run(atoms, model_file, tmp_path / "host", ranks, "exchange graph host", md_steps=40)
-    device, _ = _mpi_run(atoms, model_file, tmp_path / "device", ranks, "exchange graph device", md_steps=40)
+    (host, device), _ = _mpi_runs(atoms, model_file, tmp_path, ranks, ["exchange graph host", "exchange graph device"],
+                                  md_steps=40)
     np.testing.assert_allclose(device["positions"], host["positions"], rtol=0, atol=1e-10)
     _assert_agree(device, host)
 
