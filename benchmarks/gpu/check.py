@@ -49,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import fcc_cu, is_out_of_memory, time_calculator  # noqa: E402
+from timing import fcc_cu, host_threads, is_out_of_memory, time_calculator  # noqa: E402
 
 SHIPPED = ROOT / "examples" / "potentials" / "cu" / "model.pt"
 MATCHED = dict(num_layers=2, num_features=64, l_max=2, parity=False, r_cut=5.0, num_basis=8, cutoff_p=6,
@@ -426,11 +426,7 @@ def main() -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("torch sees no GPU: run with --cpu, or on the GPU machine", file=sys.stderr)
         return 2
-    threads = min(8, os.cpu_count() or 1)
-    if device == "cpu" and os.environ.get("OMP_NUM_THREADS"):
-        # the tests run the CPU mode beside other work on two cores: two threads each made its steps 3x slower
-        threads = int(os.environ["OMP_NUM_THREADS"])
-    torch.set_num_threads(threads)
+    torch.set_num_threads(host_threads(device))
 
     with report.step("versions") as record:
         record["versions"] = versions(device)

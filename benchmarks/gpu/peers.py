@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from timing import fcc_cu, is_out_of_memory, time_calculator  # noqa: E402
+from timing import fcc_cu, host_threads, is_out_of_memory, time_calculator  # noqa: E402
 
 # what importing each peer's model and ASE calculator loads beyond the GPU machine's own packages (torch,
 # numpy, scipy, h5py, pandas, matplotlib, lightning, torchmetrics, opt-einsum(-fx), pyyaml, requests, tqdm)
@@ -173,10 +173,7 @@ def nequip_calculator(device: str, dtype: str, workdir: Path, packages: Path):
 def time_tool(args) -> int:
     import torch
 
-    threads = min(8, os.cpu_count() or 1)
-    if args.device == "cpu" and os.environ.get("OMP_NUM_THREADS"):  # as benchmarks/gpu/check.py: mlff's threads
-        threads = int(os.environ["OMP_NUM_THREADS"])
-    torch.set_num_threads(threads)
+    torch.set_num_threads(host_threads(args.device))  # as mlff's rows
     names = {"mace": "MACE 64x0e+64x1o L2 c3", "nequip": "NequIP 2x64 l2"}
     with tempfile.TemporaryDirectory(prefix=f"{args.tool}-speed-") as tmp:
         for dtype in args.dtypes:

@@ -1,6 +1,7 @@
-"""What the device check times, shared by mlff's rows and the peers' (``peer_speed.py`` runs in a
+"""What the device check times, shared by mlff's rows and the peers' (``peers.py`` runs in a
 peer's environment, so this module needs only torch, numpy and ASE).
 
+- ``host_threads(device)``: the torch threads every timing process uses;
 - ``fcc_cu(n)``: a rattled fcc Cu supercell of about ``n`` atoms (the same structures for everyone);
 - ``time_calculator(calc, device, atoms, max_call, measure_s)``: ms per energy+forces call of an ASE
   calculator on a new structure each call (one atom moved by 1e-6 Å, so nothing is cached), after
@@ -8,7 +9,16 @@ peer's environment, so this module needs only torch, numpy and ASE).
   GPU memory of the calls.
 """
 
+import os
 import time
+
+
+def host_threads(device: str) -> int:
+    """Up to 8 torch threads; in CPU mode ``OMP_NUM_THREADS`` where it is set (the tests run the CPU
+    mode beside other work on two cores: two threads each made its steps 3x slower)."""
+    if device == "cpu" and os.environ.get("OMP_NUM_THREADS"):
+        return int(os.environ["OMP_NUM_THREADS"])
+    return min(8, os.cpu_count() or 1)
 
 
 def fcc_cu(atoms_wanted: int):

@@ -203,11 +203,11 @@ def mpi_evaluate_styles(atoms, model_path: str, ranks: int, workdir, elements: S
                          timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
-    results = [dict(np.load(style_output(out, i, len(pair_styles)))) for i in range(len(pair_styles))]
+    results = [dict(np.load(_style_output(out, i, len(pair_styles)))) for i in range(len(pair_styles))]
     return results, load_structure(structure)
 
 
-def style_output(out, index: int, count: int) -> str:
+def _style_output(out, index: int, count: int) -> str:
     """Where the ``index``-th of ``count`` pair styles' results go: ``out`` itself for one style,
     else ``out`` with ``.index`` before its ``.npz``."""
     out = str(out)
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
                                  finalize=index == len(styles) - 1, pair_coeffs=args.pair_coeff,
                                  deviation=args.deviation)
         if int(os.environ.get("PMI_RANK", "0")) == 0:  # set by mpiexec (mpich/hydra)
-            np.savez(style_output(args.out, index, len(styles)), **result)
+            np.savez(_style_output(args.out, index, len(styles)), **result)
     return 0
 
 

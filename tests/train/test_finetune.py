@@ -14,7 +14,7 @@ from ase.io import read, write
 
 import mlff
 from mlff.cli.main import main as mlff_main
-from mlff.testing import run_cli, evaluate, small_molecule, tiny_model, triclinic_cell
+from mlff.testing import evaluate, run_cli, small_molecule, tiny_model, triclinic_cell
 from mlff.train.finetune import freeze, load_pretrained, with_species
 
 CU_DATA = Path(__file__).resolve().parents[2] / "datasets" / "cu_emt.extxyz"
