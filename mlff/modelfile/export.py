@@ -36,6 +36,7 @@ from ..model import Potential
 from ..nn.grad import edge_gradient_outputs
 from .contract import check_engine_inputs
 from .format import FORMAT_VERSION, torchscript_quiet
+from .sources import sources_read_once
 
 # what every file written by this version can run (the `capabilities` entry): the whole-structure
 # `forward` contract, the layer-by-layer halo_* methods (mlff.modelfile.halo), and
@@ -348,7 +349,7 @@ def script_potential(potential: Potential) -> torch.jit.ScriptModule:
     frozen = copy.deepcopy(potential).eval()
     for parameter in frozen.parameters():
         parameter.requires_grad_(False)
-    with torchscript_quiet():
+    with torchscript_quiet(), sources_read_once():
         return script(DeployedPotential(frozen))
 
 
