@@ -14,7 +14,7 @@ import inspect
 import threading
 from typing import Iterator
 
-_lock = threading.Lock()
+_lock = threading.RLock()                 # a nested block keeps the outer one's reads
 
 
 @contextlib.contextmanager
