@@ -1,3 +1,5 @@
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -115,6 +117,34 @@ def test_other_format_version(tmp_path, model_file):
 def test_deploy_refuses_other_objects(tmp_path):
     with pytest.raises(TypeError, match="expects an mlff Potential"):
         mlff.deploy(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+
+
+def test_deploy_leaves_the_model_as_it_was(tmp_path):
+    """The file holds frozen weights in eval mode; the model being trained keeps its modes,
+    requires_grad flags, modules (e3nn's scripting replaces submodules in place: deploy scripts a
+    copy) and its own tensors."""
+    model = tiny_model().train()
+    model.layers[0].eval()                                  # modes and flags set by hand are kept
+    frozen = next(model.layers[1].parameters())
+    frozen.requires_grad_(False)
+    modules = [type(m) for m in model.modules()]
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    path = mlff.deploy(model, tmp_path / "m.pt")
+    assert [type(m) for m in model.modules()] == modules and not isinstance(model.layers[0], torch.jit.ScriptModule)
+    assert [m.training for m in model.modules()] == modes and [p.requires_grad for p in model.parameters()] == flags
+    scripted = torch.jit.load(path)
+    assert not any(p.requires_grad for p in scripted.parameters())
+    atoms = triclinic_cell(1)
+    before = mlff.MLFFCalculator(path).get_potential_energy(atoms)
+    with torch.no_grad():                                   # training goes on: the file does not move
+        for p in model.parameters():
+            p.add_(0.1)
+    assert mlff.MLFFCalculator(path).get_potential_energy(atoms) == before
+    with pytest.raises(RuntimeError, match="scripting failed"), \
+            mock.patch("mlff.modelfile.export.script", side_effect=RuntimeError("scripting failed")):
+        mlff.deploy(model, tmp_path / "failed.pt")
+    assert [m.training for m in model.modules()] == modes and [p.requires_grad for p in model.parameters()] == flags
 
 
 @pytest.mark.parametrize("backend", ["fused", "e3nn"])
