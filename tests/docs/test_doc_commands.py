@@ -3,9 +3,10 @@
 Each page's shell blocks run in order, from the root of a copy of the repository (as after
 `make setup` with `.venv` activated), then its Python blocks as one script, as a reader runs
 them. The commands are the page's own text; only the inputs are shortened (fewer epochs and MD
-steps in the copy's configs, decks and demo script, each substitution checked to apply), and the files a page
-assumes the reader has (their VASP runs, their deck, a POSCAR) are provided. Blocks that cannot
-run here say why on the page (see doc_blocks.py).
+steps in the copy's configs, decks and demo script, each substitution checked to apply, and every
+fifth frame of the training sets), and the files a page assumes the reader has (their VASP runs,
+their deck, a POSCAR) are provided. Blocks that cannot run here say why on the page (see
+doc_blocks.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ SHORTER = {
                                        ("variable steps index 2000", "variable steps index 40")],
     "runs/al/finetune1.yaml": [("max_epochs: 30", "max_epochs: 1")],
 }
+
+# fewer frames, same file: dataset -> keep every k-th frame (each kind of structure stays in)
+FEWER_FRAMES = {"datasets/cu_emt.extxyz": 5, "datasets/al_gpaw.extxyz": 5}
+
+
+def _fewer_frames(root: Path, name: str, every: int) -> None:
+    lines = (root / name).read_text().splitlines(keepends=True)
+    kept, start, index = [], 0, 0
+    while start < len(lines):
+        end = start + int(lines[start]) + 2          # count, comment, one line per atom
+        if index % every == 0:
+            kept += lines[start:end]
+        start, index = end, index + 1
+    assert index >= 10 * every, f"{name} has {index} frames: update FEWER_FRAMES in {__file__}"
+    (root / name).write_text("".join(kept))
 
 
 def _vasprun_with_steps(source: Path, steps: int) -> str:
@@ -125,6 +141,8 @@ def test_page_runs_verbatim(page, tmp_path):
     _copy_repo(root)
     for name in SHORTER:
         _shorten(root, name)
+    for name, every in FEWER_FRAMES.items():
+        _fewer_frames(root, name, every)
     _fixture_files(page, root)
     page_blocks = blocks(REPO / page)
     for b in page_blocks:                                   # files the page asks the reader to write
