@@ -171,28 +171,32 @@ def mpi_evaluate(atoms, model_path: str, ranks: int, workdir, elements: Sequence
     each), through files in ``workdir``. Returns the results and the structure the ranks read
     (``atoms``' numbers, positions, cell and pbc, exactly). Raises ``RuntimeError`` with the run's
     output when it fails."""
-    results, structure = mpi_evaluate_styles(atoms, model_path, ranks, workdir, elements, [pair_style], pair_coeffs,
-                                             md_steps, timeout, deviation)
-    return results[0], structure
+    results, structures = mpi_evaluate_many([atoms], model_path, ranks, workdir, elements, [pair_style], pair_coeffs,
+                                            md_steps, timeout, deviation)
+    return results[0][0], structures[0]
 
 
-def mpi_evaluate_styles(atoms, model_path: str, ranks: int, workdir, elements: Sequence[str] | None,
-                        pair_styles: Sequence[str], pair_coeffs: Sequence[str] | None = None, md_steps: int = 0,
-                        timeout: float = 600.0, deviation: bool = False):
-    """:func:`mpi_evaluate` with each of ``pair_styles`` in turn, each from the same start, in one
-    run of the ranks (one start-up of Python, MPI and LAMMPS for all: about 1 s per rank). Returns
-    the list of results, in the order of ``pair_styles``, and the structure the ranks read."""
+def mpi_evaluate_many(structures, model_path: str, ranks: int, workdir, elements: Sequence[str] | None,
+                      pair_styles: Sequence[str], pair_coeffs: Sequence[str] | None = None, md_steps: int = 0,
+                      timeout: float = 600.0, deviation: bool = False):
+    """:func:`mpi_evaluate` for each of ``structures`` with each of ``pair_styles`` in turn, each
+    from its structure's start, in one run of the ranks (one start-up of Python, MPI and LAMMPS for
+    all: about 1 s per rank). Returns ``results[structure][style]`` and the structures the ranks read."""
     import subprocess
     from pathlib import Path
 
     from .mpi import lammps_env
 
     workdir = Path(workdir)
-    structure, out = workdir / "structure.npz", workdir / f"out-{ranks}-ranks.npz"
-    save_structure(structure, atoms)
+    paths = [workdir / f"structure.{k}.npz" for k in range(len(structures))]
+    for path, atoms in zip(paths, structures):
+        save_structure(path, atoms)
+    out = workdir / f"out-{ranks}-ranks.npz"
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.single_point", str(structure),
+    cmd = [mpiexec, "-np", str(ranks), sys.executable, "-m", "mlff.lammps.single_point", str(paths[0]),
            str(model_path), str(out), *(elements or []), "--md-steps", str(md_steps)]
+    for path in paths[1:]:
+        cmd += ["--structure", str(path)]
     for style in pair_styles:
         cmd += ["--pair-style", style]
     for line in pair_coeffs or []:
@@ -203,23 +207,25 @@ def mpi_evaluate_styles(atoms, model_path: str, ranks: int, workdir, elements: S
                          timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
-    results = [dict(np.load(_style_output(out, i, len(pair_styles)))) for i in range(len(pair_styles))]
-    return results, load_structure(structure)
+    results = [[dict(np.load(_output(out, k, len(paths), i, len(pair_styles)))) for i in range(len(pair_styles))]
+               for k in range(len(paths))]
+    return results, [load_structure(path) for path in paths]
 
 
-def _style_output(out, index: int, count: int) -> str:
-    """Where the ``index``-th of ``count`` pair styles' results go: ``out`` itself for one style,
-    else ``out`` with ``.index`` before its ``.npz``."""
+def _output(out, structure: int, structures: int, style: int, styles: int) -> str:
+    """Where the results of one structure and pair style go: ``out`` itself for one of each, else
+    ``out`` with ``.STYLE`` (several styles), ``.STRUCTURE`` (several structures) or both before
+    its ``.npz``."""
     out = str(out)
-    if count == 1:
-        return out
     stem = out[:-4] if out.endswith(".npz") else out
-    return f"{stem}.{index}.npz"
+    parts = ([str(structure)] if structures > 1 else []) + ([str(style)] if styles > 1 else [])
+    return ".".join([stem, *parts]) + ".npz" if parts else out
 
 
 def main(argv=None) -> int:
-    """``python -m mlff.lammps.single_point STRUCTURE MODEL OUT.npz [ELEMENT ...] [--pair-style "pair_style
-    mlff ..." ...] [--pair-coeff "pair_coeff ..." ...] [--md-steps N]`` (works under mpiexec)."""
+    """``python -m mlff.lammps.single_point STRUCTURE MODEL OUT.npz [ELEMENT ...] [--structure MORE ...]
+    [--pair-style "pair_style mlff ..." ...] [--pair-coeff "pair_coeff ..." ...] [--md-steps N]`` (works
+    under mpiexec)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m mlff.lammps.single_point", description=main.__doc__)
@@ -227,20 +233,25 @@ def main(argv=None) -> int:
     parser.add_argument("model")
     parser.add_argument("out")
     parser.add_argument("elements", nargs="*")
+    parser.add_argument("--structure", dest="more", action="append", default=[],
+                        help="another structure, evaluated after the first (OUT.0.npz, OUT.1.npz, ...)")
     parser.add_argument("--pair-style", action="append",
-                        help="default: pair_style mlff; repeat to evaluate several in turn (OUT.0.npz, OUT.1.npz, ...)")
+                        help="default: pair_style mlff; repeat to evaluate several in turn (OUT.0.npz, OUT.1.npz, ...; "
+                             "with several structures OUT.STRUCTURE.STYLE.npz)")
     parser.add_argument("--pair-coeff", action="append", help="replaces the default pair_coeff line; repeat for several")
     parser.add_argument("--md-steps", type=int, default=0)
     parser.add_argument("--deviation", action="store_true", help="a committee's spread (compute pair, fix pair)")
     args = parser.parse_args(argv)
     styles = args.pair_style or ["pair_style mlff"]
-    atoms = load_structure(args.structure)
-    for index, style in enumerate(styles):
-        result = lammps_evaluate(atoms, args.model, args.elements or None, style, md_steps=args.md_steps,
-                                 finalize=index == len(styles) - 1, pair_coeffs=args.pair_coeff,
-                                 deviation=args.deviation)
-        if int(os.environ.get("PMI_RANK", "0")) == 0:  # set by mpiexec (mpich/hydra)
-            np.savez(_style_output(args.out, index, len(styles)), **result)
+    paths = [args.structure, *args.more]
+    for k, path in enumerate(paths):
+        atoms = load_structure(path)
+        for index, style in enumerate(styles):
+            last = k == len(paths) - 1 and index == len(styles) - 1
+            result = lammps_evaluate(atoms, args.model, args.elements or None, style, md_steps=args.md_steps,
+                                     finalize=last, pair_coeffs=args.pair_coeff, deviation=args.deviation)
+            if int(os.environ.get("PMI_RANK", "0")) == 0:  # set by mpiexec (mpich/hydra)
+                np.savez(_output(args.out, k, len(paths), index, len(styles)), **result)
     return 0
 
 

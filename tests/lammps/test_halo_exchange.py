@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase.build import bulk, fcc100
 
-from mlff.lammps.single_point import mpi_evaluate, mpi_evaluate_styles
+from mlff.lammps.single_point import mpi_evaluate, mpi_evaluate_many
 from mlff.testing import assert_results_close, calculator_results, small_molecule, triclinic_cell
 
 
@@ -38,8 +38,9 @@ def _mpi_run(atoms, model_file, tmp_path, ranks, halo, md_steps=0):
 
 def _mpi_runs(atoms, model_file, tmp_path, ranks, halos, md_steps=0):
     """Each halo mode in turn, in one run of the ranks (one start-up of Python, MPI and LAMMPS)."""
-    return mpi_evaluate_styles(atoms, str(model_file), ranks, tmp_path, ["Cu", "O"],
-                               [f"pair_style mlff halo {halo}" for halo in halos], md_steps=md_steps)
+    results, structures = mpi_evaluate_many([atoms], str(model_file), ranks, tmp_path, ["Cu", "O"],
+                                            [f"pair_style mlff halo {halo}" for halo in halos], md_steps=md_steps)
+    return results[0], structures[0]
 
 
 def _tiny_cell():
@@ -75,12 +76,19 @@ CASES = {
 
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
-@pytest.mark.parametrize("name", list(CASES))
-def test_exchange_matches_ase_on_any_number_of_ranks(plugin, model_file, tmp_path, name, ranks):
+def test_exchange_matches_ase_on_any_number_of_ranks(plugin, model_file, tmp_path, ranks):
+    """Every case in both graph modes, in one run of the ranks; each disagreement is named."""
     halos = ["exchange graph host", "exchange graph device"]
-    outs, atoms = _mpi_runs(CASES[name], model_file, tmp_path, ranks, halos)
-    for halo, out in zip(halos, outs):
-        _assert_agree(out, _ase(atoms, model_file), label=halo)
+    results, structures = mpi_evaluate_many(list(CASES.values()), str(model_file), ranks, tmp_path, ["Cu", "O"],
+                                            [f"pair_style mlff halo {halo}" for halo in halos])
+    failures = []
+    for name, outs, atoms in zip(CASES, results, structures):
+        for halo, out in zip(halos, outs):
+            try:
+                _assert_agree(out, _ase(atoms, model_file), label=f"{name}, {halo}")
+            except AssertionError as error:
+                failures.append(str(error))
+    assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
