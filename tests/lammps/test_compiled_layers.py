@@ -17,7 +17,7 @@ import torch
 
 import mlff
 from mlff.cli.main import main as cli
-from mlff.lammps.single_point import mpi_evaluate
+from mlff.lammps.single_point import mpi_evaluate_many
 from mlff.aoti import CompileError
 from mlff.modelfile.compiled_layers import MANIFEST, CompiledLayers, _run_tasks, package_dir, read_manifest
 from mlff.modelfile.halo import halo_evaluate, image_exchange
@@ -91,12 +91,19 @@ def test_compiled_halo_protocol_equals_torchscript(compiled, structure):
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
-@pytest.mark.parametrize("name", ["triclinic_supercell", "cell_smaller_than_cutoff", "vacuum_slab"])
-def test_lammps_compiled_matches_ase(plugin, compiled, tmp_path, name, ranks):
-    """`compiled yes` stops the run unless the plugin finds the layers `mlff lammps compile` built."""
-    out, atoms = mpi_evaluate(CASES[name], str(compiled[0]), ranks, tmp_path, ["Cu", "O"],
-                              "pair_style mlff compiled yes")
-    assert_results_close(out, calculator_results(atoms, compiled[0]), 1e-10)
+def test_lammps_compiled_matches_ase(plugin, compiled, tmp_path, ranks):
+    """`compiled yes` stops the run unless the plugin finds the layers `mlff lammps compile` built;
+    three cases in one run of the ranks, each disagreement named."""
+    names = ["triclinic_supercell", "cell_smaller_than_cutoff", "vacuum_slab"]
+    results, structures = mpi_evaluate_many([CASES[name] for name in names], str(compiled[0]), ranks, tmp_path,
+                                            ["Cu", "O"], ["pair_style mlff compiled yes"])
+    failures = []
+    for name, (out,), atoms in zip(names, results, structures):
+        try:
+            assert_results_close(out, calculator_results(atoms, compiled[0]), 1e-10)
+        except AssertionError as error:
+            failures.append(f"{name}: {error}")
+    assert not failures, "\n".join(failures)
 
 
 def _lmp(model, tmp_path, options, ranks=1):
