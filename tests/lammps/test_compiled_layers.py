@@ -17,12 +17,11 @@ import torch
 
 import mlff
 from mlff.cli.main import main as cli
-from mlff.lammps.single_point import mpi_evaluate_many
 from mlff.aoti import CompileError
 from mlff.modelfile.compiled_layers import MANIFEST, CompiledLayers, _run_tasks, package_dir, read_manifest
 from mlff.modelfile.halo import halo_evaluate, image_exchange
-from mlff.testing import assert_results_close, calculator_results, image_halo, small_molecule, tiny_model
-from test_halo_exchange import CASES
+from mlff.testing import image_halo, small_molecule, tiny_model
+from test_halo_exchange import CASES, assert_cases_agree
 from test_timing import run_deck
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -94,16 +93,8 @@ def test_compiled_halo_protocol_equals_torchscript(compiled, structure):
 def test_lammps_compiled_matches_ase(plugin, compiled, tmp_path, ranks):
     """`compiled yes` stops the run unless the plugin finds the layers `mlff lammps compile` built;
     three cases in one run of the ranks, each disagreement named."""
-    names = ["triclinic_supercell", "cell_smaller_than_cutoff", "vacuum_slab"]
-    results, structures = mpi_evaluate_many([CASES[name] for name in names], str(compiled[0]), ranks, tmp_path,
-                                            ["Cu", "O"], ["pair_style mlff compiled yes"])
-    failures = []
-    for name, (out,), atoms in zip(names, results, structures):
-        try:
-            assert_results_close(out, calculator_results(atoms, compiled[0]), 1e-10)
-        except AssertionError as error:
-            failures.append(f"{name}: {error}")
-    assert not failures, "\n".join(failures)
+    assert_cases_agree(["triclinic_supercell", "cell_smaller_than_cutoff", "vacuum_slab"],
+                       ["pair_style mlff compiled yes"], compiled[0], tmp_path, ranks)
 
 
 def _lmp(model, tmp_path, options, ranks=1):

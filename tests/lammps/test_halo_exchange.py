@@ -75,16 +75,16 @@ CASES = {
 }
 
 
-def _assert_all_agree(names, halos, model_file, tmp_path, ranks):
-    """The cases ``names`` in each halo mode, in one run of the ranks, equal ASE; every
-    disagreement is named (case and mode)."""
+def assert_cases_agree(names, pair_styles, model_file, tmp_path, ranks):
+    """The cases ``names`` with each of ``pair_styles``, in one run of the ranks, equal ASE; every
+    disagreement is named (case and pair style)."""
     results, structures = mpi_evaluate_many([CASES[name] for name in names], str(model_file), ranks, tmp_path,
-                                            ["Cu", "O"], [f"pair_style mlff halo {halo}" for halo in halos])
+                                            ["Cu", "O"], pair_styles)
     failures = []
     for name, outs, atoms in zip(names, results, structures):
-        for halo, out in zip(halos, outs):
+        for style, out in zip(pair_styles, outs):
             try:
-                _assert_agree(out, _ase(atoms, model_file), label=f"{name}, {halo}")
+                _assert_agree(out, _ase(atoms, model_file), label=f"{name}, {style}")
             except AssertionError as error:
                 failures.append(str(error))
     assert not failures, "\n".join(failures)
@@ -92,12 +92,14 @@ def _assert_all_agree(names, halos, model_file, tmp_path, ranks):
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 def test_exchange_matches_ase_on_any_number_of_ranks(plugin, model_file, tmp_path, ranks):
-    _assert_all_agree(list(CASES), ["exchange graph host", "exchange graph device"], model_file, tmp_path, ranks)
+    styles = ["pair_style mlff halo exchange graph host", "pair_style mlff halo exchange graph device"]
+    assert_cases_agree(list(CASES), styles, model_file, tmp_path, ranks)
 
 
 @pytest.mark.parametrize("ranks", [1, 3])
 def test_shell_matches_ase(plugin, model_file, tmp_path, ranks):
-    _assert_all_agree(["triclinic_supercell", "vacuum_slab"], ["shell"], model_file, tmp_path, ranks)
+    assert_cases_agree(["triclinic_supercell", "vacuum_slab"], ["pair_style mlff halo shell"], model_file, tmp_path,
+                       ranks)
 
 
 def test_exact_after_atoms_migrate(plugin, model_file, tmp_path):
