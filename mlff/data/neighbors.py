@@ -28,6 +28,12 @@ _VESIN_MAX_CELLS = 1e5  # vesin's cap on its number of bins (its cpu_cell_list.c
 def check_structure(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut: float) -> np.ndarray:
     """Raise ``ValueError`` for input no neighbour search should see (see the module docstring);
     returns the cell to search with (:func:`_search_cell`)."""
+    return _checked(positions, cell, pbc, r_cut)[0]
+
+
+def _checked(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`check_structure`'s search cell and the distances between its opposite faces (zeros
+    for a molecule)."""
     bad = np.flatnonzero(~np.isfinite(positions).all(axis=1)) if len(positions) else []
     if len(bad):
         raise ValueError(f"the positions of atoms {bad[:10].tolist()} are not finite (NaN or inf); "
@@ -53,7 +59,7 @@ def check_structure(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_
     if pbc.all() and abs(np.linalg.det(cell)) < 1e-12:
         raise ValueError("the periodic cell has zero volume; check the lattice vectors")
     if not pbc.any():
-        return np.zeros((3, 3))  # a molecule: the cell plays no part
+        return np.zeros((3, 3)), np.zeros(3)  # a molecule: the cell plays no part
     search = _search_cell(positions, cell, pbc, r_cut)
     spacing = _face_distances(search)
     if not np.all(spacing[pbc] > 0.0):
@@ -66,7 +72,7 @@ def check_structure(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_
             f"the cell is far smaller than the cutoff ({r_cut} Å): its faces are "
             f"{', '.join(f'{d:.3g}' for d in spacing[pbc])} Å apart, so each atom would see "
             f"{images:.3g} periodic images of the cell ({edges:.3g} edges); check the cell and its units")
-    return search
+    return search, spacing
 
 
 def _search_cell(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut: float) -> np.ndarray:
@@ -103,20 +109,28 @@ def _diameter(positions: np.ndarray) -> float:
 
 
 def _face_distances(cell: np.ndarray) -> np.ndarray:
-    """Distances between opposite faces of the cell (0 where it is degenerate)."""
-    volume = abs(np.linalg.det(cell))
-    areas = np.array([np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(areas > 0, volume / np.where(areas > 0, areas, 1.0), 0.0)
+    """Distances between opposite faces of the cell (0 where it is degenerate): the volume over
+    the area ``|cell[k + 1] x cell[k + 2]|``. The cross products are written out on Python floats
+    (the same operations as np.cross, which on 3-vectors costs 20x as much: three of them were a
+    third of a small cell's neighbour list)."""
+    (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = np.asarray(cell, dtype=np.float64).tolist()
+    normals = ((b1 * c2 - b2 * c1, b2 * c0 - b0 * c2, b0 * c1 - b1 * c0),
+               (c1 * a2 - c2 * a1, c2 * a0 - c0 * a2, c0 * a1 - c1 * a0),
+               (a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0))
+    volume = abs(float(np.linalg.det(cell)))
+    areas = [math.sqrt(x * x + y * y + z * z) for x, y, z in normals]
+    return np.array([volume / area if area > 0 else 0.0 for area in areas])
 
 
-def _vesin_is_safe(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut: float) -> bool:
+def _vesin_is_safe(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_cut: float,
+                   spacing: np.ndarray) -> bool:
     """Whether vesin's cell list keeps at least one bin along every axis (see the module docstring):
     its bins are ``trunc(face distance / cutoff)`` per axis; above 1e5 in all it rescales them by
     their ratios, which can round an axis to zero. Exact for 3D-periodic cells; elsewhere vesin
-    sizes its box from the atoms, so only boxes that need no rescaling are given to it."""
+    sizes its box from the atoms, so only boxes that need no rescaling are given to it.
+    ``spacing``: the cell's face distances (:func:`_checked`)."""
     if pbc.all():
-        faces = _face_distances(cell)
+        faces = spacing
     else:
         faces = np.where(pbc, np.linalg.norm(cell, axis=1), _diameter(positions) + 2.0 * r_cut)
     bins = np.maximum(np.trunc(faces / r_cut), 1.0)
@@ -159,11 +173,11 @@ def neighbor_list(
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
     r_cut = float(r_cut)
-    search = check_structure(positions, cell, pbc, r_cut)
+    search, spacing = _checked(positions, cell, pbc, r_cut)
     if len(positions) == 0:
         empty = (np.zeros((2, 0), dtype=np.int64), np.zeros((0, 3)))
         return empty + (np.zeros(0),) if with_lengths else empty
-    if _vesin_is_safe(positions, search, pbc, r_cut):
+    if _vesin_is_safe(positions, search, pbc, r_cut, spacing):
         nl = vesin.NeighborList(cutoff=r_cut, full_list=True)
         i, j, shifts, lengths = nl.compute(positions, search, [bool(p) for p in pbc], "ijSd")
     else:

@@ -11,7 +11,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import frame_table
+from . import frame_table, keys
 from .neighbors import neighbor_list
 from .readers import Frame
 from .pairs import covalent_sum, pair_key
@@ -60,16 +60,24 @@ def force_rms(frames: Sequence[Frame]) -> float:
     return rms if rms > 1e-8 else 1.0
 
 
-def average_num_neighbors(frames: Sequence[Frame], r_cut: float) -> float:
+def average_num_neighbors(frames: Sequence[Frame], r_cut: float, graphs: Optional[Sequence[dict]] = None) -> float:
+    """Neighbours within ``r_cut`` per atom over ``frames`` (at least 1): from a converted
+    dataset's frame table, else counted on ``graphs`` (the frames' atomic data at ``r_cut``, where
+    already built), else on neighbour lists made here."""
     table = frame_table.table_of(frames)
     stored = frame_table.average_num_neighbors(table, r_cut) if table is not None else None
     if stored is not None:
         return stored
     edges = atoms = 0
-    for frame in frames:
-        a = frame.atoms
-        edges += neighbor_list(a.positions, a.cell.array, a.pbc, r_cut)[0].shape[1]
-        atoms += len(a)
+    if graphs is not None:
+        for graph in graphs:
+            edges += int(graph[keys.EDGE_INDEX_KEY].shape[1])
+            atoms += int(graph[keys.POSITIONS_KEY].shape[0])
+    else:
+        for frame in frames:
+            a = frame.atoms
+            edges += neighbor_list(a.positions, a.cell.array, a.pbc, r_cut)[0].shape[1]
+            atoms += len(a)
     return max(edges / max(atoms, 1), 1.0)
 
 

@@ -191,6 +191,12 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     if weights_line:
         log(weights_line)
 
+    def convert(frames, r_cut):
+        if c.preload:
+            return to_atomic_data(frames, species, r_cut, c.config_type_weights)
+        return LazyAtomicData(frames, species, r_cut, c.config_type_weights)
+
+    train_graphs = None  # (r_cut, the training frames' graphs), where built early
     if pretrained is not None:
         model_config = ModelConfig.from_dict({**pretrained.config.to_dict(), **c.finetune_overrides()})
         known = dict(zip(pretrained.species, pretrained.scale_shift.shift.tolist()))
@@ -202,7 +208,10 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     else:
         model_config = c.model_config()
         if "avg_num_neighbors" not in (c.model or {}):
-            model_config = c.model_config(avg_num_neighbors=average_num_neighbors(train, model_config.r_cut))
+            if c.preload and table_of(train) is None:  # the graphs training needs, counted as they are built
+                train_graphs = (model_config.r_cut, convert(train, model_config.r_cut))
+            model_config = c.model_config(avg_num_neighbors=average_num_neighbors(
+                train, model_config.r_cut, train_graphs[1] if train_graphs else None))
         shifts = energy_shifts(train, species, c.E0)
         scale = force_rms(train)
     if model_config.pair_repulsion_radii == RADII_FROM_DATA:
@@ -221,11 +230,10 @@ def prepare_data(c: TrainConfig, pretrained: Optional[Potential], saved_model_co
     if model_config.pair_repulsion == "zbl":
         summary["statistics"]["pair_repulsion_radii"] = model_config.pair_repulsion_radii
         log(describe_repulsion(model_config.pair_repulsion_radii))
-    if c.preload:
-        convert = lambda frames: to_atomic_data(frames, species, model_config.r_cut, c.config_type_weights)  # noqa: E731
-    else:
-        convert = lambda frames: LazyAtomicData(frames, species, model_config.r_cut, c.config_type_weights)  # noqa: E731
-    return PreparedData(train=convert(train), valid=convert(valid), test=convert(test), test_frames=test,
+    r_cut = model_config.r_cut
+    if train_graphs is None or train_graphs[0] != r_cut:  # (a resumed run keeps the cutoff it started with)
+        train_graphs = (r_cut, convert(train, r_cut))
+    return PreparedData(train=train_graphs[1], valid=convert(valid, r_cut), test=convert(test, r_cut), test_frames=test,
                         split_fingerprints={"train": fingerprints(train), "valid": fingerprints(valid),
                                             "test": fingerprints(test)},
                         train_sizes=atom_counts(train), species=species, model_config=model_config,

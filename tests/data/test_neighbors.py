@@ -34,3 +34,17 @@ def test_periodic_zero_lattice_vector_is_an_error():
     atoms = small_molecule()
     with pytest.raises(ValueError, match="lattice vector 0"):
         neighbor_list(atoms.positions, np.zeros((3, 3)), [True, False, False], 3.0)
+
+
+def test_face_distances_are_the_volume_over_each_face():
+    """The cross products written out equal np.cross's, bit for bit, and degenerate faces give 0."""
+    from mlff.data.neighbors import _face_distances
+
+    rng = np.random.default_rng(3)
+    cells = [rng.normal(size=(3, 3)) * scale for scale in (0.01, 1.0, 300.0)]
+    cells += [np.diag([3.6, 4.0, 5.0]), np.array([[1.0, 0, 0], [2.0, 0, 0], [0, 0, 1.0]]), np.zeros((3, 3))]
+    for cell in cells:
+        volume = abs(np.linalg.det(cell))
+        areas = [np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
+        expected = [volume / area if area > 0 else 0.0 for area in areas]
+        assert _face_distances(cell).tolist() == expected, cell

@@ -52,6 +52,23 @@ def test_force_rms_and_neighbours():
     assert average_num_neighbors([dimer], 3.0) == pytest.approx(1.0)
 
 
+def test_neighbours_counted_on_the_graphs_equal_a_count_of_their_own():
+    """Training counts the neighbours on the graphs it builds anyway (one neighbour search per
+    frame, not two): the same number as a search of its own, for cells, a slab and a molecule."""
+    from ase.build import bulk, fcc111, molecule
+
+    from mlff.data.dataset import to_atomic_data
+
+    rattled = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1)
+    rattled.rattle(0.1, seed=1)
+    structures = [rattled, bulk("Cu", "hcp", a=2.55), fcc111("Cu", (2, 2, 3), vacuum=5.0), molecule("H2O")]
+    frames = [Frame(a, 0.0, np.zeros((len(a), 3)), None, f"x:{k}") for k, a in enumerate(structures)]
+    for r_cut in (3.0, 5.5):
+        graphs = to_atomic_data(frames, ["H", "O", "Cu"], r_cut)
+        counted = average_num_neighbors(frames, r_cut, graphs)
+        assert counted == average_num_neighbors(frames, r_cut) and counted > 1.0
+
+
 @pytest.mark.parametrize("name", ["cu_emt", "ethanol_xtb", "water_pyscf", "al_gpaw", "al_gpaw_k5", "almgsi_gpaw",
                                   "almgsi_gpaw_k5", "si_gpaw", "mgo_gpaw", "ethanol_pyscf"])
 def test_shipped_datasets_are_valid(name):

@@ -125,6 +125,32 @@ def test_pair_repulsion_radii_data_come_from_the_training_frames(tmp_path, cu_fi
     assert off.model_config.pair_repulsion_radii == {} and "pair_repulsion_radii" not in off.summary["statistics"]
 
 
+def test_graphs_are_built_at_the_cutoff_the_run_trains_with(cu_files):
+    """The training graphs, built once and counted for the average neighbour number, are at the
+    model's cutoff; a resumed run whose saved cutoff differs from today's builds them again at the
+    saved one (the architecture the run started with)."""
+    import torch
+
+    from mlff.data import keys
+    from mlff.train.prepare import prepare_data
+
+    def longest_edge(graph):
+        i, j = graph[keys.EDGE_INDEX_KEY]
+        vectors = graph[keys.POSITIONS_KEY][j] - graph[keys.POSITIONS_KEY][i] + graph[keys.EDGE_SHIFT_KEY]
+        return float(torch.linalg.norm(vectors, dim=1).max())
+
+    train, valid = cu_files
+    config = TrainConfig(train_file=str(train), valid_file=str(valid), test_fraction=0.0, model={"r_cut": 4.0})
+    fresh = prepare_data(config, None, None, lambda message: None)
+    edges = sum(int(graph[keys.EDGE_INDEX_KEY].shape[1]) for graph in fresh.train)
+    atoms = sum(int(graph[keys.POSITIONS_KEY].shape[0]) for graph in fresh.train)
+    assert fresh.model_config.avg_num_neighbors == edges / atoms
+    resumed = prepare_data(config, None, {**fresh.model_config.to_dict(), "r_cut": 3.0}, lambda message: None)
+    for data, r_cut in ((fresh, 4.0), (resumed, 3.0)):
+        assert data.model_config.r_cut == r_cut
+        assert r_cut - 0.3 < max(longest_edge(graph) for graph in data.train + data.valid) < r_cut
+
+
 @pytest.mark.parametrize("name", ["cu.yaml", "water_dipole.yaml"])
 def test_example_configs_load(name):
     """The shipped training configs name only known options with valid values."""
