@@ -30,6 +30,34 @@ def test_valid_frames_pass():
     validate_frames([_frame(), _frame("CuO")], species=["Cu", "O"])
 
 
+def test_a_cell_no_neighbour_search_takes_names_the_frame():
+    frame = _frame()
+    frame.atoms.cell = [[float("nan"), 0, 0], [0, 5, 0], [0, 0, 5]]
+    frame.atoms.pbc = True
+    for min_distance in (0.5, 0.0):
+        with pytest.raises(DataValidationError, match=r"data.xyz:3: the cell contains NaN or inf"):
+            validate_frames([frame], species=["Cu", "O"], min_distance=min_distance)
+
+
+def test_min_distance_at_any_value_and_zero_disables_it():
+    """The overlap check searches at least 1.5 Å and keeps the shortest pair: a min_distance above
+    that still finds pairs just below it, periodic images included; 0 disables the check (as the
+    option's error message says), where it used to stop in the neighbour search."""
+    pair = _frame("Cu2", positions=np.array([[0.0, 0, 0], [1.9, 0, 0]]))
+    with pytest.raises(DataValidationError, match=r"atoms 0 and 1 are 1.900 Å apart \(< min_distance 2.0"):
+        validate_frames([pair], species=["Cu"], min_distance=2.0)
+    validate_frames([pair], species=["Cu"], min_distance=1.8)
+    image = _frame("Cu", positions=np.zeros((1, 3)))
+    image.atoms.cell, image.atoms.pbc = np.diag([1.7, 8.0, 8.0]), True
+    with pytest.raises(DataValidationError, match=r"atom 0 is 1.700 Å from its own periodic image"):
+        validate_frames([image], species=["Cu"], min_distance=1.75)
+    validate_frames([image], species=["Cu"], min_distance=1.65)
+    overlapping = _frame("Cu2", positions=np.zeros((2, 3)))
+    with pytest.raises(DataValidationError, match="atoms 0 and 1 are 0.000 Å apart"):
+        validate_frames([overlapping], species=["Cu"])
+    validate_frames([overlapping], species=["Cu"], min_distance=0.0)
+
+
 def test_least_squares_shifts_recover_per_species_energies():
     rng = np.random.default_rng(0)
     true = {"Cu": -3.7, "O": -1.9}
