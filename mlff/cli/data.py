@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     convert.add_argument("--reader", choices=("ase", "pymatgen"), default="ase")
     convert.add_argument("--no-forces", action="store_true", help="accept frames without forces")
     convert.add_argument("--min-distance", type=float, default=0.5,
-                         help="Å: closer atoms are an error naming the frame (default 0.5)")
+                         help="Å: closer atoms are an error naming the frame (default 0.5; 0 disables the check)")
     convert.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar")
 

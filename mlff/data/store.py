@@ -99,11 +99,13 @@ def convert(inputs: Sequence[str], output: str, keys: LabelKeys = LabelKeys(), r
     from ase.db import connect
 
     from .. import __version__
+    from .validate import check_min_distance
 
     inputs = [os.fspath(p) for p in inputs]
     output = os.fspath(output)
     if not inputs:
         raise ValueError("no input files to convert")
+    check_min_distance(min_distance)
     if not output.endswith(SUFFIX):
         raise ValueError(f"the output {output!r} must end in {SUFFIX} (an ASE database)")
     for path in inputs:

@@ -56,6 +56,13 @@ def describe_pair(i: int, j: int, distance: float) -> str:
     return f"atoms {min(i, j)} and {max(i, j)} are {distance:.3f} Å apart"
 
 
+def check_min_distance(min_distance: float) -> None:
+    """``min_distance`` is a distance in Å, >= 0 (0 disables the overlap check)."""
+    if not min_distance >= 0:
+        raise ValueError(f"min_distance is a distance in Å and must be >= 0 (0 disables the check), "
+                         f"got {min_distance}")
+
+
 def validate_frames(frames: Sequence[Frame], species: Sequence[str] | None = None,
                     need_energy: bool = True, need_forces: bool = True,
                     min_distance: float = 0.5) -> None:
@@ -64,6 +71,7 @@ def validate_frames(frames: Sequence[Frame], species: Sequence[str] | None = Non
     atoms closer than ``min_distance`` Å (0: not checked), or elements outside ``species``. A converted
     dataset is checked on its frame table (the rest was checked when it was converted); only the
     first frame with a problem is read, for the message."""
+    check_min_distance(min_distance)
     if not frames:
         raise DataValidationError("the dataset is empty: check train_file / valid_file")
     table = frame_table.table_of(frames)

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 from ..data.readers import loss_weight
+from ..data.validate import check_min_distance
 from ..model import ModelConfig
 from ..options import parse_fields, reject_unknown
 
@@ -160,9 +161,7 @@ class TrainConfig:
             raise ValueError("data_workers read frames and build their graphs when a batch is drawn, and with "
                              "preload: true they are all in memory already: set preload: false (a .db train_file "
                              "from `mlff data convert` is then read from disk) or remove data_workers")
-        if not self.min_distance >= 0:
-            raise ValueError(f"min_distance is a distance in Å and must be >= 0 (0 disables the check), "
-                             f"got {self.min_distance}")
+        check_min_distance(self.min_distance)
         if not self.huber_delta > 0:
             raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
         if self.learning_rate <= 0:

@@ -56,6 +56,19 @@ def test_min_distance_at_any_value_and_zero_disables_it():
     with pytest.raises(DataValidationError, match="atoms 0 and 1 are 0.000 Å apart"):
         validate_frames([overlapping], species=["Cu"])
     validate_frames([overlapping], species=["Cu"], min_distance=0.0)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"must be >= 0 \(0 disables the check\), got"):
+            validate_frames([overlapping], species=["Cu"], min_distance=bad)
+
+
+def test_conversion_refuses_a_negative_min_distance_before_reading(tmp_path):
+    from mlff.data.store import convert
+
+    (tmp_path / "frames.extxyz").write_text("not read")
+    with pytest.raises(ValueError, match=r"min_distance is a distance in Å and must be >= 0 \(0 disables the check\), "
+                                         r"got -0.5"):
+        convert([tmp_path / "frames.extxyz"], tmp_path / "out.db", min_distance=-0.5)
+    assert not (tmp_path / "out.db").exists()
 
 
 def test_least_squares_shifts_recover_per_species_energies():
