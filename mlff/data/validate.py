@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from . import frame_table
-from .neighbors import check_structure, neighbor_list
+from .neighbors import neighbor_list
 from .readers import Frame
 
 
@@ -107,17 +107,13 @@ def validate_frames(frames: Sequence[Frame], species: Sequence[str] | None = Non
             if missing:
                 raise DataValidationError(f"{where}: element(s) {missing} not in the model's species "
                                           f"{sorted(known)}; add them to `species` or drop the frame")
-        positions, cell, pbc = frame.atoms.positions, frame.atoms.cell.array, frame.atoms.pbc
+        positions = frame.atoms.positions
         try:  # the neighbour search's own checks of the structure (cell, units), with the frame named
-            if min_distance > 0:
-                edge_index, shift, lengths = neighbor_list(positions, cell, pbc, max(min_distance, OVERLAP_SEARCH),
-                                                           with_lengths=True)
-            else:  # 0 disables the overlap check
-                check_structure(positions, np.asarray(cell, dtype=np.float64), np.asarray(pbc, dtype=bool),
-                                OVERLAP_SEARCH)
+            edge_index, shift, lengths = neighbor_list(positions, frame.atoms.cell.array, frame.atoms.pbc,
+                                                       max(min_distance, OVERLAP_SEARCH), with_lengths=True)
         except ValueError as error:
             raise DataValidationError(f"{where}: {error}") from error
-        pair = closest_pair(positions, edge_index, shift, lengths) if min_distance > 0 else None
-        if pair is not None and pair[2] < min_distance:
+        pair = closest_pair(positions, edge_index, shift, lengths)
+        if pair is not None and pair[2] < min_distance:  # never with min_distance 0: the check is off
             raise DataValidationError(f"{where}: {describe_pair(*pair)} (< min_distance {min_distance} Å): "
                                       "overlapping atoms; fix or drop the frame")
