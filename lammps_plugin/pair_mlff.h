@@ -143,6 +143,7 @@ class PairMLFF : public Pair {
   void share_comm_sizes();
   void map_types(char **elements, int nelements);
   void evaluate(Model &, Graph &, Result &);
+  [[noreturn]] void no_room(const Model &, const Graph &, const std::string &why);
   void evaluate_shell(Model &, Graph &, Result &);
   void evaluate_halo(Model &, Graph &, Result &);
   void scatter_back(const Graph &, const Result &);

@@ -11,6 +11,7 @@
 #include "utils.h"
 
 #include <ATen/Parallel.h>
+#include <sstream>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/headeronly/version.h>
 
@@ -27,6 +28,30 @@ torch::Tensor on_cpu(const torch::Tensor &t)
 }
 
 }    // namespace
+
+std::string LAMMPS_NS::error_line(const char *text)
+{
+  const std::string s(text);
+  if (s.rfind("The following operation failed in the TorchScript interpreter", 0) != 0) return first_line(text);
+  std::istringstream lines(s);
+  std::string line, last;
+  for (std::string l; std::getline(lines, l);)
+    if (l.find("Error: ") != std::string::npos && l.find_first_of(" \t") != 0) last = l;
+  if (last.empty()) return first_line(text);
+  last = last.substr(last.find("Error: ") + 7);
+  const std::string check = "err == 0. ";    // c10's "[enforce fail at FILE:LINE] err == 0. " prefix
+  if (last.rfind("[enforce fail", 0) == 0 && last.find(check) != std::string::npos)
+    last = last.substr(last.find(check) + check.size());
+  return last;
+}
+
+bool LAMMPS_NS::out_of_memory(const char *text)
+{
+  const std::string s(text);
+  for (const char *marker : {"out of memory", "can't allocate memory", "not enough memory"})
+    if (s.find(marker) != std::string::npos) return true;
+  return false;
+}
 
 /* The model's compiled layers, where this machine built them for its device (`mlff lammps compile`;
    the folder is found from the file's content, see compiled_cache.h). Absent: TorchScript runs. */
@@ -137,8 +162,32 @@ void PairMLFF::evaluate(Model &model, Graph &g, Result &r)
     else
       evaluate_shell(model, g, r);
   } catch (const std::exception &e) {
-    error->one(FLERR, "mlff model evaluation failed ({}): {}", model.path, first_line(e.what()));
+    if (out_of_memory(e.what())) no_room(model, g, error_line(e.what()));
+    error->one(FLERR, "mlff model evaluation failed ({}): {}", model.path, error_line(e.what()));
   }
+}
+
+/* Out of memory in the model: an error that says what bounds it (chunk N; smaller chunks; more ranks). */
+void PairMLFF::no_room(const Model &model, const Graph &g, const std::string &why)
+{
+  const int64_t nlocal = atom->nlocal, nghost = (int64_t) g.atoms.size() - nlocal;
+  int64_t suggest = 64;    // a quarter of the local atoms, as a power of two
+  while (suggest * 8 <= nlocal) suggest *= 2;
+  std::string fix;
+  if (chunk_atoms > 0 && chunk_atoms <= 64)
+    fix = "spread the atoms over more ranks and GPUs";
+  else if (chunk_atoms > 0)
+    fix = fmt::format("use a smaller chunk (e.g. chunk {}) or spread the atoms over more ranks and GPUs",
+                      std::max<int64_t>(64, std::min<int64_t>(suggest, chunk_atoms / 2)));
+  else
+    fix = fmt::format("add 'chunk {}' to pair_style mlff{} (each layer then runs on that many atoms at a time and "
+                      "is recomputed for the forces: bounded memory, about 1.5x the time){}, or spread the atoms over "
+                      "more ranks and GPUs",
+                      suggest, compiled_request == "yes" ? " instead of 'compiled yes'" : "",
+                      model.has_chunked ? "" : " after re-exporting the model with this mlff (mlff deploy OLD.pt -o "
+                                               "NEW.pt)");
+  error->one(FLERR, "mlff: out of {} memory evaluating {} local and {} ghost atoms with {} ({}): {}",
+             model.device.str(), nlocal, nghost, model.path, why, fix);
 }
 
 /* halo shell: one call of the model's forward (the engine contract) on the whole ghost shell. */

@@ -54,6 +54,13 @@ inline std::string first_line(const char *text)
   return s.substr(0, s.find('\n'));
 }
 
+/* The line of an exception's message that says what failed: TorchScript's interpreter puts its
+   traceback first and the error ("RuntimeError: ...") last; libtorch's own errors put it first. */
+std::string error_line(const char *text);
+
+/* Whether an exception's message says that an allocation failed (CUDA's or the CPU allocator's). */
+bool out_of_memory(const char *text);
+
 }    // namespace LAMMPS_NS
 
 #endif

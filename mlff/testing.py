@@ -325,3 +325,144 @@ def run_cli(args: Sequence[str]) -> subprocess.CompletedProcess:
         except SystemExit as stop:  # argparse's usage errors
             code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
     return subprocess.CompletedProcess(["mlff", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+def address_space(field: str = "VmSize") -> int:
+    """This process's virtual memory in bytes (``VmSize``; ``VmPeak``: its peak so far). Linux only."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+@contextlib.contextmanager
+def memory_cap(extra_bytes: int):
+    """Allocations beyond ``extra_bytes`` more than this process's virtual memory now fail (the
+    soft ``RLIMIT_AS``, restored on exit): a real out-of-memory error from the CPU allocator, as
+    on a full GPU. Large allocations must go to fresh pages for it to bite (run the process with
+    ``MALLOC_MMAP_THRESHOLD_`` set, so freed memory is not reused from the heap). Linux only."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (address_space() + int(extra_bytes), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@contextlib.contextmanager
+def device_memory_cap(device: torch.device, extra_bytes: int):
+    """:func:`memory_cap` for ``device``: on a GPU, torch's allocator refuses to hold more than
+    ``extra_bytes`` beyond what it holds now (``set_per_process_memory_fraction``)."""
+    if device.type != "cuda":
+        with memory_cap(extra_bytes):
+            yield
+        return
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_reserved(device) + extra_bytes) / total, device)
+    try:
+        yield
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.empty_cache()
+
+
+def out_of_memory_probe(path, device: str = "cpu", repeat: int = 8) -> dict:
+    """Runs a float64 Cu model out of memory for real on ``device`` and reports what happened
+    (tests/modelfile/test_out_of_memory.py reads it): the memory a whole-layer call of
+    ``4 * repeat**3`` atoms needed (``need_mb``), then under a cap of half that: the MemoryError
+    of ``chunk_atoms=0`` (``fixed``), the largest difference from the uncapped results with
+    ``chunk_atoms="auto"`` (``error``) and its warnings (``warnings``, and ``warnings_after`` for a
+    second call), the MemoryError of a file without chunks (``older``) and, under a 1 MB cap, the
+    MemoryError once chunks of 64 atoms do not fit (``tight``). On the CPU, run it in a process
+    started with ``MALLOC_MMAP_THRESHOLD_`` set (see :func:`memory_cap`)."""
+    import warnings
+
+    import mlff
+
+    dev = torch.device(device)
+    mlff.deploy(tiny_model(["Cu"], r_cut=4.0, num_features=16), path)
+    cell = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms = cell.repeat(repeat)
+    atoms.rattle(0.05, seed=1)
+
+    def results(calc, structure):
+        structure = structure.copy()
+        structure.calc = calc
+        return [structure.get_potential_energy(), structure.get_forces(), structure.get_stress()]
+
+    def used():
+        return torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else address_space("VmPeak")
+
+    results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0), cell)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    before = torch.cuda.memory_allocated(dev) if dev.type == "cuda" else address_space()
+    want = results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0), atoms)
+    need = used() - before
+    out = {"atoms": len(atoms), "need_mb": need / 2**20}
+    with device_memory_cap(dev, need // 2), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0), atoms)
+        except MemoryError as error:
+            out["fixed"] = str(error)
+        calc = mlff.MLFFCalculator(path, device=device)  # chunk_atoms="auto"
+        got = results(calc, atoms)
+        out["error"] = [float(np.abs(np.asarray(g) - np.asarray(w)).max()) for g, w in zip(got, want)]
+        out["warnings"] = [str(w.message) for w in caught]
+        moved = atoms.copy()
+        moved.rattle(0.01, seed=2)
+        results(calc, moved)  # starts in the chunks that fitted
+        out["warnings_after"] = len(caught) - len(out["warnings"])
+        older = mlff.load(path, device, compiled=False)
+        object.__setattr__(older.metadata, "capabilities", ["forward", "halo_exchange"])  # as files before chunks
+        try:
+            results(mlff.MLFFCalculator(older), atoms)
+        except MemoryError as error:
+            out["older"] = str(error)
+    model = mlff.load(path, device, compiled=False)
+    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut)
+    graph = [data[name].to(dev) for name in ("positions", "edge_index", "edge_shift", "species")]
+    with device_memory_cap(dev, 2**20):  # not even the edges' vectors fit
+        try:
+            model(*graph, chunk_atoms="auto")
+        except MemoryError as error:
+            out["tight"] = str(error)
+    return out
+
+
+def out_of_memory_report(path, device: str = "cpu") -> dict:
+    """:func:`out_of_memory_probe` on ``device``: on a GPU in this process, on the CPU in a child
+    process with the allocator settings the address-space cap needs."""
+    if torch.device(device).type == "cuda":
+        return out_of_memory_probe(path, device)
+    import json
+    import os
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
+    probe = ("import json, sys, torch; from mlff.testing import out_of_memory_probe; torch.set_num_threads(1); "
+             "print(json.dumps(out_of_memory_probe(sys.argv[1])))")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    if done.returncode != 0:
+        raise AssertionError(f"the out-of-memory probe failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def assert_out_of_memory_handled(out: dict, device: str) -> None:
+    """What :func:`out_of_memory_probe` reported is what mlff promises when memory runs out
+    (:mod:`mlff.modelfile.memory`)."""
+    assert out["atoms"] == 2048 and out["need_mb"] > 10, out  # enough memory per call for the cap to bite
+    assert out["fixed"].startswith(f"out of {device} memory evaluating 2048 atoms in one pass ("), out
+    assert "pass chunk_atoms='auto' or a number of atoms" in out["fixed"], out
+    # the same numbers in chunks (float64), said once, and later calls start there
+    assert max(out["error"]) < 1e-10, out["error"]
+    assert len(out["warnings"]) == 1 and out["warnings_after"] == 0, out
+    assert out["warnings"][0].startswith(f"mlff: 2048 atoms did not fit in {device} memory in one pass; evaluated "
+                                         "them in chunks of "), out
+    assert "re-export it with this mlff (mlff deploy OLD.pt -o NEW.pt)" in out["older"], out
+    assert "in chunks of 64 atoms" in out["tight"] and "the smallest chunk tried" in out["tight"], out

@@ -18,6 +18,7 @@ from ..data import neighbors_torch
 from ..data.neighbors import check_structure
 from ..data.validate import closest_pair, describe_pair, shortest_period
 from ..modelfile import DeployedModel, load
+from ..modelfile.memory import AUTO, check_chunk_atoms
 
 _GRAPH_CHANGES = {"positions", "numbers", "cell", "pbc"}
 
@@ -63,12 +64,15 @@ class MLFFCalculator(Calculator):
         cell list in torch on the model's device, for cells periodic in three directions with faces
         at least three cutoffs apart; the host list otherwise) or ``"auto"`` (the default:
         ``"device"`` on a GPU, ``"host"`` on the CPU, where vesin is faster). Same edges either way.
-    chunk_atoms : evaluate the layers in chunks of this many atoms, keeping no autograd graph in the
-        forward pass and recomputing one chunk at a time for the forces: peak memory is bounded by
-        one chunk's graph instead of growing with every layer's (for systems too large for memory
-        otherwise; docs/performance.md: 0.05 instead of 0.64 MB per atom for a 2 x 64 l_max 2
-        model in float32). The same results to rounding, 1.4-1.6x the time. 0 (default): one
-        pass. Not with the compiled copy.
+    chunk_atoms : ``"auto"`` (the default): whole layers, and where a structure does not fit in
+        the device's memory that way, the layers in chunks of atoms (the largest chunk that fits,
+        halving from half the atoms; a RuntimeWarning says so once per chunk size, and later calls
+        start there). N: chunks of N atoms from the start; 0: whole layers only. In chunks the
+        forward pass keeps no autograd graph and the forces recompute one chunk at a time: peak
+        memory is bounded by one chunk's graph instead of growing with every layer's
+        (docs/performance.md: 0.05 instead of 0.64 MB per atom for a 2 x 64 l_max 2 model in
+        float32), the same results to rounding, 1.4-1.6x the time. Not with the compiled copy.
+        Running out of memory with a fixed setting is a MemoryError that says what to change.
 
     Properties: ``energy``/``free_energy`` (eV), ``energies`` (eV/atom), ``forces`` (eV/Å) and, for
     cells periodic in all three directions, ``stress`` (Voigt, eV/Å^3, ASE sign) and ``stresses``
@@ -89,12 +93,10 @@ class MLFFCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
 
     def __init__(self, model: str | os.PathLike | DeployedModel | Sequence, device: str = "cpu",
-                 charge: float = 0.0, min_distance: float = 0.6, neighbors: str = "auto", chunk_atoms: int = 0,
-                 **kwargs):
+                 charge: float = 0.0, min_distance: float = 0.6, neighbors: str = "auto",
+                 chunk_atoms: int | str = "auto", **kwargs):
         super().__init__(**kwargs)
-        if isinstance(chunk_atoms, bool) or not isinstance(chunk_atoms, int) or chunk_atoms < 0:
-            raise ValueError(f"chunk_atoms is a number of atoms (0: no chunks), got {chunk_atoms!r}")
-        self.chunk_atoms = chunk_atoms
+        self.chunk_atoms = check_chunk_atoms(chunk_atoms)
         if neighbors not in ("auto", "host", "device"):
             raise ValueError(f"neighbors must be 'auto', 'host' or 'device', got {neighbors!r}")
         self._lock = threading.RLock()  # ASE keeps one structure and its results per calculator
@@ -112,7 +114,7 @@ class MLFFCalculator(Calculator):
                 raise ValueError(f"committee member {member} has species {other.species} and r_cut {other.r_cut} Å, "
                                  f"the first has {self.model.species} and {self.model.r_cut} Å: a committee needs "
                                  f"models of the same species and cutoff")
-        if chunk_atoms:
+        if self.chunk_atoms not in (0, AUTO):
             for member in self.models:
                 member.check_chunked()
         self.species_map = SpeciesMap(self.model.species)

@@ -7,13 +7,14 @@ import os
 import warnings
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import torch
 
 from ..runtime import tune_allocator
 from .compiled_copy import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential, CompileError, build_local_package
 from .format import FORMAT_VERSION, torchscript_quiet
+from .memory import AUTO, ChunkPolicy, allocator_message, check_chunk_atoms, is_out_of_memory, release_cached
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
 _STANDARD_OUTPUTS = ("energy", "atomic_energy", "forces", "virial", "atomic_virial")
@@ -128,6 +129,7 @@ class DeployedModel:
         self.device = torch.device(device)
         # the file's AOTInductor copy (mlff.modelfile.compiled_copy), run for calls without ghost atoms
         self.compiled = compiled
+        self._chunks = ChunkPolicy()  # where chunk_atoms="auto" has settled
 
     @property
     def species(self) -> list:
@@ -145,11 +147,63 @@ class DeployedModel:
         species: torch.Tensor,
         n_local: Optional[int] = None,
         total_charge: float = 0.0,
-        chunk_atoms: int = 0,
+        chunk_atoms: Union[int, str] = 0,
     ) -> Dict[str, torch.Tensor]:
-        """``chunk_atoms > 0``: the file's ``forward_chunked`` (peak memory bounded by that many
-        atoms, about one more forward pass of the layers in time) instead of ``forward``."""
+        """``chunk_atoms``: 0 runs whole layers (the file's ``forward``, or its compiled copy); N > 0
+        the file's ``forward_chunked`` (peak memory bounded by N atoms, about one more forward pass
+        of the layers in time); ``"auto"`` whole layers, then chunks where they do not fit in memory
+        (:mod:`mlff.modelfile.memory`). Running out of memory otherwise is a MemoryError that says
+        what to change."""
         n_local = positions.shape[0] if n_local is None else int(n_local)
+        chunk_atoms = check_chunk_atoms(chunk_atoms)
+        graph = (positions, edge_index, edge_shift, species, n_local, total_charge)
+        if chunk_atoms != AUTO:
+            try:
+                return self._evaluate(*graph, chunk_atoms)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                fix = ("pass a smaller chunk_atoms, or use fewer atoms or a device with more memory" if chunk_atoms
+                       else "pass chunk_atoms='auto' or a number of atoms to evaluate the layers in chunks")
+                raise MemoryError(f"{self._no_room(n_local, chunk_atoms, error)}: {fix}") from error
+        first = chunk = self._chunks.start(n_local)
+        while True:
+            try:
+                out = self._evaluate(*graph, chunk)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                failure = error
+            else:
+                if chunk != first:
+                    self._chunks.settle(chunk)
+                    how = f"in chunks of {first} atoms" if first else "in one pass"
+                    warnings.warn(f"mlff: {n_local} atoms did not fit in {self.device} memory {how}; evaluated them "
+                                  f"in chunks of {chunk} atoms (the same results, about 1.5x the time), as later "
+                                  f"calls will (chunk_atoms={chunk} starts there)", RuntimeWarning, stacklevel=2)
+                return out
+            following = self._chunks.next_after(chunk, n_local)
+            if following is None:
+                raise MemoryError(f"{self._no_room(n_local, chunk, failure)}, the smallest chunk tried: use fewer "
+                                  "atoms or a device with more memory") from failure
+            if not self.can_chunk:
+                raise MemoryError(f"{self._no_room(n_local, chunk, failure)}, and this model file (mlff "
+                                  f"{self.metadata.mlff_version or 'unknown'}) cannot evaluate in chunks of atoms: "
+                                  "re-export it with this mlff (mlff deploy OLD.pt -o NEW.pt)") from failure
+            release_cached(self.device)
+            chunk = following
+
+    def _no_room(self, n_local: int, chunk: int, error: BaseException) -> str:
+        how = f"in chunks of {chunk} atoms" if chunk else "in one pass"
+        return f"out of {self.device} memory evaluating {n_local} atoms {how} ({allocator_message(error)})"
+
+    @property
+    def can_chunk(self) -> bool:
+        return "chunked" in self.metadata.capabilities and hasattr(self.module, "forward_chunked")
+
+    def _evaluate(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
+                  species: torch.Tensor, n_local: int, total_charge: float,
+                  chunk_atoms: int) -> Dict[str, torch.Tensor]:
         if chunk_atoms:
             self.check_chunked()
         elif self.compiled is not None and n_local == positions.shape[0]:
@@ -168,7 +222,7 @@ class DeployedModel:
 
     def check_chunked(self) -> None:
         """A ModelFileError unless the file can evaluate in chunks (``forward_chunked``)."""
-        if "chunked" not in self.metadata.capabilities or not hasattr(self.module, "forward_chunked"):
+        if not self.can_chunk:
             raise ModelFileError(f"this model file (mlff {self.metadata.mlff_version or 'unknown'}) cannot evaluate "
                                  "in chunks of atoms (chunk_atoms): it was exported by an earlier mlff; re-export "
                                  "it with this one: mlff deploy OLD.pt -o NEW.pt")

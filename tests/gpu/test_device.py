@@ -14,8 +14,8 @@ from ase.io import read, write
 
 import mlff
 from mlff.data import SpeciesMap, from_ase
-from mlff.testing import (assert_e3_equivariant, calculator_results, image_halo, small_molecule, tiny_model,
-                          triclinic_cell)
+from mlff.testing import (assert_e3_equivariant, assert_out_of_memory_handled, calculator_results, image_halo,
+                          out_of_memory_report, small_molecule, tiny_model, triclinic_cell)
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 STRUCTURES = {"triclinic": triclinic_cell(4, repeat=(2, 1, 1)), "molecule": small_molecule(1)}
@@ -69,6 +69,13 @@ def test_chunked_calculator_on_device(device, model_path):
         results.append({"energy": np.array(atoms.get_potential_energy()), "forces": atoms.get_forces(),
                         "stress": atoms.get_stress()})
     _assert_close(results[0], results[1], TOLERANCE[dtype])
+
+
+def test_out_of_device_memory_falls_back_to_chunks(device, tmp_path):
+    """chunk_atoms="auto": where whole layers do not fit in the device's memory (capped to half of
+    what they need), chunks that do, with the uncapped results; fixed settings are clear errors."""
+    report = out_of_memory_report(tmp_path / "m.pt", device)
+    assert_out_of_memory_handled(report, str(torch.device(device)))
 
 
 def test_equivariance_on_device(device, tmp_path):

