@@ -14,7 +14,8 @@ import torch
 from ..runtime import tune_allocator
 from .compiled_copy import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential, CompileError, build_local_package
 from .format import FORMAT_VERSION, torchscript_quiet
-from .memory import AUTO, ChunkPolicy, allocator_message, check_chunk_atoms, is_out_of_memory, release_cached
+from .memory import (AUTO, ChunkPolicy, allocator_message, check_chunk_atoms, failed_allocations, is_out_of_memory,
+                     release_cached)
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
 _STANDARD_OUTPUTS = ("energy", "atomic_energy", "forces", "virial", "atomic_virial")
@@ -168,10 +169,11 @@ class DeployedModel:
                 raise MemoryError(f"{self._no_room(n_local, chunk_atoms, error)}: {fix}") from error
         first = chunk = self._chunks.start(n_local)
         while True:
+            failed_before = failed_allocations(self.device)
             try:
                 out = self._evaluate(*graph, chunk)
             except Exception as error:
-                if not is_out_of_memory(error):
+                if not is_out_of_memory(error, failed_before, self.device):
                     raise
                 failure = error
             else:

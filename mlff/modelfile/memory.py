@@ -36,11 +36,24 @@ def check_chunk_atoms(value) -> Union[int, str]:
     return value
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` says that an allocation failed (on any device)."""
+def is_out_of_memory(error: BaseException, failed_before: Optional[int] = None,
+                     device: Optional[torch.device] = None) -> bool:
+    """Whether ``error`` says that an allocation failed (on any device), or (with ``failed_before``,
+    :func:`failed_allocations` of ``device`` before the call) an allocation failed during the call."""
     if isinstance(error, _OOM_TYPES):
         return True
+    if failed_before is not None and device is not None and failed_allocations(device) > failed_before:
+        return True
     return isinstance(error, RuntimeError) and any(marker in str(error) for marker in _MARKERS)
+
+
+def failed_allocations(device: torch.device) -> int:
+    """How many allocations on ``device`` have failed so far (CUDA counts them; 0 elsewhere). A
+    count that grew during a call marks its error as out of memory even where the error's text
+    does not say so (an AOTInductor package reports only that its run failed)."""
+    if device.type != "cuda" or not torch.cuda.is_initialized():
+        return 0
+    return int(torch.cuda.memory_stats(device).get("num_ooms", 0))
 
 
 def allocator_message(error: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from ..data.dataset import LazyAtomicData, Prefetcher
 from ..data.readers import write_frames
 from .distributed import Distributed
 from .loss import batch_counts, loss_fn
+from .parts import MemoryParts
 
 _SUMS = ("e_abs", "e_sq", "e_n", "f_abs", "f_sq", "f_n", "s_abs", "s_sq", "s_n", "d_abs", "d_sq", "d_n")
 
@@ -25,6 +26,11 @@ class Metrics:
         self.sums = torch.zeros(len(_SUMS), dtype=torch.float64)
 
     def update(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> None:
+        self.sums += self.batch_sums(out, batch)
+
+    @staticmethod
+    def batch_sums(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The sums of one batch (what :meth:`update` adds)."""
         natoms = (batch[keys.PTR_KEY][1:] - batch[keys.PTR_KEY][:-1]).to(torch.float64)
         e = ((out[keys.ENERGY_KEY] - batch[keys.REF_ENERGY_KEY]) / natoms).detach().cpu()
         f = (out[keys.FORCES_KEY] - batch[keys.REF_FORCES_KEY]).detach().cpu()
@@ -39,10 +45,10 @@ class Metrics:
         if keys.DIPOLE_KEY in out and keys.HAS_DIPOLE_KEY in batch:
             has_dipole = batch[keys.HAS_DIPOLE_KEY].cpu() > 0
             d = (out[keys.DIPOLE_KEY].detach().cpu()[has_dipole] - batch[keys.REF_DIPOLE_KEY].cpu()[has_dipole]).ravel()
-        self.sums += torch.tensor([e.abs().sum(), e.square().sum(), e.numel(),
-                                   f.abs().sum(), f.square().sum(), f.numel(),
-                                   s.abs().sum(), s.square().sum(), s.numel(),
-                                   d.abs().sum(), d.square().sum(), d.numel()], dtype=torch.float64)
+        return torch.tensor([e.abs().sum(), e.square().sum(), e.numel(),
+                             f.abs().sum(), f.square().sum(), f.numel(),
+                             s.abs().sum(), s.square().sum(), s.numel(),
+                             d.abs().sum(), d.square().sum(), d.numel()], dtype=torch.float64)
 
     def compute(self) -> Dict[str, float]:
         v = dict(zip(_SUMS, self.sums.tolist()))
@@ -66,11 +72,13 @@ def format_metrics(metrics: Dict[str, float]) -> str:
 
 
 def evaluate(model, data: List[dict], batch_size: int, weights: Dict[str, float], kind: str, delta: float,
-             dist, device, workers: int = 0) -> Tuple[float, Dict[str, float]]:
+             dist, device, workers: int = 0, parts: Optional[MemoryParts] = None) -> Tuple[float, Dict[str, float]]:
     """Loss and metrics of ``model`` on ``data`` (AtomicData dicts), each rank taking every
     ``world_size``-th structure; summed over ranks. Frames read when drawn (a
     :class:`~mlff.data.dataset.LazyAtomicData`) are built ahead by ``workers`` processes (0: a
-    thread), and their label counts come without their graphs."""
+    thread), and their label counts come without their graphs. Batches that do not fit in memory
+    run in parts (``parts``, kept by the caller across calls; a new one by default)."""
+    parts = parts if parts is not None else MemoryParts("evaluating", device, print)
     metrics = Metrics()
     lazy = isinstance(data, LazyAtomicData)
     counts = data.label_counts() if lazy else batch_counts(data)
@@ -81,15 +89,22 @@ def evaluate(model, data: List[dict], batch_size: int, weights: Dict[str, float]
     try:
         for k, indices in enumerate(batches):
             items = prefetch.take(k) if prefetch is not None else [data[i] for i in indices]
-            batch = {key: value.to(device) for key, value in collate(items).items()}
-            out = model(batch)
-            loss += loss_fn(out, batch, counts, weights, kind, delta).detach().cpu()
-            metrics.update(out, batch)
+            for part_loss, part_sums in parts.run(items, lambda part: _sums(model, part, counts, weights, kind, delta,
+                                                                            device), lambda: None):
+                loss += part_loss
+                metrics.sums += part_sums
     finally:
         if prefetch is not None:
             prefetch.close()
     dist.sum_(metrics.sums)
     return float(dist.sum_(loss)), metrics.compute()
+
+
+def _sums(model, items, counts, weights, kind, delta, device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The loss and metric sums of one batch."""
+    batch = {key: value.to(device) for key, value in collate(items).items()}
+    out = model(batch)
+    return loss_fn(out, batch, counts, weights, kind, delta).detach().cpu(), Metrics.batch_sums(out, batch)
 
 
 def score_test(model, data, config, path, log) -> Dict[str, object]:
@@ -98,8 +113,9 @@ def score_test(model, data, config, path, log) -> Dict[str, object]:
     if not data.test:
         return {}
     weights = {"energy": 1.0, "forces": 1.0, "stress": 1.0, "dipole": 0.0}  # the loss is not reported
+    device = next(model.parameters()).device
     _, metrics = evaluate(model, data.test, config.batch_size, weights, config.loss, config.huber_delta,
-                          Distributed(), next(model.parameters()).device, config.loader_workers())
+                          Distributed(), device, config.loader_workers(), MemoryParts("scoring", device, log))
     write_frames(path, data.test_frames)
     log(f"test ({len(data.test)} held-out frames, written to {path}): {format_metrics(metrics)}")
     return {"test_metrics": metrics, "test_frames": len(data.test)}

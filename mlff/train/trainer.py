@@ -38,6 +38,7 @@ from .loss import batch_counts, loss_fn
 from .metrics import evaluate, format_metrics, score_test
 from .prepare import prepare_data, starting_model
 from .run_lock import lock_output_dir
+from .parts import MemoryParts
 from .schedule import Schedule
 from .state import RunState, TrainResult, restore_run, run_checkpoint, saved_run
 
@@ -86,6 +87,8 @@ class Trainer:
         self.signals = None
         self.stop_reason = ""
         self.compile_policy = CompilePolicy(c, self.log)
+        self.step_parts = MemoryParts("training on", self.device, self.log)
+        self.validation_parts = MemoryParts("validating", self.device, self.log)
 
     @property
     def weights(self) -> Dict[str, float]:
@@ -110,14 +113,18 @@ class Trainer:
         mine = items[self.dist.rank::self.dist.world_size]
         loss_value = torch.zeros((), dtype=torch.float64)
         compiled = self.compile_policy.compiled
-        if mine:
-            batch = {k: v.to(self.device) for k, v in collate(mine).items()}
+
+        def gradients(part) -> torch.Tensor:  # the part's loss; its gradients added to the model's
+            batch = {k: v.to(self.device) for k, v in collate(part).items()}
             loss = compiled.step(with_edge_layout(batch), counts, self.weights) if compiled else None
             if loss is None:  # eager (or a batch outside the compiled domain: a single structure)
                 self.compile_policy.eager_steps += compiled is not None
                 loss = loss_fn(self.model(batch), batch, counts, self.weights, self.config.loss, self.config.huber_delta)
                 loss.backward()
-            loss_value = loss.detach().cpu().to(torch.float64)
+            return loss.detach().cpu().to(torch.float64)
+
+        if mine:  # in parts where the batch does not fit in memory (mlff.train.parts)
+            loss_value = sum(self.step_parts.run(mine, gradients, self._drop_gradients))
         self.dist.sum_gradients(self.model)
         if self.config.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.trainable, self.config.clip_grad_norm)
@@ -125,6 +132,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update(self.model)
         return float(self.dist.sum_(loss_value))
+
+    def _drop_gradients(self) -> None:
+        """After a part of a batch ran out of memory: the gradients of the parts before it go."""
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _train_epoch(self) -> float:
         s = self.state
@@ -219,7 +230,7 @@ class Trainer:
         self.ema.copy_to(self.eval_model)
         c = self.config
         return evaluate(self.eval_model, self.data.valid, c.batch_size, self.weights, c.loss, c.huber_delta,
-                        self.dist, self.device, c.loader_workers())
+                        self.dist, self.device, c.loader_workers(), self.validation_parts)
 
     # ---- the run -----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
