@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"mlff {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError, KeyError) as error:
+    except (ValueError, OSError, RuntimeError, KeyError, MemoryError) as error:
         if args.debug:
             raise
         message = str(error).strip() or type(error).__name__

@@ -58,6 +58,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         mlff_main(["--debug", "train", str(tmp_path / "missing.yaml")])
 
 
+def test_cli_says_what_ran_out_of_memory(tmp_path, capsys, monkeypatch):
+    """A MemoryError of mlff (mlff.modelfile.memory, mlff.train.parts) is a message, not a traceback."""
+    def out_of_memory(args):
+        raise MemoryError("out of cuda:0 memory training on one structure at a time (...): the largest structure")
+
+    monkeypatch.setattr("mlff.cli.train.run", out_of_memory)
+    assert mlff_main(["train", str(tmp_path / "any.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mlff train: error: out of cuda:0 memory training on one structure") and "Traceback" not in err
+
+
 def test_evaluate_json_to_stdout(tmp_path, model_file, capsys):
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
