@@ -16,18 +16,30 @@ from .data.stats import species_counts
 from .train.metrics import UNITS, Metrics
 
 
-def predict_frames(model_path, frames: Sequence[Frame], device: str = "cpu") -> List[dict]:
+def predict_frames(model_path, frames: Sequence[Frame], device: str = "cpu", batch_atoms: int = 1024) -> List[dict]:
     """Model predictions (energy, forces, stress as 3x3 or None) for each frame. ``model_path``
     may be a list of model files (a committee: mean predictions, plus ``energy_std`` and
-    ``forces_std`` per frame)."""
+    ``forces_std`` per frame). Frames go ``batch_atoms`` atoms per model call
+    (:mod:`mlff.calculators.batched`; one per call for models with a dipole head or extra outputs)."""
     from .calculators import MLFFCalculator
+    from .calculators.batched import batchable, predict_batched
 
     calc = MLFFCalculator(model_path, device=device)
-    predictions = []
     # a progress bar on a terminal only (quiet in logs and pipes); thousands of frames take minutes
-    bar = tqdm(frames, desc="evaluating", unit="frame", leave=False, mininterval=0.5,
+    bar = tqdm(total=len(frames), desc="evaluating", unit="frame", leave=False, mininterval=0.5,
                disable=len(frames) < 100 or not sys.stderr.isatty())
-    for frame in bar:
+    predictions = []
+    if batchable(calc):
+        for result in predict_batched(calc, [frame.atoms for frame in frames], batch_atoms,
+                                      [frame.source for frame in frames]):
+            predictions.append({"energy": result["energy"], "forces": result["forces"], "stress": result["stress"],
+                                "dipole": None})
+            if "forces_std" in result:
+                predictions[-1].update(energy_std=result["energy_std"], forces_std=result["forces_std"])
+            bar.update(1)
+        bar.close()
+        return predictions
+    for frame in frames:
         atoms = frame.atoms.copy()
         atoms.calc = calc
         stress = atoms.get_stress(voigt=False) if atoms.pbc.all() else None
@@ -36,6 +48,8 @@ def predict_frames(model_path, frames: Sequence[Frame], device: str = "cpu") -> 
                             "dipole": atoms.get_dipole_moment() if has_dipole else None})
         if "forces_std" in calc.results:
             predictions[-1].update(energy_std=calc.results["energy_std"], forces_std=calc.results["forces_std"])
+        bar.update(1)
+    bar.close()
     return predictions
 
 

@@ -26,15 +26,25 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 from mlff import MLFFCalculator
+from mlff.calculators.batched import batchable, predict_batched
+
+
+def spreads(frames, calc):
+    """Each frame's max_forces_std, many frames per model call where the models allow it."""
+    if batchable(calc):
+        return [result["max_forces_std"] for result in predict_batched(calc, frames)]
+    values = []
+    for atoms in frames:
+        atoms.calc = calc
+        atoms.get_forces()
+        values.append(calc.results["max_forces_std"])
+    return values
 
 
 def flag(frames, calc, threshold, min_gap):
     """(index, max_forces_std) of the flagged frames."""
     flagged, last = [], -min_gap
-    for index, atoms in enumerate(frames):
-        atoms.calc = calc
-        atoms.get_forces()
-        spread = calc.results["max_forces_std"]
+    for index, spread in enumerate(spreads(frames, calc)):
         if spread > threshold and index - last >= min_gap:
             flagged.append((index, spread))
             last = index

@@ -36,6 +36,16 @@ def _check_finite(out) -> None:
                           "what the model was fitted to (overlapping or exploding atoms?)")
 
 
+def committee_spread(energies: Sequence[float], forces: Sequence[np.ndarray], mean_forces: np.ndarray) -> dict:
+    """A committee's spread on one structure: ``energy_std`` (eV), ``forces_std`` (per atom, eV/Å:
+    the root mean square over models of the deviation from the mean force vector) and
+    ``max_forces_std``."""
+    deviation = np.stack(forces) - mean_forces
+    forces_std = np.sqrt((deviation**2).sum(axis=2).mean(axis=0))
+    return {"energy_std": float(np.std(energies)), "forces_std": forces_std,
+            "max_forces_std": float(forces_std.max()) if forces_std.size else 0.0}
+
+
 def _finite(name: str, value) -> float:
     try:
         number = float(value)
@@ -215,10 +225,8 @@ class MLFFCalculator(Calculator):
             **{name: out[name] for name in self._extra},
         }
         if len(outs) > 1:
-            deviation = np.stack([o[keys.FORCES_KEY] for o in outs]) - out[keys.FORCES_KEY]
-            forces_std = np.sqrt((deviation**2).sum(axis=2).mean(axis=0))
-            self.results.update({"energy_std": float(np.std([float(o[keys.ENERGY_KEY]) for o in outs])),
-                                 "forces_std": forces_std, "max_forces_std": float(forces_std.max())})
+            self.results.update(committee_spread([float(o[keys.ENERGY_KEY]) for o in outs],
+                                                 [o[keys.FORCES_KEY] for o in outs], out[keys.FORCES_KEY]))
         if self.atoms.pbc.any():
             self.results.pop(keys.DIPOLE_KEY, None)  # not defined for periodic structures
         if periodic:
