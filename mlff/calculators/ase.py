@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..data import neighbors_torch
 from ..data.neighbors import check_structure
 from ..data.validate import closest_pair, describe_pair, shortest_period
 from ..modelfile import DeployedModel, load
-from ..modelfile.memory import AUTO, check_chunk_atoms
+from ..modelfile.memory import AUTO, check_chunk_atoms, failed_allocations, is_out_of_memory, release_cached
 
 _GRAPH_CHANGES = {"positions", "numbers", "cell", "pbc"}
 
@@ -140,7 +141,19 @@ class MLFFCalculator(Calculator):
     def _build_graph(self, atoms) -> dict:
         self._check_distance(0, 0, shortest_period(atoms.cell.array, atoms.pbc))  # before listing millions of images
         if self.device_neighbors and len(atoms) and neighbors_torch.applies(atoms.cell.array, atoms.pbc, self.model.r_cut):
-            return self._device_graph(atoms)
+            device = self.model.device
+            failed_before = failed_allocations(device)
+            try:
+                return self._device_graph(atoms)
+            except Exception as error:
+                if not is_out_of_memory(error, failed_before, device):
+                    raise
+            # the cell list's candidate pairs outgrow the device before the model does: the host's
+            # list (vesin), uploaded, from now on
+            release_cached(device)
+            self.device_neighbors = False
+            warnings.warn(f"mlff: the neighbour list of {len(atoms)} atoms did not fit in {device} memory; making "
+                          "neighbour lists on the host from now on (the same edges)", RuntimeWarning, stacklevel=2)
         data = from_ase(atoms, self.species_map, self.model.r_cut, edge_lengths=True)  # checks empty structures too
         graph = {name: data[name] for name in ("positions", "edge_index", "edge_shift", "species")}
         pair = closest_pair(graph["positions"].numpy(), graph["edge_index"].numpy(), graph["edge_shift"].numpy(),

@@ -81,6 +81,37 @@ def test_overlapping_atoms_are_named_by_the_device_list(tmp_path):
         atoms.get_potential_energy()
 
 
+def test_a_device_list_out_of_memory_falls_back_to_the_host(tmp_path, monkeypatch):
+    """The cell list's candidate pairs can outgrow a GPU before the model does: the calculator then
+    makes its lists on the host, says so once, and gives the host list's results."""
+    path = mlff.deploy(tiny_model(), tmp_path / "model.pt")
+    atoms = triclinic_cell(10, repeat=(4, 4, 4))
+    want = atoms.copy()
+    want.calc = mlff.MLFFCalculator(path, neighbors="host")
+    calls = []
+
+    def out_of_memory(*args, **kwargs):
+        calls.append(1)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB.")
+
+    monkeypatch.setattr(neighbors_torch, "neighbor_list", out_of_memory)
+    calc = mlff.MLFFCalculator(path, neighbors="device")
+    got = atoms.copy()
+    got.calc = calc
+    with pytest.warns(RuntimeWarning, match=r"the neighbour list of 256 atoms did not fit in cpu memory; making "
+                                            "neighbour lists on the host from now on"):
+        forces = got.get_forces()
+    np.testing.assert_allclose(forces, want.get_forces(), rtol=0, atol=1e-12)
+    got.rattle(0.01, seed=1)
+    got.get_forces()
+    assert len(calls) == 1 and calc.device_neighbors is False
+    monkeypatch.setattr(neighbors_torch, "neighbor_list", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("bug")))
+    with pytest.raises(RuntimeError, match="bug"):  # other errors are not taken for out of memory
+        other = atoms.copy()
+        other.calc = mlff.MLFFCalculator(path, neighbors="device")
+        other.get_forces()
+
+
 def test_unknown_neighbors_choice(tmp_path):
     path = mlff.deploy(tiny_model(), tmp_path / "model.pt")
     with pytest.raises(ValueError, match="neighbors must be 'auto', 'host' or 'device'"):
