@@ -13,6 +13,7 @@
 #include "atom.h"
 #include "comm.h"
 #include "error.h"
+#include "exceptions.h"
 #include "force.h"
 #include "memory.h"
 #include "neigh_list.h"
@@ -479,9 +480,20 @@ void PairMLFF::compute(int eflag, int vflag)
                                                torch::TensorOptions().dtype(torch::kInt64));
       for (auto *m : members()) m->senders = rows.to(m->device);
     }
-    if (resident)
-      build_resident_graph();
-    else
+    if (resident) {
+      try {
+        build_resident_graph();
+      } catch (const LAMMPSException &) {    // overlapping atoms: LAMMPS's own error, as it is
+        throw;
+      } catch (const std::exception &e) {
+        if (out_of_memory(e.what()))
+          error->one(FLERR, "mlff: out of {} memory selecting the edges of {} local and {} ghost atoms on the "
+                     "device ({}): use 'graph host' in pair_style mlff (the host selects them and only they go up), "
+                     "or spread the atoms over more ranks and GPUs", model->device.str(), nlocal,
+                     (int64_t) kept_graph.atoms.size() - nlocal, error_line(e.what()));
+        error->one(FLERR, "mlff: selecting the edges on {} failed: {}", model->device.str(), error_line(e.what()));
+      }
+    } else
       build_halo_graph(g);
   } else
     build_shell_graph(g);

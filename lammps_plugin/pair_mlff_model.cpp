@@ -32,23 +32,24 @@ torch::Tensor on_cpu(const torch::Tensor &t)
 std::string LAMMPS_NS::error_line(const char *text)
 {
   const std::string s(text);
-  if (s.rfind("The following operation failed in the TorchScript interpreter", 0) != 0) return first_line(text);
-  std::istringstream lines(s);
-  std::string line, last;
-  for (std::string l; std::getline(lines, l);)
-    if (l.find("Error: ") != std::string::npos && l.find_first_of(" \t") != 0) last = l;
-  if (last.empty()) return first_line(text);
-  last = last.substr(last.find("Error: ") + 7);
+  std::string line = first_line(text);
+  if (s.rfind("The following operation failed in the TorchScript interpreter", 0) == 0) {
+    std::istringstream lines(s);
+    std::string last;
+    for (std::string l; std::getline(lines, l);)
+      if (l.find("Error: ") != std::string::npos && l.find_first_of(" \t") != 0) last = l;
+    if (!last.empty()) line = last.substr(last.find("Error: ") + 7);
+  }
   const std::string check = "err == 0. ";    // c10's "[enforce fail at FILE:LINE] err == 0. " prefix
-  if (last.rfind("[enforce fail", 0) == 0 && last.find(check) != std::string::npos)
-    last = last.substr(last.find(check) + check.size());
-  return last;
+  if (line.rfind("[enforce fail", 0) == 0 && line.find(check) != std::string::npos)
+    line = line.substr(line.find(check) + check.size());
+  return line;
 }
 
 bool LAMMPS_NS::out_of_memory(const char *text)
 {
   const std::string s(text);
-  for (const char *marker : {"out of memory", "can't allocate memory", "not enough memory"})
+  for (const char *marker : {"out of memory", "can't allocate memory", "not enough memory", "std::bad_alloc"})
     if (s.find(marker) != std::string::npos) return true;
   return false;
 }

@@ -272,6 +272,14 @@ with memory_cap(cap):
     lmp.command("run 0")
 out["chunked_error"] = abs(lmp.get_thermo("pe") - want)
 lmp.close()
+lmp = start("mlff graph device")                        # the edges selected on the device
+lmp.command("run 0")
+with memory_cap(2**20):
+    try:
+        lmp.command("run 0")
+    except Exception as error:
+        out["graph_error"] = str(error)
+lmp.close()
 print(json.dumps(out))
 """
 
@@ -279,7 +287,8 @@ print(json.dumps(out))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="caps the address space with RLIMIT_AS (Linux)")
 def test_out_of_memory_names_the_chunk_that_fits(plugin, tmp_path):
     """A model call that runs out of memory stops with the atoms, the allocator's message and the
-    chunk to add; that chunk then fits where whole layers did not, with the same energy."""
+    chunk to add; that chunk then fits where whole layers did not, with the same energy. Selecting
+    the edges on the device (graph device) out of memory names 'graph host'."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
     done = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY_CHILD, str(tmp_path / "m.pt")], capture_output=True,
                           text=True, env=env, timeout=600)
@@ -291,3 +300,5 @@ def test_out_of_memory_names_the_chunk_that_fits(plugin, tmp_path):
                      out["error"]), out
     assert "add 'chunk 512' to pair_style mlff" in out["error"]
     assert out["chunked_error"] < 1e-9, out
+    assert re.search(r"mlff: out of cpu memory selecting the edges of 2048 local and \d+ ghost atoms on the device "
+                     r"\(DefaultCPUAllocator: can't allocate memory: .*\): use 'graph host'", out["graph_error"]), out
