@@ -376,8 +376,9 @@ def out_of_memory_probe(path, device: str = "cpu", repeat: int = 8) -> dict:
     of ``chunk_atoms=0`` (``fixed``), the largest difference from the uncapped results with
     ``chunk_atoms="auto"`` (``error``) and its warnings (``warnings``, and ``warnings_after`` for a
     second call), the MemoryError of a file without chunks (``older``) and, under a 1 MB cap, the
-    MemoryError once chunks of 64 atoms do not fit (``tight``). On the CPU, run it in a process
-    started with ``MALLOC_MMAP_THRESHOLD_`` set (see :func:`memory_cap`)."""
+    MemoryError once chunks of 64 atoms do not fit (``tight``). Neighbour lists are made on the
+    host, so that only the model meets the cap. On the CPU, run it in a process started with
+    ``MALLOC_MMAP_THRESHOLD_`` set (see :func:`memory_cap`)."""
     import warnings
 
     import mlff
@@ -396,20 +397,20 @@ def out_of_memory_probe(path, device: str = "cpu", repeat: int = 8) -> dict:
     def used():
         return torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else address_space("VmPeak")
 
-    results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0), cell)
+    results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0, neighbors="host"), cell)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     before = torch.cuda.memory_allocated(dev) if dev.type == "cuda" else address_space()
-    want = results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0), atoms)
+    want = results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0, neighbors="host"), atoms)
     need = used() - before
     out = {"atoms": len(atoms), "need_mb": need / 2**20}
     with device_memory_cap(dev, need // 2), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0), atoms)
+            results(mlff.MLFFCalculator(path, device=device, chunk_atoms=0, neighbors="host"), atoms)
         except MemoryError as error:
             out["fixed"] = str(error)
-        calc = mlff.MLFFCalculator(path, device=device)  # chunk_atoms="auto"
+        calc = mlff.MLFFCalculator(path, device=device, neighbors="host")  # chunk_atoms="auto"
         got = results(calc, atoms)
         out["error"] = [float(np.abs(np.asarray(g) - np.asarray(w)).max()) for g, w in zip(got, want)]
         out["warnings"] = [str(w.message) for w in caught]
@@ -420,7 +421,7 @@ def out_of_memory_probe(path, device: str = "cpu", repeat: int = 8) -> dict:
         older = mlff.load(path, device, compiled=False)
         object.__setattr__(older.metadata, "capabilities", ["forward", "halo_exchange"])  # as files before chunks
         try:
-            results(mlff.MLFFCalculator(older), atoms)
+            results(mlff.MLFFCalculator(older, neighbors="host"), atoms)
         except MemoryError as error:
             out["older"] = str(error)
     model = mlff.load(path, device, compiled=False)
