@@ -71,6 +71,19 @@ def test_chunked_calculator_on_device(device, model_path):
     _assert_close(results[0], results[1], TOLERANCE[dtype])
 
 
+def test_batched_structures_on_device(device, model_path):
+    """Many structures per model call (mlff.calculators.batched) on the device: the CPU's numbers."""
+    from mlff.calculators.batched import predict_batched
+
+    dtype = mlff.read_metadata(model_path).dtype
+    structures = [STRUCTURES["triclinic"], STRUCTURES["molecule"], triclinic_cell(7)]
+    on_device = list(predict_batched(mlff.MLFFCalculator(model_path, device=device), structures, batch_atoms=40))
+    on_cpu = list(predict_batched(mlff.MLFFCalculator(model_path, device="cpu"), structures, batch_atoms=40))
+    for ours, reference in zip(on_device, on_cpu):
+        _assert_close({k: np.asarray(v) for k, v in ours.items() if v is not None},
+                      {k: np.asarray(v) for k, v in reference.items() if v is not None}, TOLERANCE[dtype])
+
+
 def test_out_of_device_memory_falls_back_to_chunks(device, tmp_path):
     """chunk_atoms="auto": where whole layers do not fit in the device's memory (capped to half of
     what they need), chunks that do, with the uncapped results; fixed settings are clear errors."""
