@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -86,11 +87,11 @@ def evaluate(model, data: List[dict], batch_size: int, weights: Dict[str, float]
     mine = np.arange(dist.rank, len(data), dist.world_size)
     batches = [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
     prefetch = Prefetcher(data, batches, workers=workers) if lazy else None
+    sums = functools.partial(_sums, model, counts=counts, weights=weights, kind=kind, delta=delta, device=device)
     try:
         for k, indices in enumerate(batches):
             items = prefetch.take(k) if prefetch is not None else [data[i] for i in indices]
-            for part_loss, part_sums in parts.run(items, lambda part: _sums(model, part, counts, weights, kind, delta,
-                                                                            device), lambda: None):
+            for part_loss, part_sums in parts.run(items, sums, lambda: None):  # nothing to undo
                 loss += part_loss
                 metrics.sums += part_sums
     finally:

@@ -36,9 +36,9 @@ from .finetune import load_pretrained
 from .logger import MetricsLog, progress_bar
 from .loss import batch_counts, loss_fn
 from .metrics import evaluate, format_metrics, score_test
+from .parts import MemoryParts
 from .prepare import prepare_data, starting_model
 from .run_lock import lock_output_dir
-from .parts import MemoryParts
 from .schedule import Schedule
 from .state import RunState, TrainResult, restore_run, run_checkpoint, saved_run
 
