@@ -77,8 +77,8 @@ class MLFFCalculator(Calculator):
         ``"device"`` on a GPU, ``"host"`` on the CPU, where vesin is faster). Same edges either way.
     chunk_atoms : ``"auto"`` (the default): whole layers, and where a structure does not fit in
         the device's memory that way, the layers in chunks of atoms (the largest chunk that fits,
-        halving from half the atoms; a RuntimeWarning says so, and later calls
-        start there). N: chunks of N atoms from the start; 0: whole layers only. In chunks the
+        halving from half the atoms; a RuntimeWarning says so, and later calls start there).
+        N: chunks of N atoms from the start; 0: whole layers only. In chunks the
         forward pass keeps no autograd graph and the forces recompute one chunk at a time: peak
         memory is bounded by one chunk's graph instead of growing with every layer's
         (docs/performance.md: 0.05 instead of 0.64 MB per atom for a 2 x 64 l_max 2 model in
