@@ -438,8 +438,8 @@ def out_of_memory_probe(path, device: str = "cpu", repeat: int = 8) -> dict:
 def out_of_memory_report(path, device: str = "cpu") -> dict:
     """:func:`out_of_memory_probe` on ``device``: on a GPU in this process, on the CPU in a child
     process with the allocator settings the address-space cap needs."""
-    if torch.device(device).type == "cuda":
-        return out_of_memory_probe(path, device)
+    if torch.device(device).type == "cuda":  # 6912 atoms: the caching allocator's segments (2-20 MB) stay small
+        return out_of_memory_probe(path, device, repeat=12)
     import json
     import os
     import sys
@@ -457,13 +457,14 @@ def out_of_memory_report(path, device: str = "cpu") -> dict:
 def assert_out_of_memory_handled(out: dict, device: str) -> None:
     """What :func:`out_of_memory_probe` reported is what mlff promises when memory runs out
     (:mod:`mlff.modelfile.memory`)."""
-    assert out["atoms"] == 2048 and out["need_mb"] > 10, out  # enough memory per call for the cap to bite
-    assert out["fixed"].startswith(f"out of {device} memory evaluating 2048 atoms in one pass ("), out
+    n = out["atoms"]
+    assert n >= 2048 and out["need_mb"] > 10, out  # enough memory per call for the cap to bite
+    assert out["fixed"].startswith(f"out of {device} memory evaluating {n} atoms in one pass ("), out
     assert "pass chunk_atoms='auto' or a number of atoms" in out["fixed"], out
     # the same numbers in chunks (float64), said once, and later calls start there
     assert max(out["error"]) < 1e-10, out["error"]
     assert len(out["warnings"]) == 1 and out["warnings_after"] == 0, out
-    assert out["warnings"][0].startswith(f"mlff: 2048 atoms did not fit in {device} memory in one pass; evaluated "
+    assert out["warnings"][0].startswith(f"mlff: {n} atoms did not fit in {device} memory in one pass; evaluated "
                                          "them in chunks of "), out
     assert "re-export it with this mlff (mlff deploy OLD.pt -o NEW.pt)" in out["older"], out
     assert "in chunks of 64 atoms" in out["tight"] and "the smallest chunk tried" in out["tight"], out
