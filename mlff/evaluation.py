@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,11 +16,13 @@ from .data.stats import species_counts
 from .train.metrics import UNITS, Metrics
 
 
-def predict_frames(model_path, frames: Sequence[Frame], device: str = "cpu", batch_atoms: int = 1024) -> List[dict]:
+def predict_frames(model_path, frames: Sequence[Frame], device: str = "cpu",
+                   batch_atoms: Optional[int] = None) -> List[dict]:
     """Model predictions (energy, forces, stress as 3x3 or None) for each frame. ``model_path``
     may be a list of model files (a committee: mean predictions, plus ``energy_std`` and
-    ``forces_std`` per frame). Frames go ``batch_atoms`` atoms per model call
-    (:mod:`mlff.calculators.batched`; one per call for models with a dipole head or extra outputs)."""
+    ``forces_std`` per frame). Frames go up to ``batch_atoms`` atoms per model call (default: the
+    device's, :mod:`mlff.calculators.batched`; one per call for models with a dipole head or extra
+    outputs)."""
     from .calculators import MLFFCalculator
     from .calculators.batched import batchable, predict_batched
 

@@ -21,11 +21,12 @@ def to_ase(structure):
 
 
 def predict(structure, model: str | os.PathLike | DeployedModel | MLFFCalculator, device: str = "cpu",
-            batch_atoms: int = 1024):
+            batch_atoms: int | None = None):
     """Energy (eV), per-atom energies, forces (eV/Å) and, when periodic, stress (Voigt, eV/Å^3).
 
     ``structure`` is a pymatgen ``Structure``/``Molecule`` or ASE ``Atoms``, or a list of them (then
-    a list of results, ``batch_atoms`` atoms per model call: :mod:`mlff.calculators.batched`);
+    a list of results, up to ``batch_atoms`` atoms per model call, by default 1024 on the CPU and
+    8192 on a GPU: :mod:`mlff.calculators.batched`);
     ``model`` a model path, a loaded model or a calculator (reuse one to avoid reloading the file).
     """
     from ase.stress import full_3x3_to_voigt_6_stress

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stress-key", default="stress")
     parser.add_argument("--reader", choices=("ase", "pymatgen"), default="ase")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-atoms", type=int, default=None, metavar="N",
+                        help="frames go up to N atoms per model call (default: 1024 on the CPU, 8192 on a GPU)")
     parser.add_argument("--tail", type=float, default=0.1, metavar="FRACTION",
                         help="also report the errors of this fraction of frames lowest in energy (per atom, "
                              "above the composition baseline), with the energy's mean signed error; "
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     frames = read_frames(args.data, LabelKeys(args.energy_key, args.forces_key, args.stress_key), args.reader)
     seen = seen_in_training(args.model, frames)
     models = [args.model, *args.committee]
-    predictions = predict_frames(models if args.committee else args.model, frames, args.device)
+    predictions = predict_frames(models if args.committee else args.model, frames, args.device, args.batch_atoms)
     metrics = error_metrics(frames, predictions)
     breakdown = error_breakdown(frames, predictions, args.tail)
     document = {"model": args.model, "frames": len(frames), **metrics,

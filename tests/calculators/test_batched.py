@@ -89,3 +89,25 @@ def test_predict_and_evaluate_batch_what_they_can(members, tmp_path):
     frames = read_frames(str(tmp_path / "m.extxyz"))
     prediction = predict_frames(dipole, frames)[0]
     assert prediction["dipole"] is not None and prediction["stress"] is None
+
+
+def test_evaluate_batch_atoms_option(members, tmp_path):
+    """`mlff evaluate --batch-atoms N`: the same metrics with one structure per call or several."""
+    import json
+
+    from mlff.cli.main import main as mlff_main
+
+    frames = []
+    for seed in range(4):
+        atoms = triclinic_cell(seed)
+        atoms.info["energy"], atoms.arrays["forces"] = -1.0 * seed, np.full((len(atoms), 3), 0.1)
+        frames.append(atoms)
+    write(tmp_path / "data.extxyz", frames)
+    metrics = []
+    for batch in ("1", "20"):
+        out = tmp_path / f"m{batch}.json"
+        assert mlff_main(["evaluate", str(members[0]), str(tmp_path / "data.extxyz"), "--json", str(out),
+                          "--no-plots", "--batch-atoms", batch]) == 0
+        metrics.append(json.loads(out.read_text()))
+    for name in ("energy_mae", "forces_rmse"):
+        assert abs(metrics[0][name] - metrics[1][name]) <= 1e-10 * abs(metrics[0][name]), name
