@@ -209,7 +209,15 @@ class DeployedModel:
         if chunk_atoms:
             self.check_chunked()
         elif self.compiled is not None and n_local == positions.shape[0]:
-            return self.compiled(positions, edge_index, edge_shift, species)
+            try:
+                return self.compiled(positions, edge_index, edge_shift, species)
+            except RuntimeError as error:  # (bad inputs are ValueErrors, raised as they are)
+                # native code that failed at run time (out of memory: AOTInductor says only that
+                # its run failed): the portable model from now on, which can also go in chunks
+                warnings.warn(f"mlff: the compiled copy of this model failed ({allocator_message(error)}); running "
+                              "its TorchScript model from now on (the same results, slower)", RuntimeWarning,
+                              stacklevel=3)
+                self.compiled = None
         d = self.device
         args = [positions.to(d, torch.float64), edge_index.to(d, torch.int64), edge_shift.to(d, torch.float64),
                 species.to(d, torch.int64), n_local]

@@ -48,3 +48,38 @@ def test_auto_chunks_where_whole_layers_do_not_fit(tmp_path):
     """mlff.testing.out_of_memory_probe in a process that caps its address space (fresh pages for
     every large allocation: MALLOC_MMAP_THRESHOLD_); tests/gpu/test_device.py runs it on a GPU."""
     assert_out_of_memory_handled(out_of_memory_report(tmp_path / "m.pt", "cpu"), "cpu")
+
+
+def test_a_compiled_copy_that_fails_at_run_time_gives_way_to_torchscript(tmp_path):
+    """AOTInductor reports only that its run failed (out of memory included): the model's
+    TorchScript runs instead, from then on, with a warning; bad inputs stay errors."""
+    import numpy as np
+
+    import mlff
+    from mlff.data import SpeciesMap, from_ase
+    from mlff.testing import tiny_model, triclinic_cell
+
+    deployed = mlff.load(mlff.deploy(tiny_model(), tmp_path / "m.pt"), compiled=False)
+    data = from_ase(triclinic_cell(2), SpeciesMap(deployed.species), deployed.r_cut)
+    graph = [data[k] for k in ("positions", "edge_index", "edge_shift", "species")]
+    want = deployed(*graph)
+    calls = []
+
+    def failing(*inputs):
+        calls.append(1)
+        raise RuntimeError("run_func_( container_handle_, ...) API call failed at model_container_runner.cpp")
+
+    deployed.compiled = failing
+    with pytest.warns(RuntimeWarning, match=r"the compiled copy of this model failed \(run_func_.*API call failed"):
+        got = deployed(*graph)
+    for name in want:
+        np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), rtol=0, atol=1e-12)
+    deployed(*graph)
+    assert deployed.compiled is None and len(calls) == 1  # not tried again
+
+    def bad_inputs(*inputs):
+        raise ValueError("mlff: species index out of range for this model")
+
+    deployed.compiled = bad_inputs
+    with pytest.raises(ValueError, match="species index out of range"):
+        deployed(*graph)
