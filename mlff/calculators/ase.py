@@ -19,7 +19,7 @@ from ..data import neighbors_torch
 from ..data.neighbors import check_structure
 from ..data.validate import closest_pair, describe_pair, shortest_period
 from ..modelfile import DeployedModel, load
-from ..modelfile.memory import AUTO, check_chunk_atoms, failed_allocations, is_out_of_memory, release_cached
+from ..modelfile.memory import AUTO, AllocationFailures, check_chunk_atoms, is_out_of_memory, release_cached
 
 _GRAPH_CHANGES = {"positions", "numbers", "cell", "pbc"}
 
@@ -130,6 +130,7 @@ class MLFFCalculator(Calculator):
                 member.check_chunked()
         self.species_map = SpeciesMap(self.model.species)
         self.device_neighbors = neighbors == "device" or (neighbors == "auto" and self.model.device.type != "cpu")
+        self._failures = AllocationFailures(self.model.device)  # for the device list (out of memory?)
         self.charge = _finite("charge", charge)
         self._graph = None
         self._extra = [keys.CHARGES_KEY if name == keys.DIPOLE_KEY else keys.ATOMIC_PREFIX + name
@@ -142,11 +143,11 @@ class MLFFCalculator(Calculator):
         self._check_distance(0, 0, shortest_period(atoms.cell.array, atoms.pbc))  # before listing millions of images
         if self.device_neighbors and len(atoms) and neighbors_torch.applies(atoms.cell.array, atoms.pbc, self.model.r_cut):
             device = self.model.device
-            failed_before = failed_allocations(device)
+            self._failures.ready()
             try:
                 return self._device_graph(atoms)
             except Exception as error:
-                if not is_out_of_memory(error, failed_before, device):
+                if not is_out_of_memory(error, self._failures):
                     raise
             # the cell list's candidate pairs outgrow the device before the model does: the host's
             # list (vesin), uploaded, from now on

@@ -14,7 +14,7 @@ import torch
 from ..runtime import tune_allocator
 from .compiled_copy import INFO_ENTRY, PACKAGE_ENTRY, CompiledPotential, CompileError, build_local_package
 from .format import FORMAT_VERSION, torchscript_quiet
-from .memory import (AUTO, ChunkPolicy, allocator_message, check_chunk_atoms, failed_allocations, is_out_of_memory,
+from .memory import (AUTO, AllocationFailures, ChunkPolicy, allocator_message, check_chunk_atoms, is_out_of_memory,
                      release_cached)
 
 _REQUIRED = ("format_version", "species", "r_cut", "num_layers", "dtype")
@@ -131,6 +131,7 @@ class DeployedModel:
         # the file's AOTInductor copy (mlff.modelfile.compiled_copy), run for calls without ghost atoms
         self.compiled = compiled
         self._chunks = ChunkPolicy()  # where chunk_atoms="auto" has settled
+        self._failures = AllocationFailures(self.device)
 
     @property
     def species(self) -> list:
@@ -169,11 +170,11 @@ class DeployedModel:
                 raise MemoryError(f"{self._no_room(n_local, chunk_atoms, error)}: {fix}") from error
         first = chunk = self._chunks.start(n_local)
         while True:
-            failed_before = failed_allocations(self.device)
+            self._failures.ready()
             try:
                 out = self._evaluate(*graph, chunk)
             except Exception as error:
-                if not is_out_of_memory(error, failed_before, self.device):
+                if not is_out_of_memory(error, self._failures):
                     raise
                 failure = error
             else:

@@ -36,13 +36,11 @@ def check_chunk_atoms(value) -> Union[int, str]:
     return value
 
 
-def is_out_of_memory(error: BaseException, failed_before: Optional[int] = None,
-                     device: Optional[torch.device] = None) -> bool:
-    """Whether ``error`` says that an allocation failed (on any device), or (with ``failed_before``,
-    :func:`failed_allocations` of ``device`` before the call) an allocation failed during the call."""
-    if isinstance(error, _OOM_TYPES):
-        return True
-    if failed_before is not None and device is not None and failed_allocations(device) > failed_before:
+def is_out_of_memory(error: BaseException, failures: Optional["AllocationFailures"] = None) -> bool:
+    """Whether ``error`` says that an allocation failed (on any device), or (with ``failures``, the
+    device's count) an allocation failed since the count was last read."""
+    grew = failures.grew() if failures is not None else False  # read after every error: it stays current
+    if grew or isinstance(error, _OOM_TYPES):
         return True
     return isinstance(error, RuntimeError) and any(marker in str(error) for marker in _MARKERS)
 
@@ -54,6 +52,27 @@ def failed_allocations(device: torch.device) -> int:
     if device.type != "cuda" or not torch.cuda.is_initialized():
         return 0
     return int(torch.cuda.memory_stats(device).get("num_ooms", 0))
+
+
+class AllocationFailures:
+    """:func:`failed_allocations` of one device, read before the first call and then only after an
+    error: CUDA reports it among all of its allocator's statistics, too much to read every call."""
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device(device)
+        self.seen: Optional[int] = None
+
+    def ready(self) -> None:
+        """Before a call: the count to compare with, read once."""
+        if self.seen is None:
+            self.seen = failed_allocations(self.device)
+
+    def grew(self) -> bool:
+        """After an error: whether allocations failed since the count was last read."""
+        now = failed_allocations(self.device)
+        grew = self.seen is not None and now > self.seen
+        self.seen = now
+        return grew
 
 
 def allocator_message(error: BaseException) -> str:

@@ -15,7 +15,7 @@ from typing import Callable, List, Sequence, TypeVar
 import torch
 
 from ..data import keys
-from ..modelfile.memory import allocator_message, failed_allocations, is_out_of_memory, release_cached
+from ..modelfile.memory import AllocationFailures, allocator_message, is_out_of_memory, release_cached
 
 T = TypeVar("T")
 
@@ -44,16 +44,17 @@ class MemoryParts:
         self.device = torch.device(device)
         self.log = log
         self.parts = 1
+        self.failures = AllocationFailures(self.device)
 
     def run(self, items: Sequence[dict], work: Callable[[Sequence[dict]], T], undo: Callable[[], None]) -> List[T]:
         """``work`` on each part of ``items``; where a part runs out of memory, ``undo`` (e.g. drop the
         gradients accumulated so far) and all of it again in twice as many parts."""
         while True:
-            failed_before = failed_allocations(self.device)
+            self.failures.ready()
             try:
                 return [work(group) for group in split(items, self.parts)]
             except Exception as error:
-                if not is_out_of_memory(error, failed_before, self.device):
+                if not is_out_of_memory(error, self.failures):
                     raise
                 failure = error
             undo()
