@@ -42,15 +42,17 @@ def test_fit_peers_scores_mlff(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     row = [line for line in result.stdout.splitlines() if line.startswith("mlff_defaults") and "physics" not in line]
     assert len(row) == 1 and "failed" not in row[0], result.stdout
-    best_epoch, energy, tail, bias, forces, stress = (float(v) for v in row[0].split()[1:7])
+    assert float(row[0].split()[1]) >= 0, result.stdout  # the best epoch
     # errors measured and scored: finite and positive, the tail's bias within its MAE. How small
-    # they are depends on how many steps 8 s of wall time buys on this machine: not checked
-    assert best_epoch >= 0, result.stdout
+    # they are depends on how many steps 8 s of wall time buys on this machine: not checked. Read
+    # at full precision: the table's 0.1 meV/atom rounds a one-frame tail that fits well to 0.0
+    results = json.loads((tmp_path / "results.json").read_text())["mlff_defaults"]
+    tail, bias = results["tail"]["energy_mae"], results["tail"]["energy_mean_error"]
+    energy, forces, stress = results["energy_mae"], results["forces_mae"], results["stress_mae"]
     assert all(math.isfinite(v) and v > 0.0 for v in (energy, tail, forces, stress)), result.stdout
-    assert abs(bias) <= tail, result.stdout
+    assert abs(bias) <= tail * (1 + 1e-12), result.stdout
     assert len(read(tmp_path / "test.extxyz", ":")) == 5 and len(read(tmp_path / "train.extxyz", ":")) == 291
     # the fitted potential's crystal through mlff.physics, against the reference file
-    results = json.loads((tmp_path / "results.json").read_text())["mlff_defaults"]
     assert "Al:fcc:4.04" in results["physics"] and "Al:fcc:4.04" in results["physics_errors"]
     assert "mlff_defaults physics against" in result.stdout
 
