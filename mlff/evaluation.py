@@ -87,7 +87,7 @@ def error_metrics(frames: Sequence[Frame], predictions: Sequence[dict]) -> Dict[
         has_stress = frame.stress is not None and pred["stress"] is not None
         volume = frame.atoms.get_volume() if frame.atoms.pbc.all() else 1.0
         out = {
-            keys.ENERGY_KEY: torch.tensor([pred["energy"]]),
+            keys.ENERGY_KEY: torch.tensor([pred["energy"]], dtype=torch.float64),
             keys.FORCES_KEY: torch.as_tensor(pred["forces"]),
             keys.VIRIAL_KEY: torch.as_tensor(-(pred["stress"] if has_stress else np.zeros((3, 3))) * volume)[None],
         }
@@ -96,7 +96,7 @@ def error_metrics(frames: Sequence[Frame], predictions: Sequence[dict]) -> Dict[
             out[keys.DIPOLE_KEY] = torch.as_tensor(pred["dipole"])[None]
         batch = {
             keys.PTR_KEY: torch.tensor([0, n]),
-            keys.REF_ENERGY_KEY: torch.tensor([np.nan if frame.energy is None else frame.energy]),
+            keys.REF_ENERGY_KEY: torch.tensor([np.nan if frame.energy is None else frame.energy], dtype=torch.float64),
             keys.REF_FORCES_KEY: torch.as_tensor(frame.forces if frame.forces is not None else np.full((n, 3), np.nan)),
             keys.REF_STRESS_KEY: torch.as_tensor(frame.stress if has_stress else np.zeros((3, 3)))[None],
             keys.HAS_STRESS_KEY: torch.tensor([1.0 if has_stress else 0.0]),

@@ -48,12 +48,28 @@ def test_a_bias_on_the_lowest_frames_shows_in_the_tail_and_its_family():
                     "forces": f.forces, "stress": None} for k, f in enumerate(frames)]
     out = error_breakdown(frames, predictions, tail=0.1)
     assert out["tail"]["frames"] == 3
-    assert out["tail"]["energy_mae"] == pytest.approx(300.0, rel=1e-3) and out["tail"]["energy_mean_error"] == pytest.approx(300.0)
+    assert out["tail"]["energy_mae"] == pytest.approx(300.0, rel=1e-12)
+    assert out["tail"]["energy_mean_error"] == pytest.approx(300.0, rel=1e-12)
     assert out["all"]["energy_mae"] < 35.0  # the mean hides it
     assert out["families"]["ground"]["energy_mean_error"] == pytest.approx(300.0)
-    assert out["families"]["md"]["frames"] == 17 and out["families"]["md"]["energy_mae"] == pytest.approx(2.0, rel=1e-3)
+    assert out["families"]["md"]["frames"] == 17 and out["families"]["md"]["energy_mae"] == pytest.approx(2.0, rel=1e-12)
     with pytest.raises(ValueError, match="tail must be a fraction"):
         error_breakdown(frames, predictions, tail=0.0)
+
+
+def test_errors_are_float64_where_total_energies_are_large():
+    """A large cell's total energy (here -1.2e5 eV) in float32 has a spacing of 8 meV: errors of
+    0.05 meV/atom must still come out to float64 rounding (1e-11 eV here), and a one-frame tail's bias equals its MAE."""
+    atoms = bulk("Si", "diamond", a=5.43).repeat((1, 1, 1))
+    frames, predictions = [], []
+    for k, error in enumerate((5e-5, -2e-5, 3e-5)):
+        frames.append(Frame(atoms.copy(), -123456.789 - k, np.zeros((2, 3)), None, f"x:{k}"))
+        predictions.append({"energy": frames[-1].energy + 2 * error, "forces": np.full((2, 3), 1e-7), "stress": None})
+    out = error_breakdown(frames, predictions, tail=0.3)
+    assert out["all"]["energy_mae"] == pytest.approx(1e3 * (5e-5 + 2e-5 + 3e-5) / 3, rel=1e-6)
+    assert out["all"]["forces_mae"] == pytest.approx(1e-4, rel=1e-8)
+    assert out["tail"]["frames"] == 1 and out["tail"]["energy_mae"] == pytest.approx(0.03, rel=1e-6)
+    assert abs(out["tail"]["energy_mean_error"]) == pytest.approx(out["tail"]["energy_mae"], rel=1e-12)
 
 
 def test_evaluate_reports_the_tail_and_families(tmp_path, model_file, capsys):

@@ -33,19 +33,20 @@ class Metrics:
     def batch_sums(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The sums of one batch (what :meth:`update` adds)."""
         natoms = (batch[keys.PTR_KEY][1:] - batch[keys.PTR_KEY][:-1]).to(torch.float64)
-        e = ((out[keys.ENERGY_KEY] - batch[keys.REF_ENERGY_KEY]) / natoms).detach().cpu()
-        f = (out[keys.FORCES_KEY] - batch[keys.REF_FORCES_KEY]).detach().cpu()
+        e = ((out[keys.ENERGY_KEY].to(torch.float64) - batch[keys.REF_ENERGY_KEY]) / natoms).detach().cpu()
+        f = (out[keys.FORCES_KEY].to(torch.float64) - batch[keys.REF_FORCES_KEY]).detach().cpu()
         f = f[torch.isfinite(f)]
         has = batch[keys.HAS_STRESS_KEY].cpu() > 0
         s = torch.zeros(0, dtype=torch.float64)
         if has.any():
-            volume = torch.linalg.det(batch[keys.CELL_KEY][has]).abs().view(-1, 1, 1)
-            stress = -out[keys.VIRIAL_KEY].detach()[has] / volume
+            volume = torch.linalg.det(batch[keys.CELL_KEY][has].to(torch.float64)).abs().view(-1, 1, 1)
+            stress = -out[keys.VIRIAL_KEY].detach().to(torch.float64)[has] / volume
             s = (stress - batch[keys.REF_STRESS_KEY][has]).cpu().ravel()
         d = torch.zeros(0, dtype=torch.float64)
         if keys.DIPOLE_KEY in out and keys.HAS_DIPOLE_KEY in batch:
             has_dipole = batch[keys.HAS_DIPOLE_KEY].cpu() > 0
-            d = (out[keys.DIPOLE_KEY].detach().cpu()[has_dipole] - batch[keys.REF_DIPOLE_KEY].cpu()[has_dipole]).ravel()
+            d = (out[keys.DIPOLE_KEY].detach().cpu().to(torch.float64)[has_dipole]
+                 - batch[keys.REF_DIPOLE_KEY].cpu()[has_dipole]).ravel()
         return torch.tensor([e.abs().sum(), e.square().sum(), e.numel(),
                              f.abs().sum(), f.square().sum(), f.numel(),
                              s.abs().sum(), s.square().sum(), s.numel(),
