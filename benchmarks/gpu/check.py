@@ -21,7 +21,7 @@ machine can check the script itself). Steps, each timed and recorded even when i
 8. compiled_layers: ``mlff lammps compile`` of the shipped potential for this device (its time
    and the speed-up it measured), then a LAMMPS step with ``compiled no`` against ``compiled yes``
    (``MLFF_TIMING=1``: the model phase) at the lammps_phases sizes;
-9. peers: the same timings for MACE and NequIP at the matched size through their own ASE
+9. peers: the same timings for MACE, NequIP and SevenNet at the matched size through their own ASE
    calculators (``peers.py``; NequIP compiled with AOTInductor here, for this device), when their
    wheels were prepared (``python benchmarks/gpu/peers.py prepare``) or ``--peer-python`` names
    their environments;
@@ -62,11 +62,11 @@ PLAN = {
     "cuda": dict(sizes=[1000, 8000, 64000, 128000, 256000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
                  speed_budget=25.0, lammps_budget=60.0, max_call=10.0, measure_s=3.0, train_frames=64, train_epochs=3,
                  profile_sizes=[8000, 64000], phase_sizes=[8000, 64000], peer_budget=40.0, peer_timeout=200.0,
-                 peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
+                 peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"], "sevenn": ["float32"]}),
     "cpu": dict(sizes=[32, 108], lammps_sizes=[108], nve_steps=50, speed_budget=30.0, lammps_budget=60.0,
                 max_call=5.0, measure_s=0.3, train_frames=8, train_epochs=2, profile_sizes=[108],
                 phase_sizes=[108], peer_budget=20.0, peer_timeout=900.0,
-                peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"]}),
+                peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"], "sevenn": ["float32"]}),
 }
 
 
@@ -172,12 +172,13 @@ def model_files(folder: Path) -> dict:
 
 
 PEER_WHEELS = ROOT / ".whl" / "peers"
+PEERS = ("mace", "nequip", "sevenn")
 
 
 def peers_available(overrides: dict) -> list:
     """The peers this check can time: those with wheels from ``benchmarks/gpu/peers.py prepare``, or a
     python of their own given with --peer-python."""
-    return [tool for tool in ("mace", "nequip") if tool in overrides or any((PEER_WHEELS / tool).glob("*.whl"))]
+    return [tool for tool in PEERS if tool in overrides or any((PEER_WHEELS / tool).glob("*.whl"))]
 
 
 def peer_rows(tool: str, device: str, plan: dict, python: str = None) -> tuple:

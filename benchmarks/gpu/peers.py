@@ -1,19 +1,24 @@
-"""The peers on the device, next to mlff: MACE and NequIP at the matched size (2 layers, 64 channels,
-l_max 2, r_cut 5 Å, 8 Bessel functions, radial MLP of width 64; MACE with its comparable
+"""The peers on the device, next to mlff: MACE, NequIP and SevenNet at the matched size (2 layers,
+64 channels, l_max 2, r_cut 5 Å, 8 Bessel functions, radial MLP of width 64; MACE with its comparable
 ``64x0e+64x1o`` hidden irreps and correlation order 3, as in benchmarks/train_peers.py), timed through
 their ASE calculators on the structures mlff's rows use (``timing.fcc_cu``), by ``timing.time_calculator``.
 
 Two verbs:
 
-    python benchmarks/gpu/peers.py prepare --mace $PEERS/mace/bin/python --nequip $PEERS/nequip/bin/python
+    python benchmarks/gpu/peers.py prepare --mace $PEERS/mace/bin/python --nequip $PEERS/nequip/bin/python \
+        --sevenn $PEERS/sevenn/bin/python
 
 on a machine with network and the peers installed (``pip install mace-torch==0.3.16``,
-``pip install nequip==0.19.1``, each in its own venv): downloads each peer's wheels for the GPU
-machine's Python (3.12) into ``.whl/peers/<tool>/`` -- only what that machine lacks, pure Python
-except for matscipy -- and builds NequIP's matched model as a package (``nequip-package``, from a
+``pip install nequip==0.19.1``, ``pip install sevenn==0.13.0``, each in its own venv): downloads each
+peer's wheels for the GPU machine's Python (3.12) into ``.whl/peers/<tool>/`` -- only what that
+machine lacks, pure Python except for matscipy; SevenNet's without its pretrained checkpoints
+(40 of its 43 MB) -- and builds NequIP's matched model as a package (``nequip-package``, from a
 one-epoch ``nequip-train`` on 8 Cu frames: speed does not depend on the weights), which the device
 compiles with AOTInductor for its GPU (``nequip-compile --mode aotinductor``; where that fails, its
-log is kept and NequIP's eager model is timed instead, under that name).
+log is kept and NequIP's eager model is timed instead, under that name). SevenNet runs its e3nn
+path in float32: its float64 calculator stops with "both inputs should have same dtype" (its
+model's weights stay float32), and its cuEquivariance path needs cuequivariance-ops-cu13, a 32 MB
+wheel the bundle has no room for.
 
     python benchmarks/gpu/peers.py time --tool mace --device cuda --sizes 1000 8000 ... --budget 60
 
@@ -43,7 +48,10 @@ from timing import fcc_cu, host_threads, is_out_of_memory, time_calculator  # no
 PEER_PACKAGES = {
     "mace": ("mace-torch", "e3nn==0.4.4", "matscipy", "torch-ema", "lmdb", "orjson"),
     "nequip": ("nequip", "hydra-core", "omegaconf", "antlr4-python3-runtime", "matscipy"),
+    "sevenn": ("sevenn", "braceexpand", "matscipy"),
 }
+# files left out of a peer's wheel (the bundle for the device stays under 64 MiB): name -> dropped?
+SLIM = {"sevenn": lambda name: name.startswith("sevenn/pretrained_potentials/") and name.endswith(".pth")}
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64")
 MATCHED = dict(num_layers=2, num_features=64, l_max=2, r_cut=5.0, num_bessel=8, cutoff_p=6, radial_width=64)
@@ -70,6 +78,11 @@ def download(tool: str, python: str, dest: Path) -> list:
     for spec in specs:
         if subprocess.run(cmd + [spec]).returncode != 0:  # no wheel on PyPI (a pure-Python sdist): build one
             subprocess.run([python, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), spec], check=True)
+    if tool in SLIM:
+        from wheels import slim
+
+        for wheel in dest.glob(f"{tool}-*.whl"):
+            slim(wheel, SLIM[tool])
     return sorted(dest.glob("*.whl"))
 
 
@@ -106,7 +119,7 @@ def nequip_package(python: str, dest: Path, dtype: str) -> Path:
 def prepare(args) -> int:
     dest = Path(args.dest)
     total = 0
-    for tool, python in (("mace", args.mace), ("nequip", args.nequip)):
+    for tool, python in (("mace", args.mace), ("nequip", args.nequip), ("sevenn", args.sevenn)):
         if not python:
             continue
         wheels = download(tool, python, dest / tool)
@@ -146,6 +159,29 @@ def mace_calculator(device: str, dtype: str):
     return MACECalculator(models=model, device=device, default_dtype=dtype)
 
 
+def sevenn_calculator(device: str, dtype: str):
+    """SevenNet's matched model (untrained, one species), through its e3nn path."""
+    import sevenn._keys as key
+    import torch
+    from sevenn._const import model_defaults
+    from sevenn.calculator import SevenNetCalculator
+    from sevenn.model_build import build_E3_equivariant_model
+
+    torch.set_default_dtype(getattr(torch, dtype))
+    config = dict(model_defaults({}))
+    config.update({
+        key.CUTOFF: MATCHED["r_cut"], key.NODE_FEATURE_MULTIPLICITY: MATCHED["num_features"],
+        key.LMAX: MATCHED["l_max"], key.IS_PARITY: False, key.NUM_CONVOLUTION: MATCHED["num_layers"],
+        key.CONVOLUTION_WEIGHT_NN_HIDDEN_NEURONS: [MATCHED["radial_width"]] * 2,
+        key.RADIAL_BASIS: {key.RADIAL_BASIS_NAME: "bessel", key.BESSEL_BASIS_NUM: MATCHED["num_bessel"]},
+        key.CUTOFF_FUNCTION: {key.CUTOFF_FUNCTION_NAME: "poly_cut", key.POLY_CUT_P: MATCHED["cutoff_p"]},
+        key.CONV_DENOMINATOR: 42.0, key.SHIFT: 0.0, key.SCALE: 1.0,
+        key.CHEMICAL_SPECIES: ["Cu"], key.NUM_SPECIES: 1, key.TYPE_MAP: {29: 0}})
+    model = build_E3_equivariant_model(config)
+    model.eval()
+    return SevenNetCalculator(model=model, file_type="model_instance", device=device)
+
+
 def nequip_calculator(device: str, dtype: str, workdir: Path, packages: Path):
     from nequip.integrations.ase import NequIPCalculator
 
@@ -174,12 +210,14 @@ def time_tool(args) -> int:
     import torch
 
     torch.set_num_threads(host_threads(args.device))  # as mlff's rows
-    names = {"mace": "MACE 64x0e+64x1o L2 c3", "nequip": "NequIP 2x64 l2"}
+    names = {"mace": "MACE 64x0e+64x1o L2 c3", "nequip": "NequIP 2x64 l2", "sevenn": "SevenNet 2x64 l2"}
     with tempfile.TemporaryDirectory(prefix=f"{args.tool}-speed-") as tmp:
         for dtype in args.dtypes:
             try:
                 if args.tool == "mace":
                     calc, mode = mace_calculator(args.device, dtype), None
+                elif args.tool == "sevenn":
+                    calc, mode = sevenn_calculator(args.device, dtype), None
                 else:
                     calc, mode = nequip_calculator(args.device, dtype, Path(tmp), Path(args.packages))
             except Exception as error:  # a peer that cannot be set up is a row, not the end of the check
@@ -212,9 +250,10 @@ def main() -> int:
     prep = sub.add_parser("prepare", help="wheels and NequIP's package for the device (needs network)")
     prep.add_argument("--mace", help="python of a venv with mace-torch installed")
     prep.add_argument("--nequip", help="python of a venv with nequip installed")
+    prep.add_argument("--sevenn", help="python of a venv with sevenn installed")
     prep.add_argument("--dest", default=str(ROOT / ".whl" / "peers"))
     timer = sub.add_parser("time", help="time one peer (in its environment)")
-    timer.add_argument("--tool", choices=["mace", "nequip"], required=True)
+    timer.add_argument("--tool", choices=["mace", "nequip", "sevenn"], required=True)
     timer.add_argument("--device", default="cuda")
     timer.add_argument("--sizes", type=int, nargs="+", required=True)
     timer.add_argument("--dtypes", nargs="+", default=["float32", "float64"])

