@@ -6,6 +6,8 @@
 #   bash benchmarks/gpu_check.sh --cpu    the same steps on the CPU with small sizes (any machine;
 #                                         `make gpu-check-cpu` and tests/test_gpu_check.py run it)
 #   ... --skip tests speed                leave steps out (a rerun of the ones that failed)
+#   ... --time-limit 570                  end within 570 s of starting, set-up included: what no
+#                                         longer fits is recorded as not run (see check.py)
 #
 # Results go to $OUT if it is set, else ./gpu_check_out: gpu_check.json,
 # gpu_check.md (summary tables), pytest.log. The steps are in benchmarks/gpu/check.py. The peers' rows
@@ -22,13 +24,16 @@ MODE=cuda
 FRESH=0
 STEPS=()
 MAX=()
+LIMIT=()
+START=$SECONDS
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --cpu) MODE=cpu ;;
     --fresh-env) FRESH=1 ;;   # build the venv as on the GPU machine, also in --cpu mode
     --max-atoms) MAX=(--max-atoms "$2"); shift ;;
+    --time-limit) LIMIT=("$2"); shift ;;
     --skip) shift; while [[ $# -gt 0 && $1 != --* ]]; do STEPS+=("$1"); shift; done; continue ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--skip build|tests|nve|profile|lammps_phases|speed|peers|train ...]" >&2
+    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--time-limit S] [--skip build|tests|nve|profile|lammps_phases|speed|peers|train ...]" >&2
        exit 2 ;;
   esac
   shift
@@ -63,4 +68,7 @@ else
   PY=${PYTHON:-.venv/bin/python}
 fi
 
-"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT" ${STEPS[@]+--skip "${STEPS[@]}"} ${MAX[@]+"${MAX[@]}"}
+# the time limit counts from this script's start: the set-up above is spent
+[[ ${#LIMIT[@]} -gt 0 ]] && LIMIT=(--time-limit "$(( ${LIMIT[0]%.*} - (SECONDS - START) ))")
+"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT" ${STEPS[@]+--skip "${STEPS[@]}"} ${MAX[@]+"${MAX[@]}"} \
+  ${LIMIT[@]+"${LIMIT[@]}"}

@@ -78,3 +78,21 @@ def test_a_slimmed_wheel_installs_without_the_dropped_files(tmp_path):
     assert res.returncode == 0, res.stderr
     folder = target / "toy" / "pretrained"
     assert (folder / "notes.txt").exists() and not (folder / "big.pth").exists()
+
+
+def test_the_time_limit_records_the_steps_it_leaves_out(tmp_path):
+    """`--time-limit`: a step with too little time left is not started; it is recorded as not run
+    (in the JSON and the summary) and the check exits 1, so a rerun knows what to do."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "check.py"), "--device", "cpu", "--out",
+                          str(tmp_path), "--time-limit", "5", "--skip", "build", "compiled", "peers"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    steps = report["steps"]
+    assert report["time_limit_s"] == 5.0 and steps["versions"]["status"] == "ok"
+    left_out = ["tests", "lammps_nve", "profile", "lammps_phases", "speed", "train"]
+    assert [name for name in steps if name != "versions"] == left_out, steps
+    assert all(steps[name]["status"] == "not run" for name in left_out), steps
+    assert "| speed | not run |" in (tmp_path / "gpu_check.md").read_text()
+    assert "steps not ok: ['tests', 'lammps_nve'" in res.stdout

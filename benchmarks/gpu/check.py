@@ -28,12 +28,16 @@ machine can check the script itself). Steps, each timed and recorded even when i
 10. train: training frames/s.
 
 Writes ``gpu_check.json`` (everything) and ``gpu_check.md`` (the summary tables) to ``--out``
-after every step, so a run cut short still reports what it measured.
+after every step, so a run cut short still reports what it measured. ``--time-limit S`` ends the
+run within S seconds instead of being cut short: the speed and peer budgets shrink to what is
+left, and a step with under ``MIN_STEP_S`` left is not started (recorded as "not run"; rerun it
+with ``--skip`` naming the steps that ran).
 """
 
 import argparse
 import contextlib
 import csv
+import functools
 import json
 import os
 import platform
@@ -70,13 +74,33 @@ PLAN = {
 }
 
 
-class Report:
-    """Results by step; written as JSON and markdown after every step."""
+MIN_STEP_S = 20.0  # a step is not started with less time than this left under --time-limit
 
-    def __init__(self, out: Path, device: str):
+
+class Report:
+    """Results by step; written as JSON and markdown after every step. ``time_limit``: seconds the
+    whole run may take (None: no limit)."""
+
+    def __init__(self, out: Path, device: str, time_limit: float = None):
         self.out = out
         self.data = {"device": device, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": {}}
+        self.deadline = float("inf") if time_limit is None else time.perf_counter() + time_limit
+        if time_limit is not None:
+            self.data["time_limit_s"] = time_limit
         out.mkdir(parents=True, exist_ok=True)
+
+    def left(self) -> float:
+        """Seconds left under the time limit (inf without one)."""
+        return self.deadline - time.perf_counter()
+
+    def due(self, name: str) -> bool:
+        """Whether step ``name`` starts: not with under MIN_STEP_S left (then recorded as not run)."""
+        if self.left() >= MIN_STEP_S:
+            return True
+        self.data["steps"][name] = {"status": "not run", "result": "the time limit was reached before it"}
+        print(f"== {name}: not run (time limit)", flush=True)
+        self.write()
+        return False
 
     @contextlib.contextmanager
     def step(self, name: str):
@@ -181,9 +205,11 @@ def peers_available(overrides: dict) -> list:
     return [tool for tool in PEERS if tool in overrides or any((PEER_WHEELS / tool).glob("*.whl"))]
 
 
-def peer_rows(tool: str, device: str, plan: dict, python: str = None) -> tuple:
+def peer_rows(tool: str, device: str, plan: dict, python: str = None, timeout: float = None) -> tuple:
     """One peer's speed rows, timed in a process of its own (its packages, e.g. MACE's e3nn 0.4.4, on
-    PYTHONPATH ahead of mlff's), and its set-up notes (NequIP's compile time)."""
+    PYTHONPATH ahead of mlff's), and its set-up notes (NequIP's compile time). The process is
+    stopped after ``timeout`` seconds (default: the plan's), keeping the rows it printed."""
+    timeout = plan["peer_timeout"] if timeout is None else timeout
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
     if python is None:
         site = Path(tempfile.gettempdir()) / f"mlff-peer-{tool}"
@@ -197,11 +223,11 @@ def peer_rows(tool: str, device: str, plan: dict, python: str = None) -> tuple:
            "--budget", str(plan["peer_budget"]), "--max-call", str(plan["max_call"]),
            "--measure-s", str(plan["measure_s"]), "--packages", str(PEER_WHEELS / "nequip")]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=plan["peer_timeout"], cwd=ROOT)
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
         out, err, tail = res.stdout, res.stderr, "" if res.returncode == 0 else f"exit {res.returncode}"
     except subprocess.TimeoutExpired as error:  # the rows printed so far still count
         decode = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
-        out, err, tail = decode(error.stdout), decode(error.stderr), f"stopped after {plan['peer_timeout']:.0f} s"
+        out, err, tail = decode(error.stdout), decode(error.stderr), f"stopped after {timeout:.0f} s"
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     rows = [dict(line, engine=f"{line['engine']} (peer)") for line in lines if "engine" in line]
     notes = [line for line in lines if "engine" not in line]
@@ -410,6 +436,9 @@ def main() -> int:
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
     parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, compiled, peers, train)")
     parser.add_argument("--max-atoms", type=int, default=None, help="largest structure of the speed step")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="S",
+                        help="end within S seconds: budgets shrink to what is left, and steps that no longer "
+                             "fit are recorded as not run")
     parser.add_argument("--peer-python", nargs="*", default=[], metavar="TOOL=PYTHON",
                         help="time a peer with a python of its own (e.g. mace=/venvs/mace/bin/python) instead of "
                              "its wheels from benchmarks/gpu/peers.py prepare")
@@ -420,7 +449,7 @@ def main() -> int:
     if args.max_atoms:
         plan["sizes"] = [n for n in plan["sizes"] if n <= args.max_atoms]
         plan["lammps_sizes"] = [n for n in plan["lammps_sizes"] if n <= args.max_atoms]
-    report = Report(Path(args.out), device)
+    report = Report(Path(args.out), device, args.time_limit)
 
     import torch
 
@@ -433,13 +462,13 @@ def main() -> int:
         record["versions"] = versions(device)
         record["result"] = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
 
-    if "build" not in args.skip:
+    if "build" not in args.skip and report.due("build"):
         with report.step("build") as record:
             from mlff.lammps.build import build
 
             record["result"] = str(build(jobs=min(16, os.cpu_count() or 2)))
 
-    if "tests" not in args.skip:
+    if "tests" not in args.skip and report.due("tests"):
         with report.step("tests") as record:
             env = dict(os.environ, MLFF_TEST_DEVICE=device, OMP_NUM_THREADS="2" if device == "cuda" else "1")
             res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "cuda", "-p", "no:cacheprovider",
@@ -452,21 +481,21 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="mlff-gpu-check-") as tmp:
         workdir = Path(tmp)
-        if "nve" not in args.skip:
+        if "nve" not in args.skip and report.due("lammps_nve"):
             with report.step("lammps_nve") as record:
                 record.update(nve_drift(workdir, device, plan["nve_steps"]))
                 record["result"] = (f"drift {record['drift_ev_per_atom_ps']:.2e} eV/atom/ps over {record['steps']} "
                                     f"steps, {record['ms_per_step']} ms/step (256 atoms, float64)")
 
-        files = model_files(workdir)
-        if "profile" not in args.skip:
+        files = functools.cache(lambda: model_files(workdir))  # built where a step needs them
+        if "profile" not in args.skip and report.due("profile"):
             with report.step("profile") as record:
-                record["rows"] = profile_calls(files, device, plan["profile_sizes"], report.out)
+                record["rows"] = profile_calls(files(), device, plan["profile_sizes"], report.out)
                 record["result"] = "; ".join(f"{r['model']} {r['dtype']} {r['atoms']}: model {r['model_ms']} of "
                                              f"{r['graph_ms'] + r['h2d_ms'] + r['model_ms'] + r['d2h_ms']:.1f} ms"
                                              for r in record["rows"])
 
-        if "lammps_phases" not in args.skip:
+        if "lammps_phases" not in args.skip and report.due("lammps_phases"):
             with report.step("lammps_phases") as record:
                 rows = record["rows"] = []
                 for name, dtype in (("shipped Cu", "float32"), ("matched 2x64 l2", "float32"),
@@ -475,25 +504,26 @@ def main() -> int:
                         _, reps = fcc_cu(size)
                         row = {"model": name, "dtype": dtype, "atoms": 4 * reps[0] * reps[1] * reps[2]}
                         rows.append(row)
-                        log = run_lammps(workdir, files[name][dtype], device, reps, steps=10,
+                        log = run_lammps(workdir, files()[name][dtype], device, reps, steps=10,
                                          extra_env={"MLFF_TIMING": "1"})
                         row["ms"] = round(lammps_ms_per_step(log), 2)
                         row["phases"] = lammps_phases(log, 10)
                         report.write()
                 record["result"] = "; ".join(f"{r['model']} {r['dtype']} {r['atoms']}: {r['ms']} ms" for r in rows)
 
-        if "speed" not in args.skip:
+        if "speed" not in args.skip and report.due("speed"):
             with report.step("speed") as record:
                 import mlff
 
                 rows = record["rows"] = []
                 # each model and dtype in one pass, then the matched model in chunks (bounded memory:
                 # the largest system per GPU)
-                variants = [(name, dtype, path, 0) for name, by_dtype in files.items() for dtype, path in by_dtype.items()]
-                variants += [(name, "float32", by_dtype["float32"], CHUNK_ATOMS) for name, by_dtype in files.items()
+                variants = [(name, dtype, path, 0) for name, by_dtype in files().items()
+                            for dtype, path in by_dtype.items()]
+                variants += [(name, "float32", by_dtype["float32"], CHUNK_ATOMS) for name, by_dtype in files().items()
                              if name.startswith("matched") and "float32" in by_dtype]
                 for name, dtype, path, chunk in variants:
-                    deadline = time.perf_counter() + plan["speed_budget"]
+                    deadline = min(time.perf_counter() + plan["speed_budget"], report.deadline - MIN_STEP_S)
                     for size in plan["sizes"]:
                         if time.perf_counter() > deadline:
                             break
@@ -515,7 +545,7 @@ def main() -> int:
                             break
                 if device == "cuda":  # this process's cached GPU memory would starve lmp's
                     torch.cuda.empty_cache()
-                deadline = time.perf_counter() + plan["lammps_budget"]
+                deadline = min(time.perf_counter() + plan["lammps_budget"], report.deadline - MIN_STEP_S)
                 lammps_models = [("shipped Cu", "float32"), ("matched 2x64 l2", "float32"), ("matched 2x64 l2", "float64")]
                 # 1 rank at every size for the float32 models, then 2 ranks sharing the device at the
                 # largest size, then float64 (the last to go when the budget runs out)
@@ -533,7 +563,7 @@ def main() -> int:
                            "atoms": 4 * reps[0] * reps[1] * reps[2]}
                     rows.append(row)
                     try:
-                        ms = lammps_ms_per_step(run_lammps(workdir, files[name][dtype], device, reps, steps=10,
+                        ms = lammps_ms_per_step(run_lammps(workdir, files()[name][dtype], device, reps, steps=10,
                                                            ranks=ranks))
                         row.update({"ms": round(ms, 2), "atom_steps_per_s": round(row["atoms"] / ms * 1e3)})
                     except Exception as error:  # out of memory on the device, typically
@@ -543,17 +573,22 @@ def main() -> int:
                 best = [r for r in rows if "atom_steps_per_s" in r]
                 record["result"] = f"{len(best)} timings; see the table"
 
-        if "compiled" not in args.skip:
+        if "compiled" not in args.skip and report.due("compiled_layers"):
             with report.step("compiled_layers") as record:
-                compiled_layers_step(record, workdir, files["shipped Cu"]["float32"], "shipped Cu float32", device,
+                compiled_layers_step(record, workdir, files()["shipped Cu"]["float32"], "shipped Cu float32", device,
                                      plan["phase_sizes"], report)
 
         tools = peers_available(peer_python)
-        if "peers" not in args.skip and tools:
+        if "peers" not in args.skip and tools and report.due("peers"):
             with report.step("peers") as record:
                 record["rows"], record["notes"] = [], {}
-                for tool in tools:
-                    rows, notes = peer_rows(tool, device, plan, peer_python.get(tool))
+                for k, tool in enumerate(tools):  # each gets its share of the time left
+                    share = (report.left() - MIN_STEP_S) / (len(tools) - k)
+                    if share < MIN_STEP_S:
+                        record["notes"][tool] = [{"status": "not run: the time limit was reached before it"}]
+                        continue
+                    rows, notes = peer_rows(tool, device, plan, peer_python.get(tool),
+                                            min(plan["peer_timeout"], share))
                     record["rows"] += rows
                     record["notes"][tool] = notes
                     report.write()
@@ -563,7 +598,7 @@ def main() -> int:
                 if not timed:
                     record["status"] = "failed"
 
-        if "train" not in args.skip:
+        if "train" not in args.skip and report.due("train"):
             with report.step("train") as record:
                 record["rows"] = train_speed(workdir, device, plan["train_frames"], plan["train_epochs"])
                 record["result"] = "; ".join(f"{r['model']} {r['dtype']}: {r['frames_per_s']} frames/s"
