@@ -43,8 +43,8 @@ sys.path.insert(0, str(HERE))
 from timing import fcc_cu, host_threads, is_out_of_memory, time_calculator  # noqa: E402
 
 # what importing each peer's model and ASE calculator loads beyond the GPU machine's own packages (torch,
-# numpy, scipy, h5py, pandas, matplotlib, lightning, torchmetrics, opt-einsum(-fx), pyyaml, requests, tqdm)
-# and mlff's carried ase and vesin; MACE pins e3nn 0.4.4 and gets its own copy
+# numpy, scipy, h5py, pandas, matplotlib, lightning, torchmetrics, opt-einsum(-fx), pyyaml, requests, tqdm,
+# torch-geometric, scikit-learn) and mlff's carried ase, vesin and e3nn; MACE pins e3nn 0.4.4 and gets its own copy
 PEER_PACKAGES = {
     "mace": ("mace-torch", "e3nn==0.4.4", "matscipy", "torch-ema", "lmdb", "orjson"),
     "nequip": ("nequip", "hydra-core", "omegaconf", "antlr4-python3-runtime", "matscipy"),
