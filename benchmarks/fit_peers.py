@@ -1,10 +1,11 @@
-"""Accuracy at a fixed wall-time budget, side by side: mlff, MACE and NequIP trained on the same
+"""Accuracy at a fixed wall-time budget, side by side: mlff, MACE, NequIP and SevenNet trained on the same
 split of one dataset, each through its own command-line tool and with its own defaults, each for
 the same wall time, then scored on the same held-out frames by the same code
 (``mlff.evaluation.error_metrics``). Prints a table.
 
     python benchmarks/fit_peers.py --data datasets/almgsi_gpaw.extxyz --budget 20m \\
-        --mace $PEERS_ROOT/mace/bin/mace_run_train --nequip $PEERS_ROOT/nequip/bin/nequip-train
+        --mace $PEERS_ROOT/mace/bin/mace_run_train --nequip $PEERS_ROOT/nequip/bin/nequip-train \\
+        --sevenn $PEERS_ROOT/sevenn/bin/sevenn
 
 Runs go ``--parallel`` at a time, each pinned to its own ``--threads`` cores with ``taskset`` (so
 two runs at once on two cores each get one core to themselves; ``--cores`` names which cores);
@@ -25,6 +26,12 @@ three codes fit one budget's wall time, each slowed the same way.
   l_max 2, parity, float32, batch 10), the set-up of its examples (Adam 0.01 with plateau, EMA,
   energy + force + stress loss 1:1:1, data-derived shifts and scales), lightning's ``max_time``
   as the budget; its best checkpoint (validation loss) predicts.
+- **SevenNet**: ``sevenn train`` with its ``base`` preset as it prints it (``sevenn preset base``:
+  3 layers, 32 channels, l_max 2, no parity, r_cut 5 Å, float32, batch 4, Adam 0.005 with
+  exponential decay, force weight 0.1, stress in the loss) and only the files and epochs changed,
+  stopped by ``timeout`` after the budget plus ``--startup``; its best checkpoint (validation loss,
+  ``checkpoint_best.pth``) predicts. Its reader takes the labels as ASE's ``energy``/``forces``/
+  ``stress``: it gets copies of the split with those keys.
 
 Frames are split once (seeded, by ``fit_budget.split_frames``): ``--test`` held out, ``--valid`` for
 validation (every tool validates on the same frames each epoch), the rest for training.
@@ -58,6 +65,9 @@ tool, model, test, out = sys.argv[1:5]
 if tool == "mace":
     from mace.calculators import MACECalculator
     calc = MACECalculator(model_paths=model, device="cpu", default_dtype="float64")
+elif tool == "sevenn":
+    from sevenn.calculator import SevenNetCalculator
+    calc = SevenNetCalculator(model, file_type="checkpoint", device="cpu")
 else:
     from nequip.integrations.ase import NequIPCalculator
     calc = NequIPCalculator._from_saved_model(model, device="cpu", chemical_species_to_atom_type_map=True)
@@ -68,7 +78,7 @@ for atoms in read(test, ":"):
     E.append(atoms.get_potential_energy())
     F.append(atoms.get_forces())
     S.append(voigt_6_to_full_3x3_stress(atoms.get_stress()))
-epoch = torch.load(model, map_location="cpu", weights_only=False)["epoch"] if tool == "nequip" else -1
+epoch = torch.load(model, map_location="cpu", weights_only=False)["epoch"] if tool in ("nequip", "sevenn") else -1
 np.savez(out, energy=np.array(E), forces=np.concatenate(F), stress=np.array(S), epoch=epoch)
 """
 
@@ -87,6 +97,9 @@ if tool == "mace":
 elif tool == "nequip":
     from nequip.integrations.ase import NequIPCalculator
     calc = NequIPCalculator._from_saved_model(model, device="cpu", chemical_species_to_atom_type_map=True)
+elif tool == "sevenn":
+    from sevenn.calculator import SevenNetCalculator
+    calc = SevenNetCalculator(model, file_type="checkpoint", device="cpu")
 else:
     from mlff import MLFFCalculator
     calc = MLFFCalculator(model)
@@ -227,6 +240,35 @@ def run_nequip(args, work, cores, species):
     return work / "nequip" / "best.ckpt", None
 
 
+def run_sevenn(args, work, cores):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    folder = work / "sevenn"
+    folder.mkdir(exist_ok=True)
+    for name in ("train", "valid"):  # the labels where SevenNet's reader looks (ASE's calculator fields)
+        frames = []
+        for atoms in read(work / f"{name}.extxyz", ":"):
+            labels = dict(energy=atoms.info.pop(KEYS["energy"]), forces=atoms.arrays.pop(KEYS["forces"]),
+                          stress=atoms.info.pop(KEYS["stress"]))
+            atoms.calc = SinglePointCalculator(atoms, **labels)
+            frames.append(atoms)
+        write(folder / f"{name}.extxyz", frames)
+    preset = subprocess.run([args.sevenn, "preset", "base"], capture_output=True, text=True, check=True).stdout
+    config = yaml.safe_load(preset)
+    config["train"].update(epoch=1000000, per_epoch=1000000)  # the budget stops it; only the best checkpoint
+    config["data"].update(load_trainset_path=[str(folder / "train.extxyz")],
+                          load_validset_path=[str(folder / "valid.extxyz")])
+    config["data"].pop("load_testset_path", None)
+    (folder / "input.yaml").write_text(yaml.safe_dump(config))
+    limit = seconds(args.budget) + args.startup
+    run(["timeout", f"{limit:.0f}", args.sevenn, "train", str(folder / "input.yaml"), "-w", str(folder)],
+        work / "sevenn.log", cores, args.threads, ok=(0, 124))
+    best = next(folder.rglob("checkpoint_best.pth"), None)
+    if best is None:
+        raise RuntimeError("SevenNet wrote no best checkpoint within the budget")
+    return best, None
+
+
 def run(command, log, cores, threads, ok=(0,)):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     pinned = (["taskset", "-c", ",".join(map(str, cores))] if cores else []) + list(command)
@@ -255,6 +297,7 @@ def main():
     add_split_arguments(parser, budget="20m", test=80)
     parser.add_argument("--mace", help="MACE's mace_run_train in its own venv")
     parser.add_argument("--nequip", help="NequIP's nequip-train in its own venv")
+    parser.add_argument("--sevenn", help="SevenNet's sevenn command in its own venv")
     parser.add_argument("--parallel", type=int, default=2, help="runs at the same time, each on its own cores")
     parser.add_argument("--threads", type=int, default=1, help="cores (and threads) of each run")
     parser.add_argument("--cores", type=int, nargs="+",
@@ -262,8 +305,9 @@ def main():
                              "race on core 1 while another benchmark has core 0")
     parser.add_argument("--share", action="store_true",
                         help="start every run at once, unpinned, sharing the machine's cores (ignores --parallel)")
-    parser.add_argument("--startup", type=float, default=30.0, help="seconds added to MACE's timeout for start-up")
-    parser.add_argument("--tools", default="mlff,nequip,mace",
+    parser.add_argument("--startup", type=float, default=30.0,
+                        help="seconds added to MACE's and SevenNet's timeouts for start-up")
+    parser.add_argument("--tools", default="mlff,nequip,mace,sevenn",
                         help="which to run, in this order (mlff_defaults: mlff with no model options at all)")
     parser.add_argument("--workdir")
     parser.add_argument("--reference-values", help="physical reference (the JSON `mlff physics` reads): "
@@ -286,7 +330,8 @@ def main():
     runners = {"mlff": lambda c: run_mlff(args, work, c, model={"preset": args.preset, "dtype": args.dtype}),
                "mlff_defaults": lambda c: run_mlff(args, work, c, name="mlff_defaults"),
                "mace": (lambda c: run_mace(args, work, c)) if args.mace else None,
-               "nequip": (lambda c: run_nequip(args, work, c, species)) if args.nequip else None}
+               "nequip": (lambda c: run_nequip(args, work, c, species)) if args.nequip else None,
+               "sevenn": (lambda c: run_sevenn(args, work, c)) if args.sevenn else None}
     tools = [t for t in args.tools.split(",") if runners.get(t)]
     print(f"{args.data}: {len(train)} train / {len(valid)} valid / {len(test)} test frames, species {species}; "
           f"budget {args.budget} each, " + (f"all at once on {os.cpu_count()} shared cores, {args.threads} thread(s) "
@@ -336,7 +381,7 @@ def main():
         else:
             python = os.path.join(os.path.dirname(getattr(args, tool)), "python")
             epoch, predictions = predict_peer(tool, python, model, work)
-            epochs = epochs if epoch < 0 else epoch + 1  # lightning counts from 0
+            epochs = epochs if epoch < 0 else epoch + (tool == "nequip")  # lightning counts from 0, SevenNet from 1
         metrics = error_metrics(test_frames, predictions)
         tail = error_breakdown(test_frames, predictions)["tail"]  # the lowest-energy 10 % of the test frames
         table[tool] = {"best_epoch": epochs, "wall_s": wall, **metrics, "tail": tail}
