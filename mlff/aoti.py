@@ -122,6 +122,26 @@ def dynamic_dims(*names: str) -> Dict[str, "torch.export.Dim"]:
     return {name: torch.export.Dim(name, min=2) for name in names}
 
 
+def symbolic_inputs(inputs: Sequence[torch.Tensor], dynamic_shapes: Tuple) -> list:
+    """``inputs`` as fake tensors for symbolic tracing whose sizes are symbols only along the axes
+    ``dynamic_shapes`` names (one entry per input: None or {axis: Dim}); every other size is a
+    constant. Tracing makes every size of a plain tensor a symbol: the weights' sizes then too,
+    and each reshape of them (e3nn's layers reshape their weights) a division that every later
+    shape carried and sympy re-simplified (most of a training step's 2-minute trace)."""
+    from torch._dynamo.source import ConstantSource
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True, shape_env=ShapeEnv())
+    fakes = []
+    for k, (tensor, spec) in enumerate(zip(inputs, dynamic_shapes)):
+        axes = set(spec or {})
+        sizes = [DimDynamic.DYNAMIC if axis in axes else DimDynamic.STATIC for axis in range(tensor.dim())]
+        fakes.append(mode.from_tensor(tensor, source=ConstantSource(f"input{k}"),
+                                      symbolic_context=StatelessSymbolicContext(dynamic_sizes=sizes)))
+    return fakes
+
+
 def compile_package(fn: Callable, trace_inputs: Sequence[torch.Tensor], example: Sequence[torch.Tensor],
                     dynamic_shapes: Tuple, path: str, fix: str, log: Optional[Callable[[str], None]] = None) -> None:
     """Trace ``fn`` on ``trace_inputs`` (the ``example`` with ``requires_grad`` where gradients are
@@ -147,7 +167,7 @@ def compile_package(fn: Callable, trace_inputs: Sequence[torch.Tensor], example:
         try:
             stage("tracing the graph")
             graph = make_fx(as_tuple, tracing_mode="symbolic", _allow_non_fake_inputs=True,
-                            _error_on_data_dependent_ops=True)(*trace_inputs)
+                            _error_on_data_dependent_ops=True)(*symbolic_inputs(trace_inputs, dynamic_shapes))
             stage("exporting it with dynamic sizes")
             with torch.no_grad():
                 exported = torch.export.export(graph, tuple(example), dynamic_shapes=dynamic_shapes)

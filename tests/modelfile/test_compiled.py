@@ -267,3 +267,29 @@ def test_tracing_settings_apply_while_compiling_and_are_restored():
         raise KeyError("a failed compile")
     assert (fx_config.do_not_emit_stack_traces, fx_experimental.use_duck_shape,
             torch.are_deterministic_algorithms_enabled()) == before
+
+
+def test_only_the_named_axes_are_symbols_when_tracing():
+    """aoti.symbolic_inputs: the sizes of the axes the dynamic shapes name are symbols, every other
+    size (a weight's, a trailing 3) a plain integer, and gradients are still taken."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from mlff import aoti
+
+    weight, positions = torch.randn(6, 4, requires_grad=True), torch.randn(5, 3)
+    dims = aoti.dynamic_dims("atoms")
+    fake_weight, fake_positions = aoti.symbolic_inputs([weight, positions], (None, {0: dims["atoms"]}))
+    assert all(isinstance(size, int) for size in fake_weight.shape) and fake_weight.requires_grad
+    assert isinstance(fake_positions.shape[0], torch.SymInt) and isinstance(fake_positions.shape[1], int)
+
+    def f(w, x):  # a reshape of the weight, as e3nn's layers do, and its gradient
+        energy = (x.repeat(1, 4) @ w.reshape(-1, 2)).square().sum()
+        return torch.autograd.grad(energy, [w])
+
+    graph = make_fx(f, tracing_mode="symbolic", _allow_non_fake_inputs=True)(fake_weight, fake_positions)
+    weight_node = next(n for n in graph.graph.nodes if n.op == "placeholder")
+    views = (torch.ops.aten.view.default, torch.ops.aten.reshape.default)
+    reshapes = [n for n in weight_node.users if n.target in views]
+    assert reshapes and all(isinstance(size, int) for n in reshapes for size in n.args[1]), reshapes
+    x = torch.randn(7, 3)  # another number of atoms: the graph takes it
+    torch.testing.assert_close(graph(weight, x)[0], f(weight, x)[0])
