@@ -56,21 +56,29 @@ from fit_budget import add_split_arguments, split_frames  # the same split as fi
 
 KEYS = {"energy": "REF_energy", "forces": "REF_forces", "stress": "REF_stress"}
 
+# each tool's ASE calculator on its fitted model (``tool``, ``model``), in the tool's venv
+CALCULATOR = """
+if tool == "mace":
+    from mace.calculators import MACECalculator
+    calc = MACECalculator(model_paths=model, device="cpu", default_dtype="float64")
+elif tool == "nequip":
+    from nequip.integrations.ase import NequIPCalculator
+    calc = NequIPCalculator._from_saved_model(model, device="cpu", chemical_species_to_atom_type_map=True)
+elif tool == "sevenn":
+    from sevenn.calculator import SevenNetCalculator
+    calc = SevenNetCalculator(model, file_type="checkpoint", device="cpu")
+else:
+    from mlff import MLFFCalculator
+    calc = MLFFCalculator(model)
+"""
+
 PREDICT = """
 import sys, numpy as np, torch
 from ase.io import read
 from ase.stress import voigt_6_to_full_3x3_stress
 torch.set_num_threads(1)
 tool, model, test, out = sys.argv[1:5]
-if tool == "mace":
-    from mace.calculators import MACECalculator
-    calc = MACECalculator(model_paths=model, device="cpu", default_dtype="float64")
-elif tool == "sevenn":
-    from sevenn.calculator import SevenNetCalculator
-    calc = SevenNetCalculator(model, file_type="checkpoint", device="cpu")
-else:
-    from nequip.integrations.ase import NequIPCalculator
-    calc = NequIPCalculator._from_saved_model(model, device="cpu", chemical_species_to_atom_type_map=True)
+""" + CALCULATOR + """
 E, F, S = [], [], []
 for atoms in read(test, ":"):
     atoms = atoms.copy()
@@ -91,18 +99,7 @@ import torch
 torch.set_num_threads(1)
 from mlff.physics import crystal_properties, parse_crystal
 tool, model, out = sys.argv[2:5]
-if tool == "mace":
-    from mace.calculators import MACECalculator
-    calc = MACECalculator(model_paths=model, device="cpu", default_dtype="float64")
-elif tool == "nequip":
-    from nequip.integrations.ase import NequIPCalculator
-    calc = NequIPCalculator._from_saved_model(model, device="cpu", chemical_species_to_atom_type_map=True)
-elif tool == "sevenn":
-    from sevenn.calculator import SevenNetCalculator
-    calc = SevenNetCalculator(model, file_type="checkpoint", device="cpu")
-else:
-    from mlff import MLFFCalculator
-    calc = MLFFCalculator(model)
+""" + CALCULATOR + """
 records = {}
 for text in sys.argv[5:]:
     try:
