@@ -103,7 +103,7 @@ void PairMLFF::allocate()
 }
 
 static const char *USAGE = "pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell] "
-                            "[graph host|device|auto] [compiled yes|no|auto] [chunk N] [committee_every N] [relative L] [out_file FILE]";
+                            "[graph host|device|auto] [compiled yes|no|auto] [chunk N|auto] [committee_every N] [relative L] [out_file FILE]";
 
 void PairMLFF::settings(int narg, char **arg)
 {
@@ -112,7 +112,7 @@ void PairMLFF::settings(int narg, char **arg)
   graph_request = "auto";
   min_distance = 0.6;
   committee_every = 1;
-  chunk_atoms = 0;
+  chunk_atoms = CHUNK_AUTO;
   compiled_request = "auto";
   relative_level = 1.0;
   out_path.clear();
@@ -135,9 +135,10 @@ void PairMLFF::settings(int narg, char **arg)
                    value);
       compiled_request = value;
     } else if (key == "chunk") {
-      chunk_atoms = utils::inumeric(FLERR, value, false, lmp);
-      if (chunk_atoms < 0)
-        error->all(FLERR, "pair_style mlff: chunk must be >= 0 (atoms per chunk; 0: whole layers)");
+      chunk_atoms = value == "auto" ? CHUNK_AUTO : utils::inumeric(FLERR, value, false, lmp);
+      if (chunk_atoms < 0 && value != "auto")
+        error->all(FLERR, "pair_style mlff: chunk must be auto (whole layers, chunks where they do not fit), 0 "
+                          "(whole layers) or a number of atoms per chunk, not {}", value);
     } else if (key == "committee_every") {
       committee_every = utils::inumeric(FLERR, value, false, lmp);
       if (committee_every < 1)
@@ -388,7 +389,7 @@ void PairMLFF::init_style()
   }
   use_compiled = false;    // where some model has compiled layers loaded (load_compiled)
   for (const auto *m : members()) use_compiled = use_compiled || !m->layer_forward.empty();
-  use_compiled = use_compiled && compiled_request != "no" && exchange && chunk_atoms == 0;
+  use_compiled = use_compiled && compiled_request != "no" && exchange && chunk_atoms <= 0;
   kept.reset();    // a new run: the candidates are built anew at its first step
   kept_step = -1;
   // the committee's forces on ghosts go home in one reverse comm: 3 values per member
@@ -455,14 +456,11 @@ void PairMLFF::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   const int nlocal = atom->nlocal;
   if (nlocal == 0) {    // an empty subdomain owns no energy, so it exerts no force
-    if (exchange) {
-      update_owners();
-      idle_exchanges(*model);
-    }
-    if (committee_due()) {
-      Graph empty;
-      evaluate_committee(empty, Result());
-    }
+    if (exchange) update_owners();
+    Graph empty;
+    Result none;
+    evaluate(*model, empty, none);    // its part in the exchanges and reductions
+    if (committee_due()) evaluate_committee(empty, none);
     return;
   }
 

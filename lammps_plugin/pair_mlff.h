@@ -92,8 +92,14 @@ class PairMLFF : public Pair {
   double r_cut;
   int num_layers;
   double min_distance;              // Å: closer pairs stop the run (overlapping atoms)
-  int chunk_atoms = 0;              // > 0: layers run on this many local atoms at a time, recomputed
-                                    // for the forces (bounded memory: the model's chunked methods)
+  int chunk_atoms = CHUNK_AUTO;     // > 0: layers run on this many local atoms at a time, recomputed
+                                    // for the forces (bounded memory: the model's chunked methods);
+                                    // 0: whole layers; CHUNK_AUTO: whole layers until they run out of
+                                    // memory, then chunks (see evaluate in pair_mlff_model.cpp)
+  static constexpr int CHUNK_AUTO = -1;
+  static constexpr int64_t MIN_CHUNK_ATOMS = 64;    // the smallest chunk chunk auto tries
+  int forward_done = 0, reverse_done = 0;          // exchanges made in the evaluation under way
+  bool compiled_call = false;                      // the evaluation under way runs compiled layers
   bool use_compiled = false;         // set by init_style: compiled layers wherever a model has them
   long compiled_calls = 0, halo_calls = 0;    // this run's evaluations in halo exchange: compiled / all
   std::string compiled_request = "auto";    // "yes", "no" or "auto": compiled layers where this machine
@@ -136,16 +142,19 @@ class PairMLFF : public Pair {
   bool update_owners();             // true when found anew (at neighbour-list builds); collective
   void forward_features(const Graph &, const double *rows, int width, std::vector<double> &remote);
   void reverse_gradients(const Graph &, const double *remote, int width, std::vector<double> &rows);
-  void idle_exchanges(const Model &);
+  void idle_exchanges(const Model &);    // the exchanges not made yet in this evaluation, with zero rows
   std::unique_ptr<Model> load_model(const std::string &path);
   void load_compiled(Model &);      // the model's compiled layers, if built here (pair_mlff_model.cpp)
   void check_member(const Model &member);
   void share_comm_sizes();
   void map_types(char **elements, int nelements);
-  void evaluate(Model &, Graph &, Result &);
-  [[noreturn]] void no_room(const Model &, const Graph &, const std::string &why);
-  void evaluate_shell(Model &, Graph &, Result &);
-  void evaluate_halo(Model &, Graph &, Result &);
+  void evaluate(Model &, Graph &, Result &);    // collective on several ranks (chunk or compiled auto)
+  bool chunks_automatically(const Model &) const;
+  enum Retry { NONE, COMPILED, MEMORY };    // why an evaluation runs again (evaluate)
+  void report_retry(const Model &, Retry, int64_t chunk, const std::string &why);    // collective
+  [[noreturn]] void no_room(const Model &, const Graph &, const std::string &why, int64_t chunk);
+  void evaluate_shell(Model &, Graph &, Result &, int64_t chunk);
+  void evaluate_halo(Model &, Graph &, Result &, int64_t chunk);
   void scatter_back(const Graph &, const Result &);
   std::vector<Model *> members();    // model, then the committee's
   bool committee_due() const;

@@ -56,12 +56,9 @@ void PairMLFF::evaluate_committee(Graph &g, const Result &first)
   if (!g.atoms.empty()) add(0, first);
   for (size_t k = 0; k < committee.size(); k++) {
     Model &member = *committee[k];
-    if (g.atoms.empty()) {
-      if (exchange) idle_exchanges(member);
-      continue;
-    }
     Result r;
-    evaluate(member, g, r);
+    evaluate(member, g, r);    // an empty graph: this rank's part in the exchanges and reductions
+    if (g.atoms.empty()) continue;
     if (!torch::isfinite(r.forces).all().item<bool>() || !std::isfinite(r.energy.item<double>()))
       error->one(FLERR,
                  "mlff: committee member '{}' gives a non-finite output at step {}: the structure is far "

@@ -269,6 +269,7 @@ void PairMLFF::forward_features(const Graph &g, const double *rows, int width, s
   for (size_t s = 0; s < senders.size(); s++)
     std::memcpy(&features[(size_t) senders[s] * w], rows + s * width, width * sizeof(double));
   comm->forward_comm(this, w);
+  forward_done++;
   remote.resize(g.remote_atoms.size() * width);
   for (size_t n = 0; n < g.remote_atoms.size(); n++)
     std::memcpy(&remote[n * width], &features[(size_t) g.remote_atoms[n] * w], width * sizeof(double));
@@ -288,18 +289,21 @@ void PairMLFF::reverse_gradients(const Graph &g, const double *remote, int width
   for (size_t n = 0; n < g.remote_atoms.size(); n++)
     std::memcpy(&features[(size_t) g.remote_atoms[n] * w], remote + n * width, width * sizeof(double));
   comm->reverse_comm(this, w);
+  reverse_done++;
   rows.resize(senders.size() * width);
   for (size_t s = 0; s < senders.size(); s++)
     std::memcpy(&rows[s * width], &features[(size_t) senders[s] * w], width * sizeof(double));
 }
 
-/* A rank that owns no atoms still takes part in every exchange its neighbours make for `m` (after
-   update_owners, which the caller makes once per step). */
+/* The exchanges of `m`'s evaluation that this rank has not made yet, with zero rows: a rank that
+   owns no atoms (all of them; after update_owners, which the caller makes once per step), or one
+   whose evaluation ran out of memory part-way (its neighbours wait for the rest; the step is then
+   evaluated again on every rank, see evaluate in pair_mlff_model.cpp). */
 void PairMLFF::idle_exchanges(const Model &m)
 {
-  Graph empty;
-  std::vector<double> unused;
   if (comm->nprocs == 1) return;
-  for (int layer = 0; layer + 1 < m.num_layers; layer++) forward_features(empty, nullptr, m.feature_dim, unused);
-  for (int layer = 0; layer + 1 < m.num_layers; layer++) reverse_gradients(empty, nullptr, m.feature_dim, unused);
+  Graph empty;
+  std::vector<double> zeros(senders.size() * m.feature_dim, 0.0), unused;
+  while (forward_done + 1 < m.num_layers) forward_features(empty, zeros.data(), m.feature_dim, unused);
+  while (reverse_done + 1 < m.num_layers) reverse_gradients(empty, zeros.data(), m.feature_dim, unused);
 }

