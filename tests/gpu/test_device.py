@@ -15,7 +15,7 @@ from ase.io import read, write
 import mlff
 from mlff.data import SpeciesMap, from_ase
 from mlff.testing import (assert_e3_equivariant, assert_out_of_memory_handled, calculator_results, image_halo,
-                          out_of_memory_report, small_molecule, tiny_model, triclinic_cell)
+                          lammps_out_of_memory_report, out_of_memory_report, small_molecule, tiny_model, triclinic_cell)
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 STRUCTURES = {"triclinic": triclinic_cell(4, repeat=(2, 1, 1)), "molecule": small_molecule(1)}
@@ -89,6 +89,16 @@ def test_out_of_device_memory_falls_back_to_chunks(device, tmp_path):
     what they need), chunks that do, with the uncapped results; fixed settings are clear errors."""
     report = out_of_memory_report(tmp_path / "m.pt", device)
     assert_out_of_memory_handled(report, str(torch.device(device)))
+
+
+def test_lammps_out_of_device_memory_falls_back_to_chunks(device, plugin, tmp_path):
+    """pair_style mlff (chunk auto) where whole layers do not fit in the device's memory (capped to
+    half of what the step needs): the step again in chunks, the uncapped energy, and a log line."""
+    out = lammps_out_of_memory_report(tmp_path / "m.pt", device)
+    assert out["need_mb"] > 10 and out["error"] < 1e-9, out
+    kind = torch.device(device).type
+    assert out["chunked"] and all(f"ran out of {kind}" in line and "up to 2048 local atoms" in line
+                                  for line in out["chunked"]), out
 
 
 def test_equivariance_on_device(device, tmp_path):
