@@ -440,17 +440,23 @@ def out_of_memory_report(path, device: str = "cpu") -> dict:
     process with the allocator settings the address-space cap needs."""
     if torch.device(device).type == "cuda":  # 6912 atoms: the caching allocator's segments (2-20 MB) stay small
         return out_of_memory_probe(path, device, repeat=12)
+    return _capped_child("out_of_memory_probe", path)
+
+
+def _capped_child(probe: str, path) -> dict:
+    """``mlff.testing.<probe>(path)`` in a child process on the CPU, one thread, with fresh pages for
+    every large allocation (``MALLOC_MMAP_THRESHOLD_``, so that :func:`memory_cap` bites): its dict."""
     import json
     import os
     import sys
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
-    probe = ("import json, sys, torch; from mlff.testing import out_of_memory_probe; torch.set_num_threads(1); "
-             "print(json.dumps(out_of_memory_probe(sys.argv[1])))")
-    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env,
+    code = (f"import json, sys, torch; from mlff.testing import {probe}; torch.set_num_threads(1); "
+            f"print(json.dumps({probe}(sys.argv[1])))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
                           timeout=600)
     if done.returncode != 0:
-        raise AssertionError(f"the out-of-memory probe failed:\n{done.stderr[-3000:]}")
+        raise AssertionError(f"{probe} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
     return json.loads(done.stdout.splitlines()[-1])
 
 
@@ -504,18 +510,7 @@ def lammps_out_of_memory_report(path, device: str = "cpu") -> dict:
     child process with the allocator settings the address-space cap needs."""
     if torch.device(device).type == "cuda":
         return lammps_out_of_memory_probe(path, device)
-    import json
-    import os
-    import sys
-
-    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536")
-    probe = ("import json, sys, torch; from mlff.testing import lammps_out_of_memory_probe; torch.set_num_threads(1); "
-             "print(json.dumps(lammps_out_of_memory_probe(sys.argv[1])))")
-    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, env=env,
-                          timeout=600)
-    if done.returncode != 0:
-        raise AssertionError(f"the LAMMPS out-of-memory probe failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
+    return _capped_child("lammps_out_of_memory_probe", path)
 
 
 def assert_out_of_memory_handled(out: dict, device: str) -> None:
