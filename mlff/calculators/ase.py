@@ -72,8 +72,7 @@ class MLFFCalculator(Calculator):
         than this (or to their own periodic image) are an error, not an energy: no potential
         fitted to physical structures predicts such overlaps. 0 disables the check.
     neighbors : where the neighbour list is made: ``"host"`` (vesin, on the CPU), ``"device"`` (a
-        cell list in torch on the model's device, for cells periodic in three directions with faces
-        at least three cutoffs apart; the host list otherwise) or ``"auto"`` (the default:
+        cell list in torch on the model's device: bulk, slabs, molecules, any cell) or ``"auto"`` (the default:
         ``"device"`` on a GPU, ``"host"`` on the CPU, where vesin is faster). Same edges either way.
     chunk_atoms : ``"auto"`` (the default): whole layers, and where a structure does not fit in
         the device's memory that way, the layers in chunks of atoms (the largest chunk that fits,
@@ -141,7 +140,7 @@ class MLFFCalculator(Calculator):
 
     def _build_graph(self, atoms) -> dict:
         self._check_distance(0, 0, shortest_period(atoms.cell.array, atoms.pbc))  # before listing millions of images
-        if self.device_neighbors and len(atoms) and neighbors_torch.applies(atoms.cell.array, atoms.pbc, self.model.r_cut):
+        if self.device_neighbors and len(atoms):
             device = self.model.device
             self._failures.ready()
             try:
@@ -179,7 +178,7 @@ class MLFFCalculator(Calculator):
         device = self.model.device
         pos = torch.from_numpy(positions).to(device)
         edge_index, edge_shift, lengths = neighbors_torch.neighbor_list(
-            pos, torch.from_numpy(np.asarray(atoms.cell.array, dtype=np.float64)).to(device), self.model.r_cut)
+            pos, torch.from_numpy(np.asarray(atoms.cell.array, dtype=np.float64)), self.model.r_cut, atoms.pbc)
         graph = {"positions": pos, "edge_index": edge_index, "edge_shift": edge_shift,
                  "species": torch.from_numpy(self.species_map(atoms.numbers)).to(device)}
         if lengths.numel():
