@@ -18,7 +18,8 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     steps = report["steps"]
-    assert list(steps) == ["versions", "build", "tests", "lammps_nve", "profile", "lammps_phases", "speed", "train"]
+    assert list(steps) == ["versions", "build", "tests", "lammps_nve", "profile", "lammps_phases", "speed", "largest",
+                           "train"]
     assert all(step["status"] == "ok" for step in steps.values()), steps
     assert " passed" in steps["tests"]["result"] and "skipped" not in steps["tests"]["result"]
     assert abs(steps["lammps_nve"]["drift_ev_per_atom_ps"]) < 1e-3
@@ -34,9 +35,13 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     phases = steps["lammps_phases"]["rows"]
     assert len(phases) == 3 and all(r["phases"]["model"] > 0 and r["phases"]["graph"] > 0 for r in phases)
     assert all(sum(r["phases"][k] for k in ("graph", "model", "exchange", "scatter")) <= 1.2 * r["ms"] for r in phases)
+    largest = {r["model"]: r for r in steps["largest"]["rows"]}  # goal sizes, scaled down: 500 and 2000 atoms
+    assert largest["matched 2x64 l2"]["atoms"] == 500 and largest["shipped Cu"]["atoms"] == 2048
+    assert all(r["atom_steps_per_s"] > 0 and r["tried"] == [] for r in largest.values())
     assert len(steps["train"]["rows"]) == 4 and all(r["frames_per_s"] > 0 for r in steps["train"]["rows"])
     summary = (tmp_path / "gpu_check.md").read_text()
     assert "| MLFFCalculator | matched 2x64 l2 | float64 |" in summary and "| training |" in summary
+    assert "| MLFFCalculator chunk 128 (largest) | shipped Cu | float32 | 2048 |" in summary
 
 
 def test_a_slimmed_wheel_installs_without_the_dropped_files(tmp_path):
@@ -91,21 +96,52 @@ def test_the_time_limit_records_the_steps_it_leaves_out(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     steps = report["steps"]
     assert report["time_limit_s"] == 5.0 and steps["versions"]["status"] == "ok"
-    left_out = ["tests", "lammps_nve", "profile", "lammps_phases", "speed", "train"]
+    left_out = ["tests", "lammps_nve", "profile", "lammps_phases", "speed", "largest", "train"]
     assert [name for name in steps if name != "versions"] == left_out, steps
     assert all(steps[name]["status"] == "not run" for name in left_out), steps
     assert "| speed | not run |" in (tmp_path / "gpu_check.md").read_text()
     assert "steps not ok: ['tests', 'lammps_nve'" in res.stdout
 
 
-def test_lammps_rows_timed_in_chunks_say_so():
-    """A LAMMPS run where chunk auto fell back to chunks (the plugin's log line) is marked in its row
-    and in the summary, since its time is not a whole-layer time; a run without the line is not."""
+def _check_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu" / "check.py")
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
+    return check
+
+
+def test_the_largest_system_halves_until_it_fits(tmp_path, monkeypatch):
+    """The largest step's search: out of memory, half the atoms, until a size fits (recorded with
+    the sizes that did not), or down to an eighth of the goal (then recorded as out of memory)."""
+    import mlff
+    from mlff.testing import tiny_model
+
+    check = _check_module()
+    path = mlff.deploy(tiny_model(), tmp_path / "model.pt")
+    real = mlff.MLFFCalculator
+    capacity = {"atoms": 300}
+
+    class Capped(real):
+        def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+            if len(atoms) > capacity["atoms"]:
+                raise MemoryError(f"mlff: out of cpu memory evaluating {len(atoms)} atoms")
+            super().calculate(atoms, properties, system_changes)
+
+    monkeypatch.setattr(mlff, "MLFFCalculator", Capped)
+    row = check.largest_system(path, "cpu", 2000, 64, deadline=float("inf"))
+    assert row["atoms"] == 256 and row["ms"] > 0 and "note" not in row
+    assert row["tried"] == ["2048 atoms: out of memory", "1008 atoms: out of memory", "500 atoms: out of memory"]
+    capacity["atoms"] = 100
+    row = check.largest_system(path, "cpu", 2000, 64, deadline=float("inf"))
+    assert row["note"] == "out of memory" and len(row["tried"]) == 4 and "ms" not in row
+
+
+def test_lammps_rows_timed_in_chunks_say_so():
+    """A LAMMPS run where chunk auto fell back to chunks (the plugin's log line) is marked in its row
+    and in the summary, since its time is not a whole-layer time; a run without the line is not."""
+    check = _check_module()
     said = ("mlff: m.pt ran out of cuda:0 memory at step 0 on 1 of 1 rank(s), up to 65536 local atoms: evaluating the "
             "step again, that rank in chunks of {} atoms from now on (chunk auto; 'chunk N' sets the size, 'chunk 0' "
             "stops instead). Rank 0's error: CUDA out of memory.\n")

@@ -25,7 +25,10 @@ machine can check the script itself). Steps, each timed and recorded even when i
    calculators (``peers.py``; NequIP compiled with AOTInductor here, for this device), when their
    wheels were prepared (``python benchmarks/gpu/peers.py prepare``) or ``--peer-python`` names
    their environments;
-10. train: training frames/s.
+10. largest: the largest system per device, the goal sizes of the matched model (1 million atoms)
+    and the shipped potential (4 million), float32, through ``MLFFCalculator`` in chunks of atoms
+    (halved until it fits): seconds per call and peak memory;
+11. train: training frames/s.
 
 Writes ``gpu_check.json`` (everything) and ``gpu_check.md`` (the summary tables) to ``--out``
 after every step, so a run cut short still reports what it measured. ``--time-limit S`` ends the
@@ -66,11 +69,13 @@ PLAN = {
     "cuda": dict(sizes=[1000, 8000, 64000, 128000, 256000, 512000], lammps_sizes=[1000, 8000, 64000], nve_steps=1000,
                  speed_budget=25.0, lammps_budget=60.0, max_call=10.0, measure_s=3.0, train_frames=64, train_epochs=3,
                  profile_sizes=[8000, 64000], phase_sizes=[8000, 64000], peer_budget=40.0, peer_timeout=200.0,
-                 peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"], "sevenn": ["float32"]}),
+                 peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"], "sevenn": ["float32"]},
+                 largest={"matched 2x64 l2": 1_024_000, "shipped Cu": 4_096_000}, largest_chunk=CHUNK_ATOMS),
     "cpu": dict(sizes=[32, 108], lammps_sizes=[108], nve_steps=50, speed_budget=30.0, lammps_budget=60.0,
                 max_call=5.0, measure_s=0.3, train_frames=8, train_epochs=2, profile_sizes=[108],
                 phase_sizes=[108], peer_budget=20.0, peer_timeout=900.0,
-                peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"], "sevenn": ["float32"]}),
+                peer_dtypes={"mace": ["float32", "float64"], "nequip": ["float32"], "sevenn": ["float32"]},
+                largest={"matched 2x64 l2": 500, "shipped Cu": 2000}, largest_chunk=128),
 }
 
 
@@ -140,7 +145,8 @@ def summary(data: dict) -> str:
     for name, record in steps.items():
         result = record.get("result", record.get("error", ""))
         lines.append(f"| {name} | {record['status']} | {record.get('seconds', '')} | {str(result)[:300]} |")
-    rows = steps.get("speed", {}).get("rows", []) + steps.get("peers", {}).get("rows", [])
+    rows = (steps.get("speed", {}).get("rows", []) + steps.get("peers", {}).get("rows", [])
+            + steps.get("largest", {}).get("rows", []))
     if rows:
         lines += ["", "| engine | model | dtype | atoms | ms/step | atom-steps/s | peak GPU memory (MB) |",
                   "|---|---|---|---|---|---|---|"]
@@ -416,6 +422,50 @@ def nve_drift(workdir: Path, device: str, steps: int) -> dict:
             "ms_per_step": round(lammps_ms_per_step(log), 2)}
 
 
+def largest_system(path, device: str, target: int, chunk: int, deadline: float) -> dict:
+    """One energy + forces evaluation of about ``target`` atoms of fcc Cu through ``MLFFCalculator``
+    in chunks of ``chunk`` atoms, after a first call (warm-up), with the device's peak memory; out of
+    memory, half the atoms, down to an eighth of ``target`` or until ``deadline`` (perf_counter)."""
+    import torch
+
+    import mlff
+
+    tried = []
+    size = target
+    while True:
+        atoms, _ = fcc_cu(size)
+        row = {"engine": f"MLFFCalculator chunk {chunk} (largest)", "atoms": len(atoms)}  # chunked by choice
+        try:
+            if device == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            atoms.calc = mlff.MLFFCalculator(path, device=device, chunk_atoms=chunk)
+            start = time.perf_counter()
+            atoms.get_forces()
+            row["first_call_s"] = round(time.perf_counter() - start, 2)
+            atoms.positions[0, 0] += 1e-6
+            start = time.perf_counter()
+            atoms.get_forces()
+            seconds = time.perf_counter() - start
+            row.update(ms=round(1e3 * seconds, 1), atom_steps_per_s=round(len(atoms) / seconds))
+            if device == "cuda":
+                row["peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+                row["mb_per_atom"] = round(row["peak_mb"] / len(atoms), 4)
+            row["tried"] = tried
+            return row
+        except (RuntimeError, MemoryError) as error:  # TorchScript wraps CUDA OOM
+            if not is_out_of_memory(error):
+                raise
+            tried.append(f"{len(atoms)} atoms: out of memory")
+        finally:
+            atoms.calc = None
+            if device == "cuda":
+                torch.cuda.empty_cache()
+        size //= 2
+        if size < target // 8 or time.perf_counter() > deadline:
+            return dict(row, note="out of memory", tried=tried)
+
+
 def train_speed(workdir: Path, device: str, num_frames: int, epochs: int) -> list:
     """Training frames/s (energy + force + stress loss) on Cu EMT frames of 32 atoms, batch 4."""
     from ase.io import read, write
@@ -446,7 +496,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
-    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, compiled, peers, train)")
+    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, compiled, peers, "
+                        "largest, train)")
     parser.add_argument("--max-atoms", type=int, default=None, help="largest structure of the speed step")
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
                         help="end within S seconds: budgets shrink to what is left, and steps that no longer "
@@ -613,6 +664,23 @@ def main() -> int:
                     f"{tool}: {notes}" for tool, notes in record["notes"].items() if notes)[:600]
                 if not timed:
                     record["status"] = "failed"
+
+        if "largest" not in args.skip and report.due("largest"):
+            with report.step("largest") as record:
+                rows = record["rows"] = []
+                for name, target in plan["largest"].items():
+                    if args.max_atoms:
+                        target = min(target, args.max_atoms)
+                    if report.left() < MIN_STEP_S:
+                        break
+                    row = largest_system(files()[name]["float32"], device, target, plan["largest_chunk"],
+                                         report.deadline - MIN_STEP_S)
+                    rows.append(dict(row, model=name, dtype="float32"))
+                    report.write()
+                record["result"] = "; ".join(
+                    f"{r['model']}: {r['atoms']} atoms " + (f"in {r['ms']} ms, {r['peak_mb']} MB" if "peak_mb" in r else
+                                                          f"in {r['ms']} ms" if "ms" in r else r.get("note", ""))
+                    for r in rows)
 
         if "train" not in args.skip and report.due("train"):
             with report.step("train") as record:
