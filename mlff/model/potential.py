@@ -182,10 +182,16 @@ class Potential(nn.Module):
     def forward(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         pos = data[keys.POSITIONS_KEY]
         species = data[keys.SPECIES_KEY]
+        chunk_atoms = int(data[keys.CHUNK_ATOMS_KEY]) if keys.CHUNK_ATOMS_KEY in data else 0
         # edges sorted by centre (stable): the convolution sums each centre's contiguous edges
-        order = torch.argsort(data[keys.EDGE_INDEX_KEY][0], stable=True)
-        edge_index = data[keys.EDGE_INDEX_KEY].index_select(1, order)
-        edge_shift = data[keys.EDGE_SHIFT_KEY].index_select(0, order)
+        edge_index, edge_shift = data[keys.EDGE_INDEX_KEY], data[keys.EDGE_SHIFT_KEY]
+        center = edge_index[0]
+        # in chunks (bounded memory, never compiled), edges that come sorted (the device neighbour list's)
+        # are not copied
+        if chunk_atoms <= 0 or not bool((center[1:] >= center[:-1]).all()):
+            order = torch.argsort(center, stable=True)
+            edge_index = edge_index.index_select(1, order)
+            edge_shift = edge_shift.index_select(0, order)
         batch = data[keys.BATCH_KEY]
         num_atoms = pos.shape[0]
         num_graphs = data[keys.PTR_KEY].shape[0] - 1
@@ -193,7 +199,12 @@ class Potential(nn.Module):
         edge_vec = pos[edge_index[1]] - pos[edge_index[0]] + edge_shift
         if not edge_vec.requires_grad:
             edge_vec.requires_grad_(True)
-        edge_sh, edge_radial = self.edge_embedding(edge_vec, edge_index, species)
+        chunked = chunk_atoms > 0 and edge_index.shape[1] > 0
+        if chunked:  # no graph of the edge embedding either: the backward recomputes it chunk by chunk
+            with torch.no_grad():
+                edge_sh, edge_radial = self.edge_embedding(edge_vec, edge_index, species)
+        else:
+            edge_sh, edge_radial = self.edge_embedding(edge_vec, edge_index, species)
 
         is_local = torch.ones(num_atoms, dtype=torch.bool, device=pos.device)
         center_hops: Optional[torch.Tensor] = None
@@ -201,8 +212,7 @@ class Potential(nn.Module):
             is_local = torch.arange(num_atoms, device=pos.device) < data[keys.NUM_LOCAL_KEY]
             center_hops = self._center_hops(edge_index, is_local)
 
-        chunk_atoms = int(data[keys.CHUNK_ATOMS_KEY]) if keys.CHUNK_ATOMS_KEY in data else 0
-        if chunk_atoms > 0 and edge_index.shape[1] > 0:
+        if chunked:
             if self.training:
                 raise RuntimeError("mlff: chunk_atoms is for inference (it recomputes layers in the backward); "
                                    "train without it")
@@ -247,6 +257,8 @@ class Potential(nn.Module):
         pos = data[keys.POSITIONS_KEY]
         if edge_grad is None:  # no edges, or no dependence on them
             edge_grad = torch.zeros_like(edge_vec)
+        if not self.training:  # no graph of the virials through the edge vectors (9 float64 per edge, twice)
+            edge_vec = edge_vec.detach()
         forces, virial, atomic_virial = edge_gradient_outputs(
             edge_grad, edge_vec, edge_index, batch[edge_index[0]], num_atoms, num_graphs
         )
@@ -330,17 +342,39 @@ class Potential(nn.Module):
                 grad_radial.index_add_(0, selection, g_radial)
             if grad_x is not None:
                 grad = grad_x
-        seeds: List[Optional[torch.Tensor]] = [grad_sh, grad_radial]
-        edge_outputs = [edge_sh, edge_radial]
-        if self.pair_repulsion:  # its own gradient, straight from the edge vectors
-            pair = self.pair_energy(edge_vec, edge_index, species, num_atoms)
-            pair = torch.where(is_local, pair, torch.zeros_like(pair))
-            atomic_energy = atomic_energy.detach() + pair.detach()
-            edge_outputs.append(pair.sum())
-            seeds.append(torch.ones((), dtype=pair.dtype, device=pair.device))
-        edge_grad = torch.autograd.grad(edge_outputs, [edge_vec], seeds, allow_unused=True)[0]
+        edge_grad = self._embedding_backward(edge_vec, edge_index, species, grad_sh, grad_radial, is_local,
+                                             chunk_atoms)
+        if self.pair_repulsion:  # its energy here, its gradient in _embedding_backward
+            with torch.no_grad():
+                pair = self.pair_energy(edge_vec, edge_index, species, num_atoms)
+            atomic_energy = atomic_energy.detach() + torch.where(is_local, pair, torch.zeros_like(pair))
         energy = _graph_sum(atomic_energy.detach().unsqueeze(-1), batch, num_graphs).squeeze(-1)
         return inputs[self.num_layers], atomic_energy.detach(), energy, edge_grad
+
+    def _embedding_backward(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
+                            grad_sh: torch.Tensor, grad_radial: torch.Tensor, is_local: torch.Tensor,
+                            chunk_atoms: int) -> torch.Tensor:
+        """dE/dr per edge ``(E, 3)`` from dE/d(spherical harmonics, radial inputs), and the pair
+        repulsion's share of edges centred on local atoms, recomputing the edge embedding for the
+        edges of ``chunk_atoms`` centres at a time (edges sorted by centre)."""
+        _, edge_bounds = _chunk_bounds(edge_index[0], int(species.shape[0]), chunk_atoms)
+        edge_grad = torch.zeros_like(edge_vec.detach())
+        for c in range(len(edge_bounds) - 1):
+            e0, e1 = edge_bounds[c], edge_bounds[c + 1]
+            if e1 == e0:
+                continue
+            vec = edge_vec[e0:e1].detach().requires_grad_(True)
+            sh, radial = self.edge_embedding(vec, edge_index[:, e0:e1], species)
+            outputs = [sh, radial]
+            seeds: List[Optional[torch.Tensor]] = [grad_sh[e0:e1], grad_radial[e0:e1]]
+            if self.pair_repulsion:  # the energy counts the shares of edges centred on local atoms
+                share = self.pair_edge_energy(vec, edge_index[:, e0:e1], species)
+                outputs.append(share)
+                seeds.append(is_local[edge_index[0, e0:e1]].to(share.dtype))
+            grad = torch.autograd.grad(outputs, [vec], seeds, allow_unused=True)[0]
+            if grad is not None:
+                edge_grad[e0:e1] = grad
+        return edge_grad
 
     def layer_forward_chunked(self, index: int, x: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                               edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_out: int,
@@ -363,8 +397,8 @@ class Potential(nn.Module):
         ``(n_out, F)``, recomputing one chunk at a time: gradients w.r.t. ``x`` (all atoms; None
         unless ``need_x``), the edges' spherical harmonics and radial inputs."""
         bounds, edge_bounds = _chunk_bounds(edge_index[0], n_out, chunk_atoms)
-        result: Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor] = (
-            None, torch.zeros_like(edge_sh), torch.zeros_like(edge_radial))
+        none = edge_sh.new_zeros(0)  # placeholders for TorchScript's types: every call sets the result
+        result: Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor] = (None, none, none)
         for i, layer in enumerate(self.layers):
             if i == index:
                 result = layer.chunked_backward(x, attrs, edge_sh, edge_radial, edge_index[0], edge_index[1], bounds,

@@ -31,13 +31,14 @@ def edge_gradient_outputs(
     forces.index_add_(0, center, edge_grad)
     forces.index_add_(0, neighbour, -edge_grad)
 
-    edge_virial = -edge_vec.unsqueeze(-1) * edge_grad.unsqueeze(-2)  # [E, 3, 3]
+    half_virial = -0.5 * edge_vec.unsqueeze(-1) * edge_grad.unsqueeze(-2)  # [E, 3, 3]: each atom's share
     if num_graphs == 1:  # one contraction instead of a scatter of E 3x3 blocks into one row
         virial = -(edge_vec.t() @ edge_grad).unsqueeze(0)
     else:
         virial = torch.zeros((num_graphs, 3, 3), dtype=edge_grad.dtype, device=edge_grad.device)
-        virial.index_add_(0, edge_graph, edge_virial)
+        virial.index_add_(0, edge_graph, half_virial)
+        virial = 2.0 * virial
     atomic_virial = torch.zeros((num_atoms, 3, 3), dtype=edge_grad.dtype, device=edge_grad.device)
-    atomic_virial.index_add_(0, center, 0.5 * edge_virial)
-    atomic_virial.index_add_(0, neighbour, 0.5 * edge_virial)
+    atomic_virial.index_add_(0, center, half_virial)
+    atomic_virial.index_add_(0, neighbour, half_virial)
     return forces, virial, atomic_virial

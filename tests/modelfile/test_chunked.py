@@ -85,3 +85,28 @@ def test_chunked_refused_in_training():
     data[keys.CHUNK_ATOMS_KEY] = torch.tensor(4)
     with pytest.raises(RuntimeError, match="chunk_atoms is for inference"):
         model(data)
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_chunks_keep_no_graph_of_every_edge(order):
+    """In chunks nothing the size of all the edges is saved for the backward (the edge embedding
+    is recomputed chunk by chunk, the virials take no graph), whether the edges come sorted by
+    centre (then they are not copied) or not; the outputs stay forward's."""
+    model = tiny_model().eval()
+    atoms = triclinic_cell(5, repeat=(3, 2, 2))
+    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut)
+    center = data["edge_index"][0]
+    perm = torch.argsort(center, stable=True) if order == "sorted" else torch.randperm(len(center))
+    data["edge_index"], data["edge_shift"] = data["edge_index"][:, perm], data["edge_shift"][perm]
+    num_edges = data["edge_index"].shape[1]
+    want = model(dict(data))
+    saved = []
+
+    def pack(tensor):
+        saved.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        got = model(dict(data, **{keys.CHUNK_ATOMS_KEY: torch.tensor(8)}))
+    assert saved and not [shape for shape in saved if shape and shape[0] == num_edges], saved
+    _assert_same({k: v.detach() for k, v in got.items()}, {k: v.detach() for k, v in want.items()}, OUTPUTS)
