@@ -23,7 +23,9 @@ import torch
 AUTO = "auto"
 # the smallest chunk tried: below it, the per-atom data every chunk shares dominates the peak
 MIN_CHUNK_ATOMS = 64
-_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
+# what the allocators say: torch's (CUDA, CPU), and C++'s own (a std::vector inside an operator), as
+# the LAMMPS plugin also reads them (pair_mlff_model.cpp)
+_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "std::bad_alloc")
 _OOM_TYPES = (MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
 
 

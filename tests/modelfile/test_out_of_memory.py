@@ -21,6 +21,9 @@ TORCHSCRIPT_OOM = ("The following operation failed in the TorchScript interprete
 def test_out_of_memory_is_recognised_and_chunks_halve():
     assert is_out_of_memory(torch.OutOfMemoryError(CUDA_OOM)) and is_out_of_memory(MemoryError())
     assert is_out_of_memory(RuntimeError(TORCHSCRIPT_OOM)) and is_out_of_memory(RuntimeError(CUDA_OOM))
+    assert is_out_of_memory(RuntimeError("std::bad_alloc"))  # C++'s own allocation inside an operator
+    assert allocator_message(RuntimeError("The following operation failed...\nRuntimeError: std::bad_alloc")) == (
+        "std::bad_alloc")
     assert not is_out_of_memory(RuntimeError("The size of tensor a (3) must match the size of tensor b (4)"))
     assert not is_out_of_memory(ValueError("out of memory"))  # not an error the allocators raise
     assert allocator_message(RuntimeError(TORCHSCRIPT_OOM)).startswith("DefaultCPUAllocator: can't allocate memory")
