@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_check.sh --cpu    the same steps on the CPU with small sizes (any machine;
 #                                         `make gpu-check-cpu` and tests/test_gpu_check.py run it)
 #   ... --skip tests speed                leave steps out (a rerun of the ones that failed)
+#   ... --only largest                    run only these steps (what a first run's time limit left out)
 #   ... --time-limit 570                  end within 570 s of starting, set-up included: what no
 #                                         longer fits is recorded as not run (see check.py)
 #
@@ -23,6 +24,7 @@ cd "$(dirname "$0")/.."
 MODE=cuda
 FRESH=0
 STEPS=()
+ONLY=()
 MAX=()
 LIMIT=()
 START=$SECONDS
@@ -33,7 +35,8 @@ while [[ $# -gt 0 ]]; do
     --max-atoms) MAX=(--max-atoms "$2"); shift ;;
     --time-limit) LIMIT=("$2"); shift ;;
     --skip) shift; while [[ $# -gt 0 && $1 != --* ]]; do STEPS+=("$1"); shift; done; continue ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--time-limit S] [--skip build|tests|nve|profile|lammps_phases|speed|peers|train ...]" >&2
+    --only) shift; while [[ $# -gt 0 && $1 != --* ]]; do ONLY+=("$1"); shift; done; continue ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--time-limit S] [--skip STEP ...] [--only STEP ...] (steps: build tests nve profile lammps_phases speed compiled peers largest train)" >&2
        exit 2 ;;
   esac
   shift
@@ -70,5 +73,6 @@ fi
 
 # the time limit counts from this script's start: the set-up above is spent
 [[ ${#LIMIT[@]} -gt 0 ]] && LIMIT=(--time-limit "$(( ${LIMIT[0]%.*} - (SECONDS - START) ))")
-"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT" ${STEPS[@]+--skip "${STEPS[@]}"} ${MAX[@]+"${MAX[@]}"} \
+"$PY" benchmarks/gpu/check.py --device "$MODE" --out "$OUT" ${STEPS[@]+--skip "${STEPS[@]}"} ${ONLY[@]+--only "${ONLY[@]}"} \
+  ${MAX[@]+"${MAX[@]}"} \
   ${LIMIT[@]+"${LIMIT[@]}"}

@@ -156,3 +156,16 @@ def test_lammps_rows_timed_in_chunks_say_so():
     assert "| LAMMPS 1 rank (in chunks of 16384: whole layers did not fit) | matched | float32 | 65536 |" in text
     assert "| LAMMPS 1 rank | matched | float32 | 8000 |" in text
     assert "| matched float32 (in chunks of 16384: whole layers did not fit) | 65536 | 900.0 |" in text
+
+
+def test_only_runs_the_steps_named(tmp_path):
+    """`--only largest` (a second run for what a first run's time limit left out) runs that step
+    alone; `--max-atoms` caps its sizes too."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "check.py"), "--device", "cpu", "--out",
+                          str(tmp_path), "--only", "largest", "--max-atoms", "300"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    steps = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
+    assert list(steps) == ["versions", "largest"] and steps["largest"]["status"] == "ok", steps
+    assert [r["atoms"] for r in steps["largest"]["rows"]] == [320, 320]  # fcc_cu(300)

@@ -492,12 +492,17 @@ def train_speed(workdir: Path, device: str, num_frames: int, epochs: int) -> lis
     return rows
 
 
+STEPS = ("build", "tests", "nve", "profile", "lammps_phases", "speed", "compiled", "peers", "largest", "train")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu_check_out"))
-    parser.add_argument("--skip", nargs="*", default=[], help="steps to leave out (build, tests, nve, profile, lammps_phases, speed, compiled, peers, "
-                        "largest, train)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=STEPS, metavar="STEP",
+                        help=f"steps to leave out ({', '.join(STEPS)})")
+    parser.add_argument("--only", nargs="*", default=[], choices=STEPS, metavar="STEP",
+                        help="run only these steps (e.g. what a first run's time limit left out)")
     parser.add_argument("--max-atoms", type=int, default=None, help="largest structure of the speed step")
     parser.add_argument("--time-limit", type=float, default=None, metavar="S",
                         help="end within S seconds: budgets shrink to what is left, and steps that no longer "
@@ -506,6 +511,8 @@ def main() -> int:
                         help="time a peer with a python of its own (e.g. mace=/venvs/mace/bin/python) instead of "
                              "its wheels from benchmarks/gpu/peers.py prepare")
     args = parser.parse_args()
+    if args.only:
+        args.skip = [step for step in STEPS if step not in args.only or step in args.skip]
     peer_python = dict(item.split("=", 1) for item in args.peer_python)
     device = args.device
     plan = dict(PLAN[device])
