@@ -330,14 +330,13 @@ class Potential(nn.Module):
         grad_sh = torch.zeros_like(sh)
         grad_radial = torch.zeros_like(radial)
         for index in range(self.num_layers - 1, -1, -1):
+            selection = selections[index]
+            # all the edges: the layer adds its gradients straight into the model's (no per-layer copy)
             grad_x, g_sh, g_radial = self.layer_backward_chunked(
                 index, inputs[index], attrs, layer_edges[index], layer_sh[index], layer_radial[index], num_atoms,
-                chunk_atoms, grad, index > 0)
-            selection = selections[index]
-            if selection is None:
-                grad_sh += g_sh
-                grad_radial += g_radial
-            else:
+                chunk_atoms, grad, index > 0, grad_sh if selection is None else None,
+                grad_radial if selection is None else None)
+            if selection is not None:
                 grad_sh.index_add_(0, selection, g_sh)
                 grad_radial.index_add_(0, selection, g_radial)
             if grad_x is not None:
@@ -391,18 +390,20 @@ class Potential(nn.Module):
 
     def layer_backward_chunked(self, index: int, x: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                                edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_out: int, chunk_atoms: int,
-                               grad_out: torch.Tensor, need_x: bool
+                               grad_out: torch.Tensor, need_x: bool, grad_sh_into: Optional[torch.Tensor] = None,
+                               grad_radial_into: Optional[torch.Tensor] = None
                                ) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
         """The backward of :meth:`layer_forward_chunked` for the output gradient ``grad_out``
         ``(n_out, F)``, recomputing one chunk at a time: gradients w.r.t. ``x`` (all atoms; None
-        unless ``need_x``), the edges' spherical harmonics and radial inputs."""
+        unless ``need_x``), the edges' spherical harmonics and radial inputs (added to
+        ``grad_sh_into`` and ``grad_radial_into`` where given)."""
         bounds, edge_bounds = _chunk_bounds(edge_index[0], n_out, chunk_atoms)
         none = edge_sh.new_zeros(0)  # placeholders for TorchScript's types: every call sets the result
         result: Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor] = (None, none, none)
         for i, layer in enumerate(self.layers):
             if i == index:
                 result = layer.chunked_backward(x, attrs, edge_sh, edge_radial, edge_index[0], edge_index[1], bounds,
-                                                edge_bounds, grad_out, need_x)
+                                                edge_bounds, grad_out, need_x, grad_sh_into, grad_radial_into)
         return result
 
     # The steps of ``forward``, also called one by one by engines that exchange the features of

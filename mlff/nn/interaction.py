@@ -203,12 +203,16 @@ class Interaction(nn.Module):
     def chunked_backward(self, x: torch.Tensor, attrs: torch.Tensor, edge_sh: torch.Tensor,
                          edge_radial: torch.Tensor, center: torch.Tensor, neighbour: torch.Tensor,
                          bounds: List[int], edge_bounds: List[int], grad_out: torch.Tensor,
-                         need_x: bool) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
+                         need_x: bool, grad_sh_into: Optional[torch.Tensor] = None,
+                         grad_radial_into: Optional[torch.Tensor] = None
+                         ) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
         """The gradients of ``sum(out * grad_out)`` with respect to ``x`` (if ``need_x``, else
         None), ``edge_sh`` and ``edge_radial``, recomputing the layer one chunk at a time: only
-        one chunk's autograd graph is alive at once."""
-        grad_sh = torch.zeros_like(edge_sh)
-        grad_radial = torch.zeros_like(edge_radial)
+        one chunk's autograd graph is alive at once. The edges' gradients are added to
+        ``grad_sh_into`` and ``grad_radial_into`` where given (and returned), so that the layers of
+        a model share one pair of per-edge tensors."""
+        grad_sh = torch.zeros_like(edge_sh) if grad_sh_into is None else grad_sh_into
+        grad_radial = torch.zeros_like(edge_radial) if grad_radial_into is None else grad_radial_into
         x = x.detach()
         x_in = x.requires_grad_(True) if need_x else x
         features = self.linear_in(x_in)
@@ -229,9 +233,9 @@ class Interaction(nn.Module):
             grads = torch.autograd.grad([out], inputs, seed, allow_unused=True)
             g_sh, g_radial = grads[0], grads[1]
             if g_sh is not None:
-                grad_sh[e0:e1] = g_sh
+                grad_sh[e0:e1] += g_sh
             if g_radial is not None:
-                grad_radial[e0:e1] = g_radial
+                grad_radial[e0:e1] += g_radial
             if need_x:
                 g_feats, g_rows = grads[2], grads[3]
                 if g_feats is not None:
