@@ -276,7 +276,13 @@ std::unique_ptr<PairMLFF::Model> PairMLFF::load_model(const std::string &path)
     for (std::string c; declared >> c;) {
       loaded->has_halo = loaded->has_halo || c == "halo_exchange";
       loaded->has_chunked = loaded->has_chunked || c == "chunked";
+      loaded->has_edge_gradients = loaded->has_edge_gradients || c == "edge_gradients";
     }
+    if (loaded->has_edge_gradients && !loaded->module.find_method("halo_edge_gradients").has_value())
+      error->all(FLERR,
+                 "'{}' declares the capability edge_gradients but has no halo_edge_gradients method: the file is "
+                 "corrupt; re-export it with `mlff deploy`",
+                 path);
     if (loaded->has_chunked && !loaded->module.find_method("halo_layer_grad").has_value())
       error->all(FLERR,
                  "'{}' declares the capability chunked but has no chunked methods: the file is corrupt; "

@@ -333,7 +333,13 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
   const bool remote = comm->nprocs > 1;    // collective: every rank takes part in the comm
   phase_end(UPLOAD);
 
-  const auto edge_terms = m.run_method("halo_edges", positions, edges, species, nlocal).toTuple();
+  // in chunks, with a file that can recompute them (halo_edge_gradients), the edges' embedding keeps
+  // no autograd graph either: only the layers' chunks hold one, one at a time
+  const bool edges_recomputed = chunk > 0 && model.has_edge_gradients;
+  const auto edge_terms = [&] {
+    torch::AutoGradMode grad_mode(!edges_recomputed);
+    return m.run_method("halo_edges", positions, edges, species, nlocal).toTuple();
+  }();
   const torch::Tensor vec = edge_terms->elements()[0].toTensor();
   const torch::Tensor sh = edge_terms->elements()[1].toTensor();
   const torch::Tensor radial = edge_terms->elements()[2].toTensor();
@@ -442,7 +448,9 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
     output = outputs[k - 1];
   }
   const auto derived =
-      m.run_method("halo_outputs", vec, sh, radial, grad_sh, grad_radial, edges, natoms).toTuple();
+      edges_recomputed
+          ? m.run_method("halo_edge_gradients", positions, edges, species, grad_sh, grad_radial, natoms).toTuple()
+          : m.run_method("halo_outputs", vec, sh, radial, grad_sh, grad_radial, edges, natoms).toTuple();
   phase_end(MODEL);
   r.atomic_energy = on_cpu(atomic_energy);
   r.energy = r.atomic_energy.sum();

@@ -20,6 +20,7 @@ struct PairMLFF::Model {
   std::string path;
   bool has_halo = false;     // the file can run layer by layer (capability halo_exchange: halo_* methods)
   bool has_chunked = false;  // capability chunked: forward_chunked, halo_layer_chunked, halo_layer_grad
+  bool has_edge_gradients = false;  // capability edge_gradients: halo_edge_gradients (chunks keep no edge graph)
   int feature_dim = 0;       // values per atom exchanged between layers
   int64_t chunk = 0;         // chunk auto: the chunk this rank settled on (0: whole layers have fitted)
   int num_layers = 0;

@@ -41,7 +41,7 @@ from .sources import sources_read_once
 # what every file written by this version can run (the `capabilities` entry): the whole-structure
 # `forward` contract, the layer-by-layer halo_* methods (mlff.modelfile.halo), and
 # `forward_chunked` (forward with peak memory bounded by a chunk of atoms)
-CAPABILITIES = ("forward", "halo_exchange", "chunked")
+CAPABILITIES = ("forward", "halo_exchange", "chunked", "edge_gradients")
 UNITS = {"energy_unit": "eV", "length_unit": "Angstrom"}
 
 
@@ -295,6 +295,44 @@ class DeployedPotential(nn.Module):
             if g is not None:
                 grad_x = g
         return grad_x, grad_sh, grad_radial
+
+    @torch.jit.export
+    def halo_edge_gradients(self, positions: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
+                            grad_sh: torch.Tensor, grad_radial: torch.Tensor,
+                            n_atoms: int, edge_block: int = 262144) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``halo_outputs`` for edges whose ``halo_edges`` ran without an autograd graph (bounded
+        memory: an engine that evaluates the layers in chunks keeps no graph of every edge): the
+        edge embedding is recomputed ``edge_block`` edges at a time (about 60 MB of graph) to carry the edge-feature
+        gradients to the edge vectors. The same forces (n, 3), virial (3, 3) and per-atom virial
+        (n, 3, 3), float64."""
+        positions = positions.to(torch.float64)
+        num_edges = edge_index.shape[1]
+        edge_grad = torch.zeros((num_edges, 3), dtype=torch.float64, device=positions.device)
+        for e0 in range(0, num_edges, max(1, edge_block)):
+            e1 = min(num_edges, e0 + max(1, edge_block))
+            block = edge_index[:, e0:e1]
+            vec = (positions[block[1]] - positions[block[0]]).detach().requires_grad_(True)
+            sh, radial = self.potential.edge_embedding(vec, block, species)
+            outputs: List[torch.Tensor] = []
+            seeds: List[Optional[torch.Tensor]] = []
+            if sh.requires_grad:  # not with l_max 0 (constant harmonics)
+                outputs.append(sh)
+                seeds.append(grad_sh[e0:e1].to(sh.dtype))
+            if radial.requires_grad:
+                outputs.append(radial)
+                seeds.append(grad_radial[e0:e1, :radial.shape[1]].to(radial.dtype))
+            if self.pair_repulsion:  # the pair-energy column halo_edges appends to the radial input
+                pair = self.potential.pair_edge_energy(vec, block, species).to(radial.dtype)
+                outputs.append(pair)
+                seeds.append(grad_radial[e0:e1, -1].to(radial.dtype))
+            if len(outputs) > 0:
+                grad = torch.autograd.grad(outputs, [vec], seeds, allow_unused=True)[0]
+                if grad is not None:
+                    edge_grad[e0:e1] = grad
+        vec = positions[edge_index[1]] - positions[edge_index[0]]
+        edge_graph = torch.zeros(num_edges, dtype=torch.int64, device=positions.device)
+        forces, virial, atomic_virial = edge_gradient_outputs(edge_grad, vec.detach(), edge_index, edge_graph, n_atoms, 1)
+        return forces, virial[0], atomic_virial
 
     @torch.jit.export
     def halo_outputs(self, edge_vec: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor,

@@ -74,7 +74,11 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
               species: torch.Tensor, n_local: int, forward_exchange: Exchange, reverse_exchange: Exchange,
               chunk_atoms: int, compiled) -> Dict[str, torch.Tensor]:
     num_layers = int(module.num_layers)
-    vec, sh, radial = module.halo_edges(positions, edge_index, species, n_local)
+    # in chunks, with a file that recomputes them (halo_edge_gradients), the edges' embedding keeps
+    # no autograd graph either
+    edges_recomputed = bool(chunk_atoms) and hasattr(module, "halo_edge_gradients")
+    with torch.set_grad_enabled(not edges_recomputed):
+        vec, sh, radial = module.halo_edges(positions, edge_index, species, n_local)
     layer_inputs = None  # compiled: the layers' inputs after x
     if compiled is not None and not chunk_atoms:
         from .compiled_layers import dense_layout, usable
@@ -116,8 +120,12 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
         if index > 0:
             output = outputs[index - 1]
             grad = grad_x[:n_local] + reverse_exchange(grad_x[n_local:])
-    forces, virial, atomic_virial = module.halo_outputs(vec, sh, radial, grad_sh, grad_radial, edge_index,
-                                                        positions.shape[0])
+    if edges_recomputed:
+        forces, virial, atomic_virial = module.halo_edge_gradients(positions, edge_index, species, grad_sh,
+                                                                   grad_radial, positions.shape[0])
+    else:
+        forces, virial, atomic_virial = module.halo_outputs(vec, sh, radial, grad_sh, grad_radial, edge_index,
+                                                            positions.shape[0])
     return {"energy": atomic_energy.detach().sum(), "atomic_energy": atomic_energy.detach(), "forces": forces,
             "virial": virial, "atomic_virial": atomic_virial}
 

@@ -110,3 +110,27 @@ def test_unsorted_or_ghost_centred_edges_are_refused(model_files):
     ghost_centred[0, -1] = n
     with pytest.raises(Exception, match="centred on local atoms"):
         module.halo_edges(positions, ghost_centred, species, n)
+
+
+@pytest.mark.parametrize("model_name", ["2_layers", "l_max_0", "e3nn_backend"])
+@pytest.mark.parametrize("edge_block", [7, 262144], ids=["blocks-of-7-edges", "one-block"])
+def test_edge_gradients_recompute_what_halo_outputs_differentiates(model_files, model_name, edge_block):
+    """halo_edge_gradients (chunks: the edges' embedding ran without a graph) gives halo_outputs'
+    forces and virials for any edge-feature gradients, the pair repulsion's column included (the
+    tiny models have it), recomputing the embedding a block of edges at a time."""
+    import torch
+
+    module = mlff.load(model_files[model_name]).module
+    positions, edge_index, species, _, n = _domain(STRUCTURES["triclinic"], mlff.load(model_files[model_name]))
+    vec, sh, radial = module.halo_edges(positions, edge_index, species, n)
+    generator = torch.Generator().manual_seed(3)
+    grad_sh = torch.randn(sh.shape, generator=generator, dtype=sh.dtype)
+    grad_radial = torch.randn(radial.shape, generator=generator, dtype=radial.dtype)
+    want = module.halo_outputs(vec, sh, radial, grad_sh, grad_radial, edge_index, positions.shape[0])
+    with torch.no_grad():  # as the engines call halo_edges then
+        module.halo_edges(positions, edge_index, species, n)
+    got = module.halo_edge_gradients(positions, edge_index, species, grad_sh, grad_radial, positions.shape[0],
+                                     edge_block)
+    assert float(want[0].abs().max()) > 1e-3 and edge_index.shape[1] > 7 * 5  # several blocks of 7
+    for name, g, w in zip(("forces", "virial", "atomic_virial"), got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-12 * float(w.abs().max()), err_msg=name)
