@@ -364,8 +364,11 @@ class Potential(nn.Module):
                 continue
             vec = edge_vec[e0:e1].detach().requires_grad_(True)
             sh, radial = self.edge_embedding(vec, edge_index[:, e0:e1], species)
-            outputs = [sh, radial]
-            seeds: List[Optional[torch.Tensor]] = [grad_sh[e0:e1], grad_radial[e0:e1]]
+            outputs: List[torch.Tensor] = [radial]
+            seeds: List[Optional[torch.Tensor]] = [grad_radial[e0:e1]]
+            if sh.requires_grad:  # not with l_max 0 (constant harmonics)
+                outputs.append(sh)
+                seeds.append(grad_sh[e0:e1])
             if self.pair_repulsion:  # the energy counts the shares of edges centred on local atoms
                 share = self.pair_edge_energy(vec, edge_index[:, e0:e1], species)
                 outputs.append(share)

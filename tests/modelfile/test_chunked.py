@@ -24,8 +24,9 @@ def _assert_same(got, want, names, tol=1e-12):
         assert err <= tol * scale, f"{name}: {err:.3g}"
 
 
-@pytest.mark.parametrize("overrides", [{}, {"tp_backend": "e3nn"}, {"dipole": True, "l_max": 1, "num_layers": 3}],
-                         ids=["fused", "e3nn", "dipole-3-layers"])
+@pytest.mark.parametrize("overrides", [{}, {"tp_backend": "e3nn"}, {"dipole": True, "l_max": 1, "num_layers": 3},
+                                       {"l_max": 0}],
+                         ids=["fused", "e3nn", "dipole-3-layers", "l_max-0"])
 def test_chunked_equals_forward(tmp_path, overrides):
     """Chunks of 1 atom, of a size that does not divide the atoms, and one chunk for all: the
     outputs of forward in float64, heads included; rows of every chunk get their own gradients."""
