@@ -341,22 +341,25 @@ class Potential(nn.Module):
                 grad_radial.index_add_(0, selection, g_radial)
             if grad_x is not None:
                 grad = grad_x
-        edge_grad = self._embedding_backward(edge_vec, edge_index, species, grad_sh, grad_radial, is_local,
-                                             chunk_atoms)
-        if self.pair_repulsion:  # its energy here, its gradient in _embedding_backward
+        # the energy counts the pair shares of edges centred on local atoms
+        grad_pair = is_local.to(grad_radial.dtype)[edge_index[0]] if self.pair_repulsion else None
+        _, edge_bounds = _chunk_bounds(edge_index[0], num_atoms, chunk_atoms)
+        edge_grad = self.edge_embedding_backward(edge_vec, edge_index, species, grad_sh, grad_radial, grad_pair,
+                                                 edge_bounds)
+        if self.pair_repulsion:  # its energy here, its gradient in edge_embedding_backward
             with torch.no_grad():
                 pair = self.pair_energy(edge_vec, edge_index, species, num_atoms)
             atomic_energy = atomic_energy.detach() + torch.where(is_local, pair, torch.zeros_like(pair))
         energy = _graph_sum(atomic_energy.detach().unsqueeze(-1), batch, num_graphs).squeeze(-1)
         return inputs[self.num_layers], atomic_energy.detach(), energy, edge_grad
 
-    def _embedding_backward(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
-                            grad_sh: torch.Tensor, grad_radial: torch.Tensor, is_local: torch.Tensor,
-                            chunk_atoms: int) -> torch.Tensor:
-        """dE/dr per edge ``(E, 3)`` from dE/d(spherical harmonics, radial inputs), and the pair
-        repulsion's share of edges centred on local atoms, recomputing the edge embedding for the
-        edges of ``chunk_atoms`` centres at a time (edges sorted by centre)."""
-        _, edge_bounds = _chunk_bounds(edge_index[0], int(species.shape[0]), chunk_atoms)
+    def edge_embedding_backward(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
+                                grad_sh: torch.Tensor, grad_radial: torch.Tensor, grad_pair: Optional[torch.Tensor],
+                                edge_bounds: List[int]) -> torch.Tensor:
+        """dE/dr per edge ``(E, 3)`` from the gradients of :meth:`edge_embedding`'s outputs (and,
+        with the pair repulsion, of each edge's :meth:`pair_edge_energy`, ``grad_pair``), recomputing
+        the embedding one block of edges ``[edge_bounds[c], edge_bounds[c + 1])`` at a time: for
+        callers that computed it without an autograd graph (bounded memory)."""
         edge_grad = torch.zeros_like(edge_vec.detach())
         for c in range(len(edge_bounds) - 1):
             e0, e1 = edge_bounds[c], edge_bounds[c + 1]
@@ -364,18 +367,22 @@ class Potential(nn.Module):
                 continue
             vec = edge_vec[e0:e1].detach().requires_grad_(True)
             sh, radial = self.edge_embedding(vec, edge_index[:, e0:e1], species)
-            outputs: List[torch.Tensor] = [radial]
-            seeds: List[Optional[torch.Tensor]] = [grad_radial[e0:e1]]
+            outputs: List[torch.Tensor] = []
+            seeds: List[Optional[torch.Tensor]] = []
             if sh.requires_grad:  # not with l_max 0 (constant harmonics)
                 outputs.append(sh)
-                seeds.append(grad_sh[e0:e1])
-            if self.pair_repulsion:  # the energy counts the shares of edges centred on local atoms
+                seeds.append(grad_sh[e0:e1].to(sh.dtype))
+            if radial.requires_grad:
+                outputs.append(radial)
+                seeds.append(grad_radial[e0:e1].to(radial.dtype))
+            if grad_pair is not None:
                 share = self.pair_edge_energy(vec, edge_index[:, e0:e1], species)
                 outputs.append(share)
-                seeds.append(is_local[edge_index[0, e0:e1]].to(share.dtype))
-            grad = torch.autograd.grad(outputs, [vec], seeds, allow_unused=True)[0]
-            if grad is not None:
-                edge_grad[e0:e1] = grad
+                seeds.append(grad_pair[e0:e1].to(share.dtype))
+            if len(outputs) > 0:
+                grad = torch.autograd.grad(outputs, [vec], seeds, allow_unused=True)[0]
+                if grad is not None:
+                    edge_grad[e0:e1] = grad
         return edge_grad
 
     def layer_forward_chunked(self, index: int, x: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,

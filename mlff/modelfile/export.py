@@ -307,31 +307,19 @@ class DeployedPotential(nn.Module):
         (n, 3, 3), float64."""
         positions = positions.to(torch.float64)
         num_edges = edge_index.shape[1]
-        edge_grad = torch.zeros((num_edges, 3), dtype=torch.float64, device=positions.device)
+        vec = (positions[edge_index[1]] - positions[edge_index[0]]).detach()
+        blocks: List[int] = []  # the first edge of each block, then the end
         for e0 in range(0, num_edges, max(1, edge_block)):
-            e1 = min(num_edges, e0 + max(1, edge_block))
-            block = edge_index[:, e0:e1]
-            vec = (positions[block[1]] - positions[block[0]]).detach().requires_grad_(True)
-            sh, radial = self.potential.edge_embedding(vec, block, species)
-            outputs: List[torch.Tensor] = []
-            seeds: List[Optional[torch.Tensor]] = []
-            if sh.requires_grad:  # not with l_max 0 (constant harmonics)
-                outputs.append(sh)
-                seeds.append(grad_sh[e0:e1].to(sh.dtype))
-            if radial.requires_grad:
-                outputs.append(radial)
-                seeds.append(grad_radial[e0:e1, :radial.shape[1]].to(radial.dtype))
-            if self.pair_repulsion:  # the pair-energy column halo_edges appends to the radial input
-                pair = self.potential.pair_edge_energy(vec, block, species).to(radial.dtype)
-                outputs.append(pair)
-                seeds.append(grad_radial[e0:e1, -1].to(radial.dtype))
-            if len(outputs) > 0:
-                grad = torch.autograd.grad(outputs, [vec], seeds, allow_unused=True)[0]
-                if grad is not None:
-                    edge_grad[e0:e1] = grad
-        vec = positions[edge_index[1]] - positions[edge_index[0]]
+            blocks.append(e0)
+        blocks.append(num_edges)
+        grad_pair: Optional[torch.Tensor] = None
+        if self.pair_repulsion:  # the pair-energy column halo_edges appends to the radial input
+            grad_pair = grad_radial[:, -1]
+            grad_radial = grad_radial[:, :-1]
+        edge_grad = self.potential.edge_embedding_backward(vec, edge_index, species, grad_sh, grad_radial, grad_pair,
+                                                           blocks)
         edge_graph = torch.zeros(num_edges, dtype=torch.int64, device=positions.device)
-        forces, virial, atomic_virial = edge_gradient_outputs(edge_grad, vec.detach(), edge_index, edge_graph, n_atoms, 1)
+        forces, virial, atomic_virial = edge_gradient_outputs(edge_grad, vec, edge_index, edge_graph, n_atoms, 1)
         return forces, virial[0], atomic_virial
 
     @torch.jit.export
