@@ -98,6 +98,7 @@ class PairMLFF : public Pair {
                                     // memory, then chunks (see evaluate in pair_mlff_model.cpp)
   static constexpr int CHUNK_AUTO = -1;
   static constexpr int64_t MIN_CHUNK_ATOMS = 64;    // the smallest chunk chunk auto tries
+  static constexpr int64_t MIN_EDGE_BLOCK = 16384;    // chunks: the fewest edges whose embedding is recomputed at once
   int forward_done = 0, reverse_done = 0;          // exchanges made in the evaluation under way
   bool compiled_call = false;                      // the evaluation under way runs compiled layers
   bool use_compiled = false;         // set by init_style: compiled layers wherever a model has them

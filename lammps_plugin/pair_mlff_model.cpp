@@ -336,13 +336,14 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
   // in chunks, with a file that can recompute them (halo_edge_gradients), the edges' embedding keeps
   // no autograd graph either: only the layers' chunks hold one, one at a time
   const bool edges_recomputed = chunk > 0 && model.has_edge_gradients;
-  const auto edge_terms = [&] {
+  torch::Tensor vec, sh, radial;
+  {
     torch::AutoGradMode grad_mode(!edges_recomputed);
-    return m.run_method("halo_edges", positions, edges, species, nlocal).toTuple();
-  }();
-  const torch::Tensor vec = edge_terms->elements()[0].toTensor();
-  const torch::Tensor sh = edge_terms->elements()[1].toTensor();
-  const torch::Tensor radial = edge_terms->elements()[2].toTensor();
+    const auto edge_terms = m.run_method("halo_edges", positions, edges, species, nlocal).toTuple();
+    vec = edge_terms->elements()[0].toTensor();
+    sh = edge_terms->elements()[1].toTensor();
+    radial = edge_terms->elements()[2].toTensor();
+  }
 
   // compiled layers: the edges' dense layout per centre (mlff.nn.tensor_product.dense_rows), passed
   // in since a compiled graph takes its sizes from its inputs' shapes; every size must be >= 2
@@ -403,16 +404,21 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
     }
     phase_end(EXCHANGE);
     inputs.push_back(m.run_method("halo_join", y, ghost).toTensor());
+    if (recompute) outputs.back() = torch::Tensor();    // the backward recomputes from the inputs alone
   }
   // chunked or compiled: the last layer's output as a leaf, for the readout's gradient
-  const torch::Tensor last =
+  torch::Tensor last =
       recompute ? m.run_method("halo_join", outputs.back(), outputs.back().narrow(0, 0, 0)).toTensor() : outputs.back();
   const torch::Tensor atomic_energy = m.run_method("halo_energy", last, species.narrow(0, 0, nlocal)).toTensor();
 
   // backward, layer by layer: the gradient on ghost features goes home before the layer below
   torch::Tensor output = atomic_energy, grad = torch::ones_like(atomic_energy);
   torch::Tensor grad_sh = torch::zeros_like(sh), grad_radial = torch::zeros_like(radial);
-  if (recompute) grad = m.run_method("halo_grad", atomic_energy, grad, last, true, sh, radial).toTuple()->elements()[0].toTensor();
+  if (recompute) {
+    grad = m.run_method("halo_grad", atomic_energy, grad, last, true, sh, radial).toTuple()->elements()[0].toTensor();
+    outputs.clear();    // the layers' outputs: what follows recomputes from their inputs
+    last = torch::Tensor();
+  }
   for (int64_t k = num_layers - 1; k >= 0; k--) {
     torch::Tensor grad_x;
     if (compiled) {    // layer 0: (grad_sh, grad_radial); the others: (grad_x, grad_sh, grad_radial)
@@ -422,17 +428,19 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
       const std::vector<torch::Tensor> grads = model.layer_backward[k]->run(args);
       const size_t first = k > 0 ? 1 : 0;
       if (k > 0) grad_x = grads[0];
-      grad_sh = grad_sh + grads[first];
-      grad_radial = grad_radial + grads[first + 1];
+      grad_sh.add_(grads[first]);
+      grad_radial.add_(grads[first + 1]);
     } else {
       const auto grads =
           chunked ? m.run_method("halo_layer_grad", k, inputs[k], species, edges, sh, radial, nlocal, chunk, grad, k > 0)
                         .toTuple()
                   : m.run_method("halo_grad", output, grad, inputs[k], k > 0, sh, radial).toTuple();
       grad_x = grads->elements()[0].toTensor();
-      grad_sh = grad_sh + grads->elements()[1].toTensor();
-      grad_radial = grad_radial + grads->elements()[2].toTensor();
+      grad_sh.add_(grads->elements()[1].toTensor());
+      grad_radial.add_(grads->elements()[2].toTensor());
     }
+    inputs[k] = torch::Tensor();    // done with this layer (what holds memory is released as the backward goes down)
+    if (compiled) sums[k] = torch::Tensor();
     if (k == 0) break;
     phase_end(MODEL);
     const torch::Tensor grad_ghost = grad_x.narrow(0, nlocal, nghost);
@@ -445,12 +453,18 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
                             torch::from_blob(buffer.data(), {nsend, grad_x.size(1)}, f64).to(device, grad_x.scalar_type()));
     }
     phase_end(EXCHANGE);
-    output = outputs[k - 1];
+    if (!recompute) output = outputs[k - 1];
   }
-  const auto derived =
-      edges_recomputed
-          ? m.run_method("halo_edge_gradients", positions, edges, species, grad_sh, grad_radial, natoms).toTuple()
-          : m.run_method("halo_outputs", vec, sh, radial, grad_sh, grad_radial, edges, natoms).toTuple();
+  c10::intrusive_ptr<c10::ivalue::Tuple> derived;
+  if (edges_recomputed) {
+    // the embedding recomputed in blocks of about one chunk's edges, with only the edges' gradients alive
+    sh = radial = torch::Tensor();
+    const int64_t per_atom = (edges.size(1) + std::max<int64_t>(nlocal, 1) - 1) / std::max<int64_t>(nlocal, 1);
+    const int64_t edge_block = std::max<int64_t>(MIN_EDGE_BLOCK, chunk * per_atom);
+    derived = m.run_method("halo_edge_gradients", positions, edges, species, grad_sh, grad_radial, natoms, edge_block)
+                  .toTuple();
+  } else
+    derived = m.run_method("halo_outputs", vec, sh, radial, grad_sh, grad_radial, edges, natoms).toTuple();
   phase_end(MODEL);
   r.atomic_energy = on_cpu(atomic_energy);
   r.energy = r.atomic_energy.sum();

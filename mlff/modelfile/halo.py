@@ -47,6 +47,7 @@ from typing import Callable, Dict
 import torch
 
 Exchange = Callable[[torch.Tensor], torch.Tensor]
+MIN_EDGE_BLOCK = 16384  # in chunks: the fewest edges whose embedding halo_edge_gradients recomputes at once
 
 
 def halo_evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_index: torch.Tensor,
@@ -100,6 +101,8 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
         outputs.append(y)
         if index < num_layers - 1:
             inputs.append(module.halo_join(y, forward_exchange(y.detach())))
+            if recompute:  # the backward recomputes from the inputs alone
+                outputs[index] = None
     last = module.halo_join(outputs[-1], outputs[-1][:0]) if recompute else outputs[-1]
     atomic_energy = module.halo_energy(last, species[:n_local])
 
@@ -107,6 +110,7 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
     grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
     if recompute:  # the readout's gradient w.r.t. the last layer's output
         grad = module.halo_grad(atomic_energy, grad, last, True, sh, radial)[0]
+        outputs, last = [], None
     for index in reversed(range(num_layers)):
         if layer_inputs is not None:
             grad_x, g_sh, g_radial = compiled.backward(index, [inputs[index]] + layer_inputs, sums[index],
@@ -116,13 +120,21 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
                                                             n_local, chunk_atoms, grad, index > 0)
         else:
             grad_x, g_sh, g_radial = module.halo_grad(output, grad, inputs[index], index > 0, sh, radial)
-        grad_sh, grad_radial = grad_sh + g_sh, grad_radial + g_radial
+        grad_sh.add_(g_sh)
+        grad_radial.add_(g_radial)
+        inputs[index] = None  # memory is released as the backward goes down
+        if sums:
+            sums[index] = None
         if index > 0:
-            output = outputs[index - 1]
+            if not recompute:
+                output = outputs[index - 1]
             grad = grad_x[:n_local] + reverse_exchange(grad_x[n_local:])
-    if edges_recomputed:
+    if edges_recomputed:  # in blocks of about one chunk's edges (the plugin's MIN_EDGE_BLOCK at least)
+        sh = radial = None
+        per_atom = -(-edge_index.shape[1] // max(n_local, 1))
         forces, virial, atomic_virial = module.halo_edge_gradients(positions, edge_index, species, grad_sh,
-                                                                   grad_radial, positions.shape[0])
+                                                                   grad_radial, positions.shape[0],
+                                                                   max(MIN_EDGE_BLOCK, chunk_atoms * per_atom))
     else:
         forces, virial, atomic_virial = module.halo_outputs(vec, sh, radial, grad_sh, grad_radial, edge_index,
                                                             positions.shape[0])

@@ -183,22 +183,30 @@ class Interaction(nn.Module):
     # ---- chunked evaluation: peak memory bounded by a chunk of atoms (Potential's chunk_atoms) -------
     # ``bounds``: atom ranges [bounds[c], bounds[c + 1]); ``edge_bounds``: the ranges of their edges
     # (sorted by centre). The forward keeps no graph; the backward recomputes one chunk at a time.
+    # A chunk reads only its edges' neighbours: their rows of ``x`` are gathered and ``linear_in``
+    # runs on them there, so neither pass holds ``linear_in`` of all atoms or a gradient of that
+    # size beside the one for ``x``.
+
+    def _chunk(self, attrs: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor, center: torch.Tensor,
+               a0: int, a1: int, near: torch.Tensor, local: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """New features of atoms ``a0 .. a1 - 1`` from ``near`` (the rows of ``x`` of their edges'
+        neighbours, ``local`` indexing them per edge) and ``rows`` (their own rows of ``x``)."""
+        aggregated = self.aggregate(self.linear_in(near), edge_sh, edge_radial, center, local, a0, a1 - a0)
+        return self.update(aggregated, rows, attrs[a0:a1])
 
     def chunked_forward(self, x: torch.Tensor, attrs: torch.Tensor, edge_sh: torch.Tensor,
                         edge_radial: torch.Tensor, center: torch.Tensor, neighbour: torch.Tensor,
                         bounds: List[int], edge_bounds: List[int]) -> torch.Tensor:
-        """This layer's new features of all atoms, chunk by chunk, with no autograd graph."""
+        """This layer's new features of atoms ``0 .. bounds[-1] - 1``, chunk by chunk, with no
+        autograd graph."""
         with torch.no_grad():
-            features = self.linear_in(x)
-            out: List[torch.Tensor] = []
+            out = x.new_empty((bounds[-1], self.out_dim))
             for c in range(len(bounds) - 1):
                 a0, a1, e0, e1 = bounds[c], bounds[c + 1], edge_bounds[c], edge_bounds[c + 1]
-                aggregated = self.aggregate(features, edge_sh[e0:e1], edge_radial[e0:e1], center[e0:e1],
-                                            neighbour[e0:e1], a0, a1 - a0)
-                out.append(self.update(aggregated, x[a0:a1], attrs[a0:a1]))
-            if len(out) == 0:  # no atoms to update
-                return x.new_zeros((0, self.out_dim))
-            return torch.cat(out, dim=0)
+                nodes, local = torch.unique(neighbour[e0:e1], sorted=True, return_inverse=True)
+                out[a0:a1] = self._chunk(attrs, edge_sh[e0:e1], edge_radial[e0:e1], center[e0:e1], a0, a1,
+                                         x.index_select(0, nodes), local, x[a0:a1])
+            return out
 
     def chunked_backward(self, x: torch.Tensor, attrs: torch.Tensor, edge_sh: torch.Tensor,
                          edge_radial: torch.Tensor, center: torch.Tensor, neighbour: torch.Tensor,
@@ -214,21 +222,18 @@ class Interaction(nn.Module):
         grad_sh = torch.zeros_like(edge_sh) if grad_sh_into is None else grad_sh_into
         grad_radial = torch.zeros_like(edge_radial) if grad_radial_into is None else grad_radial_into
         x = x.detach()
-        x_in = x.requires_grad_(True) if need_x else x
-        features = self.linear_in(x_in)
-        feats = features.detach().requires_grad_(need_x)
-        grad_feats = torch.zeros_like(feats)
-        grad_x = torch.zeros_like(x)
+        grad_x = torch.zeros_like(x) if need_x else x.new_zeros(0)
         for c in range(len(bounds) - 1):
             a0, a1, e0, e1 = bounds[c], bounds[c + 1], edge_bounds[c], edge_bounds[c + 1]
             if e1 == e0 and not need_x:  # no edges, no gradient wanted from the atoms
                 continue
+            nodes, local = torch.unique(neighbour[e0:e1], sorted=True, return_inverse=True)
             sh = edge_sh[e0:e1].detach().requires_grad_(True)
             radial = edge_radial[e0:e1].detach().requires_grad_(True)
+            near = x.index_select(0, nodes).requires_grad_(need_x)
             rows = x[a0:a1].detach().requires_grad_(need_x)
-            out = self.update(self.aggregate(feats, sh, radial, center[e0:e1], neighbour[e0:e1], a0, a1 - a0),
-                              rows, attrs[a0:a1])
-            inputs = [sh, radial, feats, rows] if need_x else [sh, radial]
+            out = self._chunk(attrs, sh, radial, center[e0:e1], a0, a1, near, local, rows)
+            inputs = [sh, radial, near, rows] if need_x else [sh, radial]
             seed: List[Optional[torch.Tensor]] = [grad_out[a0:a1]]
             grads = torch.autograd.grad([out], inputs, seed, allow_unused=True)
             g_sh, g_radial = grads[0], grads[1]
@@ -237,15 +242,11 @@ class Interaction(nn.Module):
             if g_radial is not None:
                 grad_radial[e0:e1] += g_radial
             if need_x:
-                g_feats, g_rows = grads[2], grads[3]
-                if g_feats is not None:
-                    grad_feats += g_feats
+                g_near, g_rows = grads[2], grads[3]
+                if g_near is not None:
+                    grad_x.index_add_(0, nodes, g_near)
                 if g_rows is not None:
                     grad_x[a0:a1] += g_rows
         if not need_x:
             return None, grad_sh, grad_radial
-        seed_x: List[Optional[torch.Tensor]] = [grad_feats]
-        through = torch.autograd.grad([features], [x_in], seed_x, allow_unused=True)[0]
-        if through is not None:
-            grad_x += through
         return grad_x, grad_sh, grad_radial

@@ -111,3 +111,44 @@ def test_chunks_keep_no_graph_of_every_edge(order):
         got = model(dict(data, **{keys.CHUNK_ATOMS_KEY: torch.tensor(8)}))
     assert saved and not [shape for shape in saved if shape and shape[0] == num_edges], saved
     _assert_same({k: v.detach() for k, v in got.items()}, {k: v.detach() for k, v in want.items()}, OUTPUTS)
+
+
+@pytest.mark.parametrize("tp_backend", ["fused", "e3nn"])
+def test_chunk_reads_only_its_neighbourhood(tp_backend):
+    """A chunk's backward keeps nothing the size of all the atoms: it gathers the rows of its edges'
+    neighbours and runs the layer's input linear on them, so the memory beside the gradient of the
+    layer's input is one chunk's (and so is the time: no gradient of every atom per chunk). The
+    gradients equal autograd through the whole layer."""
+    model = tiny_model(tp_backend=tp_backend).eval()
+    atoms = triclinic_cell(5, repeat=(4, 4, 4))  # more atoms than a chunk of 4 has edges
+    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut)
+    center, neighbour = data["edge_index"][0], data["edge_index"][1]
+    order = torch.argsort(center, stable=True)
+    center, neighbour = center[order], neighbour[order]
+    n = len(atoms)
+    vec = (data["positions"][neighbour] + data["edge_shift"][order] - data["positions"][center]).to(torch.float64)
+    sh, radial = model.edge_embedding(vec, torch.stack([center, neighbour]), data["species"])
+    attrs = model.attributes(data["species"])
+    layer = model.layers[1]
+    x = torch.randn(n, layer.irreps_in.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    grad_out = torch.randn(n, layer.out_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    bounds = list(range(0, n, 4)) + [n]
+    edge_bounds = torch.searchsorted(center, torch.tensor(bounds)).tolist()
+    saved = []
+
+    def pack(tensor):
+        saved.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        grad_x, grad_sh, grad_radial = layer.chunked_backward(x, attrs, sh.detach(), radial.detach(), center, neighbour,
+                                                              bounds, edge_bounds, grad_out, True)
+    assert saved and not [shape for shape in saved if shape and shape[0] >= n], saved
+
+    leaves = [x.clone().requires_grad_(True), sh.detach().requires_grad_(True), radial.detach().requires_grad_(True)]
+    out = layer(leaves[0], attrs, torch.stack([center, neighbour]), leaves[1], leaves[2])
+    want = torch.autograd.grad([out], leaves, [grad_out])
+    for got, expected in zip((grad_x, grad_sh, grad_radial), want):
+        assert torch.allclose(got, expected, rtol=0, atol=1e-12 * max(1.0, float(expected.abs().max())))
+    forward = layer.chunked_forward(x, attrs, sh.detach(), radial.detach(), center, neighbour, bounds, edge_bounds)
+    assert torch.allclose(forward, out.detach(), rtol=0, atol=1e-12)
