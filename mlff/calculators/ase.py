@@ -81,7 +81,7 @@ class MLFFCalculator(Calculator):
         forward pass keeps no autograd graph and the forces recompute one chunk at a time: peak
         memory is bounded by one chunk's graph instead of growing with every layer's
         (docs/performance.md: 0.032 instead of 0.64 MB per atom for a 2 x 64 l_max 2 model in
-        float32), the same results to rounding, 1.4-1.6x the time. Not with the compiled copy.
+        float32), the same results to rounding, 1.2-1.6x the time. Not with the compiled copy.
         Running out of memory with a fixed setting is a MemoryError that says what to change.
 
     Properties: ``energy``/``free_energy`` (eV), ``energies`` (eV/atom), ``forces`` (eV/Å) and, for

@@ -286,12 +286,14 @@ class Potential(nn.Module):
     def _chunked(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                  edge_sh: torch.Tensor, edge_radial: torch.Tensor, is_local: torch.Tensor,
                  center_hops: Optional[torch.Tensor], batch: torch.Tensor, num_graphs: int, chunk_atoms: int):
-        """``forward``'s layers with bounded memory: each layer runs chunk by chunk of
-        ``chunk_atoms`` centre atoms with no autograd graph, keeping only its output features;
-        the backward then recomputes one layer's chunk at a time (:meth:`layer_backward_chunked`)
-        and accumulates dE/d(spherical harmonics, radial inputs) per edge, which one last gradient
-        through the edge embedding turns into dE/dr. The same sums as ``forward``, so the same
-        results to rounding; about one more forward pass of the layers in time.
+        """``forward``'s layers with bounded memory: each layer but the last runs chunk by chunk
+        of ``chunk_atoms`` centre atoms with no autograd graph, keeping only its output features;
+        the last layer and the readout take each chunk's gradient right after its forward
+        (:meth:`_last_layer_chunked`); the backward then recomputes one layer's chunk at a time
+        (:meth:`layer_backward_chunked`) and accumulates dE/d(spherical harmonics, radial inputs)
+        per edge, which one last gradient through the edge embedding turns into dE/dr. The same
+        sums as ``forward``, so the same results to rounding; about one more forward pass of the
+        layers but the last in time.
 
         Returns the last layer's features, the atomic energies, the energies per structure and dE/dr
         per edge."""
@@ -318,18 +320,23 @@ class Potential(nn.Module):
                 layer_radial.append(radial.index_select(0, selection))
 
         inputs: List[torch.Tensor] = [x]
-        for index in range(self.num_layers):
+        for index in range(self.num_layers - 1):
             inputs.append(self.layer_forward_chunked(index, inputs[index], attrs, layer_edges[index], layer_sh[index],
                                                      layer_radial[index], num_atoms, chunk_atoms))
-        last = inputs[self.num_layers].detach().requires_grad_(True)
-        atomic_energy = self.atomic_energy(last, species).to(edge_vec.dtype)
-        atomic_energy = torch.where(is_local, atomic_energy, torch.zeros_like(atomic_energy))
-        grad = torch.autograd.grad([atomic_energy.sum()], [last], allow_unused=True)[0]
-        if grad is None:
-            grad = torch.zeros_like(last)
         grad_sh = torch.zeros_like(sh)
         grad_radial = torch.zeros_like(radial)
-        for index in range(self.num_layers - 1, -1, -1):
+        # the last layer and the readout chunk by chunk, each chunk's backward right after its forward
+        index = self.num_layers - 1
+        selection = selections[index]
+        last, atomic_energy, (grad, g_sh, g_radial) = self._last_layer_chunked(
+            inputs[index], attrs, species, is_local, layer_edges[index], layer_sh[index], layer_radial[index],
+            chunk_atoms, edge_vec.dtype, grad_sh if selection is None else None,
+            grad_radial if selection is None else None)
+        inputs.append(last)
+        if selection is not None:
+            grad_sh.index_add_(0, selection, g_sh)
+            grad_radial.index_add_(0, selection, g_radial)
+        for index in range(self.num_layers - 2, -1, -1):
             selection = selections[index]
             # all the edges: the layer adds its gradients straight into the model's (no per-layer copy)
             grad_x, g_sh, g_radial = self.layer_backward_chunked(
@@ -352,6 +359,41 @@ class Potential(nn.Module):
             atomic_energy = atomic_energy.detach() + torch.where(is_local, pair, torch.zeros_like(pair))
         energy = _graph_sum(atomic_energy.detach().unsqueeze(-1), batch, num_graphs).squeeze(-1)
         return inputs[self.num_layers], atomic_energy.detach(), energy, edge_grad
+
+    def _last_layer_chunked(self, x: torch.Tensor, attrs: torch.Tensor, species: torch.Tensor, is_local: torch.Tensor,
+                            edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor,
+                            chunk_atoms: int, dtype: torch.dtype, grad_sh_into: Optional[torch.Tensor],
+                            grad_radial_into: Optional[torch.Tensor]):
+        """The last layer and the readout, ``chunk_atoms`` atoms at a time, each chunk's gradient
+        taken right after its forward: the readout is per atom, so a chunk's energies depend on its
+        own rows only, and this layer needs no forward without a graph and no recomputation.
+        Returns its features ``(n, F)``, the local atoms' energies ``(n,)`` in ``dtype`` and the
+        gradients (w.r.t. ``x`` (zeros for a one-layer model), the harmonics, the radial inputs,
+        added to ``grad_*_into`` where given)."""
+        num_atoms = x.shape[0]
+        index = self.num_layers - 1
+        need_x = index > 0
+        bounds, edge_bounds = _chunk_bounds(edge_index[0], num_atoms, chunk_atoms)
+        grad_sh = torch.zeros_like(edge_sh) if grad_sh_into is None else grad_sh_into
+        grad_radial = torch.zeros_like(edge_radial) if grad_radial_into is None else grad_radial_into
+        grad_x = torch.zeros_like(x)
+        atomic_energy = torch.zeros(num_atoms, dtype=dtype, device=x.device)
+        y = x.new_zeros((num_atoms, 0))
+        for i, layer in enumerate(self.layers):
+            if i == index:
+                y = x.new_empty((num_atoms, layer.out_dim))
+                for c in range(len(bounds) - 1):
+                    a0, a1, e0, e1 = bounds[c], bounds[c + 1], edge_bounds[c], edge_bounds[c + 1]
+                    out, leaves, nodes = layer.chunk_graph(x, attrs, edge_sh, edge_radial, edge_index[0], edge_index[1],
+                                                           a0, a1, e0, e1, need_x)
+                    energy = self.atomic_energy(out, species[a0:a1]).to(dtype)
+                    energy = torch.where(is_local[a0:a1], energy, torch.zeros_like(energy))
+                    y[a0:a1] = out.detach()
+                    atomic_energy[a0:a1] = energy.detach()
+                    if energy.requires_grad:  # not for a chunk without edges in a one-layer model
+                        grads = torch.autograd.grad([energy.sum()], leaves, allow_unused=True)
+                        layer.add_chunk_gradients(grads, nodes, a0, a1, e0, e1, grad_x, grad_sh, grad_radial)
+        return y, atomic_energy, (grad_x, grad_sh, grad_radial)
 
     def edge_embedding_backward(self, edge_vec: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor,
                                 grad_sh: torch.Tensor, grad_radial: torch.Tensor, grad_pair: Optional[torch.Tensor],

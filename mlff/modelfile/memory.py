@@ -2,7 +2,7 @@
 
 A whole-layer call keeps every layer's per-edge tensors for the force backward (0.64 MB per atom
 for a 2 x 64 l_max 2 model in float32, docs/performance.md); the file's ``forward_chunked`` keeps
-one chunk of atoms' graph at a time (0.05 MB per atom), to rounding the same numbers, at 1.4-1.6x
+one chunk of atoms' graph at a time (0.05 MB per atom), to rounding the same numbers, at 1.2-1.6x
 the time. ``chunk_atoms="auto"`` (the default of :class:`~mlff.calculators.MLFFCalculator`) runs
 whole layers and, when they do not fit, the same call again in chunks, halving the chunk until it
 fits; later calls start from the chunk that fitted. An explicit ``chunk_atoms`` (0: whole layers,

@@ -208,6 +208,37 @@ class Interaction(nn.Module):
                                          x.index_select(0, nodes), local, x[a0:a1])
             return out
 
+    def chunk_graph(self, x: torch.Tensor, attrs: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor,
+                    center: torch.Tensor, neighbour: torch.Tensor, a0: int, a1: int, e0: int, e1: int, need_x: bool
+                    ) -> Tuple[torch.Tensor, List[torch.Tensor], torch.Tensor]:
+        """One chunk's new features with an autograd graph from its own leaves: its edges' harmonics
+        and radial inputs, and (if ``need_x``) the gathered rows of its edges' neighbours and its
+        atoms' own rows. Returns the features, those leaves, and the neighbours' atom indices."""
+        nodes, local = torch.unique(neighbour[e0:e1], sorted=True, return_inverse=True)
+        sh = edge_sh[e0:e1].detach().requires_grad_(True)
+        radial = edge_radial[e0:e1].detach().requires_grad_(True)
+        near = x.index_select(0, nodes).detach().requires_grad_(need_x)
+        rows = x[a0:a1].detach().requires_grad_(need_x)
+        out = self._chunk(attrs, sh, radial, center[e0:e1], a0, a1, near, local, rows)
+        return out, ([sh, radial, near, rows] if need_x else [sh, radial]), nodes
+
+    @staticmethod
+    def add_chunk_gradients(grads: List[Optional[torch.Tensor]], nodes: torch.Tensor, a0: int, a1: int, e0: int,
+                            e1: int, grad_x: torch.Tensor, grad_sh: torch.Tensor, grad_radial: torch.Tensor):
+        """Add the gradients with respect to :meth:`chunk_graph`'s leaves (in its order) into the
+        layer's: ``grad_x`` (all atoms; unused unless the leaves include the rows) and the edges'."""
+        g_sh, g_radial = grads[0], grads[1]
+        if g_sh is not None:
+            grad_sh[e0:e1] += g_sh
+        if g_radial is not None:
+            grad_radial[e0:e1] += g_radial
+        if len(grads) > 2:
+            g_near, g_rows = grads[2], grads[3]
+            if g_near is not None:
+                grad_x.index_add_(0, nodes, g_near)
+            if g_rows is not None:
+                grad_x[a0:a1] += g_rows
+
     def chunked_backward(self, x: torch.Tensor, attrs: torch.Tensor, edge_sh: torch.Tensor,
                          edge_radial: torch.Tensor, center: torch.Tensor, neighbour: torch.Tensor,
                          bounds: List[int], edge_bounds: List[int], grad_out: torch.Tensor,
@@ -221,32 +252,16 @@ class Interaction(nn.Module):
         a model share one pair of per-edge tensors."""
         grad_sh = torch.zeros_like(edge_sh) if grad_sh_into is None else grad_sh_into
         grad_radial = torch.zeros_like(edge_radial) if grad_radial_into is None else grad_radial_into
-        x = x.detach()
         grad_x = torch.zeros_like(x) if need_x else x.new_zeros(0)
         for c in range(len(bounds) - 1):
             a0, a1, e0, e1 = bounds[c], bounds[c + 1], edge_bounds[c], edge_bounds[c + 1]
             if e1 == e0 and not need_x:  # no edges, no gradient wanted from the atoms
                 continue
-            nodes, local = torch.unique(neighbour[e0:e1], sorted=True, return_inverse=True)
-            sh = edge_sh[e0:e1].detach().requires_grad_(True)
-            radial = edge_radial[e0:e1].detach().requires_grad_(True)
-            near = x.index_select(0, nodes).requires_grad_(need_x)
-            rows = x[a0:a1].detach().requires_grad_(need_x)
-            out = self._chunk(attrs, sh, radial, center[e0:e1], a0, a1, near, local, rows)
-            inputs = [sh, radial, near, rows] if need_x else [sh, radial]
+            out, leaves, nodes = self.chunk_graph(x, attrs, edge_sh, edge_radial, center, neighbour, a0, a1, e0, e1,
+                                                  need_x)
             seed: List[Optional[torch.Tensor]] = [grad_out[a0:a1]]
-            grads = torch.autograd.grad([out], inputs, seed, allow_unused=True)
-            g_sh, g_radial = grads[0], grads[1]
-            if g_sh is not None:
-                grad_sh[e0:e1] += g_sh
-            if g_radial is not None:
-                grad_radial[e0:e1] += g_radial
-            if need_x:
-                g_near, g_rows = grads[2], grads[3]
-                if g_near is not None:
-                    grad_x.index_add_(0, nodes, g_near)
-                if g_rows is not None:
-                    grad_x[a0:a1] += g_rows
+            grads = torch.autograd.grad([out], leaves, seed, allow_unused=True)
+            self.add_chunk_gradients(grads, nodes, a0, a1, e0, e1, grad_x, grad_sh, grad_radial)
         if not need_x:
             return None, grad_sh, grad_radial
         return grad_x, grad_sh, grad_radial
