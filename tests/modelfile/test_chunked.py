@@ -152,3 +152,23 @@ def test_chunk_reads_only_its_neighbourhood(tp_backend):
         assert torch.allclose(got, expected, rtol=0, atol=1e-12 * max(1.0, float(expected.abs().max())))
     forward = layer.chunked_forward(x, attrs, sh.detach(), radial.detach(), center, neighbour, bounds, edge_bounds)
     assert torch.allclose(forward, out.detach(), rtol=0, atol=1e-12)
+
+
+def test_only_the_layers_below_the_last_run_twice():
+    """In chunks the last layer and the readout take each chunk's gradient right after its forward
+    (the readout is per atom): each of its chunks runs once, the other layers' twice (forward
+    without a graph, then recomputed for the backward); the outputs stay forward's."""
+    model = tiny_model(num_layers=3).eval()
+    atoms = triclinic_cell(5, repeat=(2, 2, 2))
+    data = from_ase(atoms, SpeciesMap(model.species), model.r_cut)
+    want = model(dict(data))
+    calls = [0] * len(model.layers)
+    for index, layer in enumerate(model.layers):
+        def counted(*args, index=index, run=layer._chunk):
+            calls[index] += 1
+            return run(*args)
+        layer._chunk = counted
+    got = model(dict(data, **{keys.CHUNK_ATOMS_KEY: torch.tensor(8)}))
+    chunks = -(-len(atoms) // 8)
+    assert calls == [2 * chunks, 2 * chunks, chunks], calls
+    _assert_same({k: v.detach() for k, v in got.items()}, {k: v.detach() for k, v in want.items()}, OUTPUTS)
