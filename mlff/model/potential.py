@@ -368,7 +368,7 @@ class Potential(nn.Module):
         taken right after its forward: the readout is per atom, so a chunk's energies depend on its
         own rows only, and this layer needs no forward without a graph and no recomputation.
         Returns its features ``(n, F)``, the local atoms' energies ``(n,)`` in ``dtype`` and the
-        gradients (w.r.t. ``x`` (zeros for a one-layer model), the harmonics, the radial inputs,
+        gradients (w.r.t. ``x`` (empty for a one-layer model), the harmonics, the radial inputs,
         added to ``grad_*_into`` where given)."""
         num_atoms = x.shape[0]
         index = self.num_layers - 1
@@ -376,7 +376,7 @@ class Potential(nn.Module):
         bounds, edge_bounds = _chunk_bounds(edge_index[0], num_atoms, chunk_atoms)
         grad_sh = torch.zeros_like(edge_sh) if grad_sh_into is None else grad_sh_into
         grad_radial = torch.zeros_like(edge_radial) if grad_radial_into is None else grad_radial_into
-        grad_x = torch.zeros_like(x)
+        grad_x = torch.zeros_like(x) if need_x else x.new_zeros(0)  # (a one-layer model's input needs none)
         atomic_energy = torch.zeros(num_atoms, dtype=dtype, device=x.device)
         y = x.new_zeros((num_atoms, 0))
         for i, layer in enumerate(self.layers):
