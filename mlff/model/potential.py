@@ -289,7 +289,7 @@ class Potential(nn.Module):
         """``forward``'s layers with bounded memory: each layer but the last runs chunk by chunk
         of ``chunk_atoms`` centre atoms with no autograd graph, keeping only its output features;
         the last layer and the readout take each chunk's gradient right after its forward
-        (:meth:`_last_layer_chunked`); the backward then recomputes one layer's chunk at a time
+        (:meth:`last_layer_chunked`); the backward then recomputes one layer's chunk at a time
         (:meth:`layer_backward_chunked`) and accumulates dE/d(spherical harmonics, radial inputs)
         per edge, which one last gradient through the edge embedding turns into dE/dr. The same
         sums as ``forward``, so the same results to rounding; about one more forward pass of the
@@ -328,10 +328,10 @@ class Potential(nn.Module):
         # the last layer and the readout chunk by chunk, each chunk's backward right after its forward
         index = self.num_layers - 1
         selection = selections[index]
-        last, atomic_energy, (grad, g_sh, g_radial) = self._last_layer_chunked(
+        last, atomic_energy, (grad, g_sh, g_radial) = self.last_layer_chunked(
             inputs[index], attrs, species, is_local, layer_edges[index], layer_sh[index], layer_radial[index],
-            chunk_atoms, edge_vec.dtype, grad_sh if selection is None else None,
-            grad_radial if selection is None else None)
+            num_atoms, chunk_atoms, edge_vec.dtype, grad_sh if selection is None else None,
+            grad_radial if selection is None else None, True)
         inputs.append(last)
         if selection is not None:
             grad_sh.index_add_(0, selection, g_sh)
@@ -360,17 +360,20 @@ class Potential(nn.Module):
         energy = _graph_sum(atomic_energy.detach().unsqueeze(-1), batch, num_graphs).squeeze(-1)
         return inputs[self.num_layers], atomic_energy.detach(), energy, edge_grad
 
-    def _last_layer_chunked(self, x: torch.Tensor, attrs: torch.Tensor, species: torch.Tensor, is_local: torch.Tensor,
-                            edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor,
-                            chunk_atoms: int, dtype: torch.dtype, grad_sh_into: Optional[torch.Tensor],
-                            grad_radial_into: Optional[torch.Tensor]):
-        """The last layer and the readout, ``chunk_atoms`` atoms at a time, each chunk's gradient
-        taken right after its forward: the readout is per atom, so a chunk's energies depend on its
-        own rows only, and this layer needs no forward without a graph and no recomputation.
-        Returns its features ``(n, F)``, the local atoms' energies ``(n,)`` in ``dtype`` and the
-        gradients (w.r.t. ``x`` (empty for a one-layer model), the harmonics, the radial inputs,
-        added to ``grad_*_into`` where given)."""
-        num_atoms = x.shape[0]
+    def last_layer_chunked(self, x: torch.Tensor, attrs: torch.Tensor, species: torch.Tensor, is_local: torch.Tensor,
+                           edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor,
+                           num_centres: int, chunk_atoms: int, dtype: torch.dtype,
+                           grad_sh_into: Optional[torch.Tensor], grad_radial_into: Optional[torch.Tensor],
+                           keep_features: bool):
+        """The last layer and the readout on the first ``num_centres`` atoms of ``x`` (the centres
+        of ``edge_index``), ``chunk_atoms`` atoms at a time, each chunk's gradient taken right after
+        its forward: the readout is per atom, so a chunk's energies depend on its own rows only, and
+        this layer needs no forward without a graph and no recomputation. ``is_local``
+        ``(num_centres,)``: whose energies count. Returns the layer's features ``(num_centres, F)``
+        (no rows unless ``keep_features``), the energies ``(num_centres,)`` in ``dtype`` and the
+        gradients of their sum (w.r.t. ``x`` (empty for a one-layer model), the harmonics, the
+        radial inputs, added to ``grad_*_into`` where given)."""
+        num_atoms = num_centres
         index = self.num_layers - 1
         need_x = index > 0
         bounds, edge_bounds = _chunk_bounds(edge_index[0], num_atoms, chunk_atoms)
@@ -381,14 +384,15 @@ class Potential(nn.Module):
         y = x.new_zeros((num_atoms, 0))
         for i, layer in enumerate(self.layers):
             if i == index:
-                y = x.new_empty((num_atoms, layer.out_dim))
+                y = x.new_empty((num_atoms if keep_features else 0, layer.out_dim))
                 for c in range(len(bounds) - 1):
                     a0, a1, e0, e1 = bounds[c], bounds[c + 1], edge_bounds[c], edge_bounds[c + 1]
                     out, leaves, nodes = layer.chunk_graph(x, attrs, edge_sh, edge_radial, edge_index[0], edge_index[1],
                                                            a0, a1, e0, e1, need_x)
                     energy = self.atomic_energy(out, species[a0:a1]).to(dtype)
                     energy = torch.where(is_local[a0:a1], energy, torch.zeros_like(energy))
-                    y[a0:a1] = out.detach()
+                    if keep_features:
+                        y[a0:a1] = out.detach()
                     atomic_energy[a0:a1] = energy.detach()
                     if energy.requires_grad:  # not for a chunk without edges in a one-layer model
                         grads = torch.autograd.grad([energy.sum()], leaves, allow_unused=True)

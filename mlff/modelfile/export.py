@@ -40,8 +40,9 @@ from .sources import sources_read_once
 
 # what every file written by this version can run (the `capabilities` entry): the whole-structure
 # `forward` contract, the layer-by-layer halo_* methods (mlff.modelfile.halo), and
-# `forward_chunked` (forward with peak memory bounded by a chunk of atoms)
-CAPABILITIES = ("forward", "halo_exchange", "chunked", "edge_gradients")
+# `forward_chunked` (forward with peak memory bounded by a chunk of atoms), halo_edge_gradients and
+# halo_last_layer_chunked (what a chunked engine calls to keep no edge graph / run the last layer once)
+CAPABILITIES = ("forward", "halo_exchange", "chunked", "edge_gradients", "last_layer_chunked")
 UNITS = {"energy_unit": "eV", "length_unit": "Angstrom"}
 
 
@@ -242,6 +243,33 @@ class DeployedPotential(nn.Module):
                 grad_pair = grad_output[:, self.last_dim:].to(grad_radial.dtype).index_select(0, edge_index[0])
             grad_radial = torch.cat([grad_radial, grad_pair], dim=1)
         return grad_x, grad_sh, grad_radial
+
+    @torch.jit.export
+    def halo_last_layer_chunked(self, x: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
+                                edge_sh: torch.Tensor, edge_radial: torch.Tensor, n_local: int, chunk_atoms: int
+                                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The last layer and the readout with their backward, ``chunk_atoms`` local atoms at a
+        time, each chunk's gradient taken right after its forward (the readout is per atom): what
+        ``halo_layer_chunked``, ``halo_energy``, ``halo_grad`` and ``halo_layer_grad`` do for the
+        last layer, with the layer run once instead of twice. Returns the local atoms' energies
+        ``(n_local,)`` (float64) and the gradients of their sum w.r.t. ``x`` (all atoms; zeros for
+        a one-layer model) and the edge features, as ``halo_layer_grad`` returns them."""
+        if chunk_atoms < 1:
+            raise ValueError("mlff: chunk_atoms must be a positive number of atoms")
+        attrs = self.potential.attributes(species)
+        local = torch.ones(n_local, dtype=torch.bool, device=x.device)
+        _, energy, grads = self.potential.last_layer_chunked(
+            x, attrs, species, local, edge_index, edge_sh.detach(), self._layer_radial(edge_radial.detach()),
+            n_local, chunk_atoms, torch.float64, None, None, False)
+        grad_x, grad_sh, grad_radial = grads
+        if grad_x.shape[0] == 0:
+            grad_x = torch.zeros_like(x)
+        if self.pair_repulsion:  # each local atom's pair energy: its edges' shares, each with gradient 1
+            radial = edge_radial.detach()
+            pair = torch.zeros(n_local, dtype=radial.dtype, device=radial.device)
+            energy = energy + pair.index_add(0, edge_index[0], radial[:, -1]).to(torch.float64)
+            grad_radial = torch.cat([grad_radial, torch.ones_like(radial[:, -1:]).to(grad_radial.dtype)], dim=1)
+        return energy, grad_x, grad_sh, grad_radial
 
     @torch.jit.export
     def halo_join(self, local: torch.Tensor, ghost: torch.Tensor) -> torch.Tensor:

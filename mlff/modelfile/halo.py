@@ -29,14 +29,19 @@ them in this order (``halo_evaluate`` below is the reference, the LAMMPS plugin 
 With ``chunk_atoms`` (bounded memory, as ``forward_chunked``), each layer runs with no autograd
 graph, ``chunk_atoms`` local atoms at a time, and its backward recomputes it chunk by chunk::
 
-    y[k] = m.halo_layer_chunked(k, x_k, species, edge_index, sh, radial, n_local, chunk_atoms)
-    last = m.halo_join(y[L - 1], no rows)                  # a leaf for the readout's gradient
-    atomic_energy = m.halo_energy(last, species[:n_local])
-    g = m.halo_grad(atomic_energy, ones, last, True, sh, radial)[0]
+    y[k] = m.halo_layer_chunked(k, x_k, species, edge_index, sh, radial, n_local, chunk_atoms)   # k < L - 1
+    # the last layer and the readout, each chunk's backward right after its forward (run once)
+    atomic_energy, gx, g_sh, g_rad = m.halo_last_layer_chunked(x_{L-1}, species, edge_index, sh, radial,
+                                                               n_local, chunk_atoms)
     for k = L-1 .. 0:
-        gx, g_sh, g_rad = m.halo_layer_grad(k, x_k, species, edge_index, sh, radial, n_local,
-                                            chunk_atoms, g, k > 0)
+        if k < L - 1:
+            gx, g_sh, g_rad = m.halo_layer_grad(k, x_k, species, edge_index, sh, radial, n_local,
+                                                chunk_atoms, g, k > 0)
         g = gx[:n_local] + reverse_exchange(gx[n_local:])
+
+A file without ``halo_last_layer_chunked`` (written before it) runs the last layer as the others and
+starts the backward from ``halo_grad(halo_energy(last), ones, last, ...)``, ``last`` its output as
+a leaf (``halo_join(y[L - 1], no rows)``).
 
 Forces and per-atom virials come out for ghost atoms too: the engine adds them to the owners (as
 LAMMPS's ``newton on`` reverse communication does for any many-body potential).
@@ -88,9 +93,15 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
         if usable(n_local, edge_index.shape[1], rows, width):
             layer_inputs = [species, edge_index, sh, radial, rows, slot, width, species[:n_local]]
     recompute = bool(chunk_atoms) or layer_inputs is not None  # no graph kept between forward and backward
+    # in chunks, the last layer with its backward at once (a file that has it)
+    fused_last = bool(chunk_atoms) and hasattr(module, "halo_last_layer_chunked")
+    fused = None
     inputs = [module.halo_embed(species)]
     outputs, sums = [], []  # sums: the compiled layers' neighbour sums, for their backward
     for index in range(num_layers):
+        if fused_last and index == num_layers - 1:
+            fused = module.halo_last_layer_chunked(inputs[index], species, edge_index, sh, radial, n_local, chunk_atoms)
+            break
         if layer_inputs is not None:
             y, aggregated = compiled.forward(index, [inputs[index]] + layer_inputs)
             sums.append(aggregated)
@@ -103,16 +114,22 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
             inputs.append(module.halo_join(y, forward_exchange(y.detach())))
             if recompute:  # the backward recomputes from the inputs alone
                 outputs[index] = None
-    last = module.halo_join(outputs[-1], outputs[-1][:0]) if recompute else outputs[-1]
-    atomic_energy = module.halo_energy(last, species[:n_local])
-
-    output, grad = atomic_energy, torch.ones_like(atomic_energy)
+    if fused is not None:
+        atomic_energy = fused[0]
+        output, grad = atomic_energy, atomic_energy  # (not read: the last layer's gradients are in fused)
+    else:
+        last = module.halo_join(outputs[-1], outputs[-1][:0]) if recompute else outputs[-1]
+        atomic_energy = module.halo_energy(last, species[:n_local])
+        output, grad = atomic_energy, torch.ones_like(atomic_energy)
+        if recompute:  # the readout's gradient w.r.t. the last layer's output
+            grad = module.halo_grad(atomic_energy, grad, last, True, sh, radial)[0]
+            outputs, last = [], None
     grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
-    if recompute:  # the readout's gradient w.r.t. the last layer's output
-        grad = module.halo_grad(atomic_energy, grad, last, True, sh, radial)[0]
-        outputs, last = [], None
     for index in reversed(range(num_layers)):
-        if layer_inputs is not None:
+        if fused is not None and index == num_layers - 1:
+            grad_x, g_sh, g_radial = fused[1:]
+            fused = None
+        elif layer_inputs is not None:
             grad_x, g_sh, g_radial = compiled.backward(index, [inputs[index]] + layer_inputs, sums[index],
                                                        grad.to(inputs[index].dtype))
         elif chunk_atoms:

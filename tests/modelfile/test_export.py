@@ -37,7 +37,7 @@ def test_metadata(model_file):
     assert meta.dtype == "float64" and meta.energy_unit == "eV" and meta.length_unit == "Angstrom"
     assert meta.torch_version == torch.__version__ and meta.config["num_features"] == 8
     assert mlff.ModelConfig.from_dict(meta.config).l_max == 2
-    assert meta.capabilities == ["forward", "halo_exchange", "chunked", "edge_gradients"]
+    assert meta.capabilities == ["forward", "halo_exchange", "chunked", "edge_gradients", "last_layer_chunked"]
 
 
 def test_ghost_contract(model_file):

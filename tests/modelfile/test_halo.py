@@ -134,3 +134,40 @@ def test_edge_gradients_recompute_what_halo_outputs_differentiates(model_files, 
     assert float(want[0].abs().max()) > 1e-3 and edge_index.shape[1] > 7 * 5  # several blocks of 7
     for name, g, w in zip(("forces", "virial", "atomic_virial"), got, want):
         np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-12 * float(w.abs().max()), err_msg=name)
+
+
+@pytest.mark.parametrize("model_name", ["2_layers", "1_layer", "3_layers_parity", "l_max_0", "heads"])
+def test_last_layer_chunked_is_the_unfused_last_layer(model_files, model_name):
+    """halo_last_layer_chunked (the last layer once, each chunk's backward right after its forward)
+    gives what the last layer's halo_layer_chunked, halo_energy, halo_grad and halo_layer_grad give:
+    the energies and the gradients w.r.t. the layer input and the edge features, the pair
+    repulsion's column included (the tiny models have it); chunks of 5 local atoms."""
+    import torch
+
+    model = mlff.load(model_files[model_name])
+    module = model.module
+    assert "last_layer_chunked" in model.metadata.capabilities
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1))
+    atoms.numbers[::3] = 8
+    atoms.rattle(0.1, seed=4)
+    positions, edge_index, species, owner, n = _domain(atoms, model)
+    forward, _ = image_exchange(owner, n)
+    with torch.no_grad():
+        _, sh, radial = module.halo_edges(positions, edge_index, species, n)
+    last, chunk = int(module.num_layers) - 1, 5
+    x = module.halo_embed(species)
+    for k in range(last):  # the last layer's input
+        y = module.halo_layer_chunked(k, x, species, edge_index, sh, radial, n, chunk)
+        x = module.halo_join(y, forward(y))
+    y = module.halo_layer_chunked(last, x, species, edge_index, sh, radial, n, chunk)
+    leaf = module.halo_join(y, y[:0])
+    energy = module.halo_energy(leaf, species[:n])
+    grad = module.halo_grad(energy, torch.ones_like(energy), leaf, True, sh, radial)[0]
+    want = (energy.detach(),) + tuple(module.halo_layer_grad(last, x, species, edge_index, sh, radial, n, chunk,
+                                                             grad, last > 0))
+    got = module.halo_last_layer_chunked(x, species, edge_index, sh, radial, n, chunk)
+    assert n == 16 and float(want[2].abs().max()) > 1e-3  # several chunks, nonzero gradients
+    for name, g, w in zip(("energy", "grad_x", "grad_sh", "grad_radial"), got, want):
+        assert g.shape == w.shape, name
+        np.testing.assert_allclose(g.detach().numpy(), w.detach().numpy(), rtol=0,
+                                   atol=1e-12 * max(float(w.abs().max()), 1e-6), err_msg=name)
