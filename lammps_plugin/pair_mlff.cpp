@@ -277,11 +277,17 @@ std::unique_ptr<PairMLFF::Model> PairMLFF::load_model(const std::string &path)
       loaded->has_halo = loaded->has_halo || c == "halo_exchange";
       loaded->has_chunked = loaded->has_chunked || c == "chunked";
       loaded->has_edge_gradients = loaded->has_edge_gradients || c == "edge_gradients";
+      loaded->has_last_layer_chunked = loaded->has_last_layer_chunked || c == "last_layer_chunked";
     }
     if (loaded->has_edge_gradients && !loaded->module.find_method("halo_edge_gradients").has_value())
       error->all(FLERR,
                  "'{}' declares the capability edge_gradients but has no halo_edge_gradients method: the file is "
                  "corrupt; re-export it with `mlff deploy`",
+                 path);
+    if (loaded->has_last_layer_chunked && !loaded->module.find_method("halo_last_layer_chunked").has_value())
+      error->all(FLERR,
+                 "'{}' declares the capability last_layer_chunked but has no halo_last_layer_chunked method: the file "
+                 "is corrupt; re-export it with `mlff deploy`",
                  path);
     if (loaded->has_chunked && !loaded->module.find_method("halo_layer_grad").has_value())
       error->all(FLERR,

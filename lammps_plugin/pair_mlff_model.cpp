@@ -380,7 +380,14 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
   // compiled: whole layers without a graph; each backward starts from the layer's saved neighbour sums.
   const bool chunked = chunk > 0;
   const bool recompute = chunked || compiled;
+  // in chunks, the last layer and the readout with their backward at once, each chunk's gradient
+  // right after its forward (the layer runs once): (atomic energies, grad_x, grad_sh, grad_radial)
+  c10::intrusive_ptr<c10::ivalue::Tuple> fused;
   for (int64_t k = 0; k < num_layers; k++) {
+    if (chunked && model.has_last_layer_chunked && k + 1 == num_layers) {
+      fused = m.run_method("halo_last_layer_chunked", inputs[k], species, edges, sh, radial, nlocal, chunk).toTuple();
+      break;
+    }
     torch::Tensor y;
     if (compiled) {    // (y, the neighbour sums its backward starts from)
       std::vector<torch::Tensor> out = model.layer_forward[k]->run(with_x(inputs[k]));
@@ -406,22 +413,32 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
     inputs.push_back(m.run_method("halo_join", y, ghost).toTensor());
     if (recompute) outputs.back() = torch::Tensor();    // the backward recomputes from the inputs alone
   }
-  // chunked or compiled: the last layer's output as a leaf, for the readout's gradient
-  torch::Tensor last =
-      recompute ? m.run_method("halo_join", outputs.back(), outputs.back().narrow(0, 0, 0)).toTensor() : outputs.back();
-  const torch::Tensor atomic_energy = m.run_method("halo_energy", last, species.narrow(0, 0, nlocal)).toTensor();
+  torch::Tensor atomic_energy, output, grad;
+  if (fused) {
+    atomic_energy = fused->elements()[0].toTensor();
+  } else {
+    // chunked or compiled: the last layer's output as a leaf, for the readout's gradient
+    torch::Tensor last = recompute ? m.run_method("halo_join", outputs.back(), outputs.back().narrow(0, 0, 0)).toTensor()
+                                   : outputs.back();
+    atomic_energy = m.run_method("halo_energy", last, species.narrow(0, 0, nlocal)).toTensor();
+    output = atomic_energy;
+    grad = torch::ones_like(atomic_energy);
+    if (recompute) {
+      grad = m.run_method("halo_grad", atomic_energy, grad, last, true, sh, radial).toTuple()->elements()[0].toTensor();
+      outputs.clear();    // the layers' outputs: what follows recomputes from their inputs
+    }
+  }
 
   // backward, layer by layer: the gradient on ghost features goes home before the layer below
-  torch::Tensor output = atomic_energy, grad = torch::ones_like(atomic_energy);
   torch::Tensor grad_sh = torch::zeros_like(sh), grad_radial = torch::zeros_like(radial);
-  if (recompute) {
-    grad = m.run_method("halo_grad", atomic_energy, grad, last, true, sh, radial).toTuple()->elements()[0].toTensor();
-    outputs.clear();    // the layers' outputs: what follows recomputes from their inputs
-    last = torch::Tensor();
-  }
   for (int64_t k = num_layers - 1; k >= 0; k--) {
     torch::Tensor grad_x;
-    if (compiled) {    // layer 0: (grad_sh, grad_radial); the others: (grad_x, grad_sh, grad_radial)
+    if (fused) {    // the last layer's, from its one pass
+      grad_x = fused->elements()[1].toTensor();
+      grad_sh.add_(fused->elements()[2].toTensor());
+      grad_radial.add_(fused->elements()[3].toTensor());
+      fused.reset();
+    } else if (compiled) {    // layer 0: (grad_sh, grad_radial); the others: (grad_x, grad_sh, grad_radial)
       std::vector<torch::Tensor> args = with_x(inputs[k]);
       args.push_back(sums[k]);
       args.push_back(grad.to(inputs[k].scalar_type()).contiguous());

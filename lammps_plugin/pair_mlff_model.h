@@ -21,6 +21,7 @@ struct PairMLFF::Model {
   bool has_halo = false;     // the file can run layer by layer (capability halo_exchange: halo_* methods)
   bool has_chunked = false;  // capability chunked: forward_chunked, halo_layer_chunked, halo_layer_grad
   bool has_edge_gradients = false;  // capability edge_gradients: halo_edge_gradients (chunks keep no edge graph)
+  bool has_last_layer_chunked = false;  // capability last_layer_chunked: halo_last_layer_chunked (run once)
   int feature_dim = 0;       // values per atom exchanged between layers
   int64_t chunk = 0;         // chunk auto: the chunk this rank settled on (0: whole layers have fitted)
   int num_layers = 0;

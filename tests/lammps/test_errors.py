@@ -126,12 +126,14 @@ def test_bad_pair_style_arguments(plugin):
     _expect(_box() + ["pair_style mlff chunk -4"], "chunk must be auto .* not -4")
 
 
-def test_chunks_with_and_without_edge_gradients_agree(plugin, tmp_path, model_file):
-    """`chunk N` with a file that declares edge_gradients recomputes the edges' embedding
-    (halo_edge_gradients, no graph of every edge); with a file written before it, the plugin
-    differentiates the embedding as before (halo_outputs): the same energy and forces."""
+def test_chunks_with_and_without_the_later_capabilities_agree(plugin, tmp_path, model_file):
+    """`chunk N` with a file that declares last_layer_chunked runs the last layer once, with its
+    backward (halo_last_layer_chunked); with one that declares edge_gradients, the plugin recomputes
+    the edges' embedding (halo_edge_gradients, no graph of every edge); with a file written before
+    them, it differentiates the embedding as before (halo_outputs): the same energy and forces."""
     results = {}
-    for name, capabilities in (("declared", "forward halo_exchange chunked edge_gradients"),
+    for name, capabilities in (("declared", "forward halo_exchange chunked edge_gradients last_layer_chunked"),
+                               ("no_last_layer", "forward halo_exchange chunked edge_gradients"),
                                ("older", "forward halo_exchange chunked")):
         path = _with_capabilities(model_file, tmp_path / f"{name}.pt", capabilities)
         preload_mpi()
@@ -143,8 +145,9 @@ def test_chunks_with_and_without_edge_gradients_agree(plugin, tmp_path, model_fi
             results[name] = (lmp.get_thermo("pe"), np.array(lmp.numpy.extract_atom("f")[: lmp.get_natoms()]))
         finally:
             lmp.close()
-    assert results["declared"][0] == pytest.approx(results["older"][0], rel=1e-12)
-    np.testing.assert_allclose(results["declared"][1], results["older"][1], rtol=0, atol=1e-10)
+    for name in ("declared", "no_last_layer"):
+        assert results[name][0] == pytest.approx(results["older"][0], rel=1e-12)
+        np.testing.assert_allclose(results[name][1], results["older"][1], rtol=0, atol=1e-10)
     assert np.abs(results["declared"][1]).max() > 1e-3
 
 
