@@ -137,7 +137,7 @@ void PairMLFF::settings(int narg, char **arg)
     } else if (key == "chunk") {
       chunk_atoms = value == "auto" ? CHUNK_AUTO : utils::inumeric(FLERR, value, false, lmp);
       if (chunk_atoms < 0 && value != "auto")
-        error->all(FLERR, "pair_style mlff: chunk must be auto (whole layers; chunks where they do not fit, or are faster), 0 "
+        error->all(FLERR, "pair_style mlff: chunk must be auto (whole layers, chunks where they do not fit), 0 "
                           "(whole layers) or a number of atoms per chunk, not {}", value);
     } else if (key == "committee_every") {
       committee_every = utils::inumeric(FLERR, value, false, lmp);

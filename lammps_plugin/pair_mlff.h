@@ -95,11 +95,9 @@ class PairMLFF : public Pair {
   int chunk_atoms = CHUNK_AUTO;     // > 0: layers run on this many local atoms at a time, recomputed
                                     // for the forces (bounded memory: the model's chunked methods);
                                     // 0: whole layers; CHUNK_AUTO: whole layers until they run out of
-                                    // memory, then chunks; on the CPU chunks where timed faster
-                                    // (see evaluate and chunk_trial in pair_mlff_model.cpp)
+                                    // memory, then chunks (see evaluate in pair_mlff_model.cpp)
   static constexpr int CHUNK_AUTO = -1;
   static constexpr int64_t MIN_CHUNK_ATOMS = 64;    // the smallest chunk chunk auto tries
-  static constexpr int64_t TRIAL_CHUNK_ATOMS = 512;    // chunk auto on the CPU: the chunk timed against whole layers
   static constexpr int64_t MIN_EDGE_BLOCK = 16384;    // chunks: the fewest edges whose embedding is recomputed at once
   int forward_done = 0, reverse_done = 0;          // exchanges made in the evaluation under way
   bool compiled_call = false;                      // the evaluation under way runs compiled layers
@@ -153,8 +151,6 @@ class PairMLFF : public Pair {
   void map_types(char **elements, int nelements);
   void evaluate(Model &, Graph &, Result &);    // collective on several ranks (chunk or compiled auto)
   bool chunks_automatically(const Model &) const;
-  int chunk_trial(const Model &) const;              // chunk auto on the CPU: this evaluation's trial stage, or -1
-  void end_trial(Model &, int stage, double seconds);
   enum Retry { NONE, COMPILED, MEMORY };    // why an evaluation runs again (evaluate)
   void report_retry(const Model &, Retry, int64_t chunk, const std::string &why);    // collective
   [[noreturn]] void no_room(const Model &, const Graph &, const std::string &why, int64_t chunk);

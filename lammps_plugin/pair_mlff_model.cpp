@@ -173,10 +173,6 @@ void PairMLFF::evaluate(Model &model, Graph &g, Result &r)
   const int64_t nlocal = atom->nlocal;
   int64_t chunk = chunk_atoms > 0 ? chunk_atoms : 0;
   if (automatic && model.chunk > 0 && nlocal > model.chunk) chunk = model.chunk;
-  const int trial = chunk_trial(model);    // chunk auto on the CPU: whole layers against chunks
-  if (trial >= 2) chunk = TRIAL_CHUNK_ATOMS;
-  const auto started = std::chrono::steady_clock::now();
-  bool retried = false;
   bool done = idle;    // this rank's results are in r (halo shell: they stand when another rank retries)
   for (;;) {
     int failed = NONE;
@@ -216,13 +212,7 @@ void PairMLFF::evaluate(Model &model, Graph &g, Result &r)
     }
     int any = failed;
     if (agree) MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, world);
-    if (!any) {
-      if (trial >= 0)
-        end_trial(model, retried ? -1 : trial,
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      return;
-    }
-    retried = true;
+    if (!any) return;
     report_retry(model, (Retry) failed, chunk, why);
     if (exchange) done = idle;    // what went through the exchanges is void: every rank again
   }
@@ -233,42 +223,6 @@ void PairMLFF::evaluate(Model &model, Graph &g, Result &r)
 bool PairMLFF::chunks_automatically(const Model &model) const
 {
   return chunk_atoms == CHUNK_AUTO && model.has_chunked && compiled_request != "yes";
-}
-
-/* chunk auto on the CPU, where chunks of a few hundred atoms can be faster than whole layers (they
-   keep each layer's per-edge work in cache; measured in docs/lammps.md): this rank's first
-   evaluations time both (stages 0-1 whole layers, 2-3 chunks of TRIAL_CHUNK_ATOMS; the first of each
-   untimed) and end_trial keeps the faster. -1: no trial (a fixed chunk, a GPU, compiled layers in use,
-   no fused last layer in the file, a fall-back already made, too few local atoms, or decided). */
-int PairMLFF::chunk_trial(const Model &model) const
-{
-  if (!chunks_automatically(model) || !exchange || !model.device.is_cpu() || !model.has_last_layer_chunked ||
-      model.chunk > 0 || model.trial >= Model::TRIAL_DONE || atom->nlocal <= TRIAL_CHUNK_ATOMS)
-    return -1;
-  if (use_compiled && !model.layer_forward.empty() && !model.compiled_off) return -1;
-  return model.trial;
-}
-
-/* The trial's evaluation `stage` took `seconds` (stage -1: it ran again after a failure; the trial
-   ends with whole layers, or with the fall-back's chunks). After the last stage, rank 0 says what
-   it measured and kept. */
-void PairMLFF::end_trial(Model &model, int stage, double seconds)
-{
-  if (stage < 0) {
-    model.trial = Model::TRIAL_DONE;
-    return;
-  }
-  if (stage % 2 == 1) model.trial_seconds[stage / 2] = seconds;
-  model.trial = stage + 1;
-  if (model.trial < Model::TRIAL_DONE) return;
-  const double whole = model.trial_seconds[0], chunks = model.trial_seconds[1];
-  if (chunks < whole) model.chunk = TRIAL_CHUNK_ATOMS;
-  if (comm->me == 0)
-    utils::logmesg(lmp,
-                   "mlff: {} on {} local atoms (rank 0): whole layers {:.0f} ms, chunks of {} atoms {:.0f} ms per "
-                   "evaluation: {} from now on (chunk auto; 'chunk 0' or 'chunk N' fixes it)\n",
-                   model.path, atom->nlocal, 1e3 * whole, TRIAL_CHUNK_ATOMS, 1e3 * chunks,
-                   chunks < whole ? "chunks, with less memory," : "whole layers");
 }
 
 /* After an evaluation failed on some rank and runs again: rank 0 says on how many ranks, why, and

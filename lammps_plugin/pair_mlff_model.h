@@ -33,11 +33,6 @@ struct PairMLFF::Model {
   std::vector<std::unique_ptr<Compiled>> layer_forward, layer_backward;
   std::string compiled_folder;
   bool compiled_off = false;  // compiled auto: its compiled layers failed here once; TorchScript from then on
-  // chunk auto on the CPU (chunk_trial): the first evaluations with more local atoms than a trial chunk
-  // run whole layers twice, then chunks twice; the second of each is timed and the faster is kept
-  int trial = 0;              // trial evaluations done (TRIAL_DONE: decided, or not to be made)
-  double trial_seconds[2] = {0.0, 0.0};    // the timed whole-layer and chunked evaluations
-  static constexpr int TRIAL_DONE = 4;
 };
 
 /* graph device: LAMMPS's neighbour list (cutoff r_cut + skin) of the local atoms as candidate edges
