@@ -430,13 +430,13 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
   }
 
   // backward, layer by layer: the gradient on ghost features goes home before the layer below
-  torch::Tensor grad_sh = torch::zeros_like(sh), grad_radial = torch::zeros_like(radial);
+  // the edge features' gradients summed over the layers (from the fused last layer's: fresh tensors)
+  torch::Tensor grad_sh = fused ? fused->elements()[2].toTensor() : torch::zeros_like(sh);
+  torch::Tensor grad_radial = fused ? fused->elements()[3].toTensor() : torch::zeros_like(radial);
   for (int64_t k = num_layers - 1; k >= 0; k--) {
     torch::Tensor grad_x;
     if (fused) {    // the last layer's, from its one pass
       grad_x = fused->elements()[1].toTensor();
-      grad_sh.add_(fused->elements()[2].toTensor());
-      grad_radial.add_(fused->elements()[3].toTensor());
       fused.reset();
     } else if (compiled) {    // layer 0: (grad_sh, grad_radial); the others: (grad_x, grad_sh, grad_radial)
       std::vector<torch::Tensor> args = with_x(inputs[k]);

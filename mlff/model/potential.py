@@ -373,18 +373,17 @@ class Potential(nn.Module):
         (no rows unless ``keep_features``), the energies ``(num_centres,)`` in ``dtype`` and the
         gradients of their sum (w.r.t. ``x`` (empty for a one-layer model), the harmonics, the
         radial inputs, added to ``grad_*_into`` where given)."""
-        num_atoms = num_centres
         index = self.num_layers - 1
         need_x = index > 0
-        bounds, edge_bounds = _chunk_bounds(edge_index[0], num_atoms, chunk_atoms)
+        bounds, edge_bounds = _chunk_bounds(edge_index[0], num_centres, chunk_atoms)
         grad_sh = torch.zeros_like(edge_sh) if grad_sh_into is None else grad_sh_into
         grad_radial = torch.zeros_like(edge_radial) if grad_radial_into is None else grad_radial_into
         grad_x = torch.zeros_like(x) if need_x else x.new_zeros(0)  # (a one-layer model's input needs none)
-        atomic_energy = torch.zeros(num_atoms, dtype=dtype, device=x.device)
-        y = x.new_zeros((num_atoms, 0))
+        atomic_energy = torch.zeros(num_centres, dtype=dtype, device=x.device)
+        y = x.new_zeros((num_centres, 0))
         for i, layer in enumerate(self.layers):
             if i == index:
-                y = x.new_empty((num_atoms if keep_features else 0, layer.out_dim))
+                y = x.new_empty((num_centres if keep_features else 0, layer.out_dim))
                 for c in range(len(bounds) - 1):
                     a0, a1, e0, e1 = bounds[c], bounds[c + 1], edge_bounds[c], edge_bounds[c + 1]
                     out, leaves, nodes = layer.chunk_graph(x, attrs, edge_sh, edge_radial, edge_index[0], edge_index[1],

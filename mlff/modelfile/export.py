@@ -180,9 +180,13 @@ class DeployedPotential(nn.Module):
         """The last layer's local rows with each atom's pair energy as one more column."""
         if not self.pair_repulsion or index != self.num_layers - 1:
             return y
-        pair = torch.zeros(n_local, dtype=edge_radial.dtype, device=edge_radial.device)
-        pair = pair.index_add(0, edge_index[0], edge_radial[:, -1])
+        pair = self._pair_energy(edge_index, edge_radial, n_local)
         return torch.cat([y, pair.to(y.dtype).unsqueeze(-1)], dim=1)
+
+    def _pair_energy(self, edge_index: torch.Tensor, edge_radial: torch.Tensor, n_local: int) -> torch.Tensor:
+        """Each local atom's pair energy ``(n_local,)``: its edges' shares, the last radial column."""
+        pair = torch.zeros(n_local, dtype=edge_radial.dtype, device=edge_radial.device)
+        return pair.index_add(0, edge_index[0], edge_radial[:, -1])
 
     @torch.jit.export
     def halo_embed(self, species: torch.Tensor) -> torch.Tensor:
@@ -265,10 +269,8 @@ class DeployedPotential(nn.Module):
         if grad_x.shape[0] == 0:
             grad_x = torch.zeros_like(x)
         if self.pair_repulsion:  # each local atom's pair energy: its edges' shares, each with gradient 1
-            radial = edge_radial.detach()
-            pair = torch.zeros(n_local, dtype=radial.dtype, device=radial.device)
-            energy = energy + pair.index_add(0, edge_index[0], radial[:, -1]).to(torch.float64)
-            grad_radial = torch.cat([grad_radial, torch.ones_like(radial[:, -1:]).to(grad_radial.dtype)], dim=1)
+            energy = energy + self._pair_energy(edge_index, edge_radial.detach(), n_local).to(torch.float64)
+            grad_radial = torch.cat([grad_radial, grad_radial.new_ones((grad_radial.shape[0], 1))], dim=1)
         return energy, grad_x, grad_sh, grad_radial
 
     @torch.jit.export

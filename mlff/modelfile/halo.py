@@ -124,11 +124,15 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
         if recompute:  # the readout's gradient w.r.t. the last layer's output
             grad = module.halo_grad(atomic_energy, grad, last, True, sh, radial)[0]
             outputs, last = [], None
-    grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
+    # the edge features' gradients summed over the layers (from the fused last layer's: fresh tensors)
+    if fused is not None:
+        grad_sh, grad_radial = fused[2], fused[3]
+    else:
+        grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
     for index in reversed(range(num_layers)):
         if fused is not None and index == num_layers - 1:
-            grad_x, g_sh, g_radial = fused[1:]
-            fused = None
+            grad_x, fused = fused[1], None
+            g_sh = g_radial = None
         elif layer_inputs is not None:
             grad_x, g_sh, g_radial = compiled.backward(index, [inputs[index]] + layer_inputs, sums[index],
                                                        grad.to(inputs[index].dtype))
@@ -137,8 +141,9 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
                                                             n_local, chunk_atoms, grad, index > 0)
         else:
             grad_x, g_sh, g_radial = module.halo_grad(output, grad, inputs[index], index > 0, sh, radial)
-        grad_sh.add_(g_sh)
-        grad_radial.add_(g_radial)
+        if g_sh is not None:
+            grad_sh.add_(g_sh)
+            grad_radial.add_(g_radial)
         inputs[index] = None  # memory is released as the backward goes down
         if sums:
             sums[index] = None
