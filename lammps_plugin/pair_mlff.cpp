@@ -103,7 +103,7 @@ void PairMLFF::allocate()
 }
 
 static const char *USAGE = "pair_style mlff [device cpu|cuda|auto] [min_distance D] [halo exchange|shell] "
-                            "[graph host|device|auto] [compiled yes|no|auto] [chunk N|auto] [committee_every N] [relative L] [out_file FILE]";
+                            "[graph host|device|cells|auto] [compiled yes|no|auto] [chunk N|auto] [committee_every N] [relative L] [out_file FILE]";
 
 void PairMLFF::settings(int narg, char **arg)
 {
@@ -160,11 +160,11 @@ void PairMLFF::settings(int narg, char **arg)
                    value);
       halo_request = value;
     } else if (key == "graph") {
-      if (value != "host" && value != "device" && value != "auto")
+      if (value != "host" && value != "device" && value != "cells" && value != "auto")
         error->all(FLERR,
-                   "pair_style mlff: unknown graph mode '{}': use 'graph device' (neighbour list kept on the "
-                   "model's device between re-neighbourings), 'graph host' (built on the host every step) "
-                   "or 'graph auto'",
+                   "pair_style mlff: unknown graph mode '{}': use 'graph device' (LAMMPS's neighbour list kept "
+                   "on the model's device between re-neighbourings), 'graph cells' (found there by a cell list, "
+                   "no LAMMPS list), 'graph host' (built on the host every step) or 'graph auto'",
                    value);
       graph_request = value;
     } else {
@@ -381,10 +381,11 @@ void PairMLFF::init_style()
     comm_width = std::max(comm_width, m->feature_dim);
   }
   exchange = all_halo && halo_request != "shell";
-  if (graph_request == "device" && !exchange)
-    error->all(FLERR, "pair_style mlff graph device needs halo exchange (the halo shell's graph is built on the "
-                      "host): use 'halo exchange' or 'graph host'");
-  resident = exchange && (graph_request == "device" || (graph_request == "auto" && model->device.is_cuda()));
+  if ((graph_request == "device" || graph_request == "cells") && !exchange)
+    error->all(FLERR, "pair_style mlff graph {} needs halo exchange (the halo shell's graph is built on the "
+                      "host): use 'halo exchange' or 'graph host'", graph_request);
+  cells = exchange && graph_request == "cells";
+  resident = cells || (exchange && (graph_request == "device" || (graph_request == "auto" && model->device.is_cuda())));
   if (compiled_request == "yes") {
     if (!exchange)
       error->all(FLERR, "pair_style mlff compiled yes: the compiled layers run in the halo exchange; remove 'halo "
@@ -421,11 +422,12 @@ void PairMLFF::init_style()
     comm_forward = std::max(comm_width, 2);    // update_owners sends (rank, index)
     comm_reverse = std::max(comm_forward, committee_width);
     share_comm_sizes();
-    neighbor->add_request(this, NeighConst::REQ_FULL);
+    if (!cells) neighbor->add_request(this, NeighConst::REQ_FULL);    // graph cells needs none
     if (comm->me == 0)
       utils::logmesg(lmp, "mlff: halo exchange: ghosts within {} Å, {} features per atom exchanged between "
                      "layers; graph built on the {}\n", r_cut + neighbor->skin, model->feature_dim,
-                     resident ? "device once per re-neighbouring" : "host every step");
+                     cells ? "device by a cell list once per re-neighbouring"
+                           : resident ? "device once per re-neighbouring" : "host every step");
     return;
   }
   ghostneigh = 1;

@@ -18,7 +18,9 @@
    The graph of the halo exchange is built on the host every step (`graph host`) or kept on the model's
    device (`graph device`, the default with `device cuda`): LAMMPS's neighbour list (r_cut + skin) goes
    up once per re-neighbouring as candidate edges; each step only the positions go up and the edges
-   within r_cut are selected there.
+   within r_cut are selected there. With `graph cells` the candidates are found on the device too,
+   by a cell list over the local and ghost positions when LAMMPS has rebuilt its ghosts, and LAMMPS
+   builds no neighbour list for mlff.
 
    A committee (pair_coeff * * a.pt b.pt c.pt <elements>): the first model drives the dynamics; every
    `committee_every` steps the others run on the same graph and the spread of the models' forces
@@ -83,8 +85,9 @@ class PairMLFF : public Pair {
   std::string device_request;       // "cpu", "cuda" or "auto"
   std::string halo_request;         // "exchange", "shell" or "auto" (exchange if the model has it)
   bool exchange;                    // the mode in use (set by init_style)
-  std::string graph_request;        // "host", "device" or "auto" (device when the model runs on a GPU)
-  bool resident = false;            // graph device in use (set by init_style; halo exchange only)
+  std::string graph_request;        // "host", "device", "cells" or "auto" (device when the model runs on a GPU)
+  bool resident = false;            // graph device or cells in use (set by init_style; halo exchange only)
+  bool cells = false;               // graph cells in use: no LAMMPS neighbour list (set by init_style)
   std::unique_ptr<Resident> kept;   // graph device: built at owners_step, refreshed every step
   Graph kept_graph;                 // graph device: its host side (nodes, candidate edges, positions)
   bigint kept_step = -1;            // the owners_step the candidates were built at
@@ -135,7 +138,9 @@ class PairMLFF : public Pair {
   void allocate();
   void build_shell_graph(Graph &);
   void build_halo_graph(Graph &, bool candidates = false);
-  void build_resident_graph();      // graph device (pair_mlff_model.cpp)
+  void build_resident_graph();      // graph device or cells (pair_mlff_model.cpp)
+  void find_cell_candidates(Graph &);    // graph cells: the candidate edges by a cell list on the device
+  void split_ghosts(Graph &);       // the graph's ghost nodes by owner (this rank or another)
   void fill_positions(Graph &);
   // fn(begin, end) over [0, n) in chunks, on torch's intra-op threads (pair_mlff_model.cpp)
   static void parallel_over(int n, const std::function<void(int, int)> &fn);

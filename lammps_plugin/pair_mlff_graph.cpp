@@ -129,6 +129,14 @@ void PairMLFF::build_halo_graph(Graph &g, bool candidates)
     neighbour[e] = node[j];
   }
   fill_positions(g);
+  split_ghosts(g);
+}
+
+/* The graph's ghost nodes (g.atoms beyond nlocal) by owner: this rank (copied on the device) or
+   another (through LAMMPS's comm); ghost_owner is update_owners'. */
+void PairMLFF::split_ghosts(Graph &g)
+{
+  const int nlocal = atom->nlocal;
   g.self_nodes.clear();
   g.self_owner.clear();
   g.remote_nodes.clear();

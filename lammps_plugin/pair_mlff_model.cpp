@@ -9,10 +9,13 @@
 #include "comm.h"
 #include "error.h"
 #include "exceptions.h"
+#include "neighbor.h"
 #include "update.h"
 #include "utils.h"
 
 #include <ATen/Parallel.h>
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/headeronly/version.h>
@@ -111,11 +114,98 @@ void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
   at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) { fn((int) begin, (int) end); });
 }
 
+/* graph cells: the candidate edges (pairs within r_cut + skin, local centers) found on the model's
+   device from the positions of every local and ghost atom, when LAMMPS has rebuilt its ghosts. The
+   atoms are binned over their bounding box in bins at least r_cut + skin thick (fewer, thicker ones
+   where the box is mostly empty), and each local atom is compared with the atoms of its own bin and
+   the 26 around it, at most MAX_CELL_PAIRS comparisons at once. The candidates come out sorted by
+   center; the ghosts they reach become nodes nlocal, nlocal + 1, ... in the order of their LAMMPS
+   indices, and only that list (one index per ghost node) comes back to the host, for the exchange
+   and the scatter-back. */
+static constexpr int64_t MAX_CELL_PAIRS = int64_t(1) << 22;    // ~100 MB of float64 difference vectors
+
+void PairMLFF::find_cell_candidates(Graph &g)
+{
+  const torch::Device device = model->device;
+  const int64_t nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+  const double cut = r_cut + neighbor->skin;
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::from_blob(atom->x[0], {nall, 3}, f64).to(device, false, true);
+  const torch::Tensor low = std::get<0>(x.min(0)), span = std::get<0>(x.max(0)) - low;
+  const torch::Tensor span_host = span.cpu();
+  int64_t nb[3];
+  for (int k = 0; k < 3; k++)
+    nb[k] = std::max<int64_t>(1, (int64_t) std::floor(std::min(span_host[k].item<double>() / cut, 1e6)));
+  while (nb[0] * nb[1] * nb[2] > 8 * nall + 1024) {    // thicker bins still hold every pair within cut
+    int64_t &widest = nb[std::max_element(nb, nb + 3) - nb];
+    widest = (widest + 1) / 2;
+  }
+  const int64_t nbins = nb[0] * nb[1] * nb[2];
+  const torch::Tensor bins = torch::tensor({nb[0], nb[1], nb[2]}, i64).to(device);
+  const torch::Tensor scaled = torch::where(span > 0, (x - low) / span.clamp_min(1e-300), torch::zeros_like(x));
+  const torch::Tensor bin = torch::minimum((scaled * bins.to(torch::kFloat64)).floor().to(torch::kInt64), bins - 1);
+  const torch::Tensor linear = (bin.select(1, 0) * nb[1] + bin.select(1, 1)) * nb[2] + bin.select(1, 2);
+
+  // each bin's atoms in a row of a padded table (-1: empty); the last row is the empty bin
+  const torch::Tensor order = linear.argsort();
+  const torch::Tensor sorted_bin = linear.index_select(0, order);
+  const torch::Tensor counts = torch::bincount(linear, {}, nbins);
+  const int64_t slots = std::max<int64_t>(1, counts.max().item<int64_t>());
+  const torch::Tensor starts = counts.cumsum(0) - counts;
+  torch::Tensor table = torch::full({nbins + 1, slots}, -1, i64.device(device));
+  table.index_put_({sorted_bin, torch::arange(nall, i64.device(device)) - starts.index_select(0, sorted_bin)}, order);
+
+  std::vector<int64_t> around;
+  for (int a = -1; a <= 1; a++)
+    for (int b = -1; b <= 1; b++)
+      for (int c = -1; c <= 1; c++) around.insert(around.end(), {a, b, c});
+  const torch::Tensor offsets = torch::from_blob(around.data(), {27, 3}, i64).to(device, false, true);
+  const double cutsq = cut * cut;
+  const int64_t chunk = std::max<int64_t>(1, MAX_CELL_PAIRS / (27 * slots));
+  std::vector<torch::Tensor> centers, neighbours;
+  for (int64_t start = 0; start < nlocal; start += chunk) {
+    const int64_t n = std::min(chunk, nlocal - start);
+    const torch::Tensor i = torch::arange(start, start + n, i64.device(device));
+    const torch::Tensor cell = bin.narrow(0, start, n).unsqueeze(1) + offsets;    // (n, 27, 3)
+    const torch::Tensor inside = ((cell >= 0) & (cell < bins)).all(-1);
+    const torch::Tensor key = (cell.select(2, 0) * nb[1] + cell.select(2, 1)) * nb[2] + cell.select(2, 2);
+    const torch::Tensor j = table.index_select(0, torch::where(inside, key, nbins).flatten()).view({n, 27, slots});
+    const torch::Tensor vec = x.index_select(0, j.clamp_min(0).flatten()).view({n, 27, slots, 3}) -
+                              x.narrow(0, start, n).view({n, 1, 1, 3});
+    const torch::Tensor keep = (j >= 0) & ((vec * vec).sum(-1) < cutsq) & (j != i.view({n, 1, 1}));
+    centers.push_back(i.view({n, 1, 1}).expand_as(j).masked_select(keep));
+    neighbours.push_back(j.masked_select(keep));
+  }
+  const torch::Tensor center = nlocal ? torch::cat(centers) : torch::zeros({0}, i64.device(device));
+  const torch::Tensor neighbour = nlocal ? torch::cat(neighbours) : torch::zeros({0}, i64.device(device));
+
+  // nodes: locals keep their index, the ghosts reached follow in the order of their LAMMPS index
+  torch::Tensor reached = torch::zeros({nall}, torch::TensorOptions().dtype(torch::kBool).device(device));
+  reached.index_fill_(0, neighbour, true);
+  const torch::Tensor ghosts = reached.narrow(0, nlocal, nall - nlocal).nonzero().flatten() + nlocal;
+  torch::Tensor node = torch::full({nall}, -1, i64.device(device));
+  node.narrow(0, 0, nlocal).copy_(torch::arange(nlocal, i64.device(device)));
+  node.index_copy_(0, ghosts, torch::arange(nlocal, nlocal + ghosts.size(0), i64.device(device)));
+  kept->center = center;
+  kept->neighbour = node.index_select(0, neighbour);
+
+  const torch::Tensor ghosts_host = ghosts.to(torch::kCPU).contiguous();
+  const int64_t *ghost = ghosts_host.data_ptr<int64_t>();
+  g.atoms.resize(nlocal + ghosts_host.size(0));
+  for (int64_t n = 0; n < nlocal; n++) g.atoms[n] = (int) n;
+  for (int64_t n = 0; n < ghosts_host.size(0); n++) g.atoms[nlocal + n] = (int) ghost[n];
+  g.edges.clear();    // the candidates stay on the device
+  g.nedges = 0;
+  fill_positions(g);
+  split_ghosts(g);
+}
+
 /* graph device: at the first step after LAMMPS rebuilt its lists, the candidate graph (every pair of
-   the list) and its node lists go up; every step, the nodes' positions and species go up and the
-   edges within r_cut are selected on the device, in the candidates' order (the host graph's order:
-   same edges, same sums). One synchronisation: the number of edges kept (and, with min_distance,
-   the closest pair, read in the same copy). */
+   the list) and its node lists go up (graph cells: they are found on the device); every step, the
+   nodes' positions and species go up and the edges within r_cut are selected on the device, in the
+   candidates' order (graph device: the host graph's order, same edges, same sums). One
+   synchronisation: the number of edges kept (and, with min_distance, the closest pair, read in the
+   same copy). */
 void PairMLFF::build_resident_graph()
 {
   Graph &g = kept_graph;
@@ -124,12 +214,17 @@ void PairMLFF::build_resident_graph()
     return torch::from_blob(v.data(), {(int64_t) v.size()}, i64).to(device, /*non_blocking=*/false, /*copy=*/true);
   };
   if (!kept || kept_step != owners_step) {
-    build_halo_graph(g, /*candidates=*/true);
     kept = std::make_unique<Resident>();
     kept->device = device;
-    const torch::Tensor pairs = torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device, false, true);
-    kept->center = pairs[0];
-    kept->neighbour = pairs[1];
+    if (cells)
+      find_cell_candidates(g);
+    else {
+      build_halo_graph(g, /*candidates=*/true);
+      const torch::Tensor pairs = torch::from_blob(g.edges.data(), {2, g.nedges}, i64).to(device, false, true);
+      kept->center = pairs[0];
+      kept->neighbour = pairs[1];
+      std::vector<int64_t>().swap(g.edges);    // on the device from now on
+    }
     kept->self_nodes = up(g.self_nodes);
     kept->self_owner = up(g.self_owner);
     kept->remote_nodes = up(g.remote_nodes);
@@ -147,14 +242,14 @@ void PairMLFF::build_resident_graph()
   kept->edges = torch::stack({kept->center.index_select(0, keep), kept->neighbour.index_select(0, keep)});
   if (min_distance <= 0.0 || keep.size(0) == 0) return;
   const torch::Tensor kept_rsq = rsq.index_select(0, keep);
-  const torch::Tensor k = kept_rsq.argmin();
-  const torch::Tensor closest = torch::stack({kept_rsq.index_select(0, k.unsqueeze(0)).squeeze(0),
-                                              keep.index_select(0, k.unsqueeze(0)).squeeze(0).to(torch::kFloat64)})
+  const torch::Tensor k = kept_rsq.argmin().unsqueeze(0);
+  const torch::Tensor closest = torch::cat({kept_rsq.index_select(0, k),
+                                            kept->edges.index_select(1, k).flatten().to(torch::kFloat64)})
                                     .cpu();
   const double closest_rsq = closest[0].item<double>();
   if (closest_rsq >= min_distance * min_distance) return;
-  const int64_t e = (int64_t) closest[1].item<double>(), ncandidates = kept->center.size(0);
-  check_closest_pair(g.atoms[g.edges[e]], g.atoms[g.edges[ncandidates + e]], closest_rsq);
+  check_closest_pair(g.atoms[(int64_t) closest[1].item<double>()], g.atoms[(int64_t) closest[2].item<double>()],
+                     closest_rsq);
 }
 
 /* One evaluation of `model` on this rank's graph (an empty graph: a rank without atoms, which still

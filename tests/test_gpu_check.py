@@ -33,8 +33,12 @@ def test_gpu_check_cpu_mode(plugin, tmp_path):
     assert len(profile) == 3 and all(r["model_ms"] > 0 and r["edges"] > 0 for r in profile)
     assert (tmp_path / "profile.txt").read_text().count("## ") == 3
     phases = steps["lammps_phases"]["rows"]
-    assert len(phases) == 3 and all(r["phases"]["model"] > 0 and r["phases"]["graph"] > 0 for r in phases)
+    assert len(phases) == 5 and all(r["phases"]["model"] > 0 and r["phases"]["graph"] > 0 for r in phases)
     assert all(sum(r["phases"][k] for k in ("graph", "model", "exchange", "scatter")) <= 1.2 * r["ms"] for r in phases)
+    rebuilt = {r["variant"]: r["phases"] for r in phases[3:]}  # lists rebuilt every step: LAMMPS's, or none
+    assert rebuilt["graph device, lists rebuilt every step"]["neigh_ms"] > 0
+    assert rebuilt["graph cells, lists rebuilt every step"]["neigh_ms"] < 0.05
+    assert "| shipped Cu float32 (graph cells, lists rebuilt every step) |" in (tmp_path / "gpu_check.md").read_text()
     largest = {r["model"]: r for r in steps["largest"]["rows"]}  # goal sizes, scaled down: 500 and 2000 atoms
     assert largest["matched 2x64 l2"]["atoms"] == 500 and largest["shipped Cu"]["atoms"] == 2048
     assert all(r["atom_steps_per_s"] > 0 and r["tried"] == [] for r in largest.values())

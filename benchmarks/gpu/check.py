@@ -12,7 +12,10 @@ machine can check the script itself). Steps, each timed and recorded even when i
 5. profile: where one ``MLFFCalculator`` call's time goes (graph on the CPU, copies, the model
    on the device) and the model's most expensive operators (``profile.txt``);
 6. lammps_phases: where a LAMMPS step's time goes (``MLFF_TIMING=1``: neighbour graph, copies,
-   model, feature exchange, scatter-back; LAMMPS's own neighbour lists and comm);
+   model, feature exchange, scatter-back; LAMMPS's own neighbour lists and comm); then, at the
+   largest size, the cost of re-neighbouring (lists rebuilt every step) with ``graph device``
+   (LAMMPS's list on the host, its candidates uploaded) against ``graph cells`` (a cell list on
+   the device, no LAMMPS list);
 7. speed: atom-steps/s and peak GPU memory through ``MLFFCalculator`` for the shipped potential
    and the matched-size model (2 layers, 64 channels, l_max 2) in float32 and float64, from 1k
    atoms up (1k, 8k, 64k, then doubling to 512k on a GPU, to find the largest system that fits)
@@ -134,6 +137,11 @@ def _chunked(row: dict) -> str:
     return f" (in chunks of {row['chunk']}: whole layers did not fit)" if row.get("chunk") else ""
 
 
+def _variant(row: dict) -> str:
+    """A LAMMPS row timed with other options than the defaults names them."""
+    return f" ({row['variant']})" if row.get("variant") else ""
+
+
 def summary(data: dict) -> str:
     steps = data["steps"]
     lines = [f"# mlff device check ({data['device']}, {data['started']})", ""]
@@ -165,7 +173,7 @@ def summary(data: dict) -> str:
         names = ["graph", "upload", "model", "exchange", "download", "scatter"]
         lines += ["", "| LAMMPS step, ms (1 rank) | atoms | step | " + " | ".join(names) + " | LAMMPS neigh | LAMMPS comm |",
                   "|---|---|---|" + "---|" * (len(names) + 2)]
-        lines += [f"| {r['model']} {r['dtype']}{_chunked(r)} | {r['atoms']} | {r.get('ms', '')} | "
+        lines += [f"| {r['model']} {r['dtype']}{_variant(r)}{_chunked(r)} | {r['atoms']} | {r.get('ms', '')} | "
                   + " | ".join(str(r["phases"].get(n, "")) for n in names + ["neigh_ms", "comm_ms"]) + " |"
                   for r in phase_rows]
     train_rows = steps.get("train", {}).get("rows", [])
@@ -313,7 +321,7 @@ region box block 0 {a} 0 {b} 0 {c}
 create_box 1 box
 create_atoms 1 box
 mass 1 63.546
-pair_style mlff device {device}{pair_options}
+{neighbor}pair_style mlff device {device}{pair_options}
 pair_coeff * * {model} Cu
 velocity all create {temperature} 12345 mom yes rot yes
 fix integrate all nve
@@ -325,15 +333,19 @@ run {steps}
 """
 
 
+REBUILD_EVERY_STEP = "neighbor 2.0 bin\nneigh_modify every 1 delay 0 check no\n"
+
+
 def run_lammps(workdir: Path, model, device: str, reps, steps: int, warmup: int = 3, thermo: int = 0,
                temperature: float = 300.0, timestep: float = 0.002, ranks: int = 1, extra_env=None,
-               pair_options: str = "") -> str:
+               pair_options: str = "", rebuild_every_step: bool = False) -> str:
     from mlff.lammps.mpi import lammps_env
 
     deck = workdir / "in.check"
     deck.write_text(LAMMPS_DECK.format(a=reps[0], b=reps[1], c=reps[2], device=device, model=model,
                                        steps=steps, warmup=warmup, thermo=thermo or steps,
-                                       temperature=temperature, timestep=timestep, pair_options=pair_options))
+                                       temperature=temperature, timestep=timestep, pair_options=pair_options,
+                                       neighbor=REBUILD_EVERY_STEP if rebuild_every_step else ""))
     bindir = Path(sys.executable).parent
     cmd = [str(bindir / "lmp"), "-in", str(deck), "-log", "none"]
     if ranks > 1:
@@ -581,7 +593,22 @@ def main() -> int:
                         if lammps_chunk(log):
                             row["chunk"] = lammps_chunk(log)
                         report.write()
-                record["result"] = "; ".join(f"{r['model']} {r['dtype']} {r['atoms']}: {r['ms']} ms" for r in rows)
+                # re-neighbouring, the one host cost graph device keeps: lists rebuilt every step
+                _, reps = fcc_cu(max(plan["phase_sizes"]))
+                for graph in ("device", "cells"):
+                    if time.perf_counter() > report.deadline - MIN_STEP_S:
+                        break
+                    row = {"model": "shipped Cu", "dtype": "float32", "atoms": 4 * reps[0] * reps[1] * reps[2],
+                           "variant": f"graph {graph}, lists rebuilt every step"}
+                    rows.append(row)
+                    log = run_lammps(workdir, files()["shipped Cu"]["float32"], device, reps, steps=10,
+                                     extra_env={"MLFF_TIMING": "1"}, pair_options=f" graph {graph}",
+                                     rebuild_every_step=True)
+                    row["ms"] = round(lammps_ms_per_step(log), 2)
+                    row["phases"] = lammps_phases(log, 10)
+                    report.write()
+                record["result"] = "; ".join(f"{r['model']} {r['dtype']}{_variant(r)} {r['atoms']}: {r['ms']} ms"
+                                             for r in rows)
 
         if "speed" not in args.skip and report.due("speed"):
             with report.step("speed") as record:

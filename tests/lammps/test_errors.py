@@ -170,9 +170,10 @@ def test_overlapping_atoms_stop_with_ids_and_step(plugin, model_file):
     _run(box + ["pair_style mlff min_distance 0.1", f"pair_coeff * * {model_file} Cu O", "run 0"])  # allowed
 
 
-def test_overlap_between_reneighbourings_is_found_by_either_graph(plugin, tmp_path):
+def test_overlap_between_reneighbourings_is_found_by_every_graph(plugin, tmp_path):
     """Two heavy atoms flying at each other with LAMMPS's lists never rebuilt: the graph kept on the
-    device checks the closest pair every step, as the host graph does; both stop at the same step.
+    device (LAMMPS's candidates, or the cell list's) checks the closest pair every step, as the host
+    graph does; all three stop at the same step.
     (The model has no pair repulsion: with it, these atoms bounce back long before they overlap.)"""
     import mlff
     from mlff.testing import tiny_model
@@ -183,17 +184,19 @@ def test_overlap_between_reneighbourings_is_found_by_either_graph(plugin, tmp_pa
            "velocity all set 0 0 0", "group one id 1", "group two id 2", "velocity one set 10 0 0",
            "velocity two set -10 0 0", "fix integrate all nve", "timestep 0.001"]
     messages = []
-    for graph in ("host", "device"):
+    for graph in ("host", "device", "cells"):
         with pytest.raises(Exception, match=r"atoms ID 1 and 2 are 0\.\d+ Å apart at step \d+") as error:
             _run(box + [f"pair_style mlff graph {graph}", f"pair_coeff * * {model_file} Cu O", "run 100"])
         messages.append(str(error.value))
-    assert messages[0] == messages[1] and "at step 0 " not in messages[0]
+    assert messages[0] == messages[1] == messages[2] and "at step 0 " not in messages[0]
 
 
 def test_graph_modes_are_checked(plugin, model_file):
     _expect(_box() + ["pair_style mlff graph gpu"], "unknown graph mode 'gpu'")
     _expect(_box() + ["pair_style mlff halo shell graph device", f"pair_coeff * * {model_file} Cu O", "run 0"],
             "graph device needs halo exchange")
+    _expect(_box() + ["pair_style mlff halo shell graph cells", f"pair_coeff * * {model_file} Cu O", "run 0"],
+            "graph cells needs halo exchange")
 
 
 def test_non_finite_output_stops_the_run(plugin, tmp_path):

@@ -1,7 +1,8 @@
-"""pair_style mlff across MPI ranks, both halo modes and both places of the graph (graph host: built
-every step; graph device: candidates kept between re-neighbourings, edges selected each step): 1-4
+"""pair_style mlff across MPI ranks, both halo modes and every place of the graph (graph host: built
+every step; graph device: LAMMPS's list kept as candidates between re-neighbourings, edges selected
+each step; graph cells: the candidates found by a cell list on the device, no LAMMPS list): 1-4
 ranks give the ASE calculator's energy, forces, virial, per-atom energies and per-atom virials
-(float64), also after atoms migrate; the two graphs give the same trajectory; `chunk N` (layers in
+(float64), also after atoms migrate; the three graphs give the same trajectory; `chunk N` (layers in
 chunks of atoms, recomputed for the forces) gives the same results."""
 
 import numpy as np
@@ -92,7 +93,7 @@ def assert_cases_agree(names, pair_styles, model_file, tmp_path, ranks):
 
 @pytest.mark.parametrize("ranks", [1, 2, 3, 4])
 def test_exchange_matches_ase_on_any_number_of_ranks(plugin, model_file, tmp_path, ranks):
-    styles = ["pair_style mlff halo exchange graph host", "pair_style mlff halo exchange graph device"]
+    styles = [f"pair_style mlff halo exchange graph {graph}" for graph in ("host", "device", "cells")]
     assert_cases_agree(list(CASES), styles, model_file, tmp_path, ranks)
 
 
@@ -107,7 +108,7 @@ def test_exact_after_atoms_migrate(plugin, model_file, tmp_path):
     neighbour lists are rebuilt), then the forces and virials at the final positions equal ASE's;
     in each halo mode (each from the same start)."""
     atoms = triclinic_cell(10, repeat=(2, 1, 1))
-    halos = ["exchange graph host", "exchange graph device", "shell"]
+    halos = ["exchange graph host", "exchange graph device", "exchange graph cells", "shell"]
     outs, start = _mpi_runs(atoms, model_file, tmp_path, 3, halos, md_steps=40)
     for halo, out in zip(halos, outs):
         moved = start.copy()
@@ -121,16 +122,20 @@ def test_exact_after_atoms_migrate(plugin, model_file, tmp_path):
 def test_device_graph_follows_the_host_trajectory(plugin, model_file, tmp_path, ranks):
     """40 NVE steps (800 K, drift): LAMMPS rebuilds its lists a few times, and in the steps between,
     pairs enter and leave r_cut; the graph kept on the device must select them as the host does
-    every step, so the trajectories agree to round-off."""
+    every step, so the trajectories agree to round-off; so must the candidates the cell list finds
+    on the device (graph cells)."""
     atoms = triclinic_cell(10, repeat=(2, 1, 1))
-    (host, device), _ = _mpi_runs(atoms, model_file, tmp_path, ranks, ["exchange graph host", "exchange graph device"],
-                                  md_steps=40)
-    np.testing.assert_allclose(device["positions"], host["positions"], rtol=0, atol=1e-10)
-    _assert_agree(device, host)
+    graphs = ["host", "device", "cells"]
+    (host, *kept), _ = _mpi_runs(atoms, model_file, tmp_path, ranks, [f"exchange graph {g}" for g in graphs],
+                                 md_steps=40)
+    for graph, out in zip(graphs[1:], kept):
+        np.testing.assert_allclose(out["positions"], host["positions"], rtol=0, atol=1e-10, err_msg=graph)
+        _assert_agree(out, host, label=graph)
 
 
 @pytest.mark.parametrize("name, halo, ranks", [("triclinic_supercell", "exchange graph host", 1),
                                                ("vacuum_slab", "exchange graph device", 3),
+                                               ("molecule_in_big_box", "exchange graph cells", 2),
                                                ("triclinic_supercell", "shell", 2)])
 def test_chunked_matches_ase(plugin, model_file, tmp_path, name, halo, ranks):
     """pair_style mlff ... chunk 5: each layer on 5 local atoms at a time with no autograd graph,

@@ -56,7 +56,7 @@ def _slab():
     return atoms
 
 
-@pytest.mark.parametrize("halo", ["exchange", "exchange graph device", "shell"])
+@pytest.mark.parametrize("halo", ["exchange", "exchange graph device", "exchange graph cells", "shell"])
 def test_committee_spread_equals_python(plugin, members, halo):
     atoms = triclinic_cell(6)
     lmp = lammps_evaluate(atoms, members[0], ELEMENTS, f"pair_style mlff halo {halo}",
