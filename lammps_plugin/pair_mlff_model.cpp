@@ -116,9 +116,10 @@ void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
 
 /* graph cells: the candidate edges (pairs within r_cut + skin, local centers) found on the model's
    device from the positions of every local and ghost atom, when LAMMPS has rebuilt its ghosts. The
-   atoms are binned over their bounding box in bins at least r_cut + skin thick (fewer, thicker ones
-   where the box is mostly empty), and each local atom is compared with the atoms of its own bin and
-   the 26 around it, at most MAX_CELL_PAIRS comparisons at once. The candidates come out sorted by
+   atoms are binned over their bounding box in bins at least half of r_cut + skin thick (fewer,
+   thicker ones where the box is mostly empty), and each local atom is compared with the atoms of
+   the 5 x 5 x 5 bins around it, at most MAX_CELL_PAIRS comparisons at once (half-width bins compare
+   about 0.6x the pairs of full-width ones, where every bin is padded to the fullest). The candidates come out sorted by
    center; the ghosts they reach become nodes nlocal, nlocal + 1, ... in the order of their LAMMPS
    indices, and only that list (one index per ghost node) comes back to the host, for the exchange
    and the scatter-back. */
@@ -135,7 +136,7 @@ void PairMLFF::find_cell_candidates(Graph &g)
   const torch::Tensor span_host = span.cpu();
   int64_t nb[3];
   for (int k = 0; k < 3; k++)
-    nb[k] = std::max<int64_t>(1, (int64_t) std::floor(std::min(span_host[k].item<double>() / cut, 1e6)));
+    nb[k] = std::max<int64_t>(1, (int64_t) std::floor(std::min(2.0 * span_host[k].item<double>() / cut, 1e6)));
   while (nb[0] * nb[1] * nb[2] > 8 * nall + 1024) {    // thicker bins still hold every pair within cut
     int64_t &widest = nb[std::max_element(nb, nb + 3) - nb];
     widest = (widest + 1) / 2;
@@ -156,21 +157,22 @@ void PairMLFF::find_cell_candidates(Graph &g)
   table.index_put_({sorted_bin, torch::arange(nall, i64.device(device)) - starts.index_select(0, sorted_bin)}, order);
 
   std::vector<int64_t> around;
-  for (int a = -1; a <= 1; a++)
-    for (int b = -1; b <= 1; b++)
-      for (int c = -1; c <= 1; c++) around.insert(around.end(), {a, b, c});
-  const torch::Tensor offsets = torch::from_blob(around.data(), {27, 3}, i64).to(device, false, true);
+  for (int a = -2; a <= 2; a++)
+    for (int b = -2; b <= 2; b++)
+      for (int c = -2; c <= 2; c++) around.insert(around.end(), {a, b, c});
+  const int64_t noffsets = (int64_t) around.size() / 3;
+  const torch::Tensor offsets = torch::from_blob(around.data(), {noffsets, 3}, i64).to(device, false, true);
   const double cutsq = cut * cut;
-  const int64_t chunk = std::max<int64_t>(1, MAX_CELL_PAIRS / (27 * slots));
+  const int64_t chunk = std::max<int64_t>(1, MAX_CELL_PAIRS / (noffsets * slots));
   std::vector<torch::Tensor> centers, neighbours;
   for (int64_t start = 0; start < nlocal; start += chunk) {
     const int64_t n = std::min(chunk, nlocal - start);
     const torch::Tensor i = torch::arange(start, start + n, i64.device(device));
-    const torch::Tensor cell = bin.narrow(0, start, n).unsqueeze(1) + offsets;    // (n, 27, 3)
+    const torch::Tensor cell = bin.narrow(0, start, n).unsqueeze(1) + offsets;    // (n, noffsets, 3)
     const torch::Tensor inside = ((cell >= 0) & (cell < bins)).all(-1);
     const torch::Tensor key = (cell.select(2, 0) * nb[1] + cell.select(2, 1)) * nb[2] + cell.select(2, 2);
-    const torch::Tensor j = table.index_select(0, torch::where(inside, key, nbins).flatten()).view({n, 27, slots});
-    const torch::Tensor vec = x.index_select(0, j.clamp_min(0).flatten()).view({n, 27, slots, 3}) -
+    const torch::Tensor j = table.index_select(0, torch::where(inside, key, nbins).flatten()).view({n, noffsets, slots});
+    const torch::Tensor vec = x.index_select(0, j.clamp_min(0).flatten()).view({n, noffsets, slots, 3}) -
                               x.narrow(0, start, n).view({n, 1, 1, 3});
     const torch::Tensor keep = (j >= 0) & ((vec * vec).sum(-1) < cutsq) & (j != i.view({n, 1, 1}));
     centers.push_back(i.view({n, 1, 1}).expand_as(j).masked_select(keep));

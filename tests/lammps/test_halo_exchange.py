@@ -143,3 +143,17 @@ def test_chunked_matches_ase(plugin, model_file, tmp_path, name, halo, ranks):
     subdomains (the slab on 3 ranks) and in both halo modes."""
     out, atoms = _mpi_run(CASES[name], model_file, tmp_path, ranks, f"{halo} chunk 5")
     _assert_agree(out, _ase(atoms, model_file))
+
+
+def test_cell_list_in_a_mostly_empty_box(plugin, model_file, tmp_path):
+    """graph cells bins the atoms over their bounding box; where bins would far outnumber the atoms
+    (two dimers in a 120 Å box, one at a corner, whose ghosts sit at all eight corners: about 10^5
+    bins of half the cutoff for some 20 atoms) it makes fewer, thicker ones, which must still find
+    every pair: the results equal ASE's."""
+    from ase import Atoms
+
+    atoms = Atoms("CuOCuO", positions=[[0.5, 0.6, 0.4], [119.2, 1.1, 119.5], [60.0, 60.0, 60.0], [61.3, 60.4, 59.2]],
+                  cell=[120.0, 120.0, 120.0], pbc=True)
+    out, structure = _mpi_run(atoms, model_file, tmp_path, 1, "exchange graph cells")
+    _assert_agree(out, _ase(structure, model_file))
+    assert np.abs(out["forces"][:2]).max() > 1e-3  # the dimer across the corner interacts
