@@ -119,10 +119,10 @@ void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
    atoms are binned over their bounding box in bins at least half of r_cut + skin thick (fewer,
    thicker ones where the box is mostly empty), and each local atom is compared with the atoms of
    the 5 x 5 x 5 bins around it, at most MAX_CELL_PAIRS comparisons at once (half-width bins compare
-   about 0.6x the pairs of full-width ones, where every bin is padded to the fullest). The candidates come out sorted by
-   center; the ghosts they reach become nodes nlocal, nlocal + 1, ... in the order of their LAMMPS
-   indices, and only that list (one index per ghost node) comes back to the host, for the exchange
-   and the scatter-back. */
+   about 0.6x the pairs of full-width ones, every bin being padded to the fullest). The candidates
+   come out sorted by center; the ghosts they reach become nodes nlocal, nlocal + 1, ... in the
+   order of their LAMMPS indices, and only that list (one index per ghost node) comes back to the
+   host, for the exchange and the scatter-back. */
 static constexpr int64_t MAX_CELL_PAIRS = int64_t(1) << 22;    // ~100 MB of float64 difference vectors
 
 void PairMLFF::find_cell_candidates(Graph &g)
@@ -171,7 +171,8 @@ void PairMLFF::find_cell_candidates(Graph &g)
     const torch::Tensor cell = bin.narrow(0, start, n).unsqueeze(1) + offsets;    // (n, noffsets, 3)
     const torch::Tensor inside = ((cell >= 0) & (cell < bins)).all(-1);
     const torch::Tensor key = (cell.select(2, 0) * nb[1] + cell.select(2, 1)) * nb[2] + cell.select(2, 2);
-    const torch::Tensor j = table.index_select(0, torch::where(inside, key, nbins).flatten()).view({n, noffsets, slots});
+    const torch::Tensor rows = torch::where(inside, key, nbins).flatten();
+    const torch::Tensor j = table.index_select(0, rows).view({n, noffsets, slots});
     const torch::Tensor vec = x.index_select(0, j.clamp_min(0).flatten()).view({n, noffsets, slots, 3}) -
                               x.narrow(0, start, n).view({n, 1, 1, 3});
     const torch::Tensor keep = (j >= 0) & ((vec * vec).sum(-1) < cutsq) & (j != i.view({n, 1, 1}));

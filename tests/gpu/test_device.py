@@ -157,21 +157,25 @@ def test_training_on_device_reduces_loss(device, tmp_path):
     assert np.isfinite(_raw(mlff.load(tmp_path / "run" / "model.pt", "cpu"), frames[0])["forces"]).all()
 
 
-def test_lammps_on_device_matches_ase(device, plugin, model_file):
+@pytest.mark.parametrize("graph", ["auto", "cells"])  # auto: graph device on a GPU; cells: the cell list there
+def test_lammps_on_device_matches_ase(device, plugin, model_file, graph):
     from mlff.lammps.single_point import lammps_evaluate
 
     atoms = STRUCTURES["triclinic"]
-    out = lammps_evaluate(atoms, str(model_file), ["Cu", "O"], pair_style=f"pair_style mlff device {device}")
+    out = lammps_evaluate(atoms, str(model_file), ["Cu", "O"],
+                          pair_style=f"pair_style mlff device {device} graph {graph}")
     _assert_close(out, calculator_results(atoms, model_file), 1e-10)
 
 
-def test_lammps_two_ranks_share_the_device(device, plugin, model_file, tmp_path):
+@pytest.mark.parametrize("graph", ["auto", "cells"])
+def test_lammps_two_ranks_share_the_device(device, plugin, model_file, tmp_path, graph):
     from mlff.lammps.mpi import lammps_env
 
     write(tmp_path / "structure.extxyz", STRUCTURES["triclinic"])
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec, "-np", "2", sys.executable, "-m", "mlff.lammps.single_point", str(tmp_path / "structure.extxyz"),
-           str(model_file), str(tmp_path / "out.npz"), "Cu", "O", "--pair-style", f"pair_style mlff device {device}"]
+           str(model_file), str(tmp_path / "out.npz"), "Cu", "O", "--pair-style",
+           f"pair_style mlff device {device} graph {graph}"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=dict(lammps_env(), OMP_NUM_THREADS="1"), timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = dict(np.load(tmp_path / "out.npz"))
