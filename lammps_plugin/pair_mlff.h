@@ -77,7 +77,7 @@ class PairMLFF : public Pair {
   };
   struct Model;                     // libtorch state, kept out of this header
   struct Result;                    // the model's outputs (tensors)
-  struct Resident;                  // graph device: the candidate edges and this step's tensors
+  struct Resident;                  // graph device or cells: the candidate edges and this step's tensors
 
  private:
   std::unique_ptr<Model> model;                    // drives the dynamics
@@ -88,8 +88,8 @@ class PairMLFF : public Pair {
   std::string graph_request;        // "host", "device", "cells" or "auto" (device when the model runs on a GPU)
   bool resident = false;            // graph device or cells in use (set by init_style; halo exchange only)
   bool cells = false;               // graph cells in use: no LAMMPS neighbour list (set by init_style)
-  std::unique_ptr<Resident> kept;   // graph device: built at owners_step, refreshed every step
-  Graph kept_graph;                 // graph device: its host side (nodes, candidate edges, positions)
+  std::unique_ptr<Resident> kept;   // graph device or cells: built at owners_step, refreshed every step
+  Graph kept_graph;                 // its host side: nodes, ghost owners, positions (no edges: on the device)
   bigint kept_step = -1;            // the owners_step the candidates were built at
   std::vector<int> type_to_species; // LAMMPS type (1..ntypes) -> model species index
   double r_cut;

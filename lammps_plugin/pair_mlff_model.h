@@ -37,7 +37,8 @@ struct PairMLFF::Model {
 
 /* graph device: LAMMPS's neighbour list (cutoff r_cut + skin) of the local atoms as candidate edges
    on the model's device, with the halo exchange's node lists, uploaded when LAMMPS rebuilds its
-   lists; the positions, species and the edges within r_cut (selected there) are this step's. */
+   lists (graph cells: the same pairs, found on the device by find_cell_candidates); the positions,
+   species and the edges within r_cut (selected there) are this step's. */
 struct PairMLFF::Resident {
   torch::Device device{torch::kCPU};
   torch::Tensor center, neighbour;                    // (ncandidates,) node indices, sorted by center
