@@ -1,5 +1,5 @@
-"""MD speed: LAMMPS (pair_style mlff, both halo modes, the exchange's graph on the host or kept on
-the device, 1/2/4 MPI ranks) vs ASE MD vs the bare model call.
+"""MD speed: LAMMPS (pair_style mlff, both halo modes, the exchange's graph on the host, kept on
+the device or found there by a cell list, 1/2/4 MPI ranks) vs ASE MD vs the bare model call.
 
 The plugin's overhead is the ratio of LAMMPS time per step to the bare scripted-model call on the
 same structure (the model does the same work in both; LAMMPS adds ghost atoms, neighbour lists,
@@ -13,7 +13,7 @@ adds, for each halo-exchange row, the same run with ``compiled yes`` and its spe
 TorchScript row (``compiled no``) measured just before it.
 
     python benchmarks/bench_lammps.py [--sizes 1000 8000 32000] [--ranks 1 2 4] [--steps 10]
-        [--modes exchange shell] [--graphs host device] [--model model.pt]
+        [--modes exchange shell] [--graphs host device cells] [--model model.pt]
         [--committee 3 --committee-every 10] [--compiled]
 """
 
@@ -112,7 +112,7 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 8000])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--modes", nargs="+", default=["exchange", "shell"], choices=["exchange", "shell"])
-    parser.add_argument("--graphs", nargs="+", default=["host", "device"], choices=["host", "device"],
+    parser.add_argument("--graphs", nargs="+", default=["host", "device"], choices=["host", "device", "cells"],
                         help="where halo exchange builds its graph (pair_style mlff graph ...); shell: host")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="threads per rank (and for the bare model)")
