@@ -511,10 +511,16 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
     inputs.push_back(m.run_method("halo_join", y, ghost).toTensor());
     if (recompute) outputs.back() = torch::Tensor();    // the backward recomputes from the inputs alone
   }
-  torch::Tensor atomic_energy, output, grad;
+  // grad_sh, grad_radial: the edge features' gradients summed over the layers (starting from the fused
+  // last layer's: fresh tensors)
+  torch::Tensor atomic_energy, output, grad, grad_sh, grad_radial;
   if (fused) {
     atomic_energy = fused->elements()[0].toTensor();
+    grad_sh = fused->elements()[2].toTensor();
+    grad_radial = fused->elements()[3].toTensor();
   } else {
+    grad_sh = torch::zeros_like(sh);
+    grad_radial = torch::zeros_like(radial);
     // chunked or compiled: the last layer's output as a leaf, for the readout's gradient
     torch::Tensor last = recompute ? m.run_method("halo_join", outputs.back(), outputs.back().narrow(0, 0, 0)).toTensor()
                                    : outputs.back();
@@ -528,9 +534,6 @@ void PairMLFF::evaluate_halo(Model &model, Graph &g, Result &r, int64_t chunk)
   }
 
   // backward, layer by layer: the gradient on ghost features goes home before the layer below
-  // the edge features' gradients summed over the layers (from the fused last layer's: fresh tensors)
-  torch::Tensor grad_sh = fused ? fused->elements()[2].toTensor() : torch::zeros_like(sh);
-  torch::Tensor grad_radial = fused ? fused->elements()[3].toTensor() : torch::zeros_like(radial);
   for (int64_t k = num_layers - 1; k >= 0; k--) {
     torch::Tensor grad_x;
     if (fused) {    // the last layer's, from its one pass

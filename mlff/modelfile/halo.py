@@ -114,21 +114,19 @@ def _evaluate(module: torch.jit.ScriptModule, positions: torch.Tensor, edge_inde
             inputs.append(module.halo_join(y, forward_exchange(y.detach())))
             if recompute:  # the backward recomputes from the inputs alone
                 outputs[index] = None
+    # grad_sh, grad_radial: the edge features' gradients summed over the layers (starting from the
+    # fused last layer's: fresh tensors)
     if fused is not None:
-        atomic_energy = fused[0]
+        atomic_energy, grad_sh, grad_radial = fused[0], fused[2], fused[3]
         output, grad = atomic_energy, atomic_energy  # (not read: the last layer's gradients are in fused)
     else:
         last = module.halo_join(outputs[-1], outputs[-1][:0]) if recompute else outputs[-1]
         atomic_energy = module.halo_energy(last, species[:n_local])
         output, grad = atomic_energy, torch.ones_like(atomic_energy)
+        grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
         if recompute:  # the readout's gradient w.r.t. the last layer's output
             grad = module.halo_grad(atomic_energy, grad, last, True, sh, radial)[0]
             outputs, last = [], None
-    # the edge features' gradients summed over the layers (from the fused last layer's: fresh tensors)
-    if fused is not None:
-        grad_sh, grad_radial = fused[2], fused[3]
-    else:
-        grad_sh, grad_radial = torch.zeros_like(sh), torch.zeros_like(radial)
     for index in reversed(range(num_layers)):
         if fused is not None and index == num_layers - 1:
             grad_x, fused = fused[1], None
