@@ -86,9 +86,10 @@ void PairMLFF::load_compiled(Model &m)
   if (compiled_request == "auto" && entry("faster") != "yes") {
     if (comm->me == 0)
       utils::logmesg(lmp, "mlff: {} runs its layers as TorchScript: its compiled layers ran at {}x TorchScript's "
-                     "speed when `mlff lammps compile` timed them here (atoms:ratio {}; 'compiled yes' runs them "
+                     "speed when `mlff lammps compile` timed them here (atoms:ratio {}{}; 'compiled yes' runs them "
                      "all the same)\n",
-                     m.path, entry("speedup"), entry("speedups"));
+                     m.path, entry("speedup"), entry("speedups"),
+                     entry("margin").empty() ? "" : "; compiled auto runs them from " + entry("margin") + "x");
     return;
   }
   try {
