@@ -119,12 +119,12 @@ void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
    device from the positions of every local and ghost atom, when LAMMPS has rebuilt its ghosts. The
    atoms are binned over their bounding box in bins at least half of r_cut + skin thick (fewer,
    thicker ones where the box is mostly empty), and each local atom is compared with the atoms of
-   the 5 x 5 x 5 bins around it, at most MAX_CELL_PAIRS comparisons at once (half-width bins compare
-   about 0.6x the pairs of full-width ones, every bin being padded to the fullest). The candidates
-   come out sorted by center; the ghosts they reach become nodes nlocal, nlocal + 1, ... in the
+   the 5 x 5 x 5 bins around it (half-width bins compare about 0.6x the pairs of full-width ones),
+   MAX_CELL_PAIRS slots of the bins at once, each bin counted as full as the fullest (the empty
+   slots are dropped before any distance is computed). The candidates come out sorted by center; the ghosts they reach become nodes nlocal, nlocal + 1, ... in the
    order of their LAMMPS indices, and only that list (one index per ghost node) comes back to the
    host, for the exchange and the scatter-back. */
-static constexpr int64_t MAX_CELL_PAIRS = int64_t(1) << 22;    // ~100 MB of float64 difference vectors
+static constexpr int64_t MAX_CELL_PAIRS = int64_t(1) << 22;    // ~200 MB of indices and distances
 
 void PairMLFF::find_cell_candidates(Graph &g)
 {
@@ -148,14 +148,15 @@ void PairMLFF::find_cell_candidates(Graph &g)
   const torch::Tensor bin = torch::minimum((scaled * bins.to(torch::kFloat64)).floor().to(torch::kInt64), bins - 1);
   const torch::Tensor linear = (bin.select(1, 0) * nb[1] + bin.select(1, 1)) * nb[2] + bin.select(1, 2);
 
-  // each bin's atoms in a row of a padded table (-1: empty); the last row is the empty bin
+  // the atoms in bin order: bin b's atoms are rows [starts[b], starts[b] + counts[b]) of the sorted
+  // positions; the last bin (nbins) is the empty one that offsets outside the grid look in
   const torch::Tensor order = linear.argsort();
-  const torch::Tensor sorted_bin = linear.index_select(0, order);
-  const torch::Tensor counts = torch::bincount(linear, {}, nbins);
+  const torch::Tensor counts = torch::cat({torch::bincount(linear, {}, nbins), torch::zeros({1}, i64.device(device))});
   const int64_t slots = std::max<int64_t>(1, counts.max().item<int64_t>());
   const torch::Tensor starts = counts.cumsum(0) - counts;
-  torch::Tensor table = torch::full({nbins + 1, slots}, -1, i64.device(device));
-  table.index_put_({sorted_bin, torch::arange(nall, i64.device(device)) - starts.index_select(0, sorted_bin)}, order);
+  // positions by component (3, n): the distances are sums of flat products, not reductions over 3
+  const torch::Tensor sorted_x = x.index_select(0, order).t().contiguous();
+  const torch::Tensor local_x = x.narrow(0, 0, nlocal).t().contiguous();
 
   std::vector<int64_t> around;
   for (int a = -2; a <= 2; a++)
@@ -163,6 +164,7 @@ void PairMLFF::find_cell_candidates(Graph &g)
       for (int c = -2; c <= 2; c++) around.insert(around.end(), {a, b, c});
   const int64_t noffsets = (int64_t) around.size() / 3;
   const torch::Tensor offsets = torch::from_blob(around.data(), {noffsets, 3}, i64).to(device, false, true);
+  const torch::Tensor slot = torch::arange(slots, i64.device(device));
   const double cutsq = cut * cut;
   const int64_t chunk = std::max<int64_t>(1, MAX_CELL_PAIRS / (noffsets * slots));
   std::vector<torch::Tensor> centers, neighbours;
@@ -173,11 +175,19 @@ void PairMLFF::find_cell_candidates(Graph &g)
     const torch::Tensor inside = ((cell >= 0) & (cell < bins)).all(-1);
     const torch::Tensor key = (cell.select(2, 0) * nb[1] + cell.select(2, 1)) * nb[2] + cell.select(2, 2);
     const torch::Tensor rows = torch::where(inside, key, nbins).flatten();
-    const torch::Tensor j = table.index_select(0, rows).view({n, noffsets, slots});
-    const torch::Tensor vec = x.index_select(0, j.clamp_min(0).flatten()).view({n, noffsets, slots, 3}) -
-                              x.narrow(0, start, n).view({n, 1, 1, 3});
-    const torch::Tensor keep = (j >= 0) & ((vec * vec).sum(-1) < cutsq) & (j != i.view({n, 1, 1}));
-    centers.push_back(i.view({n, 1, 1}).expand_as(j).masked_select(keep));
+    // the occupied slots of the 125 bins around each atom: their rows of the sorted positions (in
+    // the order of a padded table of the bins' atoms, without its padding) and their centres
+    const torch::Tensor valid = slot < counts.index_select(0, rows).view({n, noffsets, 1});
+    const torch::Tensor sorted_j = (starts.index_select(0, rows).view({n, noffsets, 1}) + slot).masked_select(valid);
+    const torch::Tensor center = torch::repeat_interleave(i, valid.view({n, -1}).sum(1), 0, sorted_j.size(0));
+    torch::Tensor rsq;
+    for (int k = 0; k < 3; k++) {
+      const torch::Tensor d = sorted_x[k].index_select(0, sorted_j) - local_x[k].index_select(0, center);
+      rsq = k == 0 ? d * d : rsq.addcmul_(d, d);
+    }
+    const torch::Tensor j = order.index_select(0, sorted_j);
+    const torch::Tensor keep = (rsq < cutsq) & (j != center);
+    centers.push_back(center.masked_select(keep));
     neighbours.push_back(j.masked_select(keep));
   }
   const torch::Tensor center = nlocal ? torch::cat(centers) : torch::zeros({0}, i64.device(device));
