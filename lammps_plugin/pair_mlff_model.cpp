@@ -250,8 +250,13 @@ void PairMLFF::build_resident_graph()
   kept->species = up(g.species);
 
   torch::NoGradGuard no_grad;
-  const torch::Tensor vec = kept->positions.index_select(0, kept->neighbour) - kept->positions.index_select(0, kept->center);
-  const torch::Tensor rsq = (vec * vec).sum(1);
+  // component by component: flat gathers and products, no reduction over rows of 3
+  const torch::Tensor xyz = kept->positions.t().contiguous();
+  torch::Tensor rsq;
+  for (int k = 0; k < 3; k++) {
+    const torch::Tensor d = xyz[k].index_select(0, kept->neighbour) - xyz[k].index_select(0, kept->center);
+    rsq = k == 0 ? d * d : rsq.addcmul_(d, d);
+  }
   const torch::Tensor keep = torch::nonzero(rsq < r_cut * r_cut).flatten();
   kept->edges = torch::stack({kept->center.index_select(0, keep), kept->neighbour.index_select(0, keep)});
   if (min_distance <= 0.0 || keep.size(0) == 0) return;
