@@ -30,7 +30,7 @@ import torch
 
 from .neighbors import _search_cell
 
-MAX_CANDIDATES = 1 << 22  # pairs compared at once (about 100 MB of float64 difference vectors)
+MAX_CANDIDATES = 1 << 22  # slots of the table read at once (about 200 MB of indices and distances)
 MAX_BINS_PER_AXIS = 1 << 20  # the bins' linear index stays far inside int64
 
 
@@ -106,6 +106,7 @@ def neighbor_list(positions: torch.Tensor, cell: torch.Tensor, r_cut: float, pbc
     offsets = torch.tensor(list(itertools.product(*(range(-r, r + 1) for r in reach))), dtype=torch.int64,
                            device=device)
     r_cut_sq = r_cut * r_cut
+    axes = wrapped.t().contiguous()  # (3, n): the wrapped positions by component
     centers, neighbours, shifts, lengths = [], [], [], []
     chunk = max(1, max_candidates // (offsets.shape[0] * slots))
     for start in range(0, n, chunk):
@@ -121,18 +122,24 @@ def neighbor_list(positions: torch.Tensor, cell: torch.Tensor, r_cut: float, pbc
             where = torch.searchsorted(occupied, key).clamp(max=num_rows - 1)
             row = torch.where(valid & (occupied[where] == key), where, num_rows)
         j = table[row]  # (c, o, slots); -1: an empty slot
-        image_shift = image.to(dtype) @ box  # (c, o, 3)
-        vec = (wrapped[j.clamp(min=0)] - wrapped[i].view(-1, 1, 1, 3)) + image_shift.unsqueeze(2)
-        rsq = (vec * vec).sum(-1)
-        itself = (j == i.view(-1, 1, 1)) & (image == 0).all(-1).unsqueeze(2)
-        keep = (j >= 0) & (rsq < r_cut_sq) & ~itself
-        c, o, s = keep.nonzero(as_tuple=True)
+        # the occupied slots only (in the padded table's order), their distances component by
+        # component: flat gathers and products, no reduction over rows of 3
+        c, o, s = (j >= 0).nonzero(as_tuple=True)
+        pair = c * offsets.shape[0] + o  # (atom, bin offset) of each candidate
         center, neighbour = i[c], j[c, o, s]
+        image_shift = (image.to(dtype) @ box).reshape(-1, 3).t()  # (3, c * o)
+        rsq = torch.zeros(center.shape, dtype=dtype, device=device)
+        for k in range(3):
+            d = axes[k][neighbour] - axes[k][center] + image_shift[k][pair]
+            rsq.addcmul_(d, d)
+        itself = (neighbour == center) & (image == 0).all(-1).reshape(-1)[pair]
+        keep = ((rsq < r_cut_sq) & ~itself).nonzero().squeeze(1)
+        center, neighbour, pair = center[keep], neighbour[keep], pair[keep]
         centers.append(center)
         neighbours.append(neighbour)
         # in the caller's (unwrapped) positions: r_ij = pos[j] - pos[i] + (image - image0_j + image0_i) @ box,
         # which is zero along free axes and there equals the same multiple of the caller's cell
-        shifts.append((image[c, o].to(dtype) - image0[neighbour] + image0[center]) @ box)
-        lengths.append(rsq[c, o, s].sqrt())
+        shifts.append((image.reshape(-1, 3)[pair].to(dtype) - image0[neighbour] + image0[center]) @ box)
+        lengths.append(rsq[keep].sqrt())
     edge_index = torch.stack([torch.cat(centers), torch.cat(neighbours)])
     return edge_index, torch.cat(shifts), torch.cat(lengths)
