@@ -121,9 +121,10 @@ void PairMLFF::parallel_over(int n, const std::function<void(int, int)> &fn)
    thicker ones where the box is mostly empty), and each local atom is compared with the atoms of
    the 5 x 5 x 5 bins around it (half-width bins compare about 0.6x the pairs of full-width ones),
    MAX_CELL_PAIRS slots of the bins at once, each bin counted as full as the fullest (the empty
-   slots are dropped before any distance is computed). The candidates come out sorted by center; the ghosts they reach become nodes nlocal, nlocal + 1, ... in the
-   order of their LAMMPS indices, and only that list (one index per ghost node) comes back to the
-   host, for the exchange and the scatter-back. */
+   slots are dropped before any distance is computed). The candidates come out sorted by center;
+   the ghosts they reach become nodes nlocal, nlocal + 1, ... in the order of their LAMMPS indices,
+   and only that list (one index per ghost node) comes back to the host, for the exchange and the
+   scatter-back. */
 static constexpr int64_t MAX_CELL_PAIRS = int64_t(1) << 22;    // ~200 MB of indices and distances
 
 void PairMLFF::find_cell_candidates(Graph &g)
