@@ -18,7 +18,8 @@ import torch
 import mlff
 from mlff.cli.main import main as cli
 from mlff.aoti import CompileError
-from mlff.modelfile.compiled_layers import FASTER_MARGIN, MANIFEST, CompiledLayers, _run_tasks, package_dir, read_manifest
+from mlff.modelfile.compiled_layers import (FASTER_MARGIN, MANIFEST, CompiledLayers, _run_tasks, package_dir,
+                                            read_manifest)
 from mlff.modelfile.halo import halo_evaluate, image_exchange
 from mlff.testing import image_halo, small_molecule, tiny_model
 from test_halo_exchange import CASES, assert_cases_agree
