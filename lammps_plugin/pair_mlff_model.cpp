@@ -32,6 +32,19 @@ torch::Tensor on_cpu(const torch::Tensor &t)
   return t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
 }
 
+/* |x_b[j] - x_a[i]|^2 for each pair (i[e], j[e]), from positions stored by component (3, n):
+   flat gathers and products, no reduction over rows of 3 */
+torch::Tensor squared_distances(const torch::Tensor &xyz_a, const torch::Tensor &i, const torch::Tensor &xyz_b,
+                                const torch::Tensor &j)
+{
+  torch::Tensor rsq;
+  for (int k = 0; k < 3; k++) {
+    const torch::Tensor d = xyz_b[k].index_select(0, j) - xyz_a[k].index_select(0, i);
+    rsq = k == 0 ? d * d : rsq.addcmul_(d, d);
+  }
+  return rsq;
+}
+
 }    // namespace
 
 std::string LAMMPS_NS::error_line(const char *text)
@@ -155,7 +168,7 @@ void PairMLFF::find_cell_candidates(Graph &g)
   const torch::Tensor counts = torch::cat({torch::bincount(linear, {}, nbins), torch::zeros({1}, i64.device(device))});
   const int64_t slots = std::max<int64_t>(1, counts.max().item<int64_t>());
   const torch::Tensor starts = counts.cumsum(0) - counts;
-  // positions by component (3, n): the distances are sums of flat products, not reductions over 3
+  // positions by component (3, n), for squared_distances
   const torch::Tensor sorted_x = x.index_select(0, order).t().contiguous();
   const torch::Tensor local_x = x.narrow(0, 0, nlocal).t().contiguous();
 
@@ -181,11 +194,7 @@ void PairMLFF::find_cell_candidates(Graph &g)
     const torch::Tensor valid = slot < counts.index_select(0, rows).view({n, noffsets, 1});
     const torch::Tensor sorted_j = (starts.index_select(0, rows).view({n, noffsets, 1}) + slot).masked_select(valid);
     const torch::Tensor center = torch::repeat_interleave(i, valid.view({n, -1}).sum(1), 0, sorted_j.size(0));
-    torch::Tensor rsq;
-    for (int k = 0; k < 3; k++) {
-      const torch::Tensor d = sorted_x[k].index_select(0, sorted_j) - local_x[k].index_select(0, center);
-      rsq = k == 0 ? d * d : rsq.addcmul_(d, d);
-    }
+    const torch::Tensor rsq = squared_distances(local_x, center, sorted_x, sorted_j);
     const torch::Tensor j = order.index_select(0, sorted_j);
     const torch::Tensor keep = (rsq < cutsq) & (j != center);
     centers.push_back(center.masked_select(keep));
@@ -251,13 +260,8 @@ void PairMLFF::build_resident_graph()
   kept->species = up(g.species);
 
   torch::NoGradGuard no_grad;
-  // component by component: flat gathers and products, no reduction over rows of 3
   const torch::Tensor xyz = kept->positions.t().contiguous();
-  torch::Tensor rsq;
-  for (int k = 0; k < 3; k++) {
-    const torch::Tensor d = xyz[k].index_select(0, kept->neighbour) - xyz[k].index_select(0, kept->center);
-    rsq = k == 0 ? d * d : rsq.addcmul_(d, d);
-  }
+  const torch::Tensor rsq = squared_distances(xyz, kept->center, xyz, kept->neighbour);
   const torch::Tensor keep = torch::nonzero(rsq < r_cut * r_cut).flatten();
   kept->edges = torch::stack({kept->center.index_select(0, keep), kept->neighbour.index_select(0, keep)});
   if (min_distance <= 0.0 || keep.size(0) == 0) return;
