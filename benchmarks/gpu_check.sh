@@ -36,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     --time-limit) LIMIT=("$2"); shift ;;
     --skip) shift; while [[ $# -gt 0 && $1 != --* ]]; do STEPS+=("$1"); shift; done; continue ;;
     --only) shift; while [[ $# -gt 0 && $1 != --* ]]; do ONLY+=("$1"); shift; done; continue ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--time-limit S] [--skip STEP ...] [--only STEP ...] (steps: build tests nve profile lammps_phases speed compiled peers largest train)" >&2
+    *) echo "usage: bash benchmarks/gpu_check.sh [--cpu] [--fresh-env] [--max-atoms N] [--time-limit S] [--skip STEP ...] [--only STEP ...] (steps: build tests nve profile lammps_phases speed compiled copy peers largest train)" >&2
        exit 2 ;;
   esac
   shift

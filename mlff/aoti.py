@@ -189,11 +189,11 @@ def compile_package(fn: Callable, trace_inputs: Sequence[torch.Tensor], example:
                 os.remove(partial)
 
 
-def load_package(path: str, what: str, fix: str):
+def load_package(path: str, what: str, fix: str, device_index: int = -1):
     """The runner of a package this machine built (see the module's notes on trust); ``what`` the
-    package is, for the error."""
+    package is, for the error; ``device_index``: the GPU a GPU package runs on (-1: the current one)."""
     try:
-        return torch._inductor.aoti_load_package(path)
+        return torch._inductor.aoti_load_package(path, device_index=device_index)
     except Exception as error:  # noqa: BLE001
         raise CompileError(f"cannot load {what} {path} ({type(error).__name__}); {fix}") from error
 

@@ -1,6 +1,7 @@
 """The one-shot device check runs here in its CPU mode, so the script a GPU session will run once
 is known to work: every step ok, the GPU tests pass on the CPU, timings recorded. Its
-compiled_layers step runs in tests/lammps/test_compiled_layers.py, on layers compiled there."""
+compiled_layers step runs in tests/lammps/test_compiled_layers.py, on layers compiled there, and its
+compiled_copy step in tests/modelfile/test_compiled.py, on the copy compiled there."""
 
 import json
 import os
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_check_cpu_mode(plugin, tmp_path):
     env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, OMP_NUM_THREADS="1")
-    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu", "--skip", "peers", "compiled"],
+    res = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu", "--skip", "peers", "compiled", "copy"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -94,7 +95,7 @@ def test_the_time_limit_records_the_steps_it_leaves_out(tmp_path):
     (in the JSON and the summary) and the check exits 1, so a rerun knows what to do."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "check.py"), "--device", "cpu", "--out",
-                          str(tmp_path), "--time-limit", "5", "--skip", "build", "compiled", "peers"],
+                          str(tmp_path), "--time-limit", "5", "--skip", "build", "compiled", "copy", "peers"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())

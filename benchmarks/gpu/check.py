@@ -24,14 +24,17 @@ machine can check the script itself). Steps, each timed and recorded even when i
 8. compiled_layers: ``mlff lammps compile`` of the shipped potential for this device (its time
    and the speed-up it measured), then a LAMMPS step with ``compiled no`` against ``compiled yes``
    (``MLFF_TIMING=1``: the model phase) at the lammps_phases sizes;
-9. peers: the same timings for MACE, NequIP and SevenNet at the matched size through their own ASE
+9. compiled_copy: the shipped potential's compiled copy for this device (``mlff.load(path,
+   device, compiled=True)``: AOTInductor, its build time), then ``MLFFCalculator`` with TorchScript
+   against the copy (ms per call, peak memory) at the lammps_phases sizes;
+10. peers: the same timings for MACE, NequIP and SevenNet at the matched size through their own ASE
    calculators (``peers.py``; NequIP compiled with AOTInductor here, for this device), when their
    wheels were prepared (``python benchmarks/gpu/peers.py prepare``) or ``--peer-python`` names
    their environments;
-10. largest: the largest system per device, the goal sizes of the matched model (1 million atoms)
+11. largest: the largest system per device, the goal sizes of the matched model (1 million atoms)
     and the shipped potential (4 million), float32, through ``MLFFCalculator`` in chunks of atoms
     (halved until it fits): seconds per call and peak memory;
-11. train: training frames/s.
+12. train: training frames/s.
 
 Writes ``gpu_check.json`` (everything) and ``gpu_check.md`` (the summary tables) to ``--out``
 after every step, so a run cut short still reports what it measured. ``--time-limit S`` ends the
@@ -162,6 +165,13 @@ def summary(data: dict) -> str:
             lines.append(f"| {row['engine']}{_chunked(row)} | {row['model']} | {row['dtype']} | {row.get('atoms', '')} | "
                          f"{row.get('ms', '')} | {row.get('atom_steps_per_s', '')} | "
                          f"{row.get('peak_mb', row.get('note', ''))} |")
+    copy_rows = steps.get("compiled_copy", {}).get("rows", [])
+    if copy_rows:
+        lines += ["", "| compiled copy (MLFFCalculator), ms/call | atoms | TorchScript | compiled | TorchScript peak MB | "
+                  "compiled peak MB |", "|---|---|---|---|---|---|"]
+        lines += [f"| shipped Cu float32 | {r['atoms']} | {r.get('ms_torchscript', r.get('note_torchscript', ''))} | "
+                  f"{r.get('ms_compiled', r.get('note_compiled', ''))} | {r.get('peak_mb_torchscript', '')} | "
+                  f"{r.get('peak_mb_compiled', '')} |" for r in copy_rows]
     phases = steps.get("profile", {}).get("rows", [])
     if phases:
         lines += ["", "| calculator call, ms | atoms | edges | graph | to device | model | to host | "
@@ -416,6 +426,44 @@ def compiled_layers_step(record: dict, workdir: Path, model, name: str, device: 
                             f"{r['model_ms_torchscript']} -> {r['model_ms_compiled']})" for r in record["rows"]))
 
 
+def compiled_copy_step(record: dict, model, name: str, device: str, sizes, plan: dict, deadline: float,
+                       report) -> None:
+    """The compiled_copy step: the compiled copy of ``model`` for this device (built now, or found
+    in this machine's cache: ``compile_s``), then ``MLFFCalculator`` running TorchScript against
+    the copy at each of ``sizes`` (until ``deadline`` or memory runs out), into ``record``."""
+    import mlff
+    import torch
+
+    start = time.perf_counter()
+    compiled = mlff.load(str(model), device, compiled=True)
+    record["compile_s"] = round(time.perf_counter() - start, 1)
+    plain = mlff.load(str(model), device, compiled=False)
+    rows = record["rows"] = []
+    for size in sizes:
+        if time.perf_counter() > deadline:
+            break
+        atoms, _ = fcc_cu(size)
+        row = {"atoms": len(atoms)}
+        rows.append(row)
+        for label, deployed in (("torchscript", plain), ("compiled", compiled)):
+            try:
+                timed = time_calculator(mlff.MLFFCalculator(deployed), device, atoms, plan["max_call"],
+                                        plan["measure_s"])
+            except (RuntimeError, MemoryError) as error:
+                timed = {"note": "out of memory" if is_out_of_memory(error) else str(error).splitlines()[0][:200]}
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+            if label == "compiled" and compiled.compiled is None:  # it failed and gave way to TorchScript
+                timed = {"note": "the compiled copy failed at this size (the calculator ran TorchScript)"}
+            row.update({f"{key}_{label}": value for key, value in timed.items()})
+        report.write()
+        if any(key.startswith("note") for key in row):
+            break
+    record["result"] = (f"{name}: built in {record['compile_s']} s; MLFFCalculator ms/call TorchScript -> compiled: "
+                        + "; ".join(f"{r['atoms']} atoms {r.get('ms_torchscript', r.get('note_torchscript'))} -> "
+                                    f"{r.get('ms_compiled', r.get('note_compiled'))}" for r in rows))
+
+
 def nve_drift(workdir: Path, device: str, steps: int) -> dict:
     """Energy drift of the shipped potential (float64) in LAMMPS NVE, 1 fs, 600 K."""
     import mlff
@@ -504,7 +552,7 @@ def train_speed(workdir: Path, device: str, num_frames: int, epochs: int) -> lis
     return rows
 
 
-STEPS = ("build", "tests", "nve", "profile", "lammps_phases", "speed", "compiled", "peers", "largest", "train")
+STEPS = ("build", "tests", "nve", "profile", "lammps_phases", "speed", "compiled", "copy", "peers", "largest", "train")
 
 
 def main() -> int:
@@ -678,6 +726,11 @@ def main() -> int:
             with report.step("compiled_layers") as record:
                 compiled_layers_step(record, workdir, files()["shipped Cu"]["float32"], "shipped Cu float32", device,
                                      plan["phase_sizes"], report)
+
+        if "copy" not in args.skip and report.due("compiled_copy"):
+            with report.step("compiled_copy") as record:
+                compiled_copy_step(record, files()["shipped Cu"]["float32"], "shipped Cu float32", device,
+                                   plan["phase_sizes"], plan, report.deadline - MIN_STEP_S, report)
 
         tools = peers_available(peer_python)
         if "peers" not in args.skip and tools and report.due("peers"):

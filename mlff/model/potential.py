@@ -561,5 +561,5 @@ def with_edge_layout(data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     out[keys.EDGE_SHIFT_KEY] = data[keys.EDGE_SHIFT_KEY].index_select(0, order)
     rows, slot, width = dense_rows(out[keys.EDGE_INDEX_KEY][0], data[keys.POSITIONS_KEY].shape[0])
     out[keys.DENSE_ROWS_KEY], out[keys.DENSE_SLOT_KEY] = rows, slot
-    out[keys.DENSE_WIDTH_KEY] = torch.empty(width, dtype=torch.int8)  # only its length is read
+    out[keys.DENSE_WIDTH_KEY] = torch.empty(width, dtype=torch.int8, device=rows.device)  # only its length is read
     return out

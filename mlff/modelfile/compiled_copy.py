@@ -24,9 +24,13 @@ dynamic dimensions never fall below 2 (a compiled graph specialises sizes 0 and 
 contribute exactly zero (the cutoff envelope and its derivative vanish there), and the padding
 atoms' own outputs are cut off.
 
+The copy is built for the device the model is loaded on: the CPU, or a GPU (``mlff.load(path,
+device="cuda", compiled=True)``; Inductor's GPU kernels, keyed by the GPU's compute capability
+too). On a GPU ``compiled="auto"`` runs TorchScript: the copy runs there only when asked for.
+
 Limits, each with a fall back to TorchScript in :func:`mlff.load` (``compiled="auto"``) or a
-clear error (``compiled=True``): CPU only, all atoms local (no ghosts), models without extra
-output heads, a C++ compiler on the machine.
+clear error (``compiled=True``): all atoms local (no ghosts), models without extra output heads, a
+C++ compiler on the machine.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from ..data import keys
 from .contract import check_engine_inputs
 
 PACKAGE_ENTRY = "compiled.pt2"  # extra file of older --compile exports: an AOTInductor package (native code)
-INFO_ENTRY = "compiled.json"  # extra file: the model is meant to run compiled on the CPU
+INFO_ENTRY = "compiled.json"  # extra file: the model is meant to run compiled (on the CPU; a GPU when asked)
 COMPILE_REQUEST = {"device": "cpu", "built_by": "the machine that loads the file"}  # INFO_ENTRY's content
 OUTPUTS = (keys.ENERGY_KEY, keys.ATOMIC_ENERGY_KEY, keys.FORCES_KEY, keys.VIRIAL_KEY, keys.ATOMIC_VIRIAL_KEY)
 _PAD_ATOMS = 2
@@ -70,7 +74,7 @@ class _Entry(nn.Module):
             keys.EDGE_INDEX_KEY: edge_index,
             keys.EDGE_SHIFT_KEY: edge_shift,
             keys.BATCH_KEY: torch.zeros_like(species),
-            keys.PTR_KEY: torch.tensor([0, 1], dtype=torch.int64),
+            keys.PTR_KEY: torch.tensor([0, 1], dtype=torch.int64, device=positions.device),
             keys.DENSE_ROWS_KEY: rows,
             keys.DENSE_SLOT_KEY: slot,
             keys.DENSE_WIDTH_KEY: width,
@@ -83,20 +87,22 @@ def compile_inputs(positions: torch.Tensor, edge_index: torch.Tensor, edge_shift
                    species: torch.Tensor, r_cut: float) -> List[torch.Tensor]:
     """The compiled graph's inputs for one structure: padding atoms and edges appended (their
     centres come last, so sorting keeps them at the end), edges sorted by centre with their dense
-    layout (:func:`~mlff.model.potential.with_edge_layout`), all on the CPU in the boundary dtypes."""
+    layout (:func:`~mlff.model.potential.with_edge_layout`), all on ``positions``' device in the
+    boundary dtypes."""
     from ..model.potential import with_edge_layout  # the model code: imported only where a copy runs
 
-    n = positions.shape[0]
+    n, device = positions.shape[0], positions.device
     far = 3.0 * float(r_cut)  # padding edges: longer than the cutoff, so exactly zero
-    pad_index = torch.tensor([[n, n, n + 1, n + 1], [n + 1, n + 1, n, n]], dtype=torch.int64)
+    pad_index = torch.tensor([[n, n, n + 1, n + 1], [n + 1, n + 1, n, n]], dtype=torch.int64, device=device)
     pad_shift = torch.tensor([[far, 0.0, 0.0], [0.0, far, 0.0], [-far, 0.0, 0.0], [0.0, -far, 0.0]],
-                             dtype=torch.float64)
+                             dtype=torch.float64, device=device)
     data = with_edge_layout({
-        keys.POSITIONS_KEY: torch.cat([positions.to(torch.float64), torch.zeros((_PAD_ATOMS, 3), dtype=torch.float64)]),
-        keys.EDGE_INDEX_KEY: torch.cat([edge_index.to(torch.int64), pad_index], dim=1),
-        keys.EDGE_SHIFT_KEY: torch.cat([edge_shift.to(torch.float64), pad_shift]),
+        keys.POSITIONS_KEY: torch.cat([positions.to(torch.float64),
+                                       torch.zeros((_PAD_ATOMS, 3), dtype=torch.float64, device=device)]),
+        keys.EDGE_INDEX_KEY: torch.cat([edge_index.to(device, torch.int64), pad_index], dim=1),
+        keys.EDGE_SHIFT_KEY: torch.cat([edge_shift.to(device, torch.float64), pad_shift]),
     })
-    species = torch.cat([species.to(torch.int64), torch.zeros(_PAD_ATOMS, dtype=torch.int64)])
+    species = torch.cat([species.to(device, torch.int64), torch.zeros(_PAD_ATOMS, dtype=torch.int64, device=device)])
     return [data[keys.POSITIONS_KEY], data[keys.EDGE_INDEX_KEY], data[keys.EDGE_SHIFT_KEY], species,
             data[keys.DENSE_ROWS_KEY], data[keys.DENSE_SLOT_KEY], data[keys.DENSE_WIDTH_KEY]]
 
@@ -117,24 +123,24 @@ def _example(potential) -> List[torch.Tensor]:
                           torch.tensor(species), r_cut)
 
 
-def compile_package(potential, path: str, log: Optional[Callable[[str], None]] = None) -> None:
-    """Trace, export and AOT-compile ``potential`` (an eval-mode, frozen copy is made) for the CPU
-    into the package ``path``, and check it against the model. Needs a C++ compiler (g++), about a
-    minute."""
+def compile_package(potential, path: str, log: Optional[Callable[[str], None]] = None, device: str = "cpu") -> None:
+    """Trace, export and AOT-compile ``potential`` (an eval-mode, frozen copy is made) for
+    ``device`` (``cpu``, ``cuda`` or ``cuda:N``) into the package ``path``, and check it against the
+    model there. Needs a C++ compiler (g++), about a minute on the CPU."""
     import copy
 
-    fix = "deploy without --compile"
+    fix = "deploy without --compile" if torch.device(device).type == "cpu" else "load it with compiled=False"
     if potential.graph_outputs:
         raise CompileError(f"compiling models with extra outputs ({potential.graph_outputs}) is not "
                            f"supported; {fix}")
-    frozen = copy.deepcopy(potential).eval().to("cpu")
+    frozen = copy.deepcopy(potential).eval().to(device)
     for parameter in frozen.parameters():
         parameter.requires_grad_(False)
     for layer in frozen.layers:
         if not layer.fused:
             raise CompileError(f"compiling needs the fused convolution (tp_backend='fused'); {fix}")
     entry = _Entry(frozen)
-    example = _example(frozen)
+    example = [t.to(device) for t in _example(frozen)]
     d = aoti.dynamic_dims("num_atoms", "num_edges", "num_rows", "max_neighbours")
     aoti.compile_package(entry, example, example, (
         {0: d["num_atoms"]}, {1: d["num_edges"]}, {0: d["num_edges"]}, {0: d["num_atoms"]}, {0: d["num_rows"]},
@@ -142,7 +148,7 @@ def compile_package(potential, path: str, log: Optional[Callable[[str], None]] =
     # the compiled graph must reproduce the model it was traced from
     if log is not None:
         log("  checking it against the model")
-    compiled = CompiledPotential.from_file(path, float(frozen.r_cut), len(frozen.species))
+    compiled = CompiledPotential.from_file(path, float(frozen.r_cut), len(frozen.species), device)
     n = example[0].shape[0] - _PAD_ATOMS
     got = compiled(example[0][:n], example[1][:, :-4], example[2][:-4], example[3][:n])
     want = dict(zip(OUTPUTS, entry(*example)))
@@ -171,12 +177,23 @@ def content_digest(module: torch.jit.ScriptModule, metadata) -> str:
     return digest.hexdigest()
 
 
-def local_package_path(module: torch.jit.ScriptModule, metadata) -> str:
-    """Where this machine keeps (or will keep) the compiled copy of a loaded model file."""
+def local_package_path(module: torch.jit.ScriptModule, metadata, device: str = "cpu") -> str:
+    """Where this machine keeps (or will keep) the compiled copy of a loaded model file for
+    ``device`` (a GPU's copy is keyed by its name and compute capability as well)."""
     where = aoti.machine()
-    key = aoti.key_of({"model": content_digest(module, metadata), "code": aoti.source_digest([__file__]),
-                       "capability": where["capability"], "flags": where["flags"]})
-    return os.path.join(aoti.cache_dir(), f"model-{key}.pt2")
+    parts = {"model": content_digest(module, metadata), "code": aoti.source_digest([__file__]),
+             "capability": where["capability"], "flags": where["flags"]}
+    if torch.device(device).type == "cuda":
+        index = torch.device(device).index or 0
+        parts["cuda"] = [torch.cuda.get_device_name(index), list(torch.cuda.get_device_capability(index)),
+                         torch.version.cuda]
+    return os.path.join(aoti.cache_dir(), f"model-{aoti.key_of(parts)}.pt2")
+
+
+def device_words(device: str) -> str:
+    """``this machine's CPU`` or ``this machine's GPU (cuda:0)``: where a copy is built for, in messages."""
+    dev = torch.device(device)
+    return "this machine's CPU" if dev.type == "cpu" else f"this machine's GPU (cuda:{dev.index or 0})"
 
 
 def _say(message: str) -> None:
@@ -184,19 +201,19 @@ def _say(message: str) -> None:
 
 
 def build_local_package(path: str, module: torch.jit.ScriptModule, metadata, log: Callable[[str], None] = _say,
-                        name: str = "") -> str:
+                        name: str = "", device: str = "cpu") -> str:
     """The path of this machine's compiled copy of the model file ``path`` (its loaded ``module``
-    and ``metadata``; called ``name`` in messages): built now from the file's weights (a few
-    minutes; needs g++) unless the cache has it already."""
+    and ``metadata``; called ``name`` in messages) for ``device``: built now from the file's weights
+    (a few minutes; needs g++) unless the cache has it already."""
     from .load import model_from_file
 
-    target = local_package_path(module, metadata)
+    target = local_package_path(module, metadata, device)
     if os.path.exists(target):
         return target
     start = time.perf_counter()
-    log(f"compiling {name or os.path.basename(path)} for this machine's CPU (once; a few minutes; cached in "
+    log(f"compiling {name or os.path.basename(path)} for {device_words(device)} (once; a few minutes; cached in "
         f"{os.path.dirname(target)})")
-    compile_package(model_from_file(path, tp_backend="fused"), target, log)
+    compile_package(model_from_file(path, tp_backend="fused"), target, log, device)
     log(f"compiled in {time.perf_counter() - start:.0f} s")
     return target
 
@@ -204,18 +221,21 @@ def build_local_package(path: str, module: torch.jit.ScriptModule, metadata, log
 class CompiledPotential:
     """Runs a compiled package with the engine contract of one structure, all atoms local:
     ``(positions, edge_index, edge_shift, species) -> {energy, atomic_energy, forces, virial,
-    atomic_virial}``, float64."""
+    atomic_virial}``, float64, on the package's ``device``."""
 
-    def __init__(self, runner, r_cut: float, num_species: int):
+    def __init__(self, runner, r_cut: float, num_species: int, device: str = "cpu"):
         self.runner = runner
         self._lock = threading.Lock()  # one runner: calls from several threads take turns
         self.r_cut = float(r_cut)
         self.num_species = int(num_species)
+        self.device = torch.device(device)
 
     @classmethod
-    def from_file(cls, path: str, r_cut: float, num_species: int) -> "CompiledPotential":
-        return cls(aoti.load_package(path, "the compiled model", "delete it to compile again, or load with compiled=False"), r_cut,
-                   num_species)
+    def from_file(cls, path: str, r_cut: float, num_species: int, device: str = "cpu") -> "CompiledPotential":
+        dev = torch.device(device)
+        runner = aoti.load_package(path, "the compiled model", "delete it to compile again, or load with compiled=False",
+                                   device_index=-1 if dev.type == "cpu" else (dev.index or 0))
+        return cls(runner, r_cut, num_species, device)
 
     @classmethod
     def from_bytes(cls, package: bytes, r_cut: float, num_species: int) -> "CompiledPotential":
@@ -230,7 +250,8 @@ class CompiledPotential:
         n = positions.shape[0]
         # the checks of the scripted model: a compiled kernel does not bounds-check its indices
         check_engine_inputs(positions, edge_index, edge_shift, species, n, self.num_species)
-        inputs = compile_inputs(positions.cpu(), edge_index.cpu(), edge_shift.cpu(), species.cpu(), self.r_cut)
+        d = self.device
+        inputs = compile_inputs(positions.to(d), edge_index.to(d), edge_shift.to(d), species.to(d), self.r_cut)
         with self._lock:
             energy, atomic_energy, forces, virial, atomic_virial = self.runner(*inputs)
         atomic_energy = atomic_energy[:n].to(torch.float64)

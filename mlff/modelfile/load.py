@@ -260,35 +260,36 @@ def check_device(device: str) -> torch.device:
 
 def _compiled_copy(path: str, module: torch.jit.ScriptModule, metadata: ModelMetadata, device: str, compiled,
                    trust_native_code: bool) -> Optional[CompiledPotential]:
-    """The compiled copy where it applies: built on this machine (:mod:`mlff.modelfile.compiled_copy`), or
-    the file's own package only with ``trust_native_code``. None (``compiled="auto"``, with a
-    warning where the file asks for a copy that cannot run here) or a ModelFileError
+    """The compiled copy where it applies: built on this machine for ``device``
+    (:mod:`mlff.modelfile.compiled_copy`), or the file's own (CPU) package only with
+    ``trust_native_code``. None (``compiled="auto"``, with a warning where the file asks for a copy
+    that cannot run here; on a GPU ``auto`` runs TorchScript) or a ModelFileError
     (``compiled=True``) where it does not apply."""
     if compiled not in (True, False, "auto"):
         raise ValueError(f"compiled must be True, False or 'auto', got {compiled!r}")
     info = metadata.compiled
-    if compiled is False or (compiled == "auto" and not info):
+    on_cpu = torch.device(device).type == "cpu"
+    # on a GPU the TorchScript model is the default path (a copy for the GPU only when asked for)
+    if compiled is False or (compiled == "auto" and (not info or not on_cpu)):
         return None
     why = None
-    if torch.device(device).type != "cpu":
-        why = f"the compiled copy runs on the CPU, not {device!r}"
-    elif metadata.outputs:
+    if metadata.outputs:
         why = "it has extra outputs, which the compiled copy does not compute"
+    elif not on_cpu and not torch.cuda.is_available():
+        why = f"this torch sees no GPU for {device!r}"
     if why is None:
         try:
-            embedded = _embedded_package(path) if trust_native_code else None
+            embedded = _embedded_package(path) if trust_native_code and on_cpu else None
             if embedded is not None:
                 return _trusted_package(embedded, metadata)
-            package = build_local_package(path, module, metadata)
-            return CompiledPotential.from_file(package, metadata.r_cut, len(metadata.species))
+            package = build_local_package(path, module, metadata, device=device)
+            return CompiledPotential.from_file(package, metadata.r_cut, len(metadata.species), device)
         except (CompileError, RuntimeError, OSError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             why = f"its compiled copy could not be built or loaded ({reason})"
     if compiled is True:
         raise ModelFileError(f"{path!r} cannot run compiled: {why}; or load it with compiled=False")
-    # on a GPU the TorchScript model is the expected path: no warning there
-    if torch.device(device).type == "cpu":
-        warnings.warn(f"{path!r}: running the TorchScript model: {why}", stacklevel=3)
+    warnings.warn(f"{path!r}: running the TorchScript model: {why}", stacklevel=3)
     return None
 
 
@@ -320,8 +321,9 @@ def load(path: str | os.PathLike, device: str = "cpu", compiled: bool | str = "a
     It is compiled here from the file's weights the first time (a few minutes, needs g++) and
     cached per user (:mod:`mlff.aoti`).
     ``"auto"`` (default) uses it for files exported with ``mlff deploy --compile`` when it can run
-    here (the CPU; a warning says why not), else the TorchScript model; ``True`` uses it for any
-    file (an error says why it cannot run); ``False`` always runs TorchScript.
+    here (on the CPU; a warning says why not), else the TorchScript model; ``True`` uses it for any
+    file, on the CPU or a GPU (compiled for that GPU; an error says why it cannot run); ``False``
+    always runs TorchScript.
 
     ``trust_native_code``: older files exported with ``--compile`` carry a compiled package,
     a shared library that runs code when loaded. It is used only with ``trust_native_code=True``

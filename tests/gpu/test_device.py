@@ -59,6 +59,20 @@ def test_calculator_on_device(device, model_path):
     _assert_close(results[0], results[1], TOLERANCE[dtype])
 
 
+def test_compiled_copy_on_device(device, tmp_path):
+    """``mlff.load(path, device, compiled=True)``: a copy compiled here for the device (AOTInductor;
+    one interaction layer, l_max 1, float64, to keep the compile short) gives the CPU TorchScript
+    model's numbers, directly and through the calculator."""
+    path = mlff.deploy(tiny_model(num_layers=1, l_max=1, parity=False), tmp_path / "model.pt")
+    compiled, reference = mlff.load(path, device, compiled=True), mlff.load(path, "cpu", compiled=False)
+    assert compiled.compiled is not None and compiled.compiled.device.type == torch.device(device).type
+    for atoms in STRUCTURES.values():
+        _assert_close(_raw(compiled, atoms), _raw(reference, atoms), TOLERANCE["float64"])
+    results = [calculator_results(STRUCTURES["triclinic"], model) for model in (compiled, reference)]
+    _assert_close(*results, TOLERANCE["float64"])
+    assert compiled.compiled is not None  # it ran every call (a failure would have given way to TorchScript)
+
+
 def test_chunked_calculator_on_device(device, model_path):
     """chunk_atoms (layers in chunks, recomputed for the forces) on the device: the CPU's results."""
     dtype = mlff.read_metadata(model_path).dtype

@@ -163,6 +163,30 @@ def test_calculator_runs_the_compiled_copy(files):
         assert_results_close(calculator_results(atoms, compiled), calculator_results(atoms, plain), rtol=1e-10)
 
 
+def test_the_device_checks_compiled_copy_step(files, tmp_path, capfd):
+    """benchmarks/gpu/check.py's compiled_copy step (left out of tests/test_gpu_check.py, whose model
+    would need its own minute of compiling): on this module's copy, already built, MLFFCalculator
+    with TorchScript and with the copy, timed, in the report."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(os.path.dirname(__file__), "..", "..",
+                                                                            "benchmarks", "gpu", "check.py"))
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    report = check.Report(tmp_path, "cpu")
+    plan = dict(check.PLAN["cpu"], max_call=5.0, measure_s=0.1)
+    with report.step("compiled_copy") as record:
+        check.compiled_copy_step(record, files[1], "tiny", "cpu", [32, 108], plan, float("inf"), report)
+    assert record["status"] == "ok", record.get("error")
+    assert record["compile_s"] >= 0 and "compiling" not in capfd.readouterr().err  # found in the cache
+    assert [row["atoms"] for row in record["rows"]] == [32, 108]
+    assert all(row[f"{k}_{engine}"] > 0 for row in record["rows"] for k in ("ms", "atom_steps_per_s")
+               for engine in ("torchscript", "compiled"))
+    assert record["result"].startswith("tiny: built in") and "108 atoms" in record["result"]
+    text = (tmp_path / "gpu_check.md").read_text()
+    assert "| compiled_copy | ok |" in text and "| compiled copy (MLFFCalculator), ms/call |" in text
+
+
 def test_compiled_is_equivariant_and_conservative(files):
     calc = mlff.MLFFCalculator(files[1])
     assert calc.model.compiled is not None
@@ -233,16 +257,35 @@ def test_another_torch_or_cpu_builds_its_own_copy(files, monkeypatch):
     assert local_package_path(deployed.module, deployed.metadata) != here
 
 
-def test_cuda_device_does_not_use_the_cpu_copy(files):
+def test_a_gpu_runs_torchscript_unless_a_compiled_copy_is_asked_for(files):
+    """On a GPU ``compiled="auto"`` runs TorchScript, with no warning; ``compiled=True`` builds a copy
+    for the GPU (tests/gpu/test_device.py), and says why not where torch sees none."""
     from mlff.modelfile.load import _compiled_copy
 
     deployed = mlff.load(files[1], compiled=False)
     args = (str(files[1]), deployed.module, deployed.metadata, "cuda")
-    with pytest.raises(ModelFileError, match="compiled copy runs on the CPU"):
-        _compiled_copy(*args, True, False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelFileError, match="cannot run compiled: this torch sees no GPU for 'cuda'"):
+            _compiled_copy(*args, True, False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # on a GPU the TorchScript model is the expected path: no warning
         assert _compiled_copy(*args, "auto", False) is None
+
+
+def test_a_gpu_copy_has_its_own_key_per_kind_of_gpu(files, monkeypatch):
+    """A copy for a GPU is never the CPU's, nor another kind of GPU's (the key alone, no compiling)."""
+    deployed = mlff.load(files[1])
+    cpu = local_package_path(deployed.module, deployed.metadata)
+    assert local_package_path(deployed.module, deployed.metadata, "cpu") == cpu
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "GPU A")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+    gpu = local_package_path(deployed.module, deployed.metadata, "cuda")
+    assert gpu != cpu and local_package_path(deployed.module, deployed.metadata, "cuda:0") == gpu
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (8, 0))
+    assert local_package_path(deployed.module, deployed.metadata, "cuda") not in (gpu, cpu)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "GPU B")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+    assert local_package_path(deployed.module, deployed.metadata, "cuda") not in (gpu, cpu)
 
 
 def test_models_with_extra_outputs_are_refused(tmp_path):
