@@ -2,7 +2,9 @@
 
 They run on the device given by ``MLFF_TEST_DEVICE`` (``benchmarks/gpu_check.sh --cpu`` sets it
 to ``cpu``, so that the tests themselves are exercised on machines without a GPU), else on
-``cuda`` when torch sees a GPU; otherwise they are reported as skipped, with the reason."""
+``cuda`` when torch sees a GPU; otherwise they are reported as skipped, with the reason. A test
+marked ``same_on_cpu("tests/...::test_...")`` is, on the CPU, that test of the main suite (the
+same code, no GPU branch): there it is skipped, naming it."""
 
 import os
 
@@ -17,6 +19,13 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/gpu/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.cuda)
+
+
+@pytest.fixture(autouse=True)
+def _main_suite_runs_it_on_the_cpu(request):
+    marker = request.node.get_closest_marker("same_on_cpu")
+    if marker is not None and os.environ.get("MLFF_TEST_DEVICE") == "cpu":
+        pytest.skip(f"on the CPU this is {marker.args[0]}, which the main suite runs")
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,7 @@ def test_calculator_on_device(device, model_path):
     _assert_close(results[0], results[1], TOLERANCE[dtype])
 
 
+@pytest.mark.same_on_cpu("tests/modelfile/test_compiled.py::test_compiled_equals_torchscript")
 def test_compiled_copy_on_device(device, tmp_path):
     """``mlff.load(path, device, compiled=True)``: a copy compiled here for the device (AOTInductor;
     one interaction layer, l_max 1, float64, to keep the compile short) gives the CPU TorchScript
@@ -98,6 +99,7 @@ def test_batched_structures_on_device(device, model_path):
                       {k: np.asarray(v) for k, v in reference.items() if v is not None}, TOLERANCE[dtype])
 
 
+@pytest.mark.same_on_cpu("tests/modelfile/test_out_of_memory.py::test_auto_chunks_where_whole_layers_do_not_fit")
 def test_out_of_device_memory_falls_back_to_chunks(device, tmp_path):
     """chunk_atoms="auto": where whole layers do not fit in the device's memory (capped to half of
     what they need), chunks that do, with the uncapped results; fixed settings are clear errors."""
