@@ -6,7 +6,7 @@ machine can check the script itself). Steps, each timed and recorded even when i
 
 1. versions (torch, CUDA, GPU, e3nn, ase, LAMMPS, mlff);
 2. ``mlff lammps build`` against this torch;
-3. the GPU tests, ``pytest -m cuda tests/gpu`` (accelerator vs CPU: outputs, symmetry, halo
+3. the GPU tests, ``pytest -m "cuda and not compiles" tests/gpu`` (accelerator vs CPU: outputs, symmetry, halo
    protocol, model files between devices, training, LAMMPS on 1 and 2 ranks);
 4. LAMMPS NVE energy drift with ``pair_style mlff device ...``;
 5. profile: where one ``MLFFCalculator`` call's time goes (graph on the CPU, copies, the model
@@ -24,9 +24,10 @@ machine can check the script itself). Steps, each timed and recorded even when i
 8. compiled_layers: ``mlff lammps compile`` of the shipped potential for this device (its time
    and the speed-up it measured), then a LAMMPS step with ``compiled no`` against ``compiled yes``
    (``MLFF_TIMING=1``: the model phase) at the lammps_phases sizes;
-9. compiled_copy: the shipped potential's compiled copy for this device (``mlff.load(path,
-   device, compiled=True)``: AOTInductor, its build time), then ``MLFFCalculator`` with TorchScript
-   against the copy (ms per call, peak memory) at the lammps_phases sizes;
+9. compiled_copy: the GPU tests that compile (``-m compiles``: the copy's results on the device),
+   then the shipped potential's compiled copy for this device (``mlff.load(path, device,
+   compiled=True)``: AOTInductor, its build time) and ``MLFFCalculator`` with TorchScript against
+   the copy (ms per call, peak memory) at the lammps_phases sizes;
 10. peers: the same timings for MACE, NequIP and SevenNet at the matched size through their own ASE
    calculators (``peers.py``; NequIP compiled with AOTInductor here, for this device), when their
    wheels were prepared (``python benchmarks/gpu/peers.py prepare``) or ``--peer-python`` names
@@ -167,8 +168,8 @@ def summary(data: dict) -> str:
                          f"{row.get('peak_mb', row.get('note', ''))} |")
     copy_rows = steps.get("compiled_copy", {}).get("rows", [])
     if copy_rows:
-        lines += ["", "| compiled copy (MLFFCalculator), ms/call | atoms | TorchScript | compiled | TorchScript peak MB | "
-                  "compiled peak MB |", "|---|---|---|---|---|---|"]
+        lines += ["", "| compiled copy (MLFFCalculator), ms/call | atoms | TorchScript | compiled | "
+                  "TorchScript peak MB | compiled peak MB |", "|---|---|---|---|---|---|"]
         lines += [f"| shipped Cu float32 | {r['atoms']} | {r.get('ms_torchscript', r.get('note_torchscript', ''))} | "
                   f"{r.get('ms_compiled', r.get('note_compiled', ''))} | {r.get('peak_mb_torchscript', '')} | "
                   f"{r.get('peak_mb_compiled', '')} |" for r in copy_rows]
@@ -426,14 +427,29 @@ def compiled_layers_step(record: dict, workdir: Path, model, name: str, device: 
                             f"{r['model_ms_torchscript']} -> {r['model_ms_compiled']})" for r in record["rows"]))
 
 
+def gpu_tests(device: str, marks: str, log: Path, timeout: float = 300) -> tuple:
+    """``pytest -m MARKS tests/gpu`` on ``device`` (its log to ``log``): (pytest's last line, passed)."""
+    env = dict(os.environ, MLFF_TEST_DEVICE=device, OMP_NUM_THREADS="2" if device == "cuda" else "1")
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", marks, "-p", "no:cacheprovider",
+                          str(ROOT / "tests" / "gpu")], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=timeout)
+    log.write_text(res.stdout[-200000:] + res.stderr[-50000:])
+    return (res.stdout.strip().splitlines() or ["no output"])[-1], res.returncode == 0
+
+
 def compiled_copy_step(record: dict, model, name: str, device: str, sizes, plan: dict, deadline: float,
                        report) -> None:
-    """The compiled_copy step: the compiled copy of ``model`` for this device (built now, or found
-    in this machine's cache: ``compile_s``), then ``MLFFCalculator`` running TorchScript against
-    the copy at each of ``sizes`` (until ``deadline`` or memory runs out), into ``record``."""
+    """The compiled_copy step: the GPU tests that compile (``-m compiles``: the copy's results on
+    this device; their log ``pytest_compiles.log``), then the compiled copy of ``model`` for this
+    device (built now, or found in this machine's cache: ``compile_s``) and ``MLFFCalculator``
+    running TorchScript against the copy at each of ``sizes`` (until ``deadline`` or memory runs
+    out), into ``record``."""
     import mlff
     import torch
 
+    record["tests"], passed = gpu_tests(device, "cuda and compiles", report.out / "pytest_compiles.log")
+    if not passed:
+        record["status"] = "failed"  # the timings still run: they say what the copy costs
     start = time.perf_counter()
     compiled = mlff.load(str(model), device, compiled=True)
     record["compile_s"] = round(time.perf_counter() - start, 1)
@@ -459,7 +475,8 @@ def compiled_copy_step(record: dict, model, name: str, device: str, sizes, plan:
         report.write()
         if any(key.startswith("note") for key in row):
             break
-    record["result"] = (f"{name}: built in {record['compile_s']} s; MLFFCalculator ms/call TorchScript -> compiled: "
+    record["result"] = (f"tests: {record['tests']}; {name}: built in {record['compile_s']} s; MLFFCalculator ms/call "
+                        "TorchScript -> compiled: "
                         + "; ".join(f"{r['atoms']} atoms {r.get('ms_torchscript', r.get('note_torchscript'))} -> "
                                     f"{r.get('ms_compiled', r.get('note_compiled'))}" for r in rows))
 
@@ -600,13 +617,8 @@ def main() -> int:
 
     if "tests" not in args.skip and report.due("tests"):
         with report.step("tests") as record:
-            env = dict(os.environ, MLFF_TEST_DEVICE=device, OMP_NUM_THREADS="2" if device == "cuda" else "1")
-            res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "cuda", "-p", "no:cacheprovider",
-                                  str(ROOT / "tests" / "gpu")], capture_output=True, text=True, env=env,
-                                 cwd=ROOT, timeout=300)
-            (report.out / "pytest.log").write_text(res.stdout[-200000:] + res.stderr[-50000:])
-            record["result"] = (res.stdout.strip().splitlines() or ["no output"])[-1]
-            if res.returncode != 0:
+            record["result"], passed = gpu_tests(device, "cuda and not compiles", report.out / "pytest.log")
+            if not passed:
                 record["status"] = "failed"
 
     with tempfile.TemporaryDirectory(prefix="mlff-gpu-check-") as tmp:

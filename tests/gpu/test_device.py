@@ -59,6 +59,7 @@ def test_calculator_on_device(device, model_path):
     _assert_close(results[0], results[1], TOLERANCE[dtype])
 
 
+@pytest.mark.compiles
 @pytest.mark.same_on_cpu("tests/modelfile/test_compiled.py::test_compiled_equals_torchscript")
 def test_compiled_copy_on_device(device, tmp_path):
     """``mlff.load(path, device, compiled=True)``: a copy compiled here for the device (AOTInductor;

@@ -165,8 +165,9 @@ def test_calculator_runs_the_compiled_copy(files):
 
 def test_the_device_checks_compiled_copy_step(files, tmp_path, capfd):
     """benchmarks/gpu/check.py's compiled_copy step (left out of tests/test_gpu_check.py, whose model
-    would need its own minute of compiling): on this module's copy, already built, MLFFCalculator
-    with TorchScript and with the copy, timed, in the report."""
+    would need its own minute of compiling): its GPU tests run (on the CPU, skipped naming this
+    module's test), then on this module's copy, already built, MLFFCalculator with TorchScript and
+    with the copy, timed, in the report."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(os.path.dirname(__file__), "..", "..",
@@ -182,7 +183,11 @@ def test_the_device_checks_compiled_copy_step(files, tmp_path, capfd):
     assert [row["atoms"] for row in record["rows"]] == [32, 108]
     assert all(row[f"{k}_{engine}"] > 0 for row in record["rows"] for k in ("ms", "atom_steps_per_s")
                for engine in ("torchscript", "compiled"))
-    assert record["result"].startswith("tiny: built in") and "108 atoms" in record["result"]
+    # its GPU test (-m compiles) ran: on the CPU, it is this module's test_compiled_equals_torchscript
+    assert record["tests"].startswith("1 skipped")
+    assert "on the CPU this is" in (tmp_path / "pytest_compiles.log").read_text()
+    assert record["result"].startswith("tests: 1 skipped") and "tiny: built in" in record["result"]
+    assert "108 atoms" in record["result"]
     text = (tmp_path / "gpu_check.md").read_text()
     assert "| compiled_copy | ok |" in text and "| compiled copy (MLFFCalculator), ms/call |" in text
 
