@@ -110,35 +110,32 @@ def _shorten(root: Path, name: str) -> None:
     path.write_text(text)
 
 
-def _env(installed: Path) -> dict:
+def _stamp(root: Path) -> Path:
+    """The file that tells `make` in the copy at ``root`` that mlff is installed in the venv."""
+    return root.parent / "mlff-installed"
+
+
+def _env(root: Path) -> dict:
     # one thread, as every test process (THREADS: the Makefile's for `make demo`; two threads beside
     # another test worker on two cores wait on each other). `make` in the copy finds mlff installed
-    # (its STAMP: ``installed``, newer than the copy's pyproject.toml): the copy shares this venv,
+    # (its STAMP: :func:`_stamp`, newer than the copy's pyproject.toml): the copy shares this venv,
     # and an editable install from the copy would point the venv at this temporary folder
     env = dict(os.environ, OMP_NUM_THREADS="1", THREADS="1", MPLBACKEND="Agg", VIRTUAL_ENV=sys.prefix,
                PATH=f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-               MAKEFLAGS=f"STAMP={installed}")
+               MAKEFLAGS=f"STAMP={_stamp(root)}")
     env.pop("PYTHONPATH", None)
     return env
 
 
-def _installed(root: Path) -> Path:
-    """The stamp that tells `make` in the copy at ``root`` that mlff is installed in the venv."""
-    stamp = root.parent / "mlff-installed"
-    stamp.touch()
-    return stamp
-
-
-def _mlff_is_this_repository(where: Path) -> None:
-    """The venv still imports mlff from this repository (not from a copy a page ran in)."""
-    done = subprocess.run([sys.executable, "-c", "import mlff; print(mlff.__file__)"], cwd=where,
-                          capture_output=True, text=True, env=_env(where / "mlff-installed"))
+def _mlff_is_this_repository(root: Path) -> None:
+    """The venv still imports mlff from this repository (not from the copy at ``root``)."""
+    done = subprocess.run([sys.executable, "-c", "import mlff; print(mlff.__file__)"], cwd=root.parent,
+                          capture_output=True, text=True, env=_env(root))
     assert done.stdout.strip().startswith(str(REPO / "mlff")), done.stdout + done.stderr
 
 
 def _run(cmd: list[str], root: Path, where: str, text: str) -> None:
-    done = subprocess.run(cmd, cwd=root, env=_env(root.parent / "mlff-installed"), capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run(cmd, cwd=root, env=_env(root), capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         pytest.fail(f"{where}: the block failed (exit {done.returncode}):\n{text}\n"
                     f"--- stdout (end)\n{done.stdout[-3000:]}\n--- stderr (end)\n{done.stderr[-3000:]}")
@@ -162,7 +159,7 @@ def test_page_runs_verbatim(page, tmp_path):
     for name, every in FEWER_FRAMES.items():
         _fewer_frames(root, name, every)
     _fixture_files(page, root)
-    _installed(root)
+    _stamp(root).touch()
     page_blocks = blocks(REPO / page)
     for b in page_blocks:                                   # files the page asks the reader to write
         first = b.text.splitlines()[0].strip() if b.text.strip() else ""
@@ -178,7 +175,7 @@ def test_page_runs_verbatim(page, tmp_path):
     if python:
         script = "\n".join(b.runnable_text() for b in python)
         _run([sys.executable, "-c", script], root, ", ".join(b.where for b in python), script)
-    _mlff_is_this_repository(tmp_path)
+    _mlff_is_this_repository(root)
 
 
 def test_every_block_not_run_says_why():
